@@ -1,0 +1,54 @@
+"""The `trainwise` command line.
+
+Each verb lives in the module of the component it belongs to, as a function
+`register(subparsers)` that adds its parser and sets `func` to a plain function taking the parsed
+arguments and returning an exit code. This file only collects them, runs one, and turns a
+`TrainwiseError` into one line on stderr and its exit code, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from trainwise import __version__
+from trainwise.errors import TrainwiseError
+
+# Modules that contribute verbs (each has `register(subparsers)`), in `--help` order.
+COMMAND_MODULES = [
+    "trainwise.commands.core",  # train, config, info
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainwise",
+        description="Train neural networks cheaper, with evidence: measure each efficiency technique "
+        "on your model and hardware, and keep the cheapest one that keeps quality.",
+    )
+    parser.add_argument("--version", action="version", version=f"trainwise {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except TrainwiseError as e:
+        print(f"trainwise {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"trainwise {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""The one config tree: sections of typed, documented, validated fields.
+
+Recipes are TOML files (`configs/*.toml`); any field can be overridden on the command line with
+`--set section.field=value`. Validation happens once, at load time, and every error names the
+field path, the bad value and what is allowed.
+
+>>> cfg = load_config(None, ["train.steps=10", "precision.policy=bf16-mixed"])
+>>> cfg.train.steps, cfg.precision.policy
+(10, 'bf16-mixed')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainwise.errors import ConfigError
+
+
+def F(default, help: str, *, choices=None, min=None, max=None):  # noqa: A002 - mirrors the schema words
+    """A config field: its default, its one-line help and what values are allowed."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+PRECISION_POLICIES = ["fp32", "bf16-mixed", "fp16-mixed", "bf16-true", "fp8-tensorwise", "fp8-rowwise"]
+AC_MODES = ["none", "full", "every-n", "selective", "auto"]
+STRATEGIES = ["single", "ddp", "fsdp2"]
+
+
+@dataclass
+class WorkloadConfig:
+    name: str = F("lm", "built-in workload (lm, tabular, vision), or 'entry'/'file' for your own")
+    entry: str = F("", "your workload as 'package.module:function' returning a trainwise Workload")
+    path: str = F("", "a CSV or Parquet file to train a tabular classifier on (with workload.target)")
+    target: str = F("", "the target column of workload.path")
+    column_types: list = F([], "override inferred column types, e.g. ['zip:categorical', 'age:numeric']")
+
+
+@dataclass
+class ModelConfig:
+    n_layers: int = F(4, "number of blocks (transformer blocks for lm, hidden layers for tabular)", min=1)
+    n_heads: int = F(4, "attention heads per block (lm)", min=1)
+    d_model: int = F(128, "model width: embedding size (lm), hidden width (tabular), channels (vision)", min=1)
+    context: int = F(128, "context length in bytes (lm)", min=2)
+    dropout: float = F(0.0, "dropout probability", min=0.0, max=0.9)
+
+
+@dataclass
+class DataConfig:
+    max_corpus_bytes: int = F(0, "cap on the lm corpus size in bytes (0 = the whole standard library)", min=0)
+    val_fraction: float = F(0.1, "share of files (lm) or rows (tabular, vision) held out for validation", min=0.01, max=0.5)
+    test_fraction: float = F(0.1, "share of files or rows held out for test", min=0.01, max=0.5)
+    split_seed: int = F(0, "seed of the train/val/test split (independent of train.seed)", min=0)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = F(200, "optimizer steps", min=1)
+    seed: int = F(0, "seed for weights, data order and dropout", min=0)
+    micro_batch_size: int = F(16, "examples per forward/backward pass on one process", min=1)
+    global_batch_size: int = F(16, "examples per optimizer step over all processes and accumulation steps", min=1)
+    lr: float = F(1e-3, "peak learning rate (AdamW)", min=0.0)
+    min_lr_ratio: float = F(0.1, "final learning rate as a share of train.lr (cosine decay)", min=0.0, max=1.0)
+    warmup_steps: int = F(20, "linear warm-up steps", min=0)
+    weight_decay: float = F(0.1, "AdamW weight decay (not applied to biases and norms)", min=0.0)
+    beta1: float = F(0.9, "AdamW beta1", min=0.0, max=1.0)
+    beta2: float = F(0.95, "AdamW beta2", min=0.0, max=1.0)
+    grad_clip: float = F(1.0, "clip the global gradient norm to this (0 = off)", min=0.0)
+    eval_every: int = F(50, "validate every this many steps (0 = only at the end)", min=0)
+    eval_batches: int = F(8, "micro-batches of the validation split per validation", min=1)
+    early_stopping_patience: int = F(0, "stop after this many validations without improvement (0 = off)", min=0)
+    checkpoint_every: int = F(100, "write a resumable checkpoint every this many steps (0 = only at the end)", min=0)
+    halt_after_steps: int = F(0, "stop this invocation after this many steps as if interrupted (0 = off)", min=0)
+    compile: bool = F(False, "compile each block with torch.compile")
+    device: str = F("auto", "device to train on", choices=["auto", "cpu", "cuda"])
+    threads: int = F(0, "CPU threads for torch (0 = torch's default)", min=0)
+    log_every: int = F(10, "log a metrics.jsonl line every this many steps", min=1)
+    on_nonfinite: str = F("skip", "what to do on a non-finite loss or gradient", choices=["skip", "stop"])
+
+
+@dataclass
+class PrecisionConfig:
+    policy: str = F("fp32", "precision policy", choices=PRECISION_POLICIES)
+    init_scale: float = F(65536.0, "fp16-mixed: initial loss scale", min=1.0)
+    loss_scale_floor: float = F(1.0, "fp16-mixed: alarm when the loss scale falls below this", min=0.0)
+    max_skipped_share: float = F(0.05, "fp16-mixed: alarm when more than this share of steps is skipped", min=0.0, max=1.0)
+    allow_tf32: bool = F(False, "allow TF32 matmuls for fp32 on CUDA")
+    keep_high_precision: list = F([], "module-name patterns kept out of FP8, or ['auto']")
+
+
+@dataclass
+class MemoryConfig:
+    ac: str = F("none", "activation checkpointing mode", choices=AC_MODES)
+    ac_every: int = F(2, "every-n: checkpoint every n-th block", min=1)
+    budget_gib: float = F(0.0, "memory budget in GiB for ac='auto' and fit-batch (0 = none)", min=0.0)
+    block_classes: list = F([], "module class names that are blocks (found automatically if empty)")
+
+
+@dataclass
+class ParallelConfig:
+    strategy: str = F("single", "data-parallel strategy", choices=STRATEGIES)
+    reshard_after_forward: bool = F(True, "fsdp2: free gathered parameters after forward")
+    backend: str = F("auto", "process-group backend (auto = nccl on CUDA, gloo on CPU)", choices=["auto", "nccl", "gloo"])
+    param_dtype: str = F("auto", "fsdp2: dtype parameters are gathered in", choices=["auto", "fp32", "bf16"])
+    reduce_dtype: str = F("auto", "fsdp2: dtype gradients are reduced in", choices=["auto", "fp32", "bf16"])
+
+
+@dataclass
+class EvalConfig:
+    split: str = F("test", "split to evaluate", choices=["val", "test"])
+    slices: list = F([], "columns to compute per-slice metrics on")
+    min_slice_count: int = F(30, "slices with fewer examples are flagged", min=1)
+    batch_size: int = F(256, "examples per evaluation batch", min=1)
+
+
+@dataclass
+class LogConfig:
+    progress: bool = F(True, "show a progress line (step, loss, tokens/s, ETA) on stderr")
+    mlflow: bool = F(False, "log params, metrics and artifacts to MLflow")
+
+
+@dataclass
+class Config:
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading, overriding, validating
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _fields(section_cls) -> dict[str, dataclasses.Field]:
+    hints = typing.get_type_hints(section_cls)
+    out = {}
+    for f in dataclasses.fields(section_cls):
+        f.type = hints[f.name]
+        out[f.name] = f
+    return out
+
+
+def field_paths() -> list[str]:
+    """Every valid `section.field` path."""
+    return [f"{s}.{n}" for s, cls in _sections().items() for n in _fields(cls)]
+
+
+def _unknown(kind: str, name: str, valid: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"{where}: unknown {kind} '{name}'{hint} (valid: {', '.join(valid)})")
+
+
+def _type_name(t) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}[t]
+
+
+def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
+    """Return `value` converted to the field's type, or raise naming the field and the rule."""
+    t, meta = f.type, f.metadata
+    ok = (
+        (t is bool and isinstance(value, bool))
+        or (t is int and isinstance(value, int) and not isinstance(value, bool))
+        or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (t is str and isinstance(value, str))
+        or (t is list and isinstance(value, list))
+    )
+    if not ok:
+        raise ConfigError(f"{path} = {value!r}: expected {_type_name(t)}, got {type(value).__name__}")
+    if t is float:
+        value = float(value)
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{path} = {value!r}: expected one of {', '.join(choices)}{hint}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{path} = {value!r}: must be >= {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{path} = {value!r}: must be <= {hi}")
+    return value
+
+
+def _parse_override_value(f: dataclasses.Field, text: str) -> Any:
+    """Parse the right-hand side of `--set a.b=VALUE` for the field's type."""
+    t = f.type
+    if t is str:
+        return text
+    if t is list:
+        if text.strip().startswith("["):
+            return _toml_value(text)
+        return [v.strip() for v in text.split(",") if v.strip()]
+    if t is bool:
+        low = text.strip().lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        return text
+    try:
+        return int(text) if t is int else float(text)
+    except ValueError:
+        return text  # _check_value names the field and the expected type
+
+
+def _toml_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_override(item: str) -> tuple[str, str, str]:
+    """Split 'section.field=value' into its parts, validating the path."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.field=value, e.g. train.steps=100")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if key.count(".") != 1:
+        raise ConfigError(f"--set {item!r}: expected section.field=value, e.g. train.steps=100")
+    section, name = key.split(".")
+    sections = _sections()
+    if section not in sections:
+        raise _unknown("section", section, list(sections), f"--set {key}")
+    fields = _fields(sections[section])
+    if name not in fields:
+        raise _unknown("field", name, list(fields), f"--set {key}")
+    return section, name, text
+
+
+def build_config(data: dict, overrides: list[str] = (), source: str = "config") -> Config:
+    """Validate a nested dict (as read from TOML) plus overrides into a Config."""
+    sections = _sections()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of sections")
+    merged: dict[str, dict] = {}
+    for section, values in data.items():
+        if section not in sections:
+            raise _unknown("section", section, list(sections), source)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table of fields, got {values!r}")
+        merged[section] = dict(values)
+    for item in overrides:
+        section, name, text = parse_override(item)
+        f = _fields(sections[section])[name]
+        merged.setdefault(section, {})[name] = _parse_override_value(f, text)
+    kwargs = {}
+    for section, cls in sections.items():
+        fields = _fields(cls)
+        values = merged.get(section, {})
+        checked = {}
+        for name, value in values.items():
+            if name not in fields:
+                raise _unknown("field", name, list(fields), f"{source}: [{section}]")
+            checked[name] = _check_value(f"{section}.{name}", fields[name], value)
+        kwargs[section] = cls(**checked)
+    cfg = Config(**kwargs)
+    validate_relations(cfg)
+    return cfg
+
+
+def validate_relations(cfg: Config) -> None:
+    """Rules that involve more than one field."""
+    t = cfg.train
+    if t.global_batch_size % t.micro_batch_size:
+        raise ConfigError(
+            f"train.global_batch_size = {t.global_batch_size} is not a multiple of "
+            f"train.micro_batch_size = {t.micro_batch_size}: the global batch must be "
+            "micro_batch_size x world_size x accumulation steps"
+        )
+    if cfg.workload.name == "lm" and cfg.model.d_model % cfg.model.n_heads:
+        raise ConfigError(
+            f"model.d_model = {cfg.model.d_model} is not divisible by model.n_heads = {cfg.model.n_heads}"
+        )
+    if cfg.workload.name == "file" and not (cfg.workload.path and cfg.workload.target):
+        raise ConfigError("workload.name = 'file' needs workload.path (a CSV/Parquet file) and workload.target")
+    if cfg.workload.name == "entry" and not cfg.workload.entry:
+        raise ConfigError("workload.name = 'entry' needs workload.entry = 'package.module:function'")
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Load a TOML recipe (or only defaults when `path` is None) and apply `--set` overrides."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist (expected a TOML recipe such as configs/lm-tiny.toml)")
+        try:
+            data = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    return build_config(data, overrides, source)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing, hashing, explaining
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _toml_literal(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_literal(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def config_to_toml(cfg: Config) -> str:
+    """The fully resolved config as TOML, every default written out with its help as a comment."""
+    lines = []
+    for section, cls in _sections().items():
+        lines.append(f"[{section}]")
+        obj = getattr(cfg, section)
+        for name, f in _fields(cls).items():
+            lines.append(f"{name} = {_toml_literal(getattr(obj, name))}  # {f.metadata['help']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def config_hash(cfg: Config, ignore: tuple[str, ...] = ("log.progress",)) -> str:
+    """A short, stable hash of the resolved config (fields in `ignore` left out)."""
+    d = config_to_dict(cfg)
+    for path in ignore:
+        s, n = path.split(".")
+        d[s].pop(n, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def explain() -> str:
+    """Every field with its default and description, for `trainwise config --explain`."""
+    out = []
+    for section, cls in _sections().items():
+        out.append(f"[{section}]")
+        for name, f in _fields(cls).items():
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            allowed = ""
+            if f.metadata.get("choices"):
+                allowed = f" (one of: {', '.join(f.metadata['choices'])})"
+            elif f.metadata.get("min") is not None or f.metadata.get("max") is not None:
+                lo, hi = f.metadata.get("min"), f.metadata.get("max")
+                allowed = f" ({'' if lo is None else f'>= {lo}'}{', ' if lo is not None and hi is not None else ''}{'' if hi is None else f'<= {hi}'})"
+            out.append(f"  {section}.{name} = {_toml_literal(default)}  {f.metadata['help']}{allowed}")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,152 @@
+"""What a workload is: a model, its data splits, its task, and how to rebuild the model later.
+
+A workload function takes the resolved `Config` and returns a `Workload`. The trainer, the
+evaluator and the server only ever see this structure, so a user's own model plugs in by
+returning one (see `trainwise.workloads.user`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from trainwise.errors import ConfigError
+
+TASKS = ("lm", "classification")
+
+
+@dataclass
+class Split:
+    """One split of the data, held in memory as tensors.
+
+    inputs:  (N, ...) model inputs; for lm (N, T) byte ids, for tabular (N, F) float features
+    targets: (N,) class ids, or (N, T) next-byte ids for lm
+    ids:     (N,) stable example ids (evaluation matches examples across runs by id)
+    meta:    optional per-example columns (slices such as region or source-file group), N rows
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    ids: np.ndarray | None = None
+    meta: pd.DataFrame | None = None
+
+    def __post_init__(self):
+        if len(self.inputs) != len(self.targets):
+            raise ValueError(f"Split: {len(self.inputs)} inputs but {len(self.targets)} targets")
+        if self.ids is None:
+            self.ids = np.arange(len(self.inputs))
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.targets[index]
+
+
+@dataclass
+class Workload:
+    """Everything the trainer needs, plus what is needed to rebuild and serve the model.
+
+    spec: JSON-serialisable description written to model/model.json; `build_model_from_spec`
+          turns it back into an untrained module of the same architecture (no pickle).
+    info: JSON-serialisable extras: class names, feature names, preprocessing, input schema.
+    """
+
+    name: str
+    task: str
+    model: nn.Module
+    train: Split
+    val: Split
+    test: Split
+    spec: dict
+    info: dict = field(default_factory=dict)
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    block_classes: tuple[type, ...] = ()
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ConfigError(f"workload {self.name!r}: task {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.loss_fn is None:
+            self.loss_fn = cross_entropy_loss
+
+    @property
+    def units_per_example(self) -> int:
+        """Tokens per example for lm (throughput in tokens/s), 1 otherwise (samples/s)."""
+        return int(self.train.targets.shape[1]) if self.task == "lm" else 1
+
+
+def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy in fp32 whatever the compute dtype (low-precision softmax loses bits)."""
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+
+# ---------------------------------------------------------------------------------------------
+# registry of built-in workloads and of model builders
+
+WORKLOADS: dict[str, Callable[..., Workload]] = {}
+MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_workload(name: str):
+    """Decorator: make `fn(cfg) -> Workload` available as `workload.name = name`."""
+
+    def deco(fn):
+        WORKLOADS[name] = fn
+        return fn
+
+    return deco
+
+
+def register_model(name: str):
+    """Decorator: make `fn(**kwargs) -> nn.Module` rebuildable from model.json's `builder`."""
+
+    def deco(fn):
+        MODEL_BUILDERS[name] = fn
+        return fn
+
+    return deco
+
+
+def get_workload_fn(name: str) -> Callable[..., Workload]:
+    _import_builtins()
+    if name not in WORKLOADS:
+        close = difflib.get_close_matches(name, list(WORKLOADS), n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"workload.name = {name!r} is not a known workload{hint} (known: {', '.join(sorted(WORKLOADS))})")
+    return WORKLOADS[name]
+
+
+def build_model_from_spec(spec: dict) -> nn.Module:
+    """Rebuild an untrained model from model.json's spec: {"builder": name, "kwargs": {...}}."""
+    _import_builtins()
+    builder = spec.get("builder")
+    if builder in MODEL_BUILDERS:
+        return MODEL_BUILDERS[builder](**spec.get("kwargs", {}))
+    if isinstance(builder, str) and ":" in builder:  # a user's "package.module:function"
+        from trainwise.workloads.user import import_entry
+
+        return import_entry(builder)(**spec.get("kwargs", {}))
+    raise ConfigError(f"model spec names builder {builder!r}, which is not known (known: {', '.join(sorted(MODEL_BUILDERS))})")
+
+
+def _import_builtins() -> None:
+    # Imported here, not at module top, so that `base` stays importable from the builtins.
+    from trainwise.workloads import lm, tabular, user, vision  # noqa: F401
+
+
+def describe(workload: Workload) -> dict[str, Any]:
+    n_params = sum(p.numel() for p in workload.model.parameters())
+    return {
+        "workload": workload.name,
+        "task": workload.task,
+        "n_params": n_params,
+        "n_train": len(workload.train),
+        "n_val": len(workload.val),
+        "n_test": len(workload.test),
+    }
