@@ -150,3 +150,15 @@ def describe(workload: Workload) -> dict[str, Any]:
         "n_val": len(workload.val),
         "n_test": len(workload.test),
     }
+
+
+def fingerprint_split(split: Split) -> str:
+    """A content hash (sha256) of a split's inputs, targets and ids: provenance for env.json and the registry."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in (split.inputs, split.targets):
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(np.asarray(split.ids).tobytes())
+    return h.hexdigest()
