@@ -1,0 +1,100 @@
+"""Verbs: train, config, info."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trainwise.config import config_to_toml, explain, load_config, parse_override
+from trainwise.errors import ConfigError
+
+# Fields that may change when a run is resumed: they do not alter the optimisation trajectory.
+RESUMABLE_OVERRIDES = {"train.steps", "train.halt_after_steps", "train.checkpoint_every", "train.log_every", "train.threads", "log.progress", "log.mlflow"}
+
+
+def add_config_args(p, config_required: bool = True) -> None:
+    p.add_argument("config", nargs=None if config_required else "?", help="TOML recipe, e.g. configs/lm-tiny.toml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override one config field (repeatable), e.g. --set train.steps=100")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model from a config and write a run directory")
+    add_config_args(p, config_required=False)
+    p.add_argument("--run-dir", help="where to write the run (default: runs/<time>-<workload>-<precision>-<hash>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("config", help="print the resolved config, or every field with --explain")
+    add_config_args(p, config_required=False)
+    p.add_argument("--explain", action="store_true", help="list every field, its default and its meaning")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("info", help="device facts and measured peak matmul throughput per dtype")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--refresh", action="store_true", help="measure again instead of using the cache")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_info)
+
+
+def resume_config(run_dir: Path, overrides: list[str]):
+    cfg_path = run_dir / "config.toml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.toml there; is it a trainwise run directory?")
+    for item in overrides:
+        section, name, _ = parse_override(item)
+        if f"{section}.{name}" not in RESUMABLE_OVERRIDES:
+            raise ConfigError(f"--resume: {section}.{name} cannot change when resuming (it would change the run's trajectory); only {', '.join(sorted(RESUMABLE_OVERRIDES))} can")
+    return load_config(cfg_path, overrides)
+
+
+def cmd_train(args) -> int:
+    from trainwise.train.loop import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.config or args.run_dir:
+            raise ConfigError("--resume RUN_DIR takes the config from RUN_DIR/config.toml: give no CONFIG or --run-dir with it")
+        cfg = resume_config(run_dir, args.overrides)
+        result = train(cfg, run_dir, resume=True)
+    else:
+        if not args.config:
+            raise ConfigError("give a CONFIG (e.g. configs/lm-tiny.toml) or --resume RUN_DIR")
+        cfg = load_config(args.config, args.overrides)
+        result = train(cfg, args.run_dir)
+    print_summary(result.run_dir, result.summary)
+    return 0 if result.summary["status"] in ("completed", "early_stopped", "halted") else 1
+
+
+def print_summary(run_dir: Path, s: dict) -> None:
+    unit = s.get("throughput_unit", "tokens")
+
+    def fmt(v, spec):
+        return "n/a" if v is None else format(v, spec)
+
+    print(f"run: {run_dir}")
+    print(f"status: {s['status']} after {s['steps']} steps ({s['precision']}, ac={s['ac']}, {s['strategy']} x{s['world_size']})")
+    print(f"loss: train {fmt(s['final_train_loss'], '.4f')}  val {fmt(s['final_val_loss'], '.4f')}")
+    print(f"speed: median step {fmt(s['median_step_ms'], '.1f')} ms (min {fmt(s.get('min_step_ms'), '.1f')}, max {fmt(s.get('max_step_ms'), '.1f')}), {fmt(s['tokens_per_s'], ',.0f')} {unit}/s")
+    if s.get("peak_memory_bytes") is not None:
+        print(f"memory: peak activations {s['peak_activation_bytes'] / 2**20:.1f} MiB, peak tracked total {s['peak_memory_bytes'] / 2**20:.1f} MiB")
+    if s.get("skipped_steps"):
+        print(f"skipped steps: {s['skipped_steps']}")
+    for alarm in s.get("alarms", []):
+        print(f"ALARM: {alarm}")
+
+
+def cmd_config(args) -> int:
+    if args.explain:
+        print(explain())
+        return 0
+    print(config_to_toml(load_config(args.config, args.overrides)))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from trainwise.env import collect_info, format_info, pick_device
+
+    info = collect_info(pick_device(args.device), refresh=args.refresh)
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0

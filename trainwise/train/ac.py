@@ -1,0 +1,89 @@
+"""Activation checkpointing (AC): trade recomputation in backward for activation memory.
+
+Modes: none, full (every block), every-n (every n-th block), selective (op-level: keep matmul and
+attention outputs, recompute cheap pointwise ops). Only non-reentrant checkpointing is used:
+reentrant checkpointing silently drops gradients when a block's inputs do not require grad
+(huggingface/transformers#21381).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+from trainwise.errors import ConfigError
+
+# Ops whose outputs selective AC keeps: the expensive ones (matmuls, attention). Everything else
+# (GELU, LayerNorm, adds, dropout masks, views) is recomputed in backward, which is cheap because
+# it is memory-bound. This is torchtitan's op-level SAC policy minus its every-other-mm rule.
+_SAVE_OPS = {
+    torch.ops.aten.mm.default,
+    torch.ops.aten.addmm.default,
+    torch.ops.aten.bmm.default,
+    torch.ops.aten.linear.default,
+    torch.ops.aten._scaled_dot_product_flash_attention.default,
+    torch.ops.aten._scaled_dot_product_efficient_attention.default,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
+    torch.ops.aten._scaled_dot_product_cudnn_attention.default,
+    torch.ops.aten.convolution.default,
+}
+if hasattr(torch.ops.aten, "_scaled_mm"):
+    _SAVE_OPS.add(torch.ops.aten._scaled_mm.default)
+
+
+def _selective_policy(ctx, op, *args, **kwargs):
+    return CheckpointPolicy.MUST_SAVE if op in _SAVE_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+class CheckpointedBlock(nn.Module):
+    """Runs the wrapped block under non-reentrant checkpointing (full or selective)."""
+
+    def __init__(self, block: nn.Module, selective: bool):
+        super().__init__()
+        self.block = block
+        self.selective = selective
+
+    def forward(self, *args, **kwargs):
+        if not torch.is_grad_enabled():
+            return self.block(*args, **kwargs)  # evaluation: nothing is saved for backward anyway
+        extra = {"context_fn": partial(create_selective_checkpoint_contexts, _selective_policy)} if self.selective else {}
+        return checkpoint(self.block, *args, use_reentrant=False, **kwargs, **extra)
+
+
+def find_blocks(model: nn.Module, block_classes: tuple[type, ...] = (), block_class_names: list[str] = ()) -> list[tuple[str, nn.Module]]:
+    """Modules whose class is a block (by type, or by class name from config), outermost only."""
+    found = []
+    for name, m in model.named_modules():
+        is_block = isinstance(m, block_classes) if block_classes else False
+        is_block = is_block or type(m).__name__ in block_class_names
+        if is_block and not any(name.startswith(prefix + ".") for prefix, _ in found):
+            found.append((name, m))
+    return found
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def apply_ac(model: nn.Module, mode: str, every: int = 2, block_classes: tuple[type, ...] = (), block_class_names: list[str] = ()) -> nn.Module:
+    """Wrap blocks for activation checkpointing in place; a no-op for mode 'none'."""
+    if mode == "none":
+        return model
+    blocks = find_blocks(model, block_classes, block_class_names)
+    if not blocks:
+        looked_for = [c.__name__ for c in block_classes] + list(block_class_names)
+        raise ConfigError(
+            f"memory.ac = {mode!r}: the model has no recognisable blocks (looked for module classes: "
+            f"{', '.join(looked_for) or 'none given'}); name your block classes with "
+            "memory.block_classes = ['MyBlock']"
+        )
+    for i, (name, block) in enumerate(blocks):
+        if mode == "every-n" and i % every:
+            continue
+        _set_submodule(model, name, CheckpointedBlock(block, selective=(mode == "selective")))
+    return model

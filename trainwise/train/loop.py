@@ -1,0 +1,218 @@
+"""`train(cfg) -> RunResult`: the training loop, readable top to bottom.
+
+AdamW with warm-up + cosine decay, gradient accumulation, gradient clipping, the precision policy
+(autocast, dynamic loss scaling for fp16, FP8 via torchao), periodic validation, optional early
+stopping, resumable atomic checkpoints, and the run directory of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+import torch
+
+from trainwise.config import Config
+from trainwise.env import pick_device
+from trainwise.errors import TrainwiseError
+from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainwise.train.data import StepSampler, eval_indices
+from trainwise.train.health import HealthMonitor, NonFiniteError
+from trainwise.train.memory import measure_step_memory
+from trainwise.train.parallel import setup_distributed, shard_fn, teardown_distributed
+from trainwise.train.precision import autocast_context, get_policy, make_grad_scaler
+from trainwise.train.progress import Progress
+from trainwise.train.rundir_setup import RunFiles, build_workload, open_run_dir
+from trainwise.train.setup import prepare
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+
+
+def lr_at(step: int, peak_lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Linear warm-up to `peak_lr`, then cosine decay to `min_lr_ratio * peak_lr` at `total_steps`."""
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return peak_lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+    # decay matrices (weights of Linear/Conv/Embedding); not biases and norm gains (nanoGPT's rule)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
+
+
+@torch.no_grad()
+def evaluate_loss(model, split, batches, loss_fn, policy, device, task) -> dict:
+    """Mean loss (and accuracy) on fixed validation batches, in the run's compute precision."""
+    was_training = model.training
+    model.eval()
+    total_loss, total_correct, total_n = 0.0, 0, 0
+    for idx in batches:
+        x, y = (t.to(device, non_blocking=True) for t in split.batch(idx))
+        with autocast_context(policy, device):
+            logits = model(x)
+        total_loss += loss_fn(logits, y).item() * y.numel()
+        total_correct += (logits.argmax(-1) == y).sum().item()
+        total_n += y.numel()
+    model.train(was_training)
+    out = {"val_loss": total_loss / total_n, "val_accuracy": total_correct / total_n}
+    if task == "lm":
+        out["val_bits_per_byte"] = out["val_loss"] / math.log(2)
+    return out
+
+
+def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) -> RunResult:
+    t_start = time.perf_counter()
+    tc = cfg.train
+    device = pick_device(tc.device)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    policy = get_policy(cfg.precision.policy, device)
+    dist = setup_distributed(cfg.parallel.strategy, cfg.parallel.backend, device)
+    micro_per_step = tc.global_batch_size // (tc.micro_batch_size * dist.world_size)
+    if micro_per_step * tc.micro_batch_size * dist.world_size != tc.global_batch_size:
+        raise TrainwiseError(f"train.global_batch_size = {tc.global_batch_size} cannot be made from train.micro_batch_size = {tc.micro_batch_size} x world size {dist.world_size} x accumulation steps; make it a multiple of {tc.micro_batch_size * dist.world_size}")
+
+    # Seed before the workload builds the model, so initial weights depend only on train.seed.
+    torch.manual_seed(tc.seed)
+    workload = build_workload(cfg)
+    prepared = prepare(
+        workload.model, policy=policy, device=device, ac_mode=cfg.memory.ac, ac_every=cfg.memory.ac_every,
+        compile=tc.compile, block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
+        keep_high_precision=cfg.precision.keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel),
+    )
+    model = prepared.model
+    optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
+    scaler = make_grad_scaler(policy, device, cfg.precision.init_scale)
+    sampler = StepSampler(len(workload.train), tc.global_batch_size, tc.micro_batch_size, dist.world_size, dist.rank, tc.seed)
+    val_batches = eval_indices(len(workload.val), tc.eval_batches, tc.micro_batch_size)
+    units_per_step = workload.units_per_example * tc.global_batch_size  # tokens (lm) or samples per optimizer step
+
+    # Everything is validated: only now does the run directory appear.
+    run = open_run_dir(cfg, run_dir, resume, workload, policy, prepared, dist, device)
+    start_step, history = 0, {"best_val": float("inf"), "bad_evals": 0}
+    ckpt = latest_checkpoint(run.checkpoints) if resume else None
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model, optimizer, scaler)
+        start_step, history = state["step"], state["history"]
+    health = HealthMonitor(policy, cfg.precision, tc.on_nonfinite, model, state=history.get("health"))
+
+    step_ms: list[float] = []
+    recent_losses: list[float] = []
+    val: dict = history.get("val", {})
+    memory: dict = history.get("memory", {})
+    compile_warmup_s = 0.0
+    progress = Progress(tc.steps, start_step, enabled=cfg.log.progress and dist.is_main, unit="tok" if workload.task == "lm" else "samples")
+    status, step = "completed", start_step
+    model.train()
+    try:
+        for step in range(start_step, tc.steps):
+            if tc.halt_after_steps and step - start_step >= tc.halt_after_steps:
+                status = "halted"
+                break
+            lr = lr_at(step, tc.lr, tc.warmup_steps, tc.steps, tc.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            measure_memory = step == start_step + 1 and not memory
+            t0 = time.perf_counter()
+            with measure_step_memory(model, optimizer, device, enabled=measure_memory) as mem:
+                loss_sum = torch.zeros((), device=device)
+                for micro in range(micro_per_step):
+                    x, y = (t.to(device, non_blocking=True) for t in workload.train.batch(sampler.indices(step, micro)))
+                    with autocast_context(policy, device):
+                        logits = model(x)
+                    # scale the loss to account for gradient accumulation
+                    loss = workload.loss_fn(logits, y) / micro_per_step
+                    (scaler.scale(loss) if scaler else loss).backward()
+                    loss_sum += loss.detach()
+                if scaler:
+                    scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+                stepped = health.step(step, loss_sum, grad_norm, optimizer, scaler)
+                optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the clock reads after the device finished the step
+            dt_ms = (time.perf_counter() - t0) * 1e3
+            if measure_memory:
+                memory = mem.result()
+            elif step == start_step and tc.compile:
+                compile_warmup_s = dt_ms / 1e3
+            elif step > start_step:
+                step_ms.append(dt_ms)  # the first step of an invocation is warm-up, not timed
+            loss_value = loss_sum.item()
+            recent_losses = (recent_losses + [loss_value])[-10:]
+            done = step + 1
+            row = None
+            if done % tc.log_every == 0 or done == tc.steps:
+                row = {"step": done, "loss": loss_value, "lr": lr, "step_ms": dt_ms, "tokens_per_s": units_per_step / (dt_ms / 1e3),
+                       "grad_norm": float(grad_norm), "stepped": stepped, **health.log_fields()}
+            if (tc.eval_every and done % tc.eval_every == 0) or done == tc.steps:
+                val = evaluate_loss(model, workload.val, val_batches, workload.loss_fn, policy, device, workload.task)
+                row = {**(row or {"step": done, "loss": loss_value, "lr": lr}), **val}
+                if val["val_loss"] < history["best_val"] - 1e-6:
+                    history["best_val"], history["bad_evals"] = val["val_loss"], 0
+                else:
+                    history["bad_evals"] += 1
+            if row is not None and dist.is_main:
+                run.log_metrics(row)
+            progress.update(done, loss_value, units_per_step / (dt_ms / 1e3), val.get("val_loss"))
+            if tc.early_stopping_patience and history["bad_evals"] >= tc.early_stopping_patience:
+                status = "early_stopped"
+                step = done
+                break
+            if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps:
+                run.checkpoint(done, model, optimizer, scaler, {**history, "val": val, "memory": memory, "health": health.state()})
+            step = done
+    except NonFiniteError as e:
+        status = "failed"
+        run.fail(str(e))
+        raise TrainwiseError(str(e)) from None
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        progress.close()
+        if status == "interrupted":
+            run.write_summary({"status": "interrupted", "steps": step})
+    final_step = step
+    extra = {**history, "val": val, "memory": memory, "health": health.state()}
+    run.checkpoint(final_step, model, optimizer, scaler, extra)
+    if status != "halted":
+        run.save_model(model, workload)
+    summary = {
+        "status": status,
+        "steps": final_step,
+        "final_train_loss": sum(recent_losses) / len(recent_losses) if recent_losses else None,
+        "final_val_loss": val.get("val_loss"),
+        "final_val_accuracy": val.get("val_accuracy"),
+        "median_step_ms": median(step_ms) if step_ms else None,
+        "min_step_ms": min(step_ms) if step_ms else None,
+        "max_step_ms": max(step_ms) if step_ms else None,
+        "timed_steps": len(step_ms),
+        "tokens_per_s": units_per_step / (median(step_ms) / 1e3) if step_ms else None,
+        "throughput_unit": "tokens" if workload.task == "lm" else "samples",
+        "compile_warmup_s": compile_warmup_s if tc.compile else None,
+        **memory,
+        "precision": policy.name,
+        "ac": cfg.memory.ac,
+        "strategy": cfg.parallel.strategy,
+        "world_size": dist.world_size,
+        "fp8_layers": len(prepared.fp8_layers),
+        **health.summary(final_step),
+        "wall_s": time.perf_counter() - t_start,
+    }
+    if dist.is_main:
+        run.write_summary(summary)
+    teardown_distributed(dist)
+    return RunResult(run.path, summary)
