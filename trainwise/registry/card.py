@@ -67,8 +67,9 @@ def build_card(name: str, version, tracking_uri: str | None = None) -> str:
     """The Markdown model card of `name` version `version`."""
     client = get_client(tracking_uri)
     mv = get_version(client, name, version)
+    version = str(mv.version)
     tags = mv.tags
-    aliases = [a for a, v in get_model(client, name).aliases.items() if str(v) == mv.version]
+    aliases = [a for a, v in get_model(client, name).aliases.items() if str(v) == version]
     meta = json.loads((download_version(client, mv) / "model.json").read_text())
     eval_dir = download_version(client, mv, "eval")
     metrics = json.loads((eval_dir / "metrics.json").read_text()) if eval_dir else None
@@ -92,7 +93,7 @@ def build_card(name: str, version, tracking_uri: str | None = None) -> str:
     lines += _metric_sections(metrics) if metrics is not None else ["## Metrics", "", "No evaluation data registered.", ""]
     if tags.get(TAG + "eval_report_sha256"):
         lines += [f"Evaluation report sha256: `{tags[TAG + 'eval_report_sha256']}`.", ""]
-    history = [e for e in audit.read_entries(client, name) if mv.version in (e["to_version"], e["from_version"])]
+    history = [e for e in audit.read_entries(client, name) if version in (e["to_version"], e["from_version"])]
     lines += ["## Gate history", ""]
     lines += _table(("seq", "when (UTC)", "who", "action", "alias", "from", "to", "verdict", "reason"),
                     [(e["seq"], e["when"], e["who"], e["action"], e["alias"], e["from_version"] or "-", e["to_version"], e["verdict"], e["reason"] or "-") for e in history]) if history else ["Never promoted."]

@@ -12,6 +12,10 @@ from pathlib import Path
 from trainwise.errors import TrainwiseError
 
 
+class GateUnavailable(TrainwiseError):
+    """The comparison cannot run here (the evaluate component is missing)."""
+
+
 def run_gate(baseline_eval_dir: Path, candidate_eval_dir: Path, gate_path: str | None = None) -> tuple[bool, list[str], dict]:
     """(passed, failing rules, evidence) of the gate comparing candidate with baseline.
 
@@ -21,7 +25,7 @@ def run_gate(baseline_eval_dir: Path, candidate_eval_dir: Path, gate_path: str |
     try:
         from trainwise.evaluate.compare import compare_dirs, default_gate, load_gate
     except ImportError as e:
-        raise TrainwiseError(
+        raise GateUnavailable(
             f"the promotion gate needs trainwise.evaluate.compare, which cannot be imported ({e}); "
             "install the full trainwise package, or promote with --force --reason TEXT"
         ) from None

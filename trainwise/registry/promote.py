@@ -39,7 +39,7 @@ def check_alias(alias: str) -> None:
 
 def judge(client, name: str, baseline_version: str | None, candidate, gate_path: str | None, force: bool):
     """(passed, verdict, failures, evidence) of candidate against the alias's current holder."""
-    evidence = {"model": name, "baseline_version": baseline_version, "candidate_version": candidate.version,
+    evidence = {"model": name, "baseline_version": baseline_version, "candidate_version": str(candidate.version),
                 "candidate_eval_sha256": candidate.tags.get(TAG + "eval_sha256", "")}
     if baseline_version is None:
         return True, "no-baseline", [], evidence  # the first holder of an alias has nothing to beat
@@ -54,7 +54,12 @@ def judge(client, name: str, baseline_version: str | None, candidate, gate_path:
     if gate_path:
         evidence["gate_sha256"] = file_sha256(gate_path)
     baseline_dir, candidate_dir = download_version(client, baseline, "eval"), download_version(client, candidate, "eval")
-    passed, failures, comparison = gate.run_gate(baseline_dir, candidate_dir, gate_path)
+    try:
+        passed, failures, comparison = gate.run_gate(baseline_dir, candidate_dir, gate_path)
+    except gate.GateUnavailable as e:
+        if not force:
+            raise
+        return False, "not-run", [str(e)], evidence
     evidence["comparison"] = comparison
     return passed, "passed" if passed else "failed", failures, evidence
 
@@ -79,23 +84,24 @@ def promote(name: str, version, alias: str = "champion", reason: str = "", force
         raise RegistryError("--force needs --reason TEXT: an override is recorded with its justification")
     client = get_client(tracking_uri)
     candidate = get_version(client, name, version)
+    version = str(candidate.version)  # MLflow returns int or str depending on the store
     with move_lock(client.tracking_uri):
         current = get_model(client, name).aliases.get(alias)
         current = str(current) if current is not None else None
-        if current == candidate.version:
-            return MoveResult("noop", alias, current, candidate.version, "already-holds")
+        if current == version:
+            return MoveResult("noop", alias, current, version, "already-holds")
         passed, verdict, failures, evidence = judge(client, name, current, candidate, gate_path, force)
-        fields = {"alias": alias, "from_version": current or "", "to_version": candidate.version, "reason": reason,
+        fields = {"alias": alias, "from_version": current or "", "to_version": version, "reason": reason,
                   "verdict": verdict, "failures": "; ".join(failures)[:4000]}
         if not passed and not force:
             entry = audit.append_entry(client, name, {**fields, "action": "refused"}, evidence)
             client.set_terminated(entry["run_id"], "FINISHED")
-            return MoveResult("refused", alias, current, candidate.version, verdict, failures, entry["seq"])
+            return MoveResult("refused", alias, current, version, verdict, failures, entry["seq"])
         action = "promote" if passed else "force"
         if action == "force":
             fields["verdict"] = f"overridden ({verdict})"
-        seq = _record_move(client, name, {**fields, "action": action}, evidence, alias, candidate.version)
-        return MoveResult(action, alias, current, candidate.version, fields["verdict"], failures, seq)
+        seq = _record_move(client, name, {**fields, "action": action}, evidence, alias, version)
+        return MoveResult(action, alias, current, version, fields["verdict"], failures, seq)
 
 
 def rollback(name: str, alias: str = "champion", to=None, reason: str = "", tracking_uri: str | None = None) -> MoveResult:
@@ -103,7 +109,7 @@ def rollback(name: str, alias: str = "champion", to=None, reason: str = "", trac
     check_alias(alias)
     client = get_client(tracking_uri)
     get_alias_version(client, name, alias)  # unknown name or alias: error listing what exists
-    target = get_version(client, name, to).version if to is not None else None
+    target = str(get_version(client, name, to).version) if to is not None else None
     with move_lock(client.tracking_uri):
         current = str(get_model(client, name).aliases[alias])
         if target is None:

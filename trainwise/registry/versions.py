@@ -85,7 +85,7 @@ def get_model(client, name: str):
 
 def list_versions(client, name: str) -> list[str]:
     versions = client.search_model_versions(f"name = '{name}'", max_results=10000)
-    return sorted((v.version for v in versions), key=int)
+    return sorted((str(v.version) for v in versions), key=int)
 
 
 def get_version(client, name: str, version: str | int):
@@ -165,7 +165,7 @@ def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple
     mv = get_alias_version(client, name, alias) if "@" in text else get_version(client, name, alias)
     model_dir = download_version(client, mv)
     meta = verify_artifact(model_dir, mv)
-    meta["registry"] = {"name": name, "version": mv.version, "alias": alias if "@" in text else None, "tracking_uri": client.tracking_uri}
+    meta["registry"] = {"name": name, "version": str(mv.version), "alias": alias if "@" in text else None, "tracking_uri": client.tracking_uri}
     return model_dir, meta
 
 
