@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 
 import pytest
 
 from tests.registry.rundirs import build_workload
 
 
+@pytest.fixture(scope="session")
+def empty_store_db(tmp_path_factory):
+    """An initialised, empty MLflow sqlite database: creating the schema runs ~100 alembic
+    migrations (seconds on a busy 2-core machine), so it is done once and copied per module."""
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)
+    return db
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, empty_store_db):
     """A fresh sqlite tracking store for the module, selected through $MLFLOW_TRACKING_URI."""
     root = tmp_path_factory.mktemp("store")
+    shutil.copy(empty_store_db, root / "mlflow.db")
     uri = f"sqlite:///{root}/mlflow.db"
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", uri)

@@ -32,6 +32,16 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def config_tracking_uri(cfg) -> str:
+    """The tracking URI a run with config `cfg` logs to: registry.tracking_uri, else as above.
+
+    >>> from trainwise.config import load_config
+    >>> config_tracking_uri(load_config(None, ["registry.tracking_uri=http://mlflow:5000"]))
+    'http://mlflow:5000'
+    """
+    return resolve_tracking_uri(cfg.registry.tracking_uri or None)
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI, or None for any other store.
 
