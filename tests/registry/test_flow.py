@@ -29,12 +29,14 @@ def _history(cli, name):
 
 def test_promote_refuse_force_rollback_history(store, runs, cli, monkeypatch):
     monkeypatch.setattr("trainwise.registry.gate.run_gate", fake_gate)
-    for key in ("good", "also_good", "worse"):
-        code, out, err = cli("register", runs[key][0], "--name", "tab")
-        assert code == 0, err
+    for i, key in enumerate(("good", "also_good", "worse"), 1):
+        code, out, err = cli("register", runs[key][0], "--name", "tab", "--json")
+        assert code == 0 and json.loads(out)["version"] == str(i), err
     assert cli("promote", "tab", "1", "--alias", "champion")[0] == 0  # first holder: nothing to beat
     code, out, err = cli("promote", "tab", "2", "--alias", "champion", "--reason", "more steps")
     assert code == 0, err
+    code, out, err = cli("promote", "tab", "3", "--check")
+    assert code == 1 and "gate failed" in out and "nothing changed" in out  # a dry run records nothing
     code, out, err = cli("promote", "tab", "3", "--alias", "champion")
     assert code == 1 and "accuracy:" in err and "--force" in err  # refused with the failing rule
     code, out, err = cli("promote", "tab", "3", "--force")

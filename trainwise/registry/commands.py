@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--name", required=True, help="registered model name")
     p.add_argument("--experiment", default="trainwise", help="MLflow experiment of the run (if not logged yet)")
+    p.add_argument("--json", action="store_true", help="print {name, version, run_id, source} as JSON")
     _uri_arg(p)
     p.set_defaults(func=cmd_register)
 
@@ -29,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--reason", default="", help="why (recorded in the audit trail; required with --force)")
     p.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded as an override)")
     p.add_argument("--gate", default=None, metavar="FILE", help="gate file (default: the evaluate component's default gate)")
+    p.add_argument("--check", action="store_true", help="only run the gate against the current holder: exit 0/1, change nothing")
     _uri_arg(p)
     p.set_defaults(func=cmd_promote)
 
@@ -66,6 +68,9 @@ def cmd_register(args) -> int:
     from trainwise.registry.versions import register_run
 
     mv = register_run(args.run_dir, args.name, args.tracking_uri, args.experiment)
+    if args.json:
+        print(json.dumps({"name": args.name, "version": str(mv.version), "run_id": mv.run_id, "source": mv.source}))
+        return 0
     print(f"registered {args.name} version {mv.version} from {args.run_dir} (weights sha256 {mv.tags['trainwise.weights_sha256'][:12]}...)")
     return 0
 
@@ -73,7 +78,12 @@ def cmd_register(args) -> int:
 def cmd_promote(args) -> int:
     from trainwise.registry.promote import promote
 
-    r = promote(args.name, args.version, args.alias, args.reason, args.force, args.tracking_uri, args.gate)
+    r = promote(args.name, args.version, args.alias, args.reason, args.force, args.tracking_uri, args.gate, check_only=args.check)
+    if r.action.startswith("check-"):
+        print(f"gate {r.verdict}: {args.name} v{r.to_version} against {args.name}@{r.alias} (v{r.from_version or '-'}); nothing changed")
+        for f in r.failures:
+            print(f"  - {f}")
+        return 0 if r.action == "check-passed" else 1
     if r.action == "noop":
         print(f"{args.name}@{r.alias} already is version {r.to_version}; nothing to do")
         return 0

@@ -77,8 +77,12 @@ def _record_move(client, name: str, fields: dict, evidence: dict | None, alias: 
 
 
 def promote(name: str, version, alias: str = "champion", reason: str = "", force: bool = False,
-            tracking_uri: str | None = None, gate_path: str | None = None) -> MoveResult:
-    """Move `alias` of `name` to `version` if the gate passes (or `force` with a reason)."""
+            tracking_uri: str | None = None, gate_path: str | None = None, check_only: bool = False) -> MoveResult:
+    """Move `alias` of `name` to `version` if the gate passes (or `force` with a reason).
+
+    `check_only` runs the gate against the current holder and returns its verdict as action
+    "check-passed" / "check-failed", writing nothing (for pull-request pipelines).
+    """
     check_alias(alias)
     if force and not reason.strip():
         raise RegistryError("--force needs --reason TEXT: an override is recorded with its justification")
@@ -91,6 +95,8 @@ def promote(name: str, version, alias: str = "champion", reason: str = "", force
         if current == version:
             return MoveResult("noop", alias, current, version, "already-holds")
         passed, verdict, failures, evidence = judge(client, name, current, candidate, gate_path, force)
+        if check_only:
+            return MoveResult("check-passed" if passed else "check-failed", alias, current, version, verdict, failures)
         fields = {"alias": alias, "from_version": current or "", "to_version": version, "reason": reason,
                   "verdict": verdict, "failures": "; ".join(failures)[:4000]}
         if not passed and not force:
