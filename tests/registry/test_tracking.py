@@ -72,3 +72,18 @@ def test_tracking_uri_precedence(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
     assert config_tracking_uri(load_config(None)) == "http://env:5000"
     assert config_tracking_uri(load_config(None, ["registry.tracking_uri=http://cfg:5000"])) == "http://cfg:5000"
+
+
+def test_log_run_if_enabled(store, run, tmp_path, empty_store_db):
+    import shutil
+
+    from trainwise.registry.tracking import log_run_if_enabled
+
+    shutil.copy(empty_store_db, tmp_path / "other.db")
+    assert log_run_if_enabled(run, load_config(None)) is None  # log.mlflow is off by default
+    other = f"sqlite:///{tmp_path}/other.db"
+    run_id = log_run_if_enabled(run, load_config(None, ["log.mlflow=true", f"registry.tracking_uri={other}", "registry.experiment=exp2"]))
+    from mlflow import MlflowClient
+
+    r = MlflowClient(other).get_run(run_id)
+    assert MlflowClient(other).get_experiment(r.info.experiment_id).name == "exp2"

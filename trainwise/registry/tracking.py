@@ -133,3 +133,11 @@ def logged_run_id(run_dir: Path, client) -> str | None:
         return client.get_run(rec["run_id"]).info.run_id
     except (MlflowException, KeyError):
         return None
+
+
+def log_run_if_enabled(run_dir: str | Path, cfg) -> str | None:
+    """What the trainer and bench call after a run: log it when `log.mlflow` is on, to the store
+    named by registry.tracking_uri (else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."""
+    if not cfg.log.mlflow:
+        return None
+    return log_run_to_mlflow(run_dir, cfg.registry.tracking_uri or None, cfg.registry.experiment)
