@@ -136,3 +136,6 @@ def test_audit_trail_detects_edits(store, runs, monkeypatch):
     client.set_tag(entries[0]["run_id"], audit.PREFIX + "to_version", "2")  # rewrite history in the UI/API
     problems = audit.check_chain(audit.read_entries(client, "tab5"))
     assert any("edited" in p for p in problems)
+    client.set_registered_model_alias("tab5", "champion", "1")  # moved in the MLflow UI, not recorded
+    assert audit.check_aliases(audit.read_entries(client, "tab5"), client.get_registered_model("tab5").aliases) == [
+        "alias champion is v1 in MLflow but the last recorded move set v2 (moved outside trainwise?)"]

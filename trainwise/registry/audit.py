@@ -126,6 +126,17 @@ def check_chain(entries: list[dict]) -> list[str]:
     return problems
 
 
+def check_aliases(entries: list[dict], aliases: dict) -> list[str]:
+    """Aliases whose MLflow holder differs from the last recorded move (moved outside trainwise)."""
+    last = {e["alias"]: e["to_version"] for e in moves(entries)}
+    out = []
+    for alias in sorted(set(last) | set(aliases)):
+        now = str(aliases[alias]) if alias in aliases else None
+        if now != last.get(alias):
+            out.append(f"alias {alias} is v{now or '-'} in MLflow but the last recorded move set v{last.get(alias) or '-'} (moved outside trainwise?)")
+    return out
+
+
 def moves(entries: list[dict], alias: str | None = None) -> list[dict]:
     """Entries that moved an alias (completed, not refused)."""
     return [e for e in entries if e["action"] in MOVES and e["status"] == "FINISHED" and alias in (None, e["alias"])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -64,6 +65,23 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_ui)
 
 
+def _store_errors(fn):
+    """An error MLflow raises (a locked database, a server-side refusal) becomes one clean line."""
+
+    @functools.wraps(fn)
+    def run(args) -> int:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(args)
+        except MlflowException as e:
+            uri = resolve_tracking_uri(getattr(args, "tracking_uri", None))
+            raise RegistryError(f"MLflow store {uri} refused the request ({e.error_code}): {str(e.message).splitlines()[0]}") from None
+
+    return run
+
+
+@_store_errors
 def cmd_register(args) -> int:
     from trainwise.registry.versions import register_run
 
@@ -75,6 +93,7 @@ def cmd_register(args) -> int:
     return 0
 
 
+@_store_errors
 def cmd_promote(args) -> int:
     from trainwise.registry.promote import promote
 
@@ -97,6 +116,7 @@ def cmd_promote(args) -> int:
     return 0
 
 
+@_store_errors
 def cmd_rollback(args) -> int:
     from trainwise.registry.promote import rollback
 
@@ -108,6 +128,7 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+@_store_errors
 def cmd_history(args) -> int:
     from trainwise.registry import audit
     from trainwise.registry.store import get_client
@@ -116,7 +137,7 @@ def cmd_history(args) -> int:
     client = get_client(args.tracking_uri)
     get_model(client, args.name)
     entries = audit.read_entries(client, args.name)
-    problems = audit.check_chain(entries)
+    problems = audit.check_chain(entries) + audit.check_aliases(entries, get_model(client, args.name).aliases)
     if args.at is not None:
         at_us = audit.parse_time(args.at)
         held = audit.holders_at(entries, at_us)
@@ -138,6 +159,7 @@ def cmd_history(args) -> int:
     return 0
 
 
+@_store_errors
 def cmd_card(args) -> int:
     from trainwise.registry.card import build_card
     from trainwise.rundir import write_atomic
