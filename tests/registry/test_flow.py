@@ -60,7 +60,16 @@ def test_promote_refuse_force_rollback_history(store, runs, cli, monkeypatch):
         ("rollback", "2", "1", "not-gated"),
     ]
     forced = h["entries"][3]
-    assert forced["reason"] == "hotfix for incident 42" and forced["who"] == "tester" and len(forced["evidence_sha256"]) == 64
+    assert forced["reason"] == "hotfix for incident 42" and forced["who"] == "tester"
+    from mlflow import MlflowClient
+
+    from trainwise.registry.lineage import canonical_sha256
+
+    import mlflow.artifacts
+
+    evidence = mlflow.artifacts.load_dict(f"runs:/{forced['run_id']}/evidence.json")
+    assert canonical_sha256(evidence) == forced["evidence_sha256"]
+    assert (evidence["baseline_version"], evidence["candidate_version"], evidence["comparison"]["passed"]) == ("2", "3", False)
 
     # --at answers with the holder at each point: just before each entry, and at it
     expected_after = ["1", "2", "2", "3", "2", "1"]
@@ -74,8 +83,6 @@ def test_promote_refuse_force_rollback_history(store, runs, cli, monkeypatch):
     assert code == 0 and "tab@champion" in out and ": v2" in out
 
     # the MLflow alias equals the last recorded move
-    from mlflow import MlflowClient
-
     assert MlflowClient(store).get_registered_model("tab").aliases == {"champion": 1}
 
 

@@ -54,13 +54,13 @@ def sqlite_path(uri: str) -> Path | None:
     return path if path.is_absolute() else path.resolve()
 
 
-def artifact_root(uri: str) -> str | None:
-    """Artifact location for experiments of a sqlite store: `mlartifacts/` next to the database.
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifact location of an experiment of a sqlite store: `mlartifacts/<experiment>` next to the db.
 
     For a server, None: the server decides (it proxies artifacts to its own storage).
     """
     db = sqlite_path(uri)
-    return (db.parent / "mlartifacts").as_uri() if db is not None else None
+    return (db.parent / "mlartifacts" / experiment).as_uri() if db is not None else None
 
 
 def _how_to_fix(uri: str) -> str:
@@ -114,8 +114,7 @@ def get_or_create_experiment(client, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    root = artifact_root(client.tracking_uri)
-    location = f"{root}/{urllib.parse.quote(name, safe='')}" if root else None
+    location = artifact_location(client.tracking_uri, name)
     from mlflow.exceptions import MlflowException
 
     try:
