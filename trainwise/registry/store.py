@@ -103,9 +103,11 @@ def get_client(uri: str | None = None):
     check_reachable(uri)
     from mlflow import MlflowClient
 
-    with move_lock(uri):  # two processes creating a fresh sqlite schema at once race on migrations
+    # Two processes creating a fresh sqlite schema at the same time race on its migrations, so the
+    # first connection (which creates it) happens under the lock; a server migrates its own database.
+    with move_lock(uri) if sqlite_path(uri) else contextlib.nullcontext():
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        client.search_experiments(max_results=1)  # creates the sqlite schema now, under the lock
+        client.search_experiments(max_results=1)
     return client
 
 
