@@ -133,7 +133,6 @@ class LogConfig:
 class RegistryConfig:
     tracking_uri: str = F("", "MLflow tracking/registry URI ('' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)")
     experiment: str = F("trainwise", "MLflow experiment that training and bench runs are logged to")
-    gate: str = F("", "gate file for `trainwise promote` ('' = the evaluate component's default gate)")
 
 
 @dataclass
