@@ -130,6 +130,12 @@ class LogConfig:
 
 
 @dataclass
+class RegistryConfig:
+    tracking_uri: str = F("", "MLflow tracking/registry URI ('' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)")
+    experiment: str = F("trainwise", "MLflow experiment that training and bench runs are logged to")
+
+
+@dataclass
 class Config:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -140,6 +146,7 @@ class Config:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
 
 # ---------------------------------------------------------------------------------------------

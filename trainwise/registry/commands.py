@@ -1,0 +1,190 @@
+"""CLI verbs of the registry: register, promote, rollback, history, card, ui."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+
+from trainwise.registry.store import RegistryError, resolve_tracking_uri
+
+
+def _uri_arg(p) -> None:
+    p.add_argument("--tracking-uri", default=None, metavar="URI",
+                   help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("register", help="register a run directory's model as a new version")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--name", required=True, help="registered model name")
+    p.add_argument("--experiment", default="trainwise", help="MLflow experiment of the run (if not logged yet)")
+    p.add_argument("--json", action="store_true", help="print {name, version, run_id, source} as JSON")
+    _uri_arg(p)
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("promote", help="move an alias to a version if it passes the gate against the current holder")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--reason", default="", help="why (recorded in the audit trail; required with --force)")
+    p.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded as an override)")
+    p.add_argument("--gate", default=None, metavar="FILE", help="gate file (default: the evaluate component's default gate)")
+    p.add_argument("--check", action="store_true", help="only run the gate against the current holder: exit 0/1, change nothing")
+    _uri_arg(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("rollback", help="move an alias back to its previous holder (or --to VERSION)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--to", default=None, metavar="VERSION")
+    p.add_argument("--reason", default="")
+    _uri_arg(p)
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("history", help="the audit trail of a model's alias moves, or who held each alias --at a time")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--at", default=None, metavar="TIMESTAMP", help="ISO 8601 time (UTC if no zone) or Unix seconds")
+    _uri_arg(p)
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("card", help="write the Markdown model card of a version")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("--out", default=None, metavar="FILE", help="write here instead of stdout")
+    _uri_arg(p)
+    p.set_defaults(func=cmd_card)
+
+    p = sub.add_parser("ui", help="start the MLflow UI on the tracking store")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    _uri_arg(p)
+    p.set_defaults(func=cmd_ui)
+
+
+def _store_errors(fn):
+    """An error MLflow raises (a locked database, a server-side refusal) becomes one clean line."""
+
+    @functools.wraps(fn)
+    def run(args) -> int:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(args)
+        except MlflowException as e:
+            uri = resolve_tracking_uri(getattr(args, "tracking_uri", None))
+            raise RegistryError(f"MLflow store {uri} refused the request ({e.error_code}): {str(e.message).splitlines()[0]}") from None
+
+    return run
+
+
+@_store_errors
+def cmd_register(args) -> int:
+    from trainwise.registry.versions import register_run
+
+    mv = register_run(args.run_dir, args.name, args.tracking_uri, args.experiment)
+    if args.json:
+        print(json.dumps({"name": args.name, "version": str(mv.version), "run_id": mv.run_id, "source": mv.source}))
+        return 0
+    print(f"registered {args.name} version {mv.version} from {args.run_dir} (weights sha256 {mv.tags['trainwise.weights_sha256'][:12]}...)")
+    return 0
+
+
+@_store_errors
+def cmd_promote(args) -> int:
+    from trainwise.registry.promote import promote
+
+    r = promote(args.name, args.version, args.alias, args.reason, args.force, args.tracking_uri, args.gate, check_only=args.check)
+    if r.action.startswith("check-"):
+        print(f"gate {r.verdict}: {args.name} v{r.to_version} against {args.name}@{r.alias} (v{r.from_version or '-'}); nothing changed")
+        for f in r.failures:
+            print(f"  - {f}")
+        return 0 if r.action == "check-passed" else 1
+    if r.action == "noop":
+        print(f"{args.name}@{r.alias} already is version {r.to_version}; nothing to do")
+        return 0
+    if r.action == "refused":
+        print(f"refused: {args.name} v{r.to_version} does not pass the gate against v{r.from_version} (audit entry {r.seq}):", file=sys.stderr)
+        for f in r.failures:
+            print(f"  - {f}", file=sys.stderr)
+        print("override with --force --reason TEXT (recorded)", file=sys.stderr)
+        return 1
+    print(f"{args.name}@{r.alias}: v{r.from_version or '-'} -> v{r.to_version} ({r.action}, gate {r.verdict}; audit entry {r.seq})")
+    return 0
+
+
+@_store_errors
+def cmd_rollback(args) -> int:
+    from trainwise.registry.promote import rollback
+
+    r = rollback(args.name, args.alias, args.to, args.reason, args.tracking_uri)
+    if r.action == "noop":
+        print(f"{args.name}@{r.alias} already is version {r.to_version}; nothing to do")
+    else:
+        print(f"{args.name}@{r.alias}: v{r.from_version} -> v{r.to_version} (rollback; audit entry {r.seq})")
+    return 0
+
+
+@_store_errors
+def cmd_history(args) -> int:
+    from trainwise.registry import audit
+    from trainwise.registry.store import get_client
+    from trainwise.registry.versions import get_model
+
+    client = get_client(args.tracking_uri)
+    get_model(client, args.name)
+    entries = audit.read_entries(client, args.name)
+    problems = audit.check_chain(entries) + audit.check_aliases(entries, get_model(client, args.name).aliases)
+    if args.at is not None:
+        at_us = audit.parse_time(args.at)
+        held = audit.holders_at(entries, at_us)
+        if args.json:
+            print(json.dumps({"at": audit.iso(at_us), "aliases": held}, indent=2))
+        else:
+            for alias, v in sorted(held.items()):
+                print(f"{args.name}@{alias} at {audit.iso(at_us)}: {'v' + v if v else 'not set'}")
+    elif args.json:
+        print(json.dumps({"model": args.name, "entries": entries, "problems": problems}, indent=2))
+    else:
+        for e in entries:
+            print(f"{e['seq']:>4}  {e['when']}  {e['who']}  {e['action']:<8} {e['alias']}: v{e['from_version'] or '-'} -> v{e['to_version']}  "
+                  f"gate={e['verdict']}  evidence={e['evidence_sha256'][:12] or '-'}  [{e['status']}]  {e['reason']}")
+        if not entries:
+            print(f"{args.name}: no alias moves recorded")
+    for p in problems:
+        print(f"warning: audit trail: {p}", file=sys.stderr)
+    return 0
+
+
+@_store_errors
+def cmd_card(args) -> int:
+    from trainwise.registry.card import build_card
+    from trainwise.rundir import write_atomic
+
+    text = build_card(args.name, args.version, args.tracking_uri)
+    if args.out:
+        write_atomic(args.out, text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def ui_command(uri: str, host: str, port: int) -> list[str]:
+    """The `mlflow ui` command line for the store (artifacts of a sqlite store are local files)."""
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+
+
+def cmd_ui(args) -> int:
+    from trainwise.registry.store import check_reachable
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
+    if not uri.startswith("sqlite:"):
+        raise RegistryError(f"tracking URI {uri} is a server already: open it in a browser instead of starting a UI")
+    cmd = ui_command(uri, args.host, args.port)
+    print(" ".join(cmd) if args.dry_run else f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    return 0 if args.dry_run else subprocess.call(cmd)

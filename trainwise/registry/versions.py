@@ -1,0 +1,178 @@
+"""Registered model versions: register a run directory, look a version up, load it back verified.
+
+A version's artifacts are the run's model/ (weights.safetensors + model.json, never pickle) and its
+eval/ (the registered evaluation data that `promote` gates on), logged to the run's MLflow run
+under content-addressed paths (`registry/model-<sha12>`), so registering never overwrites what an
+earlier version points to.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from trainwise.errors import DataError
+from trainwise.registry.lineage import EVAL_FILES, TAG, check_model_dir, collect_lineage, dir_sha256
+from trainwise.registry.store import RegistryError, get_client
+from trainwise.rundir import MODEL_JSON, MODEL_WEIGHTS, file_sha256, read_json
+
+
+def _log_files(client, run_id: str, src: Path, names: tuple[str, ...], artifact_path: str) -> None:
+    """Log only `names` of `src` (no stray files) under `artifact_path`, unless already there."""
+    if client.list_artifacts(run_id, artifact_path):
+        return  # content-addressed: same path, same bytes
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            if (src / name).is_file():
+                shutil.copy2(src / name, Path(tmp) / name)
+        client.log_artifacts(run_id, tmp, artifact_path)
+
+
+def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None, experiment: str = "trainwise"):
+    """Register `run_dir`'s model as a new version of `name`; returns the MLflow ModelVersion.
+
+    Everything is checked before anything is written, so bad input leaves the registry unchanged.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from trainwise.registry.tracking import log_run_to_mlflow, logged_run_id
+
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise DataError(f"run directory {run_dir} does not exist")
+    check_name(name)
+    meta = check_model_dir(run_dir / "model")
+    lineage = collect_lineage(run_dir, meta)
+    client = get_client(tracking_uri)
+    run_id = logged_run_id(run_dir, client) or log_run_to_mlflow(run_dir, client.tracking_uri, experiment)
+    model_path = f"registry/model-{meta['weights_sha256'][:12]}"
+    _log_files(client, run_id, run_dir / "model", (MODEL_WEIGHTS, MODEL_JSON), model_path)
+    if (run_dir / "eval" / "metrics.json").is_file():
+        eval_path = f"registry/eval-{dir_sha256(run_dir / 'eval', EVAL_FILES)[:12]}"
+        _log_files(client, run_id, run_dir / "eval", EVAL_FILES, eval_path)
+        lineage[TAG + "eval_artifact"] = eval_path
+    try:
+        client.create_registered_model(name, tags={TAG + "workload": lineage[TAG + "workload"]})
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    artifact_uri = client.get_run(run_id).info.artifact_uri
+    return client.create_model_version(name, f"{artifact_uri}/{model_path}", run_id=run_id, tags=lineage)
+
+
+def check_name(name: str) -> None:
+    if not name or "/" in name or "@" in name or name.strip() != name:
+        raise RegistryError(f"model name {name!r} is not valid: use letters, digits, '-', '_' or '.', without '/' or '@'")
+
+
+def list_models(client) -> list[str]:
+    return sorted(m.name for m in client.search_registered_models(max_results=1000))
+
+
+def get_model(client, name: str):
+    """The registered model `name`, or an error that lists the registered ones."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    known = list_models(client)
+    raise RegistryError(f"no registered model named {name!r} in {client.tracking_uri} (registered: {', '.join(known) or 'none'})")
+
+
+def list_versions(client, name: str) -> list[str]:
+    versions = client.search_model_versions(f"name = '{name}'", max_results=10000)
+    return sorted((str(v.version) for v in versions), key=int)
+
+
+def get_version(client, name: str, version: str | int):
+    """Model version `name`/`version`, or an error that lists the versions that exist."""
+    from mlflow.exceptions import MlflowException
+
+    get_model(client, name)
+    try:
+        return client.get_model_version(name, str(int(version)))
+    except (ValueError, MlflowException):
+        pass
+    raise RegistryError(f"model {name!r} has no version {version!r} (versions: {', '.join(list_versions(client, name)) or 'none'})")
+
+
+def get_alias_version(client, name: str, alias: str):
+    """The version holding `alias`, or an error that lists the aliases `name` has."""
+    model = get_model(client, name)
+    if alias not in model.aliases:
+        held = ", ".join(f"{a} -> v{v}" for a, v in sorted(model.aliases.items())) or "none"
+        raise RegistryError(f"model {name!r} has no alias {alias!r} (aliases: {held})")
+    return client.get_model_version(name, str(model.aliases[alias]))
+
+
+def download_version(client, mv, what: str = "model") -> Path | None:
+    """Local folder with a version's model/ or eval/ artifacts (a local store's files are not copied)."""
+    import mlflow.artifacts
+
+    if what == "model":
+        uri = mv.source
+    else:
+        eval_path = mv.tags.get(TAG + "eval_artifact")
+        if not eval_path:
+            return None
+        uri = f"{client.get_run(mv.run_id).info.artifact_uri}/{eval_path}"
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=client.tracking_uri))
+
+
+def verify_artifact(model_dir: Path, mv) -> dict:
+    """model.json of a downloaded version, after checking the weights against the registry's hash.
+
+    The hash recorded in the registry at register time is checked, not only the one in model.json,
+    so that replacing both files does not pass either.
+    """
+    weights = model_dir / MODEL_WEIGHTS
+    expected = mv.tags.get(TAG + "weights_sha256")
+    if not weights.is_file() or not (model_dir / MODEL_JSON).is_file():
+        raise DataError(f"model {mv.name!r} version {mv.version}: {model_dir} lacks {MODEL_WEIGHTS} or {MODEL_JSON}")
+    actual = file_sha256(weights)
+    if actual != expected:
+        raise DataError(
+            f"model {mv.name!r} version {mv.version}: {weights} has sha256 {actual[:12]}..., but the registry recorded "
+            f"{str(expected)[:12]}... at registration: the artifact was modified or corrupted; refusing to load it"
+        )
+    meta = read_json(model_dir / MODEL_JSON)
+    if meta.get("weights_sha256") != expected:
+        raise DataError(f"model {mv.name!r} version {mv.version}: {model_dir / MODEL_JSON} was modified after registration; refusing to load it")
+    return meta
+
+
+def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple[Path, dict]:
+    """`"NAME@ALIAS"`, `"NAME/VERSION"` or a run directory -> (verified model folder, model.json meta).
+
+    The meta of a registered version also carries `registry` = {name, version, alias, tracking_uri}.
+    """
+    text = str(ref)
+    if Path(text).exists():
+        path = Path(text).resolve()
+        model_dir = path if (path / MODEL_JSON).is_file() else path / "model"
+        return model_dir, check_model_dir(model_dir)
+    if "@" in text:
+        name, alias = text.split("@", 1)
+    elif "/" in text:
+        name, alias = text.rsplit("/", 1)
+    else:
+        raise DataError(f"model reference {text!r} is neither an existing run directory nor NAME@ALIAS / NAME/VERSION")
+    client = get_client(tracking_uri)
+    mv = get_alias_version(client, name, alias) if "@" in text else get_version(client, name, alias)
+    model_dir = download_version(client, mv)
+    meta = verify_artifact(model_dir, mv)
+    meta["registry"] = {"name": name, "version": str(mv.version), "alias": alias if "@" in text else None, "tracking_uri": client.tracking_uri}
+    return model_dir, meta
+
+
+def load_model_by_alias(name: str, alias: str, tracking_uri: str | None = None):
+    """(model in eval mode, meta) of the version holding `alias`, its artifact hash verified."""
+    from trainwise.rundir import load_model
+
+    model_dir, meta = resolve_model_ref(f"{name}@{alias}", tracking_uri)
+    model, _ = load_model(model_dir, verify=True)
+    return model, meta
