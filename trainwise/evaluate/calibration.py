@@ -51,8 +51,8 @@ def calibration_metrics(prob: np.ndarray, label: np.ndarray, n_bins: int = N_BIN
     """ece, ece_l2, ece_max (equal width), ece_equal_mass, and the reliability table for the report.
 
     >>> p = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]); y = np.array([0, 1, 1])
-    >>> round(calibration_metrics(p, y)["ece"], 4)  # bins: {0.7: right}, {0.8: wrong}, {0.9: right}
-    0.2667
+    >>> round(calibration_metrics(p, y)["ece"], 4)  # one per bin, gaps 0.3, 0.8, 0.1: (0.3 + 0.8 + 0.1) / 3
+    0.4
     """
     confidence = prob.max(axis=1)
     correct = prob.argmax(axis=1) == label
