@@ -1,5 +1,7 @@
 """Paired comparison and gates: equal models pass, planted decay fails, bad input is one clear error."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,3 +96,42 @@ def test_gate_file_and_unknown_metric(tmp_path):
     with pytest.raises(ConfigError, match="unknown key.*confidance"):
         load_gate(bad)
     assert len(default_gate().rules) >= 3
+
+
+def test_compare_cli_exit_codes(preds, tmp_path, cli_main, capsys):
+    base = preds(3000, 2, seed=3)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "worse").mkdir()
+    base.to_parquet(tmp_path / "base" / "predictions.parquet")
+    degrade(base, 0.08, seed=3).to_parquet(tmp_path / "worse" / "predictions.parquet")
+    assert cli_main(["compare", str(tmp_path / "base"), str(tmp_path / "base")]) == 0
+    assert "gate: PASSED" in capsys.readouterr().out
+    assert cli_main(["compare", str(tmp_path / "base"), str(tmp_path / "worse" / "predictions.parquet"), "--json"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert d["passed"] is False and d["failures"] and d["tests"]["mcnemar"]["p_value"] < 0.001
+
+
+def test_compare_cli_bad_input(preds, tmp_path, cli_main, capsys):
+    base = preds(200, 2)
+    base.to_parquet(tmp_path / "a.parquet")
+    base.iloc[5:].to_parquet(tmp_path / "b.parquet")
+    (tmp_path / "gate.toml").write_text('[[rule]]\nmetric = "acc"\ntolerance = 0.01\n')
+    (tmp_path / "junk.parquet").write_text("hello")
+    cases = [
+        (["compare", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], "cover different examples"),
+        (["compare", str(tmp_path / "a.parquet"), str(tmp_path / "a.parquet"), "--gate", str(tmp_path / "gate.toml")], "unknown metric 'acc'"),
+        (["compare", str(tmp_path / "a.parquet"), str(tmp_path / "junk.parquet")], "not a readable predictions table"),
+        (["compare", str(tmp_path / "a.parquet"), str(tmp_path / "nowhere")], "neither an evaluation directory"),
+    ]
+    for argv, message in cases:
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_run_directories(tabular_runs, cli_main, capsys):
+    """Two run directories: each is evaluated on its test split, then compared example by example."""
+    assert cli_main(["compare", str(tabular_runs[0]), str(tabular_runs[1]), "--bootstrap", "200"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "paired comparison on 637 examples" in out and "McNemar exact" in out and "DeLong" in out
+    assert (tabular_runs[0] / "eval" / "metrics.json").is_file()
