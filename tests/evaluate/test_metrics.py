@@ -135,3 +135,12 @@ def test_lm_metrics_and_groups():
     assert groups["email"]["metrics"]["loss"] == pytest.approx(df["loss"][300:].mean())
     s = LMStats().fit(df["loss"], df["correct"]).metrics(np.ones((1, n)) * 2)
     assert s["loss"][0] == pytest.approx(m["loss"])
+
+
+def test_binned_auc_for_the_bootstrap_is_close_to_exact(preds):
+    df = preds(5000, 2, seed=9, signal=1.0)
+    y, p, _ = class_arrays(df)
+    exact = ClassificationStats().fit(y, p).metrics()["roc_auc"][0]
+    binned = ClassificationStats(auc_bins=256).fit(y, p).metrics()["roc_auc"][0]
+    assert exact == pytest.approx(skm.roc_auc_score(y, p[:, 1]))
+    assert binned != exact and abs(binned - exact) < 1 / 256

@@ -78,16 +78,20 @@ def slice_columns(df: pd.DataFrame) -> list[str]:
     return cols
 
 
-def make_stats(df: pd.DataFrame, task: str, classes: list[str] | None):
+def make_stats(df: pd.DataFrame, task: str, classes: list[str] | None, with_auc: bool = True):
     if task == "lm":
         return LMStats().fit(df["loss"], df["correct"], df["n_positions"] if "n_positions" in df.columns else None)
     label, prob, _ = class_arrays(df, classes)
-    return ClassificationStats().fit(label, prob)
+    return ClassificationStats(with_auc=with_auc).fit(label, prob)
 
 
-def paired_deltas(base: pd.DataFrame, cand: pd.DataFrame, task: str, classes, n_boot: int, seed: int) -> tuple[dict, dict]:
-    """Point values per model and bootstrap samples of candidate - baseline for every metric."""
-    sb, sc = make_stats(base, task, classes), make_stats(cand, task, classes)
+def paired_deltas(base: pd.DataFrame, cand: pd.DataFrame, task: str, classes, n_boot: int, seed: int, with_auc: bool = True) -> tuple[dict, dict]:
+    """Point values per model and bootstrap samples of candidate - baseline for every metric.
+
+    Without `with_auc` the AUC is left out of the bootstrap (its statistics grow with the number
+    of distinct scores); `paired_tests` still gives DeLong's test for a binary AUC.
+    """
+    sb, sc = make_stats(base, task, classes, with_auc), make_stats(cand, task, classes, with_auc)
     point_b, point_c = sb.metrics(), sc.metrics()
     samples: dict[str, list] = {m: [] for m in point_b}
     for w in bootstrap_counts(len(base), n_boot, seed):
@@ -115,16 +119,18 @@ def compare_predictions(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, t
         classes = [c[len(PROB_PREFIX):] for c in base.columns if str(c).startswith(PROB_PREFIX)]
         if sorted(classes) != sorted(c[len(PROB_PREFIX):] for c in cand.columns if str(c).startswith(PROB_PREFIX)):
             raise DataError("baseline and candidate predictions have different prob_<class> columns: they predict different classes")
-    deltas, samples = paired_deltas(base, cand, task, classes, n_boot, seed)
+    gate = gate or default_gate()
+    with_auc = any(r.metric == "roc_auc" for r in gate.rules)  # bootstrap the AUC only when a rule needs it
+    deltas, samples = paired_deltas(base, cand, task, classes, n_boot, seed, with_auc)
     tests = paired_tests(base, cand, task, classes)
     slices, slice_samples = {}, {}
     for col in slice_columns(base):
         slices[col] = []
         for value, idx in base.groupby(base[col].astype(str), sort=True).indices.items():
-            d, s = paired_deltas(base.iloc[idx], cand.iloc[idx], task, classes, n_boot, seed + 1)
+            d, s = paired_deltas(base.iloc[idx], cand.iloc[idx], task, classes, n_boot, seed + 1, with_auc)
             slices[col].append({"value": value, "n": len(idx), "deltas": d})
             slice_samples[(col, value)] = s
-    rules = apply_gate(gate or default_gate(), task, samples, deltas, slices, slice_samples)
+    rules = apply_gate(gate, task, samples, deltas, slices, slice_samples)
     failures = [r["detail"] for r in rules if r["status"] == "fail"]
     return Comparison(task=task, n=len(base), passed=not failures, failures=failures, deltas=deltas, tests=tests, slices=slices, rules=rules)
 

@@ -21,6 +21,7 @@ from trainwise.evaluate.resample import ClassificationStats, LMStats, bootstrap_
 
 PROB_PREFIX = "prob_"
 LM_COLUMNS = ("id", "loss", "correct")
+AUC_BOOTSTRAP_BINS = 256
 
 
 def class_names(pred_df: pd.DataFrame) -> list[str]:
@@ -107,12 +108,14 @@ def roc_auc(label: np.ndarray, prob: np.ndarray) -> float | None:
 
 def classification_point_and_ci(df: pd.DataFrame, classes: list[str], n_boot: int, confidence: float, seed: int) -> tuple[dict, dict]:
     label, prob, _ = class_arrays(df, classes)
-    stats = ClassificationStats().fit(label, prob)
-    point = {m: _finite(v[0]) for m, v in stats.metrics().items()}
+    point = {m: _finite(v[0]) for m, v in ClassificationStats().fit(label, prob).metrics().items()}
+    # the bootstrap bins scores for the AUC (exact ties would make one statistic per distinct score)
+    stats = ClassificationStats(auc_bins=AUC_BOOTSTRAP_BINS).fit(label, prob)
+    auc_shift = (point["roc_auc"] or 0.0) - float(stats.metrics()["roc_auc"][0])
     reps: dict[str, list] = {m: [] for m in point}
     for w in bootstrap_counts(len(label), n_boot, seed):
         for m, v in stats.metrics(w).items():
-            reps[m].append(v)
+            reps[m].append(v + auc_shift if m == "roc_auc" else v)
     ci = {m: _finite_pair(percentile_ci(np.concatenate(v), confidence)) for m, v in reps.items()}
     return point, ci
 
