@@ -67,6 +67,7 @@ def test_lm_loss_rule(preds):
     c = compare_predictions(base, worse, n_boot=300)
     assert c.task == "lm" and not c.passed
     assert any(f.startswith("loss rose") for f in c.failures)
+    assert c.tests["paired_t_loss"]["p_value"] < 1e-6 and c.to_dict()["tests"]["paired_t_loss"]["statistic"] > 0
     assert c.deltas["bits_per_byte"]["delta"] == pytest.approx(c.deltas["loss"]["delta"] / np.log(2))
 
 

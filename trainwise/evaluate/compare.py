@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from trainwise.errors import DataError
 from trainwise.evaluate.gate import Gate, Rule, default_gate
@@ -21,7 +22,7 @@ from trainwise.evaluate.resample import ClassificationStats, LMStats, bootstrap_
 from trainwise.evaluate.stats import delong, mcnemar_exact
 
 RESERVED = {"id", "label", "pred", "loss", "correct", "n_positions", "position_loss"}
-MAX_SLICE_VALUES = 50
+MAX_SLICE_VALUES = 200  # the lm test split has ~100 source-file groups
 
 
 @dataclass
@@ -36,7 +37,20 @@ class Comparison:
     rules: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready: undefined values (NaN) become None."""
+        return _json_safe(asdict(self))
+
+
+def _json_safe(o):
+    if isinstance(o, dict):
+        return {k: _json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_json_safe(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
 
 
 def infer_task(df: pd.DataFrame, what: str) -> str:
@@ -137,7 +151,9 @@ def compare_predictions(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, t
 
 def paired_tests(base: pd.DataFrame, cand: pd.DataFrame, task: str, classes) -> dict:
     if task == "lm":
-        return {}
+        # per-window losses are paired: a paired t-test next to the bootstrap interval
+        t = stats.ttest_rel(cand["loss"].to_numpy(np.float64), base["loss"].to_numpy(np.float64))
+        return {"paired_t_loss": {"statistic": float(t.statistic), "p_value": float(t.pvalue)}}
     yb, pb, _ = class_arrays(base, classes)
     _, pc, _ = class_arrays(cand, classes)
     tests = {"mcnemar": mcnemar_exact(pb.argmax(1) == yb, pc.argmax(1) == yb)}
