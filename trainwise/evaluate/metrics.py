@@ -57,8 +57,8 @@ def compute_metrics(pred_df: pd.DataFrame, task: str, classes: list[str] | None 
     if task == "lm":
         out = lm_metrics(pred_df)
         out["slices"] = {c: slice_table(pred_df, c, lambda d: lm_point_and_ci(d, n_boot, confidence, seed), min_slice_count) for c in slices}
-        if "group" in pred_df.columns:
-            out["groups"] = slice_table(pred_df, "group", lambda d: lm_point_and_ci(d, n_boot, confidence, seed), min_slice_count)
+        if "group" in pred_df.columns:  # the source-file groups, always reported for lm
+            out["groups"] = out["slices"].get("group") or slice_table(pred_df, "group", lambda d: lm_point_and_ci(d, n_boot, confidence, seed), min_slice_count)
         return out
     label, prob, classes = class_arrays(pred_df, classes)
     out = classification_metrics(label, prob, classes)
