@@ -136,3 +136,12 @@ def test_compare_run_directories(tabular_runs, cli_main, capsys):
     out = capsys.readouterr().out
     assert "paired comparison on 637 examples" in out and "McNemar exact" in out and "DeLong" in out
     assert (tabular_runs[0] / "eval" / "metrics.json").is_file()
+
+
+def test_auc_rule_uses_the_bootstrapped_auc(preds):
+    df = preds(1500, 2, seed=8)
+    cand = degrade(df, 0.15, seed=8)
+    c = compare_predictions(df, cand, "classification", Gate([Rule("roc_auc", 0.01)]), n_boot=200)
+    assert not c.passed and c.failures[0].startswith("roc_auc dropped")
+    assert c.deltas["roc_auc"]["delta"] == pytest.approx(c.tests["delong"]["delta"])
+    assert "roc_auc" not in compare_predictions(df, cand, "classification", n_boot=200).deltas  # default gate: DeLong only
