@@ -18,6 +18,7 @@ from trainwise.errors import TrainwiseError
 # Modules that contribute verbs (each has `register(subparsers)`), in `--help` order.
 COMMAND_MODULES = [
     "trainwise.commands.core",  # train, config, info
+    "trainwise.evaluate.commands",  # evaluate, compare, data check
     "trainwise.registry.commands",  # register, promote, rollback, history, card, ui
 ]
 
