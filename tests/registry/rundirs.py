@@ -28,7 +28,8 @@ def write_eval(run_dir, model, w) -> dict:
     y = w.test.targets.numpy()
     pred = prob.argmax(1)
     classes = w.info["classes"]
-    frame = pd.DataFrame({"id": w.test.ids, "label": y, "pred": pred, **{f"prob_{c}": prob[:, i] for i, c in enumerate(classes)}})
+    names = np.asarray(classes)
+    frame = pd.DataFrame({"id": w.test.ids, "label": names[y], "pred": names[pred], **{f"prob_{c}": prob[:, i] for i, c in enumerate(classes)}})
     (run_dir / "eval").mkdir(parents=True, exist_ok=True)
     frame.to_parquet(run_dir / "eval" / "predictions.parquet")
     slices = {}

@@ -22,13 +22,9 @@ def run_gate(baseline_eval_dir: Path, candidate_eval_dir: Path, gate_path: str |
     Both folders hold predictions.parquet and metrics.json as `trainwise evaluate` writes them.
     `gate_path` names a gate file (None or '' = the evaluate component's default gate).
     """
-    try:
-        from trainwise.evaluate.compare import compare_dirs, default_gate, load_gate
-    except ImportError as e:
-        raise GateUnavailable(
-            f"the promotion gate needs trainwise.evaluate.compare, which cannot be imported ({e}); "
-            "install the full trainwise package, or promote with --force --reason TEXT"
-        ) from None
+    from trainwise.evaluate.compare import compare_dirs
+    from trainwise.evaluate.gate import default_gate, load_gate
+
     gate = load_gate(gate_path) if gate_path else default_gate()
     comparison = compare_dirs(Path(baseline_eval_dir), Path(candidate_eval_dir), gate=gate)
     return bool(comparison.passed), [str(f) for f in comparison.failures], comparison.to_dict()
