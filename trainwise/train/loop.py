@@ -33,6 +33,9 @@ from trainwise.train.setup import prepare
 class RunResult:
     run_dir: Path
     summary: dict
+    model: torch.nn.Module | None = None  # the trained (prepared) model, for in-process evaluation
+    workload: object | None = None
+    policy: object | None = None
 
 
 def lr_at(step: int, peak_lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -215,4 +218,4 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     if dist.is_main:
         run.write_summary(summary)
     teardown_distributed(dist)
-    return RunResult(run.path, summary)
+    return RunResult(run.path, summary, model, workload, policy)
