@@ -1,9 +1,20 @@
 """Activation checkpointing (AC): trade recomputation in backward for activation memory.
 
-Modes: none, full (every block), every-n (every n-th block), selective (op-level: keep matmul and
-attention outputs, recompute cheap pointwise ops). Only non-reentrant checkpointing is used:
-reentrant checkpointing silently drops gradients when a block's inputs do not require grad
-(huggingface/transformers#21381).
+Modes, in order of the forward compute they repeat in backward (`AC_COST_ORDER`):
+
+- none: every block keeps what its backward needs.
+- selective: op-level selective AC (`create_selective_checkpoint_contexts`) inside each block: the
+  outputs of matmuls (mm/addmm/bmm/linear, fp8 `_scaled_mm`), attention kernels and convolutions
+  are saved; every other op (LayerNorm, GELU, residual adds, dropout, views, dtype casts, fp8
+  amax/scale arithmetic) is recomputed in backward. Those ops are memory-bound and cheap to redo,
+  while a matmul is what costs FLOPs: no matmul runs twice.
+- every-n: full checkpointing of every n-th block (`memory.ac_every`).
+- full: every block keeps only its input and reruns its whole forward in backward.
+- auto: the first of these, in this order, whose estimated peak fits `memory.budget_gib`
+  (trainwise.train.autoac), confirmed by measuring the first steps.
+
+Only non-reentrant checkpointing is used: reentrant checkpointing silently drops gradients when a
+block's inputs do not require grad (huggingface/transformers#21381).
 """
 
 from __future__ import annotations
@@ -15,6 +26,9 @@ from torch import nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from trainwise.errors import ConfigError
+
+# Cheapest first, by forward matmul FLOPs recomputed in backward: 0, 0 (pointwise only), 1/n, all.
+AC_COST_ORDER = ("none", "selective", "every-n", "full")
 
 # Ops whose outputs selective AC keeps: the expensive ones (matmuls, attention). Everything else
 # (GELU, LayerNorm, adds, dropout masks, views) is recomputed in backward, which is cheap because
@@ -71,9 +85,14 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def apply_ac(model: nn.Module, mode: str, every: int = 2, block_classes: tuple[type, ...] = (), block_class_names: list[str] = ()) -> nn.Module:
-    """Wrap blocks for activation checkpointing in place; a no-op for mode 'none'."""
+    """Wrap blocks for activation checkpointing in place; a no-op for mode 'none'.
+
+    'auto' must be resolved to a concrete mode first (trainwise.train.autoac.resolve_ac_mode).
+    """
     if mode == "none":
         return model
+    if mode not in AC_COST_ORDER:
+        raise ConfigError(f"memory.ac = {mode!r}: apply_ac takes one of {', '.join(AC_COST_ORDER)} ('auto' is resolved before)")
     blocks = find_blocks(model, block_classes, block_class_names)
     if not blocks:
         looked_for = [c.__name__ for c in block_classes] + list(block_class_names)
@@ -86,4 +105,12 @@ def apply_ac(model: nn.Module, mode: str, every: int = 2, block_classes: tuple[t
         if mode == "every-n" and i % every:
             continue
         _set_submodule(model, name, CheckpointedBlock(block, selective=(mode == "selective")))
+    return model
+
+
+def remove_ac(model: nn.Module) -> nn.Module:
+    """Undo apply_ac in place (unwrap every CheckpointedBlock); used when `auto` switches modes."""
+    wrapped = [name for name, m in model.named_modules() if isinstance(m, CheckpointedBlock)]
+    for name in wrapped:
+        _set_submodule(model, name, model.get_submodule(name).block)
     return model

@@ -18,6 +18,7 @@ import torch
 from trainwise.config import Config
 from trainwise.env import pick_device
 from trainwise.errors import TrainwiseError
+from trainwise.train.autoac import confirm_ac_mode, resolve_ac_mode
 from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainwise.train.data import StepSampler, eval_indices
 from trainwise.train.health import HealthMonitor, NonFiniteError
@@ -90,8 +91,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     # Seed before the workload builds the model, so initial weights depend only on train.seed.
     torch.manual_seed(tc.seed)
     workload = build_workload(cfg)
+    ac_mode, ac_note = resolve_ac_mode(cfg, workload, dist.world_size)  # 'auto' -> a concrete mode
     prepared = prepare(
-        workload.model, policy=policy, device=device, ac_mode=cfg.memory.ac, ac_every=cfg.memory.ac_every,
+        workload.model, policy=policy, device=device, ac_mode=ac_mode, ac_every=cfg.memory.ac_every,
         compile=tc.compile, block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
         keep_high_precision=cfg.precision.keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel),
     )
@@ -116,6 +118,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     val: dict = history.get("val", {})
     memory: dict = history.get("memory", {})
     compile_warmup_s = 0.0
+    measure_at = start_step + 1
     progress = Progress(tc.steps, start_step, enabled=cfg.log.progress and dist.is_main, unit="tok" if workload.task == "lm" else "samples")
     status, step = "completed", start_step
     model.train()
@@ -127,7 +130,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
             lr = lr_at(step, tc.lr, tc.warmup_steps, tc.steps, tc.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            measure_memory = step == start_step + 1 and not memory
+            measure_memory = step == measure_at and not memory
             t0 = time.perf_counter()
             with measure_step_memory(model, optimizer, device, enabled=measure_memory) as mem:
                 loss_sum = torch.zeros((), device=device)
@@ -149,6 +152,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
             dt_ms = (time.perf_counter() - t0) * 1e3
             if measure_memory:
                 memory = mem.result()
+                if cfg.memory.ac == "auto":  # confirm the estimator's choice by this measurement
+                    ac_mode, note, switched = confirm_ac_mode(model, ac_mode, memory, cfg, workload.block_classes)
+                    ac_note, memory, measure_at = f"{ac_note}; {note}", ({} if switched else memory), step + 1
             elif step == start_step and tc.compile:
                 compile_warmup_s = dt_ms / 1e3
             elif step > start_step:
@@ -167,6 +173,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                     history["best_val"], history["bad_evals"] = val["val_loss"], 0
                 else:
                     history["bad_evals"] += 1
+            if measure_memory and memory:
+                row = {**(row or {"step": done, "loss": loss_value, "lr": lr}), **memory}
             if row is not None and dist.is_main:
                 run.log_metrics(row)
             progress.update(done, loss_value, units_per_step / (dt_ms / 1e3), val.get("val_loss"))
@@ -208,7 +216,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
         "compile_warmup_s": compile_warmup_s if tc.compile else None,
         **memory,
         "precision": policy.name,
-        "ac": cfg.memory.ac,
+        "ac": ac_mode,
+        "ac_requested": cfg.memory.ac,
+        "ac_note": ac_note or None,
         "strategy": cfg.parallel.strategy,
         "world_size": dist.world_size,
         "fp8_layers": len(prepared.fp8_layers),

@@ -131,6 +131,6 @@ def apply_fp8(model: nn.Module, recipe: str | None, keep_patterns: list[str] = (
 
 def apply_param_dtype(model: nn.Module, policy: Policy) -> nn.Module:
     """Cast master weights for bf16-true; the other policies keep fp32 weights."""
-    if policy.param_dtype != torch.float32:
-        model.to(policy.param_dtype)
+    if any(p.dtype != policy.param_dtype for p in model.parameters() if p.is_floating_point()):
+        model.to(policy.param_dtype)  # skipped when already cast (fake-tensor models cannot be cast)
     return model

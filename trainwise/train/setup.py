@@ -61,7 +61,8 @@ def prepare(
     4. shard (DDP / FSDP2): last, so it wraps the final module structure; `shard` is a callable
        (model) -> model supplied by the distributed setup, or None for one process.
     """
-    model.to(device)
+    if any(t.device != device for t in model.parameters()):  # skip when already there: fake-tensor
+        model.to(device)  # models (trainwise estimate) cannot be moved, and need not be
     fp8_layers = apply_fp8(model, policy.fp8_recipe, keep_patterns=list(keep_high_precision), emulate=fp8_gemm_kind(device) == "emulated")
     apply_param_dtype(model, policy)
     apply_ac(model, ac_mode, ac_every, block_classes, block_class_names)

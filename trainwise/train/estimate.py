@@ -1,0 +1,154 @@
+"""Predict a training step's peak memory without training: `trainwise estimate`.
+
+The model is rebuilt from its spec under torch's FakeTensorMode (tensors with shapes, dtypes and
+storages but no data, like the meta device), prepared exactly as the trainer prepares it (FP8,
+precision, activation checkpointing, through `prepare()`), and one optimizer step is traced on a
+fake micro-batch under the same storage tracker that measures real runs (MemTracker). So the
+estimate includes activations, unlike `accelerate estimate-memory`, which counts parameters only,
+and it follows the precision policy, the AC mode, the micro-batch and the sequence length because
+it runs the very code that the trainer runs.
+
+Data parallelism is applied on top as a model of what each rank holds: DDP keeps a flat copy of
+all gradients in its buckets; FSDP2 divides parameters, gradients and optimizer state by the
+world size and adds the gathered parameters of the blocks in flight. These two are arithmetic,
+not traced (one process cannot trace a collective).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from trainwise.config import Config
+from trainwise.env import pick_device
+from trainwise.train.memory import tracker_peak
+from trainwise.train.precision import autocast_context, get_policy
+from trainwise.train.setup import prepare
+from trainwise.workloads.base import Workload, build_model_from_spec
+
+GIB = 1024**3
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    # A fake model cannot be cast after it is built (its tensors cannot be swapped), so it is
+    # built in the master-weight dtype directly; prepare() then finds nothing left to cast.
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    grads = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    opt = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t))
+    return {"parameters": params, "gradients": grads, "optimizer_state": opt}
+
+
+def _largest_block_bytes(model: nn.Module, block_classes: tuple, block_class_names: list[str]) -> int:
+    from trainwise.train.ac import CheckpointedBlock, find_blocks
+
+    blocks = find_blocks(model, tuple(block_classes) + (CheckpointedBlock,), block_class_names)
+    sizes = [sum(p.numel() * p.element_size() for p in b.parameters()) for _, b in blocks]
+    return max(sizes, default=0)
+
+
+def trace_step(cfg: Config, workload: Workload, *, ac_mode: str, micro_batch_size: int, fake: bool = True) -> dict:
+    """Run the trainer's step (forward, backward, clip, AdamW) on one micro-batch and track storages.
+
+    fake=True traces on fake tensors (an estimate, no data, seconds); fake=False runs real tensors
+    (a measurement, used by fit-batch to confirm its answer). Two steps run, the second tracked,
+    like the trainer, so the optimizer state exists. With gradient accumulation two micro-batches
+    run per step: from the second on, gradients are already allocated, so more change nothing.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    from trainwise.train.loop import make_optimizer
+
+    device = pick_device(cfg.train.device)
+    policy = get_policy(cfg.precision.policy, device)
+    tc = cfg.train
+    x, y = workload.train.batch(torch.arange(micro_batch_size) % len(workload.train))
+    n_micro = 1 if tc.global_batch_size <= micro_batch_size else 2
+    mode = FakeTensorMode() if fake else contextlib.nullcontext()
+    with mode:
+        with _default_dtype(policy.param_dtype), torch.device(device):
+            model = build_model_from_spec(workload.spec) if fake else _real_copy(workload)
+        prepared = prepare(
+            model, policy=policy, device=device, ac_mode=ac_mode, ac_every=cfg.memory.ac_every,
+            block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
+            keep_high_precision=cfg.precision.keep_high_precision,
+        )
+        model = prepared.model
+        model.train()
+        optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
+        xs, ys = (mode.from_tensor(x.to(device)), mode.from_tensor(y.to(device))) if fake else (x.to(device), y.to(device))
+
+        def step():
+            for _ in range(n_micro):
+                with autocast_context(policy, device):
+                    logits = model(xs)
+                (workload.loss_fn(logits, ys) / n_micro).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        step()
+        tracker = MemTracker()
+        tracker.track_external(model, optimizer)
+        with tracker:
+            step()
+        out = tracker_peak(tracker, device)
+        out["state_bytes"] = _state_bytes(model, optimizer)
+        out["largest_block_bytes"] = _largest_block_bytes(model, workload.block_classes, cfg.memory.block_classes)
+    return out
+
+
+def _real_copy(workload: Workload) -> nn.Module:
+    # A fresh model of the same architecture: the workload's own model stays untouched.
+    return build_model_from_spec(workload.spec)
+
+
+def apply_data_parallel(traced: dict, strategy: str, world_size: int, reshard_after_forward: bool = True) -> dict:
+    """What one rank holds under DDP / FSDP2, from a single-process trace (see the module note)."""
+    b = dict(traced["memory_breakdown"])
+    extra = 0
+    if strategy == "ddp" and world_size > 1:
+        extra = traced["state_bytes"]["gradients"]  # the bucket buffers: one flat copy of the gradients
+    elif strategy == "fsdp2":
+        for part in ("parameters", "gradients", "optimizer_state"):
+            b[part] = -(-b[part] // world_size)
+        # gathered parameters: the block computing plus the one prefetched, or all of them kept
+        # gathered after forward when reshard_after_forward is off
+        full = traced["state_bytes"]["parameters"]
+        extra = 2 * traced["largest_block_bytes"] if reshard_after_forward else full
+        extra = min(extra, full) * (world_size > 1)
+    b["other"] = b.get("other", 0) + extra
+    total = sum(b.values())
+    state = {k: (-(-v // world_size) if strategy == "fsdp2" else v) for k, v in traced["state_bytes"].items()}
+    return {"peak_memory_bytes": total, "peak_activation_bytes": b["activations"], "memory_breakdown": b,
+            "parameter_state_bytes": sum(state.values())}
+
+
+def estimate_memory(cfg: Config, workload: Workload, *, ac_mode: str | None = None, micro_batch_size: int | None = None, world_size: int = 1) -> dict:
+    """Predicted peak memory per rank (bytes) and its breakdown, for `cfg` with optional overrides."""
+    mode = ac_mode or cfg.memory.ac
+    mb = micro_batch_size or cfg.train.micro_batch_size
+    traced = trace_step(cfg, workload, ac_mode=mode, micro_batch_size=mb)
+    out = apply_data_parallel(traced, cfg.parallel.strategy, world_size, cfg.parallel.reshard_after_forward)
+    shape = tuple(workload.train.inputs.shape[1:])
+    out["inputs"] = {
+        "precision": cfg.precision.policy, "ac": mode, "micro_batch_size": mb,
+        "sequence_length": shape[0] if workload.task == "lm" else None, "example_shape": list(shape),
+        "world_size": world_size, "strategy": cfg.parallel.strategy,
+        "fsdp_shard_factor": world_size if cfg.parallel.strategy == "fsdp2" else 1,
+    }
+    out["method"] = "fake-tensor trace of one training step under MemTracker" + (
+        f"; {cfg.parallel.strategy} per-rank arithmetic" if cfg.parallel.strategy != "single" else "")
+    return out
