@@ -1,6 +1,6 @@
 """Predict a training step's peak memory without training: `trainwise estimate`.
 
-The model is rebuilt from its spec under torch's FakeTensorMode (tensors with shapes, dtypes and
+The workload's model is copied into torch's FakeTensorMode (tensors with shapes, dtypes and
 storages but no data, like the meta device), prepared exactly as the trainer prepares it (FP8,
 precision, activation checkpointing, through `prepare()`), and one optimizer step is traced on a
 fake micro-batch under the same storage tracker that measures real runs (MemTracker). So the
@@ -17,30 +17,20 @@ not traced (one process cannot trace a collective).
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 from torch import nn
 
 from trainwise.config import Config
 from trainwise.env import pick_device
-from trainwise.train.memory import tracker_peak
+from trainwise.errors import TrainwiseError
+from trainwise.train.memory import measure_step_memory, tracker_peak
 from trainwise.train.precision import autocast_context, get_policy
 from trainwise.train.setup import prepare
-from trainwise.workloads.base import Workload, build_model_from_spec
+from trainwise.workloads.base import Workload
 
 GIB = 1024**3
-
-
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype):
-    # A fake model cannot be cast after it is built (its tensors cannot be swapped), so it is
-    # built in the master-weight dtype directly; prepare() then finds nothing left to cast.
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -67,7 +57,6 @@ def trace_step(cfg: Config, workload: Workload, *, ac_mode: str, micro_batch_siz
     run per step: from the second on, gradients are already allocated, so more change nothing.
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.distributed._tools.mem_tracker import MemTracker
 
     from trainwise.train.loop import make_optimizer
 
@@ -78,8 +67,7 @@ def trace_step(cfg: Config, workload: Workload, *, ac_mode: str, micro_batch_siz
     n_micro = 1 if tc.global_batch_size <= micro_batch_size else 2
     mode = FakeTensorMode() if fake else contextlib.nullcontext()
     with mode:
-        with _default_dtype(policy.param_dtype), torch.device(device):
-            model = build_model_from_spec(workload.spec) if fake else _real_copy(workload)
+        model = _fake_copy(workload.model, mode, policy.param_dtype, device) if fake else copy.deepcopy(workload.model)
         prepared = prepare(
             model, policy=policy, device=device, ac_mode=ac_mode, ac_every=cfg.memory.ac_every,
             block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
@@ -100,19 +88,29 @@ def trace_step(cfg: Config, workload: Workload, *, ac_mode: str, micro_batch_siz
             optimizer.zero_grad(set_to_none=True)
 
         step()
-        tracker = MemTracker()
-        tracker.track_external(model, optimizer)
-        with tracker:
+        with measure_step_memory(model, optimizer, device) as mem:
             step()
-        out = tracker_peak(tracker, device)
+        if mem.error:
+            raise TrainwiseError(f"cannot trace the step's memory: {mem.error}")
+        out = tracker_peak(mem.tracker, device)
         out["state_bytes"] = _state_bytes(model, optimizer)
         out["largest_block_bytes"] = _largest_block_bytes(model, workload.block_classes, cfg.memory.block_classes)
     return out
 
 
-def _real_copy(workload: Workload) -> nn.Module:
-    # A fresh model of the same architecture: the workload's own model stays untouched.
-    return build_model_from_spec(workload.spec)
+def _fake_copy(model: nn.Module, fake_mode, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """A copy of `model` whose parameters and buffers are fake tensors (no data), already in the
+    master-weight dtype and on `device`: a fake model cannot be cast or moved after it is built
+    (its tensors cannot be swapped), so prepare() must find nothing left to do there."""
+
+    def fake(t: torch.Tensor) -> torch.Tensor:
+        f = fake_mode.from_tensor(t).to(device)
+        return f.to(dtype) if f.is_floating_point() else f
+
+    with torch.no_grad():
+        memo = {id(p): nn.Parameter(fake(p), requires_grad=p.requires_grad) for p in model.parameters()}
+        memo.update({id(b): fake(b) for b in model.buffers()})
+    return copy.deepcopy(model, memo)
 
 
 def apply_data_parallel(traced: dict, strategy: str, world_size: int, reshard_after_forward: bool = True) -> dict:

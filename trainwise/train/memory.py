@@ -77,5 +77,17 @@ def measure_step_memory(model: torch.nn.Module, optimizer, device: torch.device,
     tracker = MemTracker()
     tracker.track_external(model, optimizer)
     mem.tracker = tracker
-    with tracker:
-        yield mem
+
+    def new_micro_batch(module, args):
+        # MemTracker refuses a second forward of the same module in one tracked region (gradient
+        # accumulation); its per-module stats are cleared, its global peak is kept. Registered
+        # before the tracker's own global hooks, so it runs first.
+        if module is model and model in tracker.memory_tracking:
+            tracker.reset_mod_stats()
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(new_micro_batch)
+    try:
+        with tracker:
+            yield mem
+    finally:
+        handle.remove()
