@@ -6,7 +6,7 @@ steps (forward, backward, clip, AdamW), modes interleaved round-robin with the o
 round so CPU contention from other processes hits all modes alike; median and min/max per mode,
 ratios to `none` from the same rounds.
 
-Run: PYTHONPATH=. python benchmarks/memory_ac_modes.py [--rounds 30]
+Run: PYTHONPATH=. python benchmarks/memory_ac_modes.py [--rounds 15] [--threads 1]
 Writes benchmarks/memory_ac_modes_cpu-2core_20261122.{json,md,png}.
 """
 
@@ -44,7 +44,8 @@ def make_step(model, optimizer, workload, batches):
     return step
 
 
-def main(rounds: int) -> None:
+def main(rounds: int, threads: int) -> None:
+    torch.set_num_threads(threads)  # the 2 cores are shared: one thread per process oversubscribes less
     cfg = load_config("configs/lm-tiny.toml", ["model.n_layers=8", "data.max_corpus_bytes=2000000"])
     torch.manual_seed(0)
     workload = build_workload(cfg)
@@ -61,6 +62,7 @@ def main(rounds: int) -> None:
         with measure_step_memory(model, opt, device) as mem:
             steps[mode](1)
         memory[mode] = mem.result()
+        print(mode, memory[mode]["peak_activation_bytes"], flush=True)
     times = {m: [] for m in MODES}
     for r in range(rounds):
         order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
@@ -68,6 +70,7 @@ def main(rounds: int) -> None:
             t0 = time.perf_counter()
             steps[mode](r)
             times[mode].append((time.perf_counter() - t0) * 1e3)
+        print(f"round {r}: " + ", ".join(f"{m} {times[m][-1]:.0f} ms" for m in MODES), flush=True)
     base_act, base_ms = memory["none"]["peak_activation_bytes"], median(times["none"])
     rows = []
     for mode in MODES:
@@ -118,5 +121,7 @@ def write_report(meta: dict, rows: list[dict]) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=30)
-    main(ap.parse_args().rounds)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    main(args.rounds, args.threads)

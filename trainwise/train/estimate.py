@@ -52,8 +52,8 @@ def trace_step(cfg: Config, workload: Workload, *, ac_mode: str, micro_batch_siz
     """Run the trainer's step (forward, backward, clip, AdamW) on one micro-batch and track storages.
 
     fake=True traces on fake tensors (an estimate, no data, seconds); fake=False runs real tensors
-    (a measurement, used by fit-batch to confirm its answer). Two steps run, the second tracked,
-    like the trainer, so the optimizer state exists. With gradient accumulation two micro-batches
+    (a measurement, used by fit-batch to confirm its answer). The optimizer state is created first
+    (an AdamW step on zero gradients), because the trainer measures its second step. With gradient accumulation two micro-batches
     run per step: from the second on, gradients are already allocated, so more change nothing.
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -87,7 +87,11 @@ def trace_step(cfg: Config, workload: Workload, *, ac_mode: str, micro_batch_siz
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        step()
+        # the trainer measures its second step, when AdamW's state exists: create it without a pass
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p) if p.requires_grad else None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         with measure_step_memory(model, optimizer, device) as mem:
             step()
         if mem.error:

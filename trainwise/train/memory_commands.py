@@ -80,7 +80,8 @@ def cmd_fit_batch(args) -> int:
     print(f"budget {args.budget_gib:g} GiB: micro-batch {res['micro_batch_size']} with ac={res['ac']} "
           f"(estimated {res['estimated_peak_bytes'] / MIB:.1f} MiB, {measured}; searched up to {res['max_micro_batch']})")
     for mode, v in res["per_mode"].items():
-        print(f"  {mode:<10} largest micro-batch {v['micro_batch_size']:5d}  estimated {v['estimated_peak_bytes'] / MIB:.1f} MiB")
+        print(f"  {mode:<10} largest micro-batch {v['largest_micro_batch']:5d} (estimated {v['estimated_peak_bytes'] / MIB:.1f} MiB), "
+              f"usable (divides the global batch) {v['micro_batch_size']}")
     if res["note"]:
         print(res["note"])
     print(f"use: --set train.micro_batch_size={res['micro_batch_size']} --set memory.ac={res['ac']}")
