@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
+import torch
 
 from tests.train.memory_fixtures import TINY, tiny_cfg
 from trainwise.cli import main
 from trainwise.train.ac import CheckpointedBlock
 from trainwise.train.autoac import confirm_ac_mode, resolve_ac_mode
 from trainwise.train.estimate import GIB, estimate_memory, trace_step
+from trainwise.train.precision import get_policy
+from trainwise.train.setup import prepare
 from trainwise.train.rundir_setup import build_workload
 
 SETS = [a for item in TINY for a in ("--set", item)]
@@ -56,12 +60,8 @@ def test_auto_picks_none_when_ample_and_a_cheaper_mode_when_tight(workload, peak
 
 
 def test_auto_falls_back_when_the_measurement_is_over_budget(workload):
-    from trainwise.train.setup import prepare
-    from trainwise.train.precision import get_policy
-    import torch
-
     cfg = tiny_cfg("memory.ac=auto", "memory.budget_gib=0.001")
-    model = prepare(workload.model, policy=get_policy("fp32", torch.device("cpu")), device=torch.device("cpu"),
+    model = prepare(copy.deepcopy(workload.model), policy=get_policy("fp32", torch.device("cpu")), device=torch.device("cpu"),
                     ac_mode="selective", block_classes=workload.block_classes).model
     mode, note, switched = confirm_ac_mode(model, "selective", {"peak_memory_bytes": 2 * GIB}, cfg, workload.block_classes)
     assert (mode, switched) == ("every-n", True) and "fell back" in note

@@ -20,7 +20,8 @@ def budget_bytes(budget_gib: float) -> int:
     return int(budget_gib * GIB)
 
 
-def check_budget_reachable(cfg: Config, workload, budget: int, world_size: int = 1, micro_batch_size: int | None = None) -> dict:
+def check_budget_reachable(cfg: Config, workload, budget: int, world_size: int = 1, micro_batch_size: int | None = None,
+                           field: str = "memory.budget_gib") -> dict:
     """Raise when not even full AC fits; the error states the minimum reachable budget.
 
     Returns the full-AC estimate (the least memory any mode can reach at this micro-batch).
@@ -31,7 +32,7 @@ def check_budget_reachable(cfg: Config, workload, budget: int, world_size: int =
         what = ("is below what the parameters, gradients and optimizer state alone need "
                 f"({state / GIB:.4f} GiB)") if budget < state else "cannot be reached by any AC mode"
         raise ConfigError(
-            f"memory.budget_gib = {budget / GIB:g} {what}; the minimum reachable budget is "
+            f"{field} = {budget / GIB:g} {what}; the minimum reachable budget is "
             f"{floor['peak_memory_bytes'] / GIB:.4f} GiB (ac = 'full', micro-batch {floor['inputs']['micro_batch_size']}, "
             f"precision {cfg.precision.policy}); raise the budget, or lower the memory with a cheaper "
             "precision policy or FSDP sharding"

@@ -60,7 +60,7 @@ def measure_peak(cfg: Config, workload, mode: str, mb: int, world_size: int = 1)
 def fit_batch(cfg: Config, workload, budget_gib: float, max_micro_batch: int = 0, world_size: int = 1, confirm: bool = True) -> dict:
     """Largest micro-batch and cheapest AC mode under `budget_gib`, estimated then measured."""
     budget = int(budget_gib * GIB)
-    check_budget_reachable(cfg, workload, budget, world_size)
+    check_budget_reachable(cfg, workload, budget, world_size, field="--budget-gib")
     max_mb = max_micro_batch or max(1, cfg.train.global_batch_size // world_size)
     per_mode = {}
     for mode in AC_COST_ORDER:
