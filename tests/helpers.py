@@ -13,7 +13,7 @@ TINY_LM = [
     "workload.name=lm", "model.n_layers=2", "model.n_heads=2", "model.d_model=32", "model.context=32",
     "data.max_corpus_bytes=400000", "train.micro_batch_size=8", "train.global_batch_size=8", "train.steps=8",
     "train.warmup_steps=2", "train.eval_every=4", "train.eval_batches=2", "train.checkpoint_every=4",
-    "train.log_every=1", "train.threads=1", "log.progress=false",
+    "train.log_every=1", "train.threads=1", "log.progress=false", "log.mlflow=false",
 ]
 
 

@@ -126,7 +126,7 @@ class EvalConfig:
 @dataclass
 class LogConfig:
     progress: bool = F(True, "show a progress line (step, loss, tokens/s, ETA) on stderr")
-    mlflow: bool = F(False, "log params, metrics and artifacts to MLflow")
+    mlflow: bool = F(True, "log params, metrics and artifacts to MLflow (registry.tracking_uri, default sqlite:///mlflow.db)")
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import tiny_lm_config
+from tests.helpers import TINY_LM, tiny_lm_config
 from trainwise.cli import main
 from trainwise.config import load_config
 from trainwise.errors import TrainwiseError
@@ -123,3 +123,20 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, capsys):
     with pytest.raises(TrainwiseError, match="already exists and is not empty"):
         train(tiny_lm_config(), run)
     assert (run / "precious.txt").read_text() == "keep"
+
+
+def test_cli_train_logs_to_mlflow_by_default(tmp_path, capsys):
+    import mlflow
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text("[train]\nthreads = 1\n")
+    argv = ["train", str(recipe)]
+    for item in TINY_LM:
+        if item != "log.mlflow=false":  # the default: log to MLflow
+            argv += ["--set", item]
+    assert main(argv + ["--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "mlflow: logged as run" in out
+    run_id = out.split("mlflow: logged as run ")[1].split()[0]
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert run.data.params["train.steps"] == "8" and "loss" in run.data.metrics

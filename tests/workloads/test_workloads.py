@@ -87,7 +87,7 @@ def test_file_workload_trains_from_csv_and_parquet(tmp_path, capsys):
 
 def write_recipe(tmp_path):
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text("[train]\nsteps = 3\nthreads = 1\n[log]\nprogress = false\n")
+    recipe.write_text("[train]\nsteps = 3\nthreads = 1\n[log]\nprogress = false\nmlflow = false\n")
     return recipe
 
 

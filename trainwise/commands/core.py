@@ -63,7 +63,19 @@ def cmd_train(args) -> int:
         cfg = load_config(args.config, args.overrides)
         result = train(cfg, args.run_dir)
     print_summary(result.run_dir, result.summary)
+    log_to_mlflow(result.run_dir, cfg)
     return 0 if result.summary["status"] in ("completed", "early_stopped", "halted") else 1
+
+
+def log_to_mlflow(run_dir: Path, cfg) -> None:
+    """Log the finished run to MLflow when `log.mlflow` is on (the run directory is complete either way)."""
+    if not cfg.log.mlflow:
+        return
+    from trainwise.registry.tracking import log_run_if_enabled
+
+    run_id = log_run_if_enabled(run_dir, cfg)
+    if run_id:
+        print(f"mlflow: logged as run {run_id} (browse with `trainwise ui`)")
 
 
 def print_summary(run_dir: Path, s: dict) -> None:
