@@ -308,18 +308,21 @@ def validate_relations(cfg: Config) -> None:
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Load a TOML recipe (or only defaults when `path` is None) and apply `--set` overrides."""
-    data: dict = {}
-    source = "defaults"
-    if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist (expected a TOML recipe such as configs/lm-tiny.toml)")
-        try:
-            data = tomllib.loads(p.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    return build_config(data, overrides, source)
+    if path is None:
+        return build_config({}, overrides, "defaults")
+    data = read_toml(path, "config file", "a TOML recipe such as configs/lm-tiny.toml")
+    return build_config(data, overrides, str(path))
+
+
+def read_toml(path: str | Path, what: str, expected: str) -> dict:
+    """Parse a TOML file, or raise one ConfigError naming the file and what was expected."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist (expected {expected})")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {p} is not valid TOML: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------
