@@ -18,6 +18,7 @@ from trainwise.errors import TrainwiseError
 # Modules that contribute verbs (each has `register(subparsers)`), in `--help` order.
 COMMAND_MODULES = [
     "trainwise.commands.core",  # train, config, info
+    "trainwise.monitor.commands",  # monitor
 ]
 
 
