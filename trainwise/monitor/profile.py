@@ -19,6 +19,7 @@ from trainwise.monitor import stats as st
 MAX_CATEGORIES = 50  # rarer categories are pooled into "(other)" so chi-square cells stay populated
 OTHER = "(other)"
 N_PLOT_BINS = 30
+N_PLOT_CATEGORIES = 12
 
 
 class NumericProfile:
@@ -136,9 +137,16 @@ class CategoricalProfile:
         }
 
     def plot_shares(self, cur_counts: pd.Series) -> dict:
+        """The most common categories, the rest pooled, and the unseen share (a readable plot)."""
         cur, _ = self.window_counts(cur_counts)
-        return {"categories": self.categories_ + ["(unseen)"], "ref": np.append(self.shares_, 0.0).tolist(),
-                "cur": (cur / max(cur.sum(), 1)).tolist()}
+        cur = cur / max(cur.sum(), 1)
+        ref = np.append(self.shares_, 0.0)
+        names = self.categories_ + ["(unseen)"]
+        if len(names) > N_PLOT_CATEGORIES + 2:
+            keep = N_PLOT_CATEGORIES
+            pool = lambda v: np.concatenate([v[:keep], [v[keep:-1].sum()], v[-1:]])  # noqa: E731
+            names, ref, cur = names[:keep] + ["(rest)", "(unseen)"], pool(ref), pool(cur)
+        return {"categories": names, "ref": ref.tolist(), "cur": cur.tolist()}
 
     def null_effects(self, n_rows: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
         """Jensen-Shannon distances of multinomial resamples of `n_rows` from the reference shares."""

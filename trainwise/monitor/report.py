@@ -14,7 +14,7 @@ def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=72)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
@@ -49,7 +49,8 @@ def _distribution_figure(columns: list[dict]) -> str | None:
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
-    fig.tight_layout()
+    # Fixed spacing: tight_layout measured every tick label and took seconds on 20 panels.
+    fig.subplots_adjust(left=0.04, right=0.99, top=1 - 0.35 / n_rows, bottom=0.6 / n_rows, hspace=0.9, wspace=0.25)
     return _png(fig)
 
 
