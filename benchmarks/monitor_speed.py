@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -79,7 +80,9 @@ def main() -> None:
                 evidently = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {"error": proc.stderr[-2000:]}
             except subprocess.TimeoutExpired:
                 evidently = {"error": f"did not finish within {args.evidently_timeout_s} s"}
-    result = {"rows": args.rows, "columns": 20, "machine": platform.processor() or platform.machine(), "trainwise": trainwise, "evidently": evidently}
+    result = {"rows": args.rows, "columns": 20, "machine": platform.processor() or platform.machine(),
+              "cpu_count": os.cpu_count(), "load_average_1_5_15_min_at_end": os.getloadavg(),
+              "trainwise": trainwise, "evidently": evidently}
     if evidently and "seconds" in evidently:
         ev_median = statistics.median(evidently["seconds"])
         # Evidently's Report.run does no file reading; compare with trainwise's fit + check + write.
