@@ -111,3 +111,11 @@ def test_other_bad_input(run_cli, tmp_path, files, argv, needle):
     argv = [str(log) if a == "LOG" else str(files[0]) if a == "REF" else a for a in argv]
     code, _, err = run_cli("monitor", *argv)
     assert code == 2 and needle in err, err
+
+
+def test_run_directory_is_read_through_its_eval_predictions(run_cli, tmp_path, files):
+    run_dir = tmp_path / "runs" / "r1"
+    (run_dir / "eval").mkdir(parents=True)
+    make_table(1000, seed=9).to_parquet(run_dir / "eval" / "predictions.parquet")
+    code, stdout, _ = run_cli("monitor", "--reference", run_dir, "--current", files[0], "--json")
+    assert code == 0 and json.loads(stdout)["n_reference"] == 1000

@@ -89,3 +89,26 @@ def test_prediction_drift_is_reported_separately():
     assert [c["name"] for c in result["columns"]] == ["x"]
     assert result["dataset_drift"] is False and result["prediction_drift"] is True
     assert {c["name"] for c in result["prediction_columns"] if c["drift"]} >= {"prob_yes", "pred"}
+
+
+def test_sklearn_contract_and_cached_calibration():
+    params = dict(alpha=0.01, min_window_rows=50, seed=3)
+    monitor = DriftMonitor(**params)
+    assert {k: getattr(monitor, k) for k in params} == params
+    assert not [a for a in vars(monitor) if a.endswith("_")]  # __init__ learns nothing
+    assert monitor.fit(make_table(2000, seed=1)) is monitor
+    first = monitor.null_thresholds(400)
+    cached = dict(monitor.thresholds_)
+    assert monitor.null_thresholds(400) == first and monitor.thresholds_ == cached  # no recalibration
+    again = DriftMonitor(**params).fit(make_table(2000, seed=1)).null_thresholds(400)
+    assert again == first  # same seed, same thresholds
+
+
+def test_missing_values_are_reported_and_a_mostly_missing_column_is_too_small(monitor):
+    cur = make_table(2000, seed=8)
+    cur.loc[cur.index[:1990], "x1"] = np.nan
+    cur.loc[cur.index[:200], "plan"] = None
+    result = monitor.check(cur)
+    cols = {c["name"]: c for c in result["columns"]}
+    assert cols["x1"]["status"] == "too_small" and cols["x1"]["missing_share_cur"] == pytest.approx(0.995)
+    assert cols["plan"]["missing_share_cur"] == pytest.approx(0.1) and cols["plan"]["status"] == "ok"
