@@ -42,6 +42,8 @@ def run_size(monitor: DriftMonitor, window_rows: int, n_windows: int, n_numeric:
         naive += any(c["p_value"] < 0.05 for c in family)
         column_alarms += sum(c["drift"] for c in family)
         gated += sum(c["significant"] and not c["effect_passes"] for c in family)
+        if (w + 1) % 20 == 0:
+            print(f"  {window_rows} rows: {w + 1} windows, {alarms} dataset alarms", flush=True)
     lo, hi = proportion_confint(alarms, n_windows, method="wilson")
     return {
         "window_rows": window_rows, "windows": n_windows, "tests_per_window": n_columns,

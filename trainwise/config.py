@@ -131,7 +131,7 @@ class LogConfig:
 
 @dataclass
 class MonitorConfig:
-    alpha: float = F(0.05, "drift tests: Benjamini-Hochberg level; the dataset-level false-alarm rate is at most this", min=0.0001, max=0.5)
+    alpha: float = F(0.025, "drift tests: Benjamini-Hochberg level; the dataset-level false-alarm rate is at most this", min=0.0001, max=0.5)
     min_wasserstein_sd: float = F(0.1, "numeric columns: smallest Wasserstein distance, in reference SDs, that counts as drift", min=0.0)
     min_js_distance: float = F(0.05, "categorical columns: smallest Jensen-Shannon distance (base 2) that counts as drift", min=0.0, max=1.0)
     min_auc: float = F(0.55, "multivariate: smallest domain-classifier AUC that counts as drift", min=0.5, max=1.0)

@@ -36,7 +36,7 @@ def test_files_write_drift_json_and_self_contained_html(run_cli, files, tmp_path
     code, stdout, _ = run_cli("monitor", "--reference", ref, "--current", cur, "--out", out)
     assert code == 0
     drift = json.loads((out / "drift.json").read_text())
-    assert drift["dataset_drift"] is True and drift["expected_false_alarm_rate"] == 0.05
+    assert drift["dataset_drift"] is True and drift["expected_false_alarm_rate"] == 0.025
     assert [c["name"] for c in drift["columns"] if c["drift"]] == ["x0"]
     assert all({"name", "test", "effect_size", "p_value", "drift"} <= set(c) for c in drift["columns"])
     page = (out / "report.html").read_text()

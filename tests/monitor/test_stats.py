@@ -88,3 +88,16 @@ def test_null_effect_approximation_close_to_exact_wasserstein():
     approx = prof.null_effects(uniforms)
     exact = [st.wasserstein_sorted(prof.sorted_, prof.sorted_[(u * prof.n).astype(int)]) / prof.spread_ for u in uniforms]
     np.testing.assert_allclose(approx, exact, rtol=0.1)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
+@pytest.mark.parametrize("m,n", [(1, 1), (7, 5), (1000, 37), (50, 3000), (5000, 10)])
+def test_prefix_sum_wasserstein_equals_scipy(kind, m, n):
+    a, b = _samples(kind, m, n, seed=m + 7 * n)
+    assert st.QuantilePrefix(a).wasserstein(b) == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-12)
+
+
+def test_prefix_sum_wasserstein_keeps_precision_on_large_offsets():
+    rng = np.random.default_rng(2)
+    a, b = np.sort(1e9 + rng.normal(size=20000)), np.sort(1e9 + rng.normal(0.1, size=50))
+    assert st.QuantilePrefix(a).wasserstein(b) == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-6)

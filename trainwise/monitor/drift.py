@@ -41,7 +41,7 @@ NULL_QUANTILE = 0.95
 class DriftMonitor:
     """Reference profile + calibrated thresholds; `fit(reference)` then `check(window)` per window."""
 
-    def __init__(self, alpha: float = 0.05, min_wasserstein_sd: float = 0.1, min_js_distance: float = 0.05,
+    def __init__(self, alpha: float = 0.025, min_wasserstein_sd: float = 0.1, min_js_distance: float = 0.05,
                  min_auc: float = 0.55, min_window_rows: int = 30, n_resamples: int = 200,
                  max_calibration_rows: int = 5000, multivariate: bool = True, multivariate_rows: int = 2000,
                  label_column: str = "label", pred_column: str = "pred",
