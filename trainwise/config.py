@@ -141,7 +141,7 @@ class MonitorConfig:
     multivariate: bool = F(True, "run the domain-classifier test across all input columns")
     multivariate_rows: int = F(2000, "rows sampled from each side for the domain classifier", min=100)
     label_column: str = F("label", "column holding true labels, where they have arrived")
-    ignore_columns: list = F(["timestamp", "request_id"], "columns never tested for drift")
+    ignore_columns: list = F(["timestamp", "request_id", "id"], "columns never tested for drift")
     trigger_columns: list = F([], "retrain trigger: drift in any of these columns (['*'] = dataset-level drift)")
     trigger_est_accuracy_drop: float = F(0.0, "retrain trigger: estimated (label-free) accuracy drop above this (0 = off)", min=0.0, max=1.0)
     trigger_realised_drop: float = F(0.0, "retrain trigger: realised accuracy drop above this (0 = off)", min=0.0, max=1.0)

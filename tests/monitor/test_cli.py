@@ -119,3 +119,23 @@ def test_run_directory_is_read_through_its_eval_predictions(run_cli, tmp_path, f
     make_table(1000, seed=9).to_parquet(run_dir / "eval" / "predictions.parquet")
     code, stdout, _ = run_cli("monitor", "--reference", run_dir, "--current", files[0], "--json")
     assert code == 0 and json.loads(stdout)["n_reference"] == 1000
+
+
+def test_common_columns_compares_eval_predictions_with_a_log(run_cli, tmp_path, files):
+    """A run's eval predictions (id, label, pred, prob_*) against a log that also has inputs."""
+    rng = np.random.default_rng(0)
+    evald = pd.DataFrame({"id": range(800), "prob_yes": rng.beta(2, 5, 800)})
+    evald["prob_no"] = 1 - evald["prob_yes"]
+    evald["pred"] = np.where(evald["prob_yes"] > 0.5, "yes", "no")
+    evald["label"] = np.where(rng.random(800) < evald["prob_yes"], "yes", "no")
+    ref = tmp_path / "eval.parquet"
+    evald.to_parquet(ref)
+    log = evald.drop(columns=["label", "id"]).assign(x0=rng.normal(size=800))
+    cur = tmp_path / "log.parquet"
+    log.to_parquet(cur)
+    code, _, err = run_cli("monitor", "--reference", ref, "--current", cur)
+    assert code == 2 and "x0" in err
+    code, stdout, _ = run_cli("monitor", "--reference", ref, "--current", cur, "--common-columns", "--json")
+    result = json.loads(stdout)
+    assert code == 0 and result["dropped_columns"] == ["id", "x0"]
+    assert result["prediction_drift"] is False and result["performance"]["estimated"]["calibrated_on_labels"]

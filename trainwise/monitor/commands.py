@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--config", help="TOML recipe whose [monitor] section sets thresholds and triggers")
     p.add_argument("--set", action="append", default=[], metavar="monitor.FIELD=VALUE", help="override a config field")
     p.add_argument("--model-age-days", type=float, default=None, help="age of the serving model, for the max-age trigger")
+    p.add_argument("--common-columns", action="store_true",
+                   help="compare only the columns both sides have (e.g. a run's eval predictions against the log); "
+                   "the others are listed in drift.json as dropped_columns")
     p.add_argument("--fail-on-drift", action="store_true", help="exit with code 1 when dataset drift is found")
     p.set_defaults(func=run)
 
@@ -52,13 +55,19 @@ def run(args: argparse.Namespace) -> int:
             raise DataError("give --reference and --current (Parquet/CSV files), or --log DIR --window 1h")
         reference = load_table(args.reference)
         windows = None
+    current = load_table(args.current) if windows is None else None
+    dropped: list[str] = []
+    if args.common_columns:
+        sides = [current] if windows is None else [w.frame for w in windows]
+        reference, dropped = common_columns(reference, sides, keep=[cfg.label_column])
     monitor = build_monitor(cfg).fit(reference)
     if windows is None:
-        result = monitor.check(load_table(args.current))
+        result = monitor.check(current)
     else:
         results = [(w, monitor.check(w.frame)) for w in windows]
         result = dict(results[-1][1])  # the latest window, plus the timeline of all of them
         result["windows"] = [window_summary(w, r) for w, r in results]
+    result["dropped_columns"] = dropped
     result["triggers"] = [t.to_dict() for t in evaluate_triggers(result, cfg, args.model_age_days)]
     if args.out:
         write_outputs(result, args.out)
@@ -67,6 +76,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(summary_text(result))
     return 1 if args.fail_on_drift and result["dataset_drift"] else 0
+
+
+def common_columns(reference, currents: list, keep: list[str]):
+    """The reference restricted to columns every current table has (plus `keep`), and the dropped names.
+
+    Current tables keep their extra columns: the monitor ignores columns it was not fitted on only
+    if they are dropped too, so they are removed in place.
+    """
+    shared = [c for c in reference.columns if all(c in cur.columns for cur in currents) or c in keep]
+    dropped = sorted(set(reference.columns).union(*[set(cur.columns) for cur in currents]) - set(shared))
+    for cur in currents:
+        cur.drop(columns=[c for c in cur.columns if c not in shared], inplace=True)
+    return reference[shared], dropped
 
 
 def window_summary(window, result: dict) -> dict:

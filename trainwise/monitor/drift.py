@@ -45,7 +45,7 @@ class DriftMonitor:
                  min_auc: float = 0.55, min_window_rows: int = 30, n_resamples: int = 200,
                  max_calibration_rows: int = 5000, multivariate: bool = True, multivariate_rows: int = 2000,
                  label_column: str = "label", pred_column: str = "pred",
-                 ignore_columns: tuple = ("timestamp", "request_id"), column_types: dict | None = None, seed: int = 0):
+                 ignore_columns: tuple = ("timestamp", "request_id", "id"), column_types: dict | None = None, seed: int = 0):
         self.alpha = alpha
         self.min_wasserstein_sd = min_wasserstein_sd
         self.min_js_distance = min_js_distance

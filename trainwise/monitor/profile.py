@@ -94,7 +94,7 @@ class CategoricalProfile:
     def __init__(self, name: str, values: pd.Series):
         self.name = name
         self.missing_share = float(values.isna().mean()) if len(values) else 0.0
-        counts = values.dropna().astype(str).value_counts()
+        counts = _string_counts(values)
         top = counts.iloc[:MAX_CATEGORIES]
         self.categories_ = [str(c) for c in top.index]
         self.counts_ = top.to_numpy(dtype=np.float64)
@@ -112,8 +112,7 @@ class CategoricalProfile:
         return self.counts_ / max(self.n, 1)
 
     def window_values(self, values: pd.Series) -> tuple[pd.Series, float]:
-        missing = values.isna()
-        return values[~missing].astype(str).value_counts(), float(missing.mean()) if len(values) else 0.0
+        return _string_counts(values), float(values.isna().mean()) if len(values) else 0.0
 
     def window_counts(self, cur_counts: pd.Series) -> tuple[np.ndarray, dict]:
         """Window counts aligned to the reference categories, plus an unseen bucket; and the unseen."""
@@ -155,6 +154,20 @@ class CategoricalProfile:
         """Jensen-Shannon distances of multinomial resamples of `n_rows` from the reference shares."""
         draws = rng.multinomial(n_rows, self.shares_, size=n_resamples)
         return st.js_distance(self.shares_[None, :], draws)
+
+
+def _string_counts(values: pd.Series) -> pd.Series:
+    """Counts of non-missing values keyed by their string form, largest first.
+
+    Counting before converting to strings keeps a million-row column from being materialised as
+    Python strings; values that print the same (1 and "1") are merged afterwards.
+    """
+    counts = values.value_counts(dropna=True, sort=False)
+    counts = counts[counts > 0]
+    counts.index = counts.index.astype(str)
+    if counts.index.has_duplicates:
+        counts = counts.groupby(level=0).sum()
+    return counts.sort_values(ascending=False, kind="stable")
 
 
 def infer_kind(values: pd.Series, override: str | None = None) -> str:
