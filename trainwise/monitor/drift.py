@@ -182,7 +182,7 @@ class DriftMonitor:
         if too_small:
             return f"window of {n} rows is too small to judge (minimum {self.min_window_rows})"
         drifted = [c["name"] for c in inputs if c["drift"]] + (["(multivariate)"] if multi and multi["drift"] else [])
-        rate = f"expected false-alarm rate <= {self.alpha:.0%}"
+        rate = f"expected false-alarm rate <= {self.alpha:.1%}"
         if drifted:
             return f"drift in {len(drifted)} of {len(inputs)} columns: {', '.join(drifted)} ({rate})"
         return f"no drift in {len(inputs)} columns ({rate})"
