@@ -30,8 +30,12 @@ def ks_statistic_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float
     j = _tie_ends(cur_sorted)
     u = cur_sorted[j]
     f_cur = (j + 1) / n
-    right = np.searchsorted(ref_sorted, u, "right") / m
-    left = np.searchsorted(ref_sorted, u, "left") / m
+    left_idx = np.searchsorted(ref_sorted, u, "left")
+    # Only values that also occur in the reference need a second search (continuous data: few).
+    tied = ref_sorted[np.minimum(left_idx, m - 1)] == u
+    right_idx = left_idx.copy()
+    right_idx[tied] = np.searchsorted(ref_sorted, u[tied], "right")
+    left, right = left_idx / m, right_idx / m
     d = max(left[0], np.abs(right - f_cur).max())  # before u_0 the window CDF is 0
     if len(u) > 1:
         d = max(d, np.abs(left[1:] - f_cur[:-1]).max())
