@@ -136,6 +136,25 @@ class RegistryConfig:
 
 
 @dataclass
+class MonitorConfig:
+    alpha: float = F(0.025, "drift tests: Benjamini-Hochberg level; the dataset-level false-alarm rate is at most this", min=0.0001, max=0.5)
+    min_wasserstein_sd: float = F(0.1, "numeric columns: smallest Wasserstein distance, in reference SDs, that counts as drift", min=0.0)
+    min_js_distance: float = F(0.05, "categorical columns: smallest Jensen-Shannon distance (base 2) that counts as drift", min=0.0, max=1.0)
+    min_auc: float = F(0.55, "multivariate: smallest domain-classifier AUC that counts as drift", min=0.5, max=1.0)
+    min_window_rows: int = F(30, "windows (or columns) with fewer non-missing rows are reported as too small to judge", min=2)
+    n_resamples: int = F(200, "reference resamples per window size that calibrate the effect-size thresholds", min=20)
+    max_calibration_rows: int = F(5000, "resample at most this many rows; larger windows scale the threshold by 1/sqrt(n)", min=100)
+    multivariate: bool = F(True, "run the domain-classifier test across all input columns")
+    multivariate_rows: int = F(2000, "rows sampled from each side for the domain classifier", min=100)
+    label_column: str = F("label", "column holding true labels, where they have arrived")
+    ignore_columns: list = F(["timestamp", "request_id", "id"], "columns never tested for drift")
+    trigger_columns: list = F([], "retrain trigger: drift in any of these columns (['*'] = dataset-level drift)")
+    trigger_est_accuracy_drop: float = F(0.0, "retrain trigger: estimated (label-free) accuracy drop above this (0 = off)", min=0.0, max=1.0)
+    trigger_realised_drop: float = F(0.0, "retrain trigger: realised accuracy drop above this (0 = off)", min=0.0, max=1.0)
+    trigger_max_age_days: float = F(0.0, "retrain trigger: model older than this many days (0 = off)", min=0.0)
+
+
+@dataclass
 class Config:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -147,6 +166,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 # ---------------------------------------------------------------------------------------------
