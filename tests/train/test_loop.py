@@ -140,3 +140,13 @@ def test_cli_train_logs_to_mlflow_by_default(tmp_path, capsys):
     run_id = out.split("mlflow: logged as run ")[1].split()[0]
     run = mlflow.MlflowClient().get_run(run_id)
     assert run.data.params["train.steps"] == "8" and "loss" in run.data.metrics
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path):
+    big = train(tiny_lm_config("train.steps=4", "train.micro_batch_size=8", "train.global_batch_size=8"), tmp_path / "big")
+    acc = train(tiny_lm_config("train.steps=4", "train.micro_batch_size=4", "train.global_batch_size=8"), tmp_path / "acc")
+    assert acc.summary["peak_activation_bytes"] > 0  # memory is measured on an accumulating step too
+    assert acc.summary["peak_activation_bytes"] < big.summary["peak_activation_bytes"]  # half the micro-batch
+    a, b = read_metrics(big.run_dir), read_metrics(acc.run_dir)
+    for ra, rb in zip(a, b):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)

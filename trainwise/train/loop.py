@@ -139,6 +139,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                     loss = workload.loss_fn(logits, y) / micro_per_step
                     (scaler.scale(loss) if scaler else loss).backward()
                     loss_sum += loss.detach()
+                    mem.next_micro_batch()
                 if scaler:
                     scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
