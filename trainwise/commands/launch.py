@@ -10,6 +10,7 @@ from its last checkpoint by itself (trainwise.train.parallel.elastic_restart).
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import subprocess
 import sys
@@ -114,7 +115,10 @@ def cmd_launch(args) -> int:
         rdzv = f"127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun_args(args, rdzv, run_dir.name or "trainwise", train_args)]
     print(f"launch: {args.nproc_per_node} x {args.nnodes} processes, rendezvous {rdzv}, run {run_dir}", file=sys.stderr)
-    rc = subprocess.call(cmd)
+    # torchrun shares its rendezvous TCPStore with the workers by default; after a restart they can
+    # read the previous attempt's keys and connect to dead peers (pytorch/pytorch#135712, #167288).
+    # A store per attempt avoids it.
+    rc = subprocess.call(cmd, env={**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})
     if rc != 0:
         raise TrainwiseError(f"the training processes failed (torchrun exit code {rc}); the first error is printed above, the run is in {run_dir}")
     return 0
