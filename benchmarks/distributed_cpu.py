@@ -13,6 +13,7 @@ Usage: python benchmarks/distributed_cpu.py [--steps 50] [--out benchmarks]
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,8 @@ def train_run(strategy: str, steps: int, run_dir: Path) -> dict:
 
 def memory_run(strategy: str, tmp: Path) -> list[dict]:
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
-                    "benchmarks/distributed_memory_worker.py", strategy, str(tmp)], cwd=ROOT, check=True, capture_output=True)
+                    "benchmarks/distributed_memory_worker.py", strategy, str(tmp)], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})  # a script's own folder is on sys.path, not the repository
     return [json.loads((tmp / f"{strategy}_rank{r}.json").read_text()) for r in range(2)]
 
 
@@ -76,6 +78,7 @@ def main() -> None:
               "so uneven first dimensions leave one rank slightly more).", "",
               "MemTracker breakdown of training step 2 on rank 0 (summary.json memory_breakdown, bytes):", ""]
     lines += [f"- {s}: {runs[s]['memory_breakdown_rank0']}" for s in ("single", "ddp", "fsdp2")]
+    lines += ["", "MemTracker's peak counts FSDP2's gathered (unsharded) parameters of the blocks in flight as parameters, hence more than the local shard; gradients read 0 where the peak falls before backward."]
     lines += ["", "No GPU in this task: no throughput figures for lm-small per strategy."]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
