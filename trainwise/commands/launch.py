@@ -44,8 +44,7 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise ConfigError(f"--rdzv-endpoint {host}:{port}: port {port} is already in use on this machine; choose another port (or stop the other job)") from None
-            if e.errno != errno.EADDRNOTAVAIL:  # a remote host: not ours to check
-                raise
+            # otherwise (a remote or unresolvable host) it is not ours to check: torchrun reports it
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:

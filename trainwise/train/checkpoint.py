@@ -124,6 +124,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         state, rng_tensors = load_sharded(path, model, optimizer, scaler)
         _set_rng_state(rng_tensors, state["rng"])
         return state
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise DataError(f"checkpoint {path} is in the one-process format (safetensors); resume it with one process and parallel.strategy = 'single' (sharded checkpoints from DDP/FSDP2 runs load at any world size)")
     state = read_json(path / "state.json")
     weights = load_file(path / "model.safetensors")
     own = _plain_state(model)
