@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "trainwise.evaluate.commands",  # evaluate, compare, data check
     "trainwise.registry.commands",  # register, promote, rollback, history, card, ui
     "trainwise.monitor.commands",  # monitor
+    "trainwise.commands.launch",  # launch (torchrun: DDP, FSDP2)
 ]
 
 

@@ -9,7 +9,7 @@ from trainwise.config import config_to_toml, explain, load_config, parse_overrid
 from trainwise.errors import ConfigError
 
 # Fields that may change when a run is resumed: they do not alter the optimisation trajectory.
-RESUMABLE_OVERRIDES = {"train.steps", "train.halt_after_steps", "train.checkpoint_every", "train.log_every", "train.threads", "log.progress", "log.mlflow"}
+RESUMABLE_OVERRIDES = {"parallel.strategy", "parallel.backend", "train.micro_batch_size", "train.steps", "train.halt_after_steps", "train.checkpoint_every", "train.log_every", "train.threads", "log.progress", "log.mlflow"}
 
 
 def add_config_args(p, config_required: bool = True) -> None:
