@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from trainwise.config import config_to_toml, explain, load_config, parse_override
@@ -62,8 +63,9 @@ def cmd_train(args) -> int:
             raise ConfigError("give a CONFIG (e.g. configs/lm-tiny.toml) or --resume RUN_DIR")
         cfg = load_config(args.config, args.overrides)
         result = train(cfg, args.run_dir)
-    print_summary(result.run_dir, result.summary)
-    log_to_mlflow(result.run_dir, cfg)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports and logs
+        print_summary(result.run_dir, result.summary)
+        log_to_mlflow(result.run_dir, cfg)
     return 0 if result.summary["status"] in ("completed", "early_stopped", "halted") else 1
 
 
