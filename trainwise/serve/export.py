@@ -38,10 +38,10 @@ def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol
         import onnxruntime as ort
     except ImportError as e:
         raise ExportError(f"ONNX export needs onnx and onnxruntime ({e}); install them with `pip install onnx onnxruntime onnxscript`") from e
-    from trainwise.registry import resolve_model_ref
+    from trainwise.serve.runtime import resolve_ref
     from trainwise.rundir import load_model
 
-    model_dir, meta = resolve_model_ref(ref, tracking_uri)
+    model_dir, meta = resolve_ref(ref, tracking_uri)
     model, _ = load_model(model_dir, verify=True)
     model.eval()
     out = Path(out)

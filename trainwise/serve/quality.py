@@ -54,9 +54,9 @@ def precision_change(run_dir: str | Path, precision: str, split: str = "test") -
 
 def run_dir_of(ref: str, tracking_uri: str | None = None) -> Path:
     """The run directory behind a reference: itself, or a registered version's recorded run_dir."""
-    from trainwise.registry import resolve_model_ref
+    from trainwise.serve.runtime import resolve_ref
 
-    model_dir, meta = resolve_model_ref(ref, tracking_uri)
+    model_dir, meta = resolve_ref(ref, tracking_uri)
     reg = meta.get("registry")
     if reg:
         from trainwise.registry.lineage import TAG

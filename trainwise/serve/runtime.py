@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainwise.errors import ConfigError
+from trainwise.errors import ConfigError, DataError
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -103,12 +103,23 @@ def version_of(meta: dict, model_dir: Path) -> str:
     return f"{run}@{str(meta.get('weights_sha256', ''))[:12]}"
 
 
+def resolve_ref(ref: str, tracking_uri: str | None = None) -> tuple[Path, dict]:
+    """registry.resolve_model_ref, with a missing path reported as such rather than as a bad model name."""
+    from trainwise.registry import resolve_model_ref
+
+    text = str(ref)
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1:
+        if not Path(text).expanduser().exists():
+            raise DataError(f"model reference {text!r}: no such run directory (expected a run directory, NAME@ALIAS or NAME/VERSION)")
+        text = str(Path(text).expanduser())
+    return resolve_model_ref(text, tracking_uri)
+
+
 def load_runtime(ref: str, precision: str = "fp32", tracking_uri: str | None = None) -> Runtime:
     """Resolve `ref` ("NAME@ALIAS", "NAME/VERSION" or a run directory) into a served model."""
-    from trainwise.registry import resolve_model_ref
     from trainwise.rundir import load_model
 
-    model_dir, meta = resolve_model_ref(ref, tracking_uri)
+    model_dir, meta = resolve_ref(ref, tracking_uri)
     model, _ = load_model(model_dir, verify=True)
     model = apply_precision(model.eval(), precision)
     return Runtime(model=model, meta=meta, version=version_of(meta, model_dir), precision=precision, model_dir=model_dir)
