@@ -137,7 +137,7 @@ class RegistryConfig:
 
 @dataclass
 class ServeConfig:
-    max_batch_size: int = F(32, "serve: most requests run together in one model call (1 = no batching)", min=1)
+    max_batch_size: int = F(64, "serve: most requests run together in one model call (1 = no batching)", min=1)
     max_wait_ms: float = F(5.0, "serve: longest a request waits for others to fill its batch, in ms", min=0.0)
     queue_size: int = F(1024, "serve: requests waiting at most; more are answered 503 with Retry-After", min=1)
     max_instances: int = F(64, "serve: instances accepted in one request", min=1)
