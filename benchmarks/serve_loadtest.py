@@ -173,7 +173,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--d-model", type=int, default=256)
+    ap.add_argument("--d-model", type=int, default=512)
     ap.add_argument("--n-layers", type=int, default=4)
     ap.add_argument("--sweep", default="16:2,32:5,64:5,64:10", help="max_batch_size:max_wait_ms pairs")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "serve_loadtest_cpu-2core_20261122.json"))

@@ -41,7 +41,7 @@ class Batcher:
     inside one. `on_batch(n_instances, compute_s)` is called after each batch (metrics).
     """
 
-    def __init__(self, get_runtime: Callable, max_batch_size: int = 32, max_wait_ms: float = 5.0, queue_size: int = 1024,
+    def __init__(self, get_runtime: Callable, max_batch_size: int = 64, max_wait_ms: float = 5.0, queue_size: int = 1024,
                  on_batch: Callable | None = None):
         self.get_runtime = get_runtime
         self.max_batch_size = max_batch_size

@@ -32,13 +32,16 @@ class ServeMetrics:
         self.queue_depth = Gauge("trainwise_queue_depth", "requests waiting for a batch", registry=r)
         self.swaps = Counter("trainwise_model_swaps", "hot swaps to a new model version", registry=r)
         self.log_dropped = Gauge("trainwise_prediction_log_dropped_rows", "prediction-log rows lost (store failing or behind)", registry=r)
+        self.n_inferences_, self.n_batches_ = 0, 0
 
     def on_batch(self, n_instances: int, compute_s: float) -> None:
         self.batch_size.observe(n_instances)
         self.compute.observe(compute_s)
         self.inferences.inc(n_instances)
         self.batches.inc()
-        self.average_batch.set(self.inferences._value.get() / max(self.batches._value.get(), 1))
+        self.n_inferences_ += n_instances
+        self.n_batches_ += 1
+        self.average_batch.set(self.n_inferences_ / self.n_batches_)
 
     def set_model(self, version: str, precision: str) -> None:
         self.model_info.clear()
