@@ -168,6 +168,43 @@ def hot_swap(run_a: Path, run_b: Path, sets: list[str], duration_s: float, conne
             "version_after": version_now, "promote_at_s": duration_s / 3}
 
 
+def render_markdown(r: dict, command: str) -> str:
+    s, d = r["summary"], r["defaults"]
+    b, u = s["batched (defaults)"], s["max_batch_size=1"]
+    f = lambda x, k, nd=1: f"{x[k]['median']:.{nd}f} [{x[k]['min']:.{nd}f}, {x[k]['max']:.{nd}f}]"  # noqa: E731
+    lines = [f"# trainwise serve under load: wrk, {r['connections']} connections, localhost", "",
+             f"Command: `{command}`", "",
+             f"Machine: {r['cpu_count']} cores shared with other work (load average {r['load_average_before']:.1f} before, "
+             f"{r['load_average_after']:.1f} after); server and wrk on the same cores. Model: tabular MLP, "
+             f"d_model={r['model']['d_model']}, n_layers={r['model']['n_layers']}, fp32; one instance per request. "
+             f"{r['repeats']} interleaved repeats of {r['duration_s']:.0f} s each after a 2 s warm-up; median [min, max].", "",
+             "| server | requests/s | p50 ms | p99 ms (wrk) | p99 ms (server histogram) | compute ms / batch | average batch | 5xx + errors |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, x in s.items():
+        bad = sum(run["non_2xx"] + run["socket_errors"] + run["server_5xx"] for run in r["runs"][name])
+        lines.append(f"| {name} | {f(x, 'rps', 0)} | {f(x, 'p50_ms')} | {f(x, 'p99_ms')} | {f(x, 'server_p99_ms')} | "
+                     f"{f(x, 'batch_compute_ms')} | {x['average_batch']['median']:.1f} | {bad} |")
+    ratios = ", ".join(f"{v:.1f}" for v in r["ratio_per_repeat"])
+    ok_ratio = r["throughput_ratio"] >= 4
+    ok_p99 = b["p99_ms"]["median"] <= r["p99_bound_ms"]
+    lines += ["", f"- Throughput, batching vs max_batch_size=1: **{r['throughput_ratio']:.1f}x** (ratio of medians; per repeat {ratios}); "
+              f"target >= 4x: {'met' if ok_ratio else 'NOT met'}.",
+              f"- p99 with batching (defaults max_batch_size={d['max_batch_size']}, max_wait_ms={d['max_wait_ms']:g}): "
+              f"**{b['p99_ms']['median']:.0f} ms** (wrk), bound max_wait_ms + 3 x compute per batch = {r['p99_bound_ms']:.0f} ms: "
+              f"{'met' if ok_p99 else 'NOT met'}.",
+              "", "## Sweep of (max_batch_size, max_wait_ms), one run each", "",
+              "| max_batch_size:max_wait_ms | requests/s | p50 ms | p99 ms | compute ms / batch | average batch |", "|---|---|---|---|---|---|"]
+    for pair, x in r["sweep"].items():
+        lines.append(f"| {pair} | {x['rps']:.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {x['batch_compute_ms']:.1f} | {x['average_batch']:.1f} |")
+    h = r["hot_swap"]
+    lines += ["", "## Hot swap under the same load", "",
+              f"`tabbench@champion` served with serve.poll_alias_s=0.5; the alias moved v1 -> v2 (`promote --force`) "
+              f"{h['promote_at_s']:.0f} s into a wrk run. Requests: {h['requests']}; non-2xx: **{h['non_2xx']}**; "
+              f"socket errors: {h['socket_errors']}; 5xx counted by the server: {h['served_5xx']:.0f}; swaps: {h['swaps']:.0f}; "
+              f"version served afterwards: {h['version_after']}."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=10)
@@ -177,7 +214,13 @@ def main() -> int:
     ap.add_argument("--n-layers", type=int, default=4)
     ap.add_argument("--sweep", default="16:2,32:5,64:5,64:10", help="max_batch_size:max_wait_ms pairs")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "serve_loadtest_cpu-2core_20261122.json"))
+    ap.add_argument("--render-only", action="store_true", help="only write the .md from an existing --out JSON")
     args = ap.parse_args()
+    command = "python benchmarks/serve_loadtest.py " + " ".join(sys.argv[1:])
+    if args.render_only:
+        r = json.loads(Path(args.out).read_text())
+        Path(args.out).with_suffix(".md").write_text(render_markdown(r, r.get("command", command)))
+        return 0
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="serve_bench_"))
@@ -211,7 +254,9 @@ def main() -> int:
     result["ratio_per_repeat"] = [a["rps"] / b["rps"] for a, b in zip(runs["batched (defaults)"], runs["max_batch_size=1"])]
     d = result["defaults"]
     result["p99_bound_ms"] = d["max_wait_ms"] + 3 * s["batched (defaults)"]["batch_compute_ms"]["median"]
+    result["command"] = command
     Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(args.out).with_suffix(".md").write_text(render_markdown(result, command))
     print(json.dumps({k: result[k] for k in ("throughput_ratio", "ratio_per_repeat", "p99_bound_ms")}, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
