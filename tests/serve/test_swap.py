@@ -100,3 +100,11 @@ def test_port_in_use_is_one_clear_error(tab_run, capsys):
         code = main(["serve", str(tab_run), "--port", str(port)])
     err = capsys.readouterr().err
     assert code == 2 and f"--port {port}" in err and "in use" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_api_keys_file_is_one_clear_error(tab_run, tmp_path, capsys):
+    from trainwise.cli import main
+
+    code = main(["serve", str(tab_run), "--port", str(free_port()), "--set", f"serve.api_keys_file={tmp_path / 'nokeys.txt'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "serve.api_keys_file" in err and "nokeys.txt" in err and len(err.strip().splitlines()) == 1

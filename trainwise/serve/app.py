@@ -65,6 +65,7 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
         # event loop for hundreds of ms, which showed as the p99 of the load test (docs/serve.md).
         gc.collect()
         gc.freeze()
+        old_thresholds = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
         state.ready = True
         yield
@@ -74,6 +75,8 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
         await state.batcher.stop()
         if state.predlog:
             state.predlog.stop()
+        gc.set_threshold(*old_thresholds)  # an embedding process (tests) gets its GC back
+        gc.unfreeze()
 
     app = FastAPI(title="trainwise serve", version=runtime.version, lifespan=lifespan,
                   description=f"Predictions of {runtime.meta.get('workload', 'a')} model {runtime.version}")
