@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "trainwise.registry.commands",  # register, promote, rollback, history, card, ui
     "trainwise.monitor.commands",  # monitor
     "trainwise.commands.launch",  # launch (torchrun: DDP, FSDP2)
+    "trainwise.serve.commands",  # serve, export
 ]
 
 

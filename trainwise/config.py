@@ -155,6 +155,24 @@ class MonitorConfig:
 
 
 @dataclass
+class ServeConfig:
+    max_batch_size: int = F(64, "serve: most requests run together in one model call (1 = no batching)", min=1)
+    max_wait_ms: float = F(5.0, "serve: longest a request waits for others to fill its batch, in ms", min=0.0)
+    queue_size: int = F(1024, "serve: requests waiting at most; more are answered 503 with Retry-After", min=1)
+    max_instances: int = F(64, "serve: instances accepted in one request", min=1)
+    precision: str = F("fp32", "serve: inference precision (int8 = int8 weight-only through torchao)", choices=["fp32", "bf16", "int8"])
+    threads: int = F(0, "serve: CPU threads for torch inference (0 = torch's default)", min=0)
+    log_dir: str = F("", "serve: prediction log folder or fsspec URL, a Parquet dataset ('' = off)")
+    log_flush_rows: int = F(256, "serve: flush the prediction log after this many rows", min=1)
+    log_flush_s: float = F(2.0, "serve: or after this many seconds", min=0.01)
+    api_keys_file: str = F("", "serve: file with one API key per line; when set, requests need 'Authorization: Bearer KEY'")
+    max_body_bytes: int = F(1_000_000, "serve: larger request bodies are answered 413", min=1)
+    rate_limit_per_s: float = F(0.0, "serve: requests per second allowed per API key or client (0 = no limit)", min=0.0)
+    rate_burst: int = F(20, "serve: requests a key may send at once above its rate", min=1)
+    poll_alias_s: float = F(5.0, "serve: check a NAME@ALIAS reference for a moved alias this often (0 = never)", min=0.0)
+
+
+@dataclass
 class Config:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -167,6 +185,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 # ---------------------------------------------------------------------------------------------
