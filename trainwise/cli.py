@@ -20,6 +20,9 @@ COMMAND_MODULES = [
     "trainwise.commands.core",  # train, config, info
     "trainwise.evaluate.commands",  # evaluate, compare, data check
     "trainwise.registry.commands",  # register, promote, rollback, history, card, ui
+    "trainwise.monitor.commands",  # monitor
+    "trainwise.commands.launch",  # launch (torchrun: DDP, FSDP2)
+    "trainwise.serve.commands",  # serve, export
     "trainwise.train.memory_commands",  # estimate, fit-batch
 ]
 

@@ -126,13 +126,50 @@ class EvalConfig:
 @dataclass
 class LogConfig:
     progress: bool = F(True, "show a progress line (step, loss, tokens/s, ETA) on stderr")
-    mlflow: bool = F(False, "log params, metrics and artifacts to MLflow")
+    mlflow: bool = F(True, "log params, metrics and artifacts to MLflow (registry.tracking_uri, default sqlite:///mlflow.db)")
 
 
 @dataclass
 class RegistryConfig:
     tracking_uri: str = F("", "MLflow tracking/registry URI ('' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)")
     experiment: str = F("trainwise", "MLflow experiment that training and bench runs are logged to")
+
+
+@dataclass
+class MonitorConfig:
+    alpha: float = F(0.025, "drift tests: Benjamini-Hochberg level; the dataset-level false-alarm rate is at most this", min=0.0001, max=0.5)
+    min_wasserstein_sd: float = F(0.1, "numeric columns: smallest Wasserstein distance, in reference SDs, that counts as drift", min=0.0)
+    min_js_distance: float = F(0.05, "categorical columns: smallest Jensen-Shannon distance (base 2) that counts as drift", min=0.0, max=1.0)
+    min_auc: float = F(0.55, "multivariate: smallest domain-classifier AUC that counts as drift", min=0.5, max=1.0)
+    min_window_rows: int = F(30, "windows (or columns) with fewer non-missing rows are reported as too small to judge", min=2)
+    n_resamples: int = F(200, "reference resamples per window size that calibrate the effect-size thresholds", min=20)
+    max_calibration_rows: int = F(5000, "resample at most this many rows; larger windows scale the threshold by 1/sqrt(n)", min=100)
+    multivariate: bool = F(True, "run the domain-classifier test across all input columns")
+    multivariate_rows: int = F(2000, "rows sampled from each side for the domain classifier", min=100)
+    label_column: str = F("label", "column holding true labels, where they have arrived")
+    ignore_columns: list = F(["timestamp", "request_id", "id"], "columns never tested for drift")
+    trigger_columns: list = F([], "retrain trigger: drift in any of these columns (['*'] = dataset-level drift)")
+    trigger_est_accuracy_drop: float = F(0.0, "retrain trigger: estimated (label-free) accuracy drop above this (0 = off)", min=0.0, max=1.0)
+    trigger_realised_drop: float = F(0.0, "retrain trigger: realised accuracy drop above this (0 = off)", min=0.0, max=1.0)
+    trigger_max_age_days: float = F(0.0, "retrain trigger: model older than this many days (0 = off)", min=0.0)
+
+
+@dataclass
+class ServeConfig:
+    max_batch_size: int = F(64, "serve: most requests run together in one model call (1 = no batching)", min=1)
+    max_wait_ms: float = F(5.0, "serve: longest a request waits for others to fill its batch, in ms", min=0.0)
+    queue_size: int = F(1024, "serve: requests waiting at most; more are answered 503 with Retry-After", min=1)
+    max_instances: int = F(64, "serve: instances accepted in one request", min=1)
+    precision: str = F("fp32", "serve: inference precision (int8 = int8 weight-only through torchao)", choices=["fp32", "bf16", "int8"])
+    threads: int = F(0, "serve: CPU threads for torch inference (0 = torch's default)", min=0)
+    log_dir: str = F("", "serve: prediction log folder or fsspec URL, a Parquet dataset ('' = off)")
+    log_flush_rows: int = F(256, "serve: flush the prediction log after this many rows", min=1)
+    log_flush_s: float = F(2.0, "serve: or after this many seconds", min=0.01)
+    api_keys_file: str = F("", "serve: file with one API key per line; when set, requests need 'Authorization: Bearer KEY'")
+    max_body_bytes: int = F(1_000_000, "serve: larger request bodies are answered 413", min=1)
+    rate_limit_per_s: float = F(0.0, "serve: requests per second allowed per API key or client (0 = no limit)", min=0.0)
+    rate_burst: int = F(20, "serve: requests a key may send at once above its rate", min=1)
+    poll_alias_s: float = F(5.0, "serve: check a NAME@ALIAS reference for a moved alias this often (0 = never)", min=0.0)
 
 
 @dataclass
@@ -147,6 +184,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,18 +347,21 @@ def validate_relations(cfg: Config) -> None:
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Load a TOML recipe (or only defaults when `path` is None) and apply `--set` overrides."""
-    data: dict = {}
-    source = "defaults"
-    if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist (expected a TOML recipe such as configs/lm-tiny.toml)")
-        try:
-            data = tomllib.loads(p.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    return build_config(data, overrides, source)
+    if path is None:
+        return build_config({}, overrides, "defaults")
+    data = read_toml(path, "config file", "a TOML recipe such as configs/lm-tiny.toml")
+    return build_config(data, overrides, str(path))
+
+
+def read_toml(path: str | Path, what: str, expected: str) -> dict:
+    """Parse a TOML file, or raise one ConfigError naming the file and what was expected."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist (expected {expected})")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {p} is not valid TOML: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------

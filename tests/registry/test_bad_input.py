@@ -97,3 +97,11 @@ def test_unsupported_uri_and_missing_folder(registered, cli, tmp_path):
     assert code == 2 and "is not supported" in err
     code, out, err = cli("history", "known", "--tracking-uri", f"sqlite:///{tmp_path}/no/such/mlflow.db")
     assert code == 2 and "does not exist" in err
+
+
+def test_missing_run_directory_reference_is_a_clear_error():
+    from trainwise.errors import DataError
+    from trainwise.registry.versions import resolve_model_ref
+
+    with pytest.raises(DataError, match="run directory /no/such/dir does not exist"):
+        resolve_model_ref("/no/such/dir")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from trainwise.config import config_to_toml, explain, load_config, parse_override
 from trainwise.errors import ConfigError
 
 # Fields that may change when a run is resumed: they do not alter the optimisation trajectory.
-RESUMABLE_OVERRIDES = {"train.steps", "train.halt_after_steps", "train.checkpoint_every", "train.log_every", "train.threads", "log.progress", "log.mlflow"}
+RESUMABLE_OVERRIDES = {"parallel.strategy", "parallel.backend", "train.micro_batch_size", "train.steps", "train.halt_after_steps", "train.checkpoint_every", "train.log_every", "train.threads", "log.progress", "log.mlflow"}
 
 
 def add_config_args(p, config_required: bool = True) -> None:
@@ -62,8 +63,21 @@ def cmd_train(args) -> int:
             raise ConfigError("give a CONFIG (e.g. configs/lm-tiny.toml) or --resume RUN_DIR")
         cfg = load_config(args.config, args.overrides)
         result = train(cfg, args.run_dir)
-    print_summary(result.run_dir, result.summary)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports and logs
+        print_summary(result.run_dir, result.summary)
+        log_to_mlflow(result.run_dir, cfg)
     return 0 if result.summary["status"] in ("completed", "early_stopped", "halted") else 1
+
+
+def log_to_mlflow(run_dir: Path, cfg) -> None:
+    """Log the finished run to MLflow when `log.mlflow` is on (the run directory is complete either way)."""
+    if not cfg.log.mlflow:
+        return
+    from trainwise.registry.tracking import log_run_if_enabled
+
+    run_id = log_run_if_enabled(run_dir, cfg)
+    if run_id:
+        print(f"mlflow: logged as run {run_id} (browse with `trainwise ui`)")
 
 
 def print_summary(run_dir: Path, s: dict) -> None:

@@ -28,7 +28,6 @@ tolerance = 0.02
 from __future__ import annotations
 
 import difflib
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -134,11 +133,6 @@ def gate_from_dict(data: dict, source: str = "gate") -> Gate:
 
 def load_gate(path: str | Path) -> Gate:
     """Read a gate from a TOML file of [[rule]] tables."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"gate file {p} does not exist (expected a TOML file of [[rule]] tables)")
-    try:
-        data = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"gate file {p} is not valid TOML: {e}") from None
-    return gate_from_dict(data, str(p))
+    from trainwise.config import read_toml
+
+    return gate_from_dict(read_toml(path, "gate file", "a TOML file of [[rule]] tables"), str(path))

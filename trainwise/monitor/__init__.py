@@ -1,0 +1,11 @@
+"""Monitoring: drift that does not cry wolf, performance before labels arrive, retraining triggers.
+
+    DriftMonitor(...).fit(reference_df).check(window_df) -> dict   (drift.py; the drift.json content)
+    evaluate_triggers(result, cfg.monitor, model_age_days)          (triggers.py)
+    run_retraining(fired, window_df, work_dir, steps)                (retrain.py)
+
+stats.py holds the fast two-sample statistics, profile.py what is remembered of each reference
+column, multivariate.py the domain-classifier test, performance.py / perfcheck.py realised and
+label-free estimated accuracy, data.py file and prediction-log reading, report.py drift.json and
+report.html, commands.py the `trainwise monitor` verb. See docs/monitor.md.
+"""

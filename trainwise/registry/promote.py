@@ -77,11 +77,16 @@ def _record_move(client, name: str, fields: dict, evidence: dict | None, alias: 
 
 
 def promote(name: str, version, alias: str = "champion", reason: str = "", force: bool = False,
-            tracking_uri: str | None = None, gate_path: str | None = None, check_only: bool = False) -> MoveResult:
+            tracking_uri: str | None = None, gate_path: str | None = None, check_only: bool = False,
+            judge_fn=None) -> MoveResult:
     """Move `alias` of `name` to `version` if the gate passes (or `force` with a reason).
 
     `check_only` runs the gate against the current holder and returns its verdict as action
     "check-passed" / "check-failed", writing nothing (for pull-request pipelines).
+    `judge_fn(current_version) -> (passed, failures, evidence)` replaces the comparison on the
+    registered evaluation data, for callers that compared both models on other data (the
+    monitor's retraining compares them on the new window's held-out rows); it runs under the
+    move lock and its verdict and evidence are recorded like the built-in gate's.
     """
     check_alias(alias)
     if force and not reason.strip():
@@ -94,7 +99,11 @@ def promote(name: str, version, alias: str = "champion", reason: str = "", force
         current = str(current) if current is not None else None
         if current == version:
             return MoveResult("noop", alias, current, version, "already-holds")
-        passed, verdict, failures, evidence = judge(client, name, current, candidate, gate_path, force)
+        if judge_fn is not None:
+            passed, failures, evidence = judge_fn(current)
+            verdict = "passed" if passed else "failed"
+        else:
+            passed, verdict, failures, evidence = judge(client, name, current, candidate, gate_path, force)
         if check_only:
             return MoveResult("check-passed" if passed else "check-failed", alias, current, version, verdict, failures)
         fields = {"alias": alias, "from_version": current or "", "to_version": version, "reason": reason,

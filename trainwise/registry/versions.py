@@ -157,8 +157,10 @@ def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple
         return model_dir, check_model_dir(model_dir)
     if "@" in text:
         name, alias = text.split("@", 1)
-    elif "/" in text:
+    elif "/" in text and text.count("/") == 1 and text.rsplit("/", 1)[1].isdigit() and not text.startswith((".", "/")):
         name, alias = text.rsplit("/", 1)
+    elif "/" in text or text.startswith("."):
+        raise DataError(f"run directory {text} does not exist (a model reference is a run directory, NAME@ALIAS or NAME/VERSION)")
     else:
         raise DataError(f"model reference {text!r} is neither an existing run directory nor NAME@ALIAS / NAME/VERSION")
     client = get_client(tracking_uri)

@@ -83,6 +83,8 @@ def confirm_ac_mode(model: nn.Module, mode: str, memory: dict, cfg: Config, bloc
     if i + 1 == len(AC_COST_ORDER):
         return mode, f"measured peak {measured / GIB:.4f} GiB is over the budget {budget / GIB:g} GiB even with 'full'; kept 'full'", False
     nxt = AC_COST_ORDER[i + 1]
+    if cfg.parallel.strategy == "fsdp2":  # blocks are sharded units now: rewrapping them would break FSDP
+        return mode, f"measured peak {measured / GIB:.4f} GiB with {mode!r} is over the budget {budget / GIB:g} GiB; under fsdp2 the mode cannot change after sharding: set memory.ac = {nxt!r}", False
     remove_ac(model)
     apply_ac(model, nxt, cfg.memory.ac_every, block_classes, cfg.memory.block_classes)
     return nxt, f"measured peak {measured / GIB:.4f} GiB with {mode!r} is over the budget {budget / GIB:g} GiB; fell back to {nxt!r}", True

@@ -3,6 +3,9 @@
 checkpoints/step_000100/{model.safetensors, optim.safetensors, rng.safetensors, state.json}
 checkpoints/latest  (a one-line file naming the newest complete checkpoint)
 
+Runs with a process group (DDP, FSDP2) write sharded checkpoints instead (checkpoint_dcp.py); both
+formats load through `load_checkpoint`, which tells them apart by their files.
+
 A checkpoint directory is written under a temporary name and renamed into place, then `latest`
 is replaced atomically, so a crash at any moment leaves the previous checkpoint usable.
 """
@@ -21,6 +24,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from trainwise.errors import DataError
+from trainwise.train.checkpoint_dcp import is_sharded, load_sharded, save_sharded
 from trainwise.rundir import read_json, save_tensors_atomic, write_atomic, write_json
 
 
@@ -70,6 +74,8 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], plain: dict) -> None:
 
 def save_checkpoint(ckpt_root: str | Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, scaler, scheduler_state: dict, extra: dict) -> Path:
     """Write checkpoint `step` atomically and point `latest` at it; keeps the newest two."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():  # every rank writes its shards
+        return save_sharded(ckpt_root, step, model, optimizer, scaler, {**extra, "scheduler": scheduler_state}, _rng_state())
     ckpt_root = Path(ckpt_root)
     final = ckpt_root / f"step_{step:07d}"
     tmp = ckpt_root / f".tmp_step_{step:07d}_{os.getpid()}"
@@ -114,6 +120,12 @@ def latest_checkpoint(ckpt_root: str | Path) -> Path | None:
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler) -> dict:
     """Restore model, optimizer, scaler and RNG state in place; returns state.json."""
     path = Path(path)
+    if is_sharded(path):
+        state, rng_tensors = load_sharded(path, model, optimizer, scaler)
+        _set_rng_state(rng_tensors, state["rng"])
+        return state
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise DataError(f"checkpoint {path} is in the one-process format (safetensors); resume it with one process and parallel.strategy = 'single' (sharded checkpoints from DDP/FSDP2 runs load at any world size)")
     state = read_json(path / "state.json")
     weights = load_file(path / "model.safetensors")
     own = _plain_state(model)

@@ -23,10 +23,10 @@ from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint, save_
 from trainwise.train.data import StepSampler, eval_indices
 from trainwise.train.health import HealthMonitor, NonFiniteError
 from trainwise.train.memory import measure_step_memory
-from trainwise.train.parallel import setup_distributed, shard_fn, teardown_distributed
+from trainwise.train.parallel import broadcast_from_main, elastic_restart, grad_sync, kill_for_test, local_device, mean_over_ranks, setup_distributed, shard_fn, teardown_distributed
 from trainwise.train.precision import autocast_context, get_policy, make_grad_scaler
 from trainwise.train.progress import Progress
-from trainwise.train.rundir_setup import RunFiles, build_workload, open_run_dir
+from trainwise.train.rundir_setup import RunFiles, build_workload, default_run_dir, open_run_dir
 from trainwise.train.setup import prepare
 
 
@@ -84,6 +84,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
         torch.set_num_threads(tc.threads)
     policy = get_policy(cfg.precision.policy, device)
     dist = setup_distributed(cfg.parallel.strategy, cfg.parallel.backend, device)
+    device = local_device(dist, device)
     micro_per_step = tc.global_batch_size // (tc.micro_batch_size * dist.world_size)
     if micro_per_step * tc.micro_batch_size * dist.world_size != tc.global_batch_size:
         raise TrainwiseError(f"train.global_batch_size = {tc.global_batch_size} cannot be made from train.micro_batch_size = {tc.micro_batch_size} x world size {dist.world_size} x accumulation steps; make it a multiple of {tc.micro_batch_size * dist.world_size}")
@@ -95,7 +96,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     prepared = prepare(
         workload.model, policy=policy, device=device, ac_mode=ac_mode, ac_every=cfg.memory.ac_every,
         compile=tc.compile, block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
-        keep_high_precision=cfg.precision.keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel),
+        keep_high_precision=cfg.precision.keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel, workload.block_classes, cfg.memory.block_classes),
     )
     model = prepared.model
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
@@ -104,7 +105,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     val_batches = eval_indices(len(workload.val), tc.eval_batches, tc.micro_batch_size)
     units_per_step = workload.units_per_example * tc.global_batch_size  # tokens (lm) or samples per optimizer step
 
-    # Everything is validated: only now does the run directory appear.
+    # Everything is validated: only now does the run directory appear. All ranks agree on its path,
+    # and a group restarted by torchrun after a failure resumes from the last checkpoint by itself.
+    run_dir, resume = broadcast_from_main(dist, (run_dir or default_run_dir(cfg), resume or (elastic_restart() and (Path(run_dir or "") / "config.toml").is_file())))
     run = open_run_dir(cfg, run_dir, resume, workload, policy, prepared, dist, device)
     start_step, history = 0, {"best_val": float("inf"), "bad_evals": 0}
     ckpt = latest_checkpoint(run.checkpoints) if resume else None
@@ -136,15 +139,19 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                 loss_sum = torch.zeros((), device=device)
                 for micro in range(micro_per_step):
                     x, y = (t.to(device, non_blocking=True) for t in workload.train.batch(sampler.indices(step, micro)))
-                    with autocast_context(policy, device):
-                        logits = model(x)
-                    # scale the loss to account for gradient accumulation
-                    loss = workload.loss_fn(logits, y) / micro_per_step
-                    (scaler.scale(loss) if scaler else loss).backward()
+                    with grad_sync(model, micro == micro_per_step - 1):  # DDP/FSDP2 reduce only after the last micro-batch
+                        with autocast_context(policy, device):
+                            logits = model(x)
+                        # scale the loss to account for gradient accumulation (DDP/FSDP2 average over ranks)
+                        loss = workload.loss_fn(logits, y) / micro_per_step
+                        (scaler.scale(loss) if scaler else loss).backward()
                     loss_sum += loss.detach()
+                    mem.next_micro_batch()
+                loss_sum = mean_over_ranks(dist, loss_sum)  # the global batch's loss, the same on every rank
                 if scaler:
                     scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+                grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP2: a DTensor
                 stepped = health.step(step, loss_sum, grad_norm, optimizer, scaler)
                 optimizer.zero_grad(set_to_none=True)
             if device.type == "cuda":
@@ -184,6 +191,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                 break
             if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps:
                 run.checkpoint(done, model, optimizer, scaler, {**history, "val": val, "memory": memory, "health": health.state()})
+                kill_for_test(dist, done)
             step = done
     except NonFiniteError as e:
         status = "failed"

@@ -7,10 +7,12 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from trainwise.config import Config, config_hash, config_to_toml
 from trainwise.env import device_facts, git_sha, library_versions
 from trainwise.errors import ConfigError, TrainwiseError
-from trainwise.rundir import save_model, write_atomic, write_json
+from trainwise.rundir import clean_state_dict, save_model, write_atomic, write_json
 from trainwise.train.checkpoint import latest_checkpoint, save_checkpoint
 from trainwise.train.precision import fp8_gemm_kind
 from trainwise.workloads.base import Workload, fingerprint_split, get_workload_fn
@@ -52,6 +54,8 @@ class RunFiles:
     def save_model(self, model, workload: Workload) -> None:
         if self.is_main:
             save_model(model, self.path / "model", {"workload": workload.name, "task": workload.task, "spec": workload.spec, "info": workload.info})
+        elif torch.distributed.is_initialized():
+            clean_state_dict(model)  # FSDP2: every rank takes part in the all-gathers of full_tensor()
 
     def write_summary(self, summary: dict) -> None:
         if self.is_main:
@@ -77,7 +81,7 @@ def open_run_dir(cfg: Config, run_dir, resume: bool, workload: Workload, policy,
         ckpt = latest_checkpoint(run.checkpoints)
         _truncate_metrics(run.metrics, int(ckpt.name.split("_")[1]) if ckpt else 0) if dist.is_main else None
         return run
-    if path.exists() and any(path.iterdir()):
+    if dist.is_main and path.exists() and any(path.iterdir()):  # other ranks may already see rank 0's directory
         raise ConfigError(f"run directory {path} already exists and is not empty; pass --resume {path} to continue it, or choose another --run-dir")
     if not dist.is_main:
         return run
@@ -97,6 +101,7 @@ def open_run_dir(cfg: Config, run_dir, resume: bool, workload: Workload, policy,
         "fp8_kept_high_precision": cfg.precision.keep_high_precision,
         "world_size": dist.world_size,
         "strategy": cfg.parallel.strategy,
+        "parallel": dist.describe(),  # backend, gather/reduce dtypes, what is sharded
         "data_fingerprints": {s: fingerprint_split(getattr(workload, s)) for s in ("train", "val", "test")},
         "n_params": sum(p.numel() for p in workload.model.parameters()),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -1,0 +1,41 @@
+"""Shared fixtures: small synthetic tables and a CLI runner for the monitor verb."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainwise import cli
+
+
+def make_table(n_rows: int, seed: int, shift_sd: float = 0.0, shifted: str = "x0") -> pd.DataFrame:
+    """4 numeric columns (normal, integer, skewed) and 2 categorical ones; `shifted` moves by shift_sd SDs."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "x0": rng.normal(10.0, 2.0, n_rows),
+        "x1": rng.normal(0.0, 1.0, n_rows),
+        "age": rng.integers(18, 80, n_rows),
+        "income": rng.lognormal(10.0, 0.5, n_rows),
+        "region": rng.choice(["north", "south", "east", "west"], n_rows, p=[0.4, 0.3, 0.2, 0.1]),
+        "plan": rng.choice(["basic", "pro"], n_rows, p=[0.7, 0.3]),
+    })
+    if shift_sd:
+        frame[shifted] = frame[shifted] + shift_sd * frame[shifted].std()
+    return frame
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run `trainwise ...` through cli.main; returns (exit code, stdout, stderr)."""
+    if importlib.util.find_spec("trainwise.commands.core") is None:  # the core verbs may not be merged yet
+        monkeypatch.setattr(cli, "COMMAND_MODULES", ["trainwise.monitor.commands"])
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

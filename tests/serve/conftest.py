@@ -1,0 +1,80 @@
+"""One small tabular model for the whole serve test directory, and a real server on a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import socket
+import threading
+import time
+
+import pytest
+
+INSTANCE = {"rate_marriage": 3.0, "age": 32.0, "yrs_married": 9.0, "children": 2.0, "religious": 2.0,
+            "education": "college graduate", "occupation": "white collar", "occupation_husb": "managerial/business"}
+
+
+@pytest.fixture(scope="session")
+def tab_run(tmp_path_factory):
+    from trainwise.config import load_config
+    from trainwise.train.loop import train
+
+    run_dir = tmp_path_factory.mktemp("serve") / "tab"
+    cfg = load_config(None, ["workload.name=tabular", "model.n_layers=1", "model.d_model=16", "train.steps=30",
+                             "train.micro_batch_size=64", "train.global_batch_size=64", "log.progress=false"])
+    train(cfg, run_dir)
+    return run_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_settings(**changes):
+    from trainwise.config import ServeConfig
+
+    return dataclasses.replace(ServeConfig(), **changes)
+
+
+@contextlib.contextmanager
+def running_server(runtime, settings, ref=None):
+    """uvicorn serving build_app(runtime, settings) in a thread; yields the base URL."""
+    import uvicorn
+
+    from trainwise.serve.app import build_app
+
+    port = free_port()
+    app = build_app(runtime, settings, ref=ref)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture
+def server():
+    """`with server(runtime, settings) as (url, app):` a real uvicorn server on a free port."""
+    return running_server
+
+
+@pytest.fixture
+def settings():
+    return serve_settings
+
+
+@pytest.fixture(scope="session")
+def runtime(tab_run):
+    from trainwise.serve.runtime import load_runtime
+
+    return load_runtime(str(tab_run))

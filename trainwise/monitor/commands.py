@@ -1,0 +1,223 @@
+"""`trainwise monitor`: compare a window (or every window of the prediction log) with a reference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+from trainwise.errors import DataError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "monitor",
+        help="drift, prediction drift and (estimated) performance of new data against a reference",
+        description="Per-column drift tests with effect sizes and thresholds calibrated to the window size, "
+        "Benjamini-Hochberg across columns, a domain-classifier test, prediction drift, realised and "
+        "label-free estimated accuracy. Writes drift.json and report.html with --out.",
+    )
+    p.add_argument("--reference", help="reference data: Parquet/CSV file, folder of Parquet files, or a run directory")
+    p.add_argument("--current", help="current data (same forms as --reference)")
+    p.add_argument("--log", help="a prediction-log folder of Parquet files with a 'timestamp' column")
+    p.add_argument("--window", default="1h", help="with --log: window length, e.g. 1h, 30m, 1d, or 10000rows (default 1h)")
+    p.add_argument("--since", help="with --log: first timestamp to read (ISO 8601)")
+    p.add_argument("--until", help="with --log: read timestamps before this one (ISO 8601)")
+    p.add_argument("--out", help="folder to write drift.json and report.html into")
+    p.add_argument("--json", action="store_true", help="print drift.json to stdout instead of a summary")
+    p.add_argument("--config", help="TOML recipe whose [monitor] section sets thresholds and triggers")
+    p.add_argument("--set", action="append", default=[], metavar="monitor.FIELD=VALUE", help="override a config field")
+    p.add_argument("--model-age-days", type=float, default=None, help="age of the serving model, for the max-age trigger")
+    p.add_argument("--common-columns", action="store_true",
+                   help="compare only the columns both sides have (e.g. a run's eval predictions against the log); "
+                   "the others are listed in drift.json as dropped_columns")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit with code 1 when dataset drift is found")
+    add_act_args(p)
+    p.set_defaults(func=run)
+
+    w = subparsers.add_parser(
+        "watch",
+        help="check the prediction log's new windows and retrain through the gate when a trigger fires",
+        description="A loop over the prediction log: every --interval-s seconds the windows written since the last "
+        "check are compared with --reference; when a monitor.trigger_* fires, the champion's recipe is retrained on the "
+        "window's labelled rows, evaluated, gated against the champion on the same rows, and promoted or rejected, "
+        "all recorded in the registry's audit trail.",
+    )
+    w.add_argument("--log", required=True, help="the prediction-log folder (Parquet files with a 'timestamp' column)")
+    w.add_argument("--reference", required=True, help="reference data (the champion's training or evaluation rows)")
+    w.add_argument("--window", default="1h", help="window length, e.g. 1h, 30m, or 10000rows (default 1h)")
+    w.add_argument("--interval-s", type=float, default=60.0, help="seconds between checks (default 60)")
+    w.add_argument("--iterations", type=int, default=0, help="stop after this many checks (0 = run until interrupted)")
+    w.add_argument("--out", required=True, help="folder for drift.json, report.html, retraining runs and watch state")
+    w.add_argument("--config", help="TOML recipe whose [monitor] section sets thresholds and triggers")
+    w.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a config field")
+    w.add_argument("--model-age-days", type=float, default=None, help="age of the serving model, for the max-age trigger")
+    add_act_args(w, always=True)
+    w.set_defaults(func=watch)
+
+
+def add_act_args(p, always: bool = False) -> None:
+    if not always:
+        p.add_argument("--act", action="store_true", help="when a trigger fires, retrain --model through the gate (needs labels in the window)")
+    p.add_argument("--model", help="registered model name the triggers act on (with --act / watch)")
+    p.add_argument("--alias", default="champion", help="alias holding the serving model (default champion)")
+    p.add_argument("--gate", help="gate TOML for the retrained model (default: the evaluate component's default gate)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--retrain-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a field of the champion's recipe when retraining (e.g. train.steps=100)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainwise.config import load_config
+    from trainwise.monitor.data import load_log_windows, load_table
+    from trainwise.monitor.report import strip_plots, write_outputs
+    from trainwise.monitor.triggers import build_monitor, evaluate_triggers
+
+    cfg = load_config(args.config, args.set).monitor
+    if args.log:
+        windows = load_log_windows(args.log, args.window, args.since, args.until)
+        if args.reference:
+            reference = load_table(args.reference)
+        elif len(windows) < 2:
+            raise DataError(f"the prediction log {args.log} holds a single {args.window} window; give --reference, or a shorter --window")
+        else:
+            reference, windows = windows[0].frame, windows[1:]
+    else:
+        if not (args.reference and args.current):
+            raise DataError("give --reference and --current (Parquet/CSV files), or --log DIR --window 1h")
+        reference = load_table(args.reference)
+        windows = None
+    current = load_table(args.current) if windows is None else None
+    dropped: list[str] = []
+    if args.common_columns:
+        sides = [current] if windows is None else [w.frame for w in windows]
+        reference, dropped = common_columns(reference, sides, keep=[cfg.label_column])
+    monitor = build_monitor(cfg).fit(reference)
+    if windows is None:
+        result = monitor.check(current)
+    else:
+        results = [(w, monitor.check(w.frame)) for w in windows]
+        result = dict(results[-1][1])  # the latest window, plus the timeline of all of them
+        result["windows"] = [window_summary(w, r) for w, r in results]
+    result["dropped_columns"] = dropped
+    result["triggers"] = [t.to_dict() for t in evaluate_triggers(result, cfg, args.model_age_days)]
+    if getattr(args, "act", False):
+        frame = current if windows is None else windows[-1].frame
+        result["retraining"] = act_on_triggers(args, cfg, result["triggers"], frame)
+    if args.out:
+        write_outputs(result, args.out)
+    if args.json:
+        print(json.dumps(strip_plots(result), indent=2, default=_json_default))
+    else:
+        print(summary_text(result))
+        if result.get("retraining"):
+            print(retraining_text(result["retraining"]))
+    return 1 if args.fail_on_drift and result["dataset_drift"] else 0
+
+
+def act_on_triggers(args, cfg, fired: list[dict], frame) -> dict:
+    """Retrain args.model on `frame` through the gate when any trigger fired."""
+    import time
+    from pathlib import Path
+
+    from trainwise.monitor.pipeline import real_steps
+    from trainwise.monitor.retrain import run_retraining
+
+    if not args.model:
+        raise DataError("--act needs --model NAME: the registered model the triggers act on")
+    if not fired:
+        return {"decision": "none", "triggers": []}
+    if cfg.label_column not in frame.columns:
+        raise DataError(f"a trigger fired but the window has no {cfg.label_column!r} column: retraining needs labelled rows (monitor.label_column)")
+    work = Path(args.out or "runs") / f"retrain-{time.strftime('%Y%m%d-%H%M%S')}"
+    work.mkdir(parents=True, exist_ok=True)
+    steps = real_steps(args.model, args.alias, cfg.label_column, work, args.tracking_uri, args.gate, tuple(args.retrain_set))
+    return run_retraining(fired, frame.dropna(subset=[cfg.label_column]), work, steps)
+
+
+def retraining_text(record: dict) -> str:
+    if record["decision"] == "none":
+        return "retraining: no trigger fired"
+    why = "" if record["decision"] == "promoted" else f" ({'; '.join(record.get('gate_reasons', []))})"
+    return f"retraining: trained {record['run_dir']}, registered v{record['version']}, gate {'passed' if record['gate_passed'] else 'failed'}: {record['decision']}{why}"
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Check the newest complete window every interval; act on triggers; remember what was checked."""
+    import time
+    from pathlib import Path
+
+    from trainwise.rundir import read_json, write_json
+
+    state_path = Path(args.out) / "watch_state.json"
+    state = read_json(state_path) if state_path.is_file() else {"last_window_end": None, "checks": 0}
+    iteration = 0
+    while not args.iterations or iteration < args.iterations:
+        iteration += 1
+        check = argparse.Namespace(**{**vars(args), "current": None, "since": state["last_window_end"], "until": None, "json": False,
+                                      "common_columns": False, "fail_on_drift": False, "act": True})
+        try:
+            run(check)
+            windows = read_json(Path(args.out) / "drift.json").get("windows") or []
+            state["last_window_end"] = windows[-1]["end"] if windows else state["last_window_end"]
+        except DataError as e:  # no new complete window yet: wait for the next interval
+            print(f"watch: {e}")
+        state["checks"] += 1
+        write_json(state_path, state)
+        if not args.iterations or iteration < args.iterations:
+            time.sleep(args.interval_s)
+    return 0
+
+
+def common_columns(reference, currents: list, keep: list[str]):
+    """The reference restricted to columns every current table has (plus `keep`), and the dropped names.
+
+    Current tables keep their extra columns: the monitor ignores columns it was not fitted on only
+    if they are dropped too, so they are removed in place.
+    """
+    shared = [c for c in reference.columns if all(c in cur.columns for cur in currents) or c in keep]
+    dropped = sorted(set(reference.columns).union(*[set(cur.columns) for cur in currents]) - set(shared))
+    for cur in currents:
+        cur.drop(columns=[c for c in cur.columns if c not in shared], inplace=True)
+    return reference[shared], dropped
+
+
+def window_summary(window, result: dict) -> dict:
+    perf = result.get("performance") or {}
+    est = perf.get("estimated")
+    real = (perf.get("realised") or {}).get("current")
+    return {
+        "label": window.label, "start": window.start, "end": window.end, "n_rows": result["n_current"],
+        "dataset_drift": result["dataset_drift"], "prediction_drift": result["prediction_drift"],
+        "n_drifted_columns": sum(c["drift"] for c in result["columns"]),
+        "drifted_columns": [c["name"] for c in result["columns"] if c["drift"]],
+        "estimated_accuracy": est["accuracy"] if est else None,
+        "estimated_ci": [est["ci_low"], est["ci_high"]] if est else None,
+        "realised_accuracy": real["accuracy"] if real else None,
+    }
+
+
+def summary_text(result: dict) -> str:
+    lines = [result["verdict"]]
+    for c in result["columns"] + ([result["multivariate"]] if result.get("multivariate") else []):
+        if c.get("status") == "ok":
+            lines.append(f"  {c['name']:<24} {c['test']:<22} {c['effect_measure']}={c['effect_size']:.4f} "
+                         f"(threshold {c['threshold']:.4f})  p={c['p_value']:.3g}  {'DRIFT' if c['drift'] else ''}")
+    if result.get("prediction_drift") is not None:
+        lines.append(f"prediction drift: {'yes' if result['prediction_drift'] else 'no'}")
+    est = (result.get("performance") or {}).get("estimated")
+    if est:
+        lines.append(f"estimated accuracy {est['accuracy']:.4f} (95% interval {est['ci_low']:.4f} to {est['ci_high']:.4f})")
+    for w in result.get("windows", []):
+        lines.append(f"  window {w['start']}  rows={w['n_rows']}  drift={w['dataset_drift']}  {', '.join(w['drifted_columns'])}")
+    for t in result.get("triggers", []):
+        lines.append(f"trigger fired: {t['name']}: {t['reason']}")
+    return "\n".join(lines)
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+

@@ -1,0 +1,69 @@
+"""Retraining triggers: a policy (the `monitor.trigger_*` config fields) applied to a drift result.
+
+`evaluate_triggers` is a pure function: the same drift result, policy and model age always give
+the same fired triggers, so a watch loop can log why it retrained and a test can check each rule.
+
+>>> from trainwise.config import MonitorConfig
+>>> policy = MonitorConfig(trigger_max_age_days=30)
+>>> [t.name for t in evaluate_triggers({"columns": []}, policy, model_age_days=45)]
+['max_age_days']
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class FiredTrigger:
+    name: str  # drift_columns | dataset_drift | est_accuracy_drop | realised_drop | max_age_days
+    reason: str
+    value: float
+    threshold: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_triggers(drift_result: dict, policy, model_age_days: float | None = None) -> list[FiredTrigger]:
+    """The triggers of `policy` (a MonitorConfig) that fire on one window's drift.json dictionary.
+
+    A window too small to judge fires no drift trigger; an estimate's drop counts only when it
+    is larger than the threshold (the estimate's own interval is reported beside it).
+    """
+    fired: list[FiredTrigger] = []
+    judged = not drift_result.get("window_too_small", False)
+    watched = list(policy.trigger_columns)
+    if judged and "*" in watched and drift_result.get("dataset_drift"):
+        n = sum(c.get("drift", False) for c in drift_result.get("columns", []))
+        fired.append(FiredTrigger("dataset_drift", f"dataset-level drift ({drift_result.get('verdict', '')})", float(n), 1.0))
+    drifted = [c["name"] for c in drift_result.get("columns", []) if c.get("drift") and c["name"] in watched]
+    if judged and drifted:
+        fired.append(FiredTrigger("drift_columns", f"drift in watched columns: {', '.join(drifted)}", float(len(drifted)), 1.0))
+    perf = drift_result.get("performance") or {}
+    est_drop = perf.get("estimated_accuracy_drop")
+    if policy.trigger_est_accuracy_drop > 0 and est_drop is not None and est_drop > policy.trigger_est_accuracy_drop:
+        fired.append(FiredTrigger("est_accuracy_drop", f"estimated accuracy dropped by {est_drop:.3f} (label-free)",
+                                  float(est_drop), policy.trigger_est_accuracy_drop))
+    realised = (perf.get("realised") or {}).get("accuracy_drop")
+    if policy.trigger_realised_drop > 0 and realised and realised["value"] > policy.trigger_realised_drop:
+        fired.append(FiredTrigger("realised_drop", f"realised accuracy dropped by {realised['value']:.3f} "
+                                  f"(95% CI {realised['ci_low']:.3f} to {realised['ci_high']:.3f})",
+                                  float(realised["value"]), policy.trigger_realised_drop))
+    if policy.trigger_max_age_days > 0 and model_age_days is not None and model_age_days > policy.trigger_max_age_days:
+        fired.append(FiredTrigger("max_age_days", f"model is {model_age_days:.1f} days old",
+                                  float(model_age_days), policy.trigger_max_age_days))
+    return fired
+
+
+def build_monitor(cfg, seed: int = 0):
+    """A DriftMonitor with the parameters of a MonitorConfig section."""
+    from trainwise.monitor.drift import DriftMonitor
+
+    return DriftMonitor(
+        alpha=cfg.alpha, min_wasserstein_sd=cfg.min_wasserstein_sd, min_js_distance=cfg.min_js_distance,
+        min_auc=cfg.min_auc, min_window_rows=cfg.min_window_rows, n_resamples=cfg.n_resamples,
+        max_calibration_rows=cfg.max_calibration_rows, multivariate=cfg.multivariate,
+        multivariate_rows=cfg.multivariate_rows, label_column=cfg.label_column,
+        ignore_columns=tuple(cfg.ignore_columns), seed=seed,
+    )

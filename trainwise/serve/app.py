@@ -1,0 +1,143 @@
+"""The FastAPI app: /v1/predict (batched), /v1/model, /healthz, /readyz, /metrics.
+
+(No `from __future__ import annotations` here: FastAPI must see the per-model request class itself.)
+
+`build_app(runtime, settings)` wires the pieces: the request schema of the model's workload (so
+OpenAPI documents the real inputs), the batcher, the prediction log, the guards (keys, body size,
+rate) and the alias poller for hot swaps. The served model lives in `state.runtime`; replacing
+that reference is the whole swap (the batcher reads it once per batch).
+"""
+
+
+import asyncio
+import contextlib
+import gc
+import time
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from trainwise.serve.batcher import Batcher, Overloaded
+
+# Young-generation collections every 50,000 allocations instead of 700: a request allocates a few
+# hundred objects, and fewer collections mean fewer pauses in the event loop (CPython gc docs).
+GC_THRESHOLDS = (50_000, 20, 100)
+from trainwise.serve.metrics import ServeMetrics
+from trainwise.serve.predlog import PredictionLog
+from trainwise.serve.schemas import PredictResponse, request_model
+from trainwise.serve.security import GuardMiddleware, TokenBucket, load_api_keys
+
+
+class ServeState:
+    """What the running app holds: the current model and the long-lived helpers."""
+
+    def __init__(self, runtime, settings, ref: str | None = None, tracking_uri: str | None = None):
+        self.runtime = runtime
+        self.settings = settings  # a ServeConfig
+        self.ref = ref
+        self.tracking_uri = tracking_uri
+        self.metrics = ServeMetrics()
+        self.ready = False
+
+
+def _field_path(loc) -> str:
+    parts = [p for p in loc if p != "body"]
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(parts))
+
+
+def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | None = None) -> FastAPI:
+    state = ServeState(runtime, settings, ref, tracking_uri)
+    Request_ = request_model(runtime.meta, settings.max_instances)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.batcher = await Batcher(lambda: state.runtime, settings.max_batch_size, settings.max_wait_ms,
+                                      settings.queue_size, on_batch=state.metrics.on_batch).start()
+        state.predlog = PredictionLog(settings.log_dir, settings.log_flush_rows, settings.log_flush_s).start() if settings.log_dir else None
+        state.metrics.set_model(runtime.version, runtime.precision)
+        from trainwise.serve.swap import poll_alias
+
+        poller = asyncio.create_task(poll_alias(state)) if ref and "@" in ref and settings.poll_alias_s > 0 else None
+        # Move everything loaded so far (torch, pandas, mlflow, the model) out of the cyclic GC's
+        # reach: otherwise each full collection re-scans millions of start-up objects and stalls the
+        # event loop for hundreds of ms, which showed as the p99 of the load test (docs/serve.md).
+        gc.collect()
+        gc.freeze()
+        old_thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+        state.ready = True
+        yield
+        state.ready = False
+        if poller:
+            poller.cancel()
+        await state.batcher.stop()
+        if state.predlog:
+            state.predlog.stop()
+        gc.set_threshold(*old_thresholds)  # an embedding process (tests) gets its GC back
+        gc.unfreeze()
+
+    app = FastAPI(title="trainwise serve", version=runtime.version, lifespan=lifespan,
+                  description=f"Predictions of {runtime.meta.get('workload', 'a')} model {runtime.version}")
+    app.state.serve = state
+    keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else None
+    limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_burst) if settings.rate_limit_per_s > 0 else None
+    app.add_middleware(GuardMiddleware, keys=keys, max_body_bytes=settings.max_body_bytes, limiter=limiter,
+                       on_status=lambda s: state.metrics.requests.labels(status=str(s)).inc())
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        errors = [{"field": _field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):  # no stack trace leaves the server
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.post("/v1/predict", response_model=PredictResponse)
+    async def predict(body: Request_):  # type: ignore[valid-type]
+        arrived = time.perf_counter()
+        instances = [inst.model_dump() for inst in body.instances]
+        if not hasattr(state, "example_"):
+            state.example_ = instances[:1]  # warms a hot-swapped model before it takes traffic
+        try:
+            result = await state.batcher.submit(instances)
+        except Overloaded as e:
+            return JSONResponse({"detail": "server busy: the request queue is full"}, status_code=503,
+                                headers={"Retry-After": str(int(round(e.retry_after_s)))})
+        latency_s = time.perf_counter() - arrived
+        state.metrics.latency.observe(latency_s)
+        state.metrics.queue_wait.observe(result.queue_wait_s)
+        if state.predlog:
+            state.predlog.append(instances, result.outputs, result.version, latency_s * 1000, uuid.uuid4().hex)
+        # JSONResponse directly: re-validating our own output through response_model costs more per
+        # request than a small model's prediction; the declared response_model still documents it.
+        return JSONResponse({"predictions": result.outputs, "model_version": result.version})
+
+    @app.get("/v1/model")
+    async def model_info():
+        from trainwise.serve.modelinfo import describe_model
+
+        return await asyncio.to_thread(describe_model, state.runtime, state.tracking_uri)
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        if not state.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return {"status": "ready", "model_version": state.runtime.version}
+
+    @app.get("/metrics")
+    async def metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        state.metrics.queue_depth.set(state.batcher.depth())
+        if state.predlog:
+            state.metrics.log_dropped.set(state.predlog.dropped_rows_)
+        return PlainTextResponse(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,125 @@
+"""A loaded model ready to serve: weights in the served precision, input conversion, predictions.
+
+`load_runtime(ref, precision)` resolves a registry reference or run directory, rebuilds the model
+(its weights hash verified), and applies the precision: fp32 as trained, bf16 weights and
+activations, or int8 weight-only through torchao's `quantize_(model, Int8WeightOnlyConfig())`
+(torchao, not the deprecated torch.ao.quantization). Probabilities are always a float32 softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainwise.errors import ConfigError, DataError
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def apply_precision(model: nn.Module, precision: str) -> nn.Module:
+    """Return `model` converted for inference in `precision` (fp32 unchanged)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"serve.precision = {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "bf16":
+        return CastInput(model.to(torch.bfloat16), torch.bfloat16)
+    if precision == "int8":
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+        quantize_(model, Int8WeightOnlyConfig())  # nn.Linear weights -> int8 with per-channel scales
+    return model
+
+
+class CastInput(nn.Module):
+    """Casts floating inputs to the weights' dtype, so callers keep sending fp32 (token ids pass as is)."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.to(self.dtype) if x.is_floating_point() else x)
+
+
+@dataclass
+class Runtime:
+    """One served model version. Immutable once built, so swapping the reference is atomic."""
+
+    model: nn.Module
+    meta: dict
+    version: str
+    precision: str = "fp32"
+    model_dir: Path | None = None
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task", "classification")
+
+    def to_tensor(self, instances: list[dict]) -> torch.Tensor:
+        """Validated instances (dicts) -> the model's input batch."""
+        info = self.meta.get("info", {})
+        if "input_shape" in info:
+            return torch.tensor([inst["image"] for inst in instances], dtype=torch.float32)[:, None]  # (B, 1, 8, 8)
+        from trainwise.workloads.tabular import apply_preprocessing
+
+        return torch.from_numpy(apply_preprocessing(info["preprocessing"], pd.DataFrame(instances)))
+
+    @torch.inference_mode()
+    def predict(self, instances: list[dict]) -> list[dict]:
+        """Predictions for validated instances, one dict per instance (label, probabilities)."""
+        if self.task == "lm":
+            return [self._predict_text(inst["prompt"], inst.get("max_new_bytes", 0)) for inst in instances]
+        logits = self.model(self.to_tensor(instances)).float()
+        prob = F.softmax(logits, dim=-1).numpy()
+        classes = self.meta.get("info", {}).get("classes") or [str(i) for i in range(prob.shape[1])]
+        return [{"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist()))} for p in prob]
+
+    def _predict_text(self, prompt: str, max_new_bytes: int) -> dict:
+        context = int(self.meta["spec"]["kwargs"]["context"])
+        ids = list(prompt.encode("utf-8"))
+        first = self.model(torch.tensor([ids[-context:]]))[0, -1].float()  # (vocab,) logits of the next byte
+        result = {"label": None, "probabilities": F.softmax(first, dim=-1).tolist()}
+        if max_new_bytes:
+            logits, out = first, []
+            for _ in range(max_new_bytes):
+                out.append(int(logits.argmax()))
+                ids.append(out[-1])
+                logits = self.model(torch.tensor([ids[-context:]]))[0, -1].float()
+            result["continuation"] = bytes(out).decode("utf-8", errors="replace")
+        return result
+
+
+def version_of(meta: dict, model_dir: Path) -> str:
+    """"NAME/VERSION" for a registered version, else the run directory's name plus a hash prefix."""
+    reg = meta.get("registry")
+    if reg:
+        return f"{reg['name']}/{reg['version']}"
+    run = model_dir.parent.name if model_dir.name == "model" else model_dir.name
+    return f"{run}@{str(meta.get('weights_sha256', ''))[:12]}"
+
+
+def resolve_ref(ref: str, tracking_uri: str | None = None) -> tuple[Path, dict]:
+    """registry.resolve_model_ref, with a missing path reported as such rather than as a bad model name."""
+    from trainwise.registry import resolve_model_ref
+
+    text = str(ref)
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1:
+        if not Path(text).expanduser().exists():
+            raise DataError(f"model reference {text!r}: no such run directory (expected a run directory, NAME@ALIAS or NAME/VERSION)")
+        text = str(Path(text).expanduser())
+    return resolve_model_ref(text, tracking_uri)
+
+
+def load_runtime(ref: str, precision: str = "fp32", tracking_uri: str | None = None) -> Runtime:
+    """Resolve `ref` ("NAME@ALIAS", "NAME/VERSION" or a run directory) into a served model."""
+    from trainwise.rundir import load_model
+
+    model_dir, meta = resolve_ref(ref, tracking_uri)
+    model, _ = load_model(model_dir, verify=True)
+    model = apply_precision(model.eval(), precision)
+    return Runtime(model=model, meta=meta, version=version_of(meta, model_dir), precision=precision, model_dir=model_dir)
