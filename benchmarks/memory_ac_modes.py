@@ -83,7 +83,8 @@ def main(rounds: int, threads: int) -> None:
             "step_time_ratio_to_none": median(times[mode]) / base_ms,
             "paired_ratio_median": median(ratio_per_round), "paired_ratio_min": min(ratio_per_round), "paired_ratio_max": max(ratio_per_round),
         })
-    meta = {"workload": "lm-tiny, model.n_layers=8 (d_model 128, 4 heads, context 128)", "precision": "fp32",
+    m = cfg.model
+    meta = {"workload": f"lm-tiny, model.n_layers=8 (d_model {m.d_model}, {m.n_heads} heads, context {m.context})", "precision": "fp32",
             "micro_batch_size": mb, "rounds": rounds, "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     write_json(OUT.with_suffix(".json"), {"meta": meta, "rows": rows})
     write_report(meta, rows)
