@@ -146,7 +146,6 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                         loss = workload.loss_fn(logits, y) / micro_per_step
                         (scaler.scale(loss) if scaler else loss).backward()
                     loss_sum += loss.detach()
-                    mem.next_micro_batch()
                 loss_sum = mean_over_ranks(dist, loss_sum)  # the global batch's loss, the same on every rank
                 if scaler:
                     scaler.unscale_(optimizer)

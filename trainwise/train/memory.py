@@ -40,12 +40,6 @@ class _StepMemory:
         self.device = None
         self.error = None
 
-    def next_micro_batch(self) -> None:
-        """Between micro-batches of one step: MemTracker refuses a second forward of the same
-        module in one tracked region, so its per-module stats are cleared (the global peak stays)."""
-        if self.tracker is not None:
-            self.tracker.reset_mod_stats()
-
     def result(self) -> dict:
         out: dict = {}
         if self.tracker is not None and self.error is None:
