@@ -43,8 +43,9 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
         faster = (r.get("tokens_per_s") or 0) > best["tokens_per_s"]
         reason = reasons[r["config_hash"]]
         if reason is None:  # eligible but slower than the chosen one
-            reason = f"{best['tokens_per_s'] / r['tokens_per_s']:.2f}x slower than {best['label']}"
-        if r.get("tokens_per_s") and control["tokens_per_s"] > r["tokens_per_s"] and r["status"] in FINISHED and r["kind"] == "trainwise":
+            reason = f"{best['tokens_per_s'] / r['tokens_per_s']:.2f}x slower than {best['label']}" + (" (the fp32 control)" if best is control else "")
+        slower_than_control = r.get("tokens_per_s") and control["tokens_per_s"] > r["tokens_per_s"]
+        if slower_than_control and r["status"] in FINISHED and r["kind"] == "trainwise" and best is not control:
             reason += f"; {control['tokens_per_s'] / r['tokens_per_s']:.1f}x slower than fp32 on this {device}"
         rejected.append({"label": r["label"], "variant": r["variant"], "faster_than_recommended": faster, "reason": f"{r['label']}: {reason}"})
     out = {

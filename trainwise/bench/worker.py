@@ -5,7 +5,7 @@ The parent writes VARIANT_DIR/config.toml and variant.json; this process trains 
 quality comparison (first repeat only) and writes VARIANT_DIR/repeat-R.json. A crash or an
 out-of-memory kill leaves no repeat-R.json: the parent records the exit status and stderr instead.
 
-TRAINWISE_BENCH_FAULT="LABEL=crash|oom" makes the variant labelled LABEL die (SIGKILL, as the
+TRAINWISE_BENCH_FAULT="LABEL=crash|oom[;LABEL=...]" makes the variant labelled LABEL die (SIGKILL, as the
 kernel's OOM killer does) or raise MemoryError: how the tests show that one failure does not stop
 the bench.
 """
@@ -29,14 +29,14 @@ FAULT_ENV = "TRAINWISE_BENCH_FAULT"
 
 
 def inject_fault(label: str) -> None:
-    spec = os.environ.get(FAULT_ENV, "")
-    target, _, kind = spec.rpartition("=")
-    if not spec or target != label:
-        return
-    if kind == "crash":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if kind == "oom":
-        raise MemoryError(f"simulated out-of-memory ({FAULT_ENV}={spec})")
+    for spec in os.environ.get(FAULT_ENV, "").split(";"):
+        target, _, kind = spec.rpartition("=")
+        if target != label:
+            continue
+        if kind == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "oom":
+            raise MemoryError(f"simulated out-of-memory ({FAULT_ENV}={spec})")
 
 
 def flops_per_step(workload, tc) -> float:
