@@ -20,7 +20,7 @@ from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/lm-tiny.toml"
-SETS = ["train.steps=30", "train.eval_every=0", "train.eval_batches=2", "train.checkpoint_every=0", "train.threads=2", "log.progress=false"]
+SETS = ["train.steps=20", "train.eval_every=0", "train.eval_batches=2", "train.checkpoint_every=0", "train.threads=2", "log.progress=false"]
 
 
 def cli(*args: str) -> None:

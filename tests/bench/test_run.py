@@ -19,7 +19,8 @@ TINY = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.contex
 VARIANTS = ["memory.ac=full",      # identical numerics to the control: must pass the gate
             "train.lr=0.00001",    # sabotaged learning rate: must fail it
             "model.dropout=0.1",   # made to crash (SIGKILL, like the OOM killer)
-            "train.seed=1"]        # made to raise MemoryError
+            "train.seed=1",        # made to raise MemoryError
+            "precision.policy=fp8-tensorwise"]  # emulated FP8 on CPU: trains, predicts, is gated
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,8 @@ def test_crash_is_recorded_and_the_others_complete(bench):
         assert rows[label]["status"] == "completed", rows[label]
         assert rows[label]["median_step_ms"] > 0 and rows[label]["tokens_per_s"] > 0
     assert rows["fp32 control"]["mfu"] > 0 and rows["fp32 control"]["peak_activation_bytes"] > 0
+    fp8 = rows["fp8-tensorwise"]
+    assert fp8["status"] == "completed" and fp8["quality_verdict"] in ("pass", "fail") and "bf16-equivalent" in fp8["mfu_basis"]
     for key in ("variant", "status", "median_step_ms", "tokens_per_s", "mfu", "peak_activation_bytes", "final_val_loss", "quality_verdict"):
         assert all(key in r for r in rows.values())
 
@@ -74,7 +77,7 @@ def test_rerun_skips_finished_variants_and_reruns_failed_ones(bench, monkeypatch
     lines = []
     run_bench("configs/lm-tiny.toml", [], VARIANTS, TINY, out, log=lines.append)
     skipped = [line for line in lines if "skipped" in line]
-    assert len(skipped) == 4, lines  # control, ac=full, lr and the baseline finished the first time
+    assert len(skipped) == 5, lines  # control, ac=full, lr, fp8 and the baseline finished the first time
     rows = by_label(json.loads((out / "results.json").read_text()))
     # the crash and the out-of-memory are not skipped: run again, without their faults now
     assert rows["dropout=0.1"]["status"] == "completed" and rows["seed=1"]["status"] == "completed"
