@@ -75,12 +75,12 @@ def _row(label, tps, verdict="pass", control=False, status="completed", mem=100,
     return {"label": label, "variant": {"x": label}, "config_hash": label, "kind": "trainwise", "is_control": control, "status": status,
             "reason": "boom" if status != "completed" else None, "tokens_per_s": tps, "median_step_ms": 1000 / tps if tps else None,
             "peak_memory_bytes": mem, "peak_activation_bytes": mem / 2, "final_val_loss": 2.0 * (1 + rise), "val_loss_rise": rise,
-            "quality_verdict": "control" if control else verdict, "alarms": list(alarms)}
+            "quality_verdict": "control" if control else verdict, "health_issues": list(alarms)}
 
 
 def test_recommendation_takes_the_fastest_that_passes_and_says_why_not_the_others():
     rows = [_row("fp32", 100, control=True), _row("bf16", 300, mem=60), _row("fp8", 400, verdict="fail", rise=0.06),
-            _row("fp16", 20), _row("crash", None, status="crashed"), _row("big", 350, mem=2**31), _row("alarm", 500, alarms=["loss-scale collapse"])]
+            _row("fp16", 20), _row("crash", None, status="crashed"), _row("big", 350, mem=2**31), _row("alarm", 500, alarms=["loss-scale collapse: the fp16 loss scale fell to 0.5"])]
     rec = recommend(rows, budget_gib=1.0, tolerance=0.02, device="cpu")
     assert rec["label"] == "bf16"
     assert rec["speedup_vs_fp32"] == pytest.approx(3.0)
@@ -89,13 +89,23 @@ def test_recommendation_takes_the_fastest_that_passes_and_says_why_not_the_other
     assert "validation loss 6.0% above the control, tolerance 2%" in reasons["fp8"]
     assert "5.0x slower than fp32 on this cpu" in reasons["fp16"]
     assert "over bench.memory_budget_gib" in reasons["big"]
-    assert "numerics alarm" in reasons["alarm"] and "crashed: boom" in reasons["crash"]
+    assert "numerics: loss-scale collapse" in reasons["alarm"] and "crashed: boom" in reasons["crash"]
     assert {r["label"] for r in rec["rejected"] if r["faster_than_recommended"]} == {"fp8", "big", "alarm"}
 
 
 def test_no_recommendation_without_a_control():
     rec = recommend([_row("fp32", None, control=True, status="crashed"), _row("bf16", 300)], 0.0, 0.02, "cpu")
     assert rec["variant"] is None and "control did not finish" in rec["reason"]
+
+
+def test_health_issues_judge_the_end_of_the_run():
+    from trainwise.bench.results import health_issues
+
+    early = {"alarms": ["skipped steps: 1 of 10 steps (10%) were skipped"], "skipped_steps": 1, "steps": 30, "skipped_share": 1 / 30}
+    assert health_issues(early, 0.05) == []
+    bad = {"alarms": ["loss-scale collapse: the fp16 loss scale fell to 0.5"], "skipped_steps": 9, "steps": 30, "skipped_share": 0.3}
+    issues = health_issues(bad, 0.05)
+    assert len(issues) == 2 and issues[0].startswith("loss-scale collapse") and "9 of 30 steps (30%)" in issues[1]
 
 
 def test_pareto_front():

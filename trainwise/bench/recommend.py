@@ -20,8 +20,8 @@ def rejection(row: dict, control: dict, budget_gib: float, tolerance: float) -> 
     if row["quality_verdict"] == "fail":
         rise = row.get("val_loss_rise")
         return f"validation loss {rise:.1%} above the control, tolerance {tolerance:.0%} ({row.get('quality_detail')})"
-    if row.get("alarms"):
-        return "numerics alarm: " + "; ".join(row["alarms"])
+    if row.get("health_issues"):
+        return "numerics: " + "; ".join(row["health_issues"])
     mem = row.get("peak_memory_bytes")
     if budget_gib and mem is not None and mem > budget_gib * GIB:
         return f"peak memory {mem / GIB:.2f} GiB is over bench.memory_budget_gib = {budget_gib:g}"

@@ -57,9 +57,22 @@ def aggregate(v: Variant, repeats: list[dict], info: dict, cost_per_hour: float)
                 "flops_per_step": first.get("flops_per_step"), "steps": first.get("steps"),
                 "train_time_s": step_ms * (first.get("steps") or 0) / 1e3, "skipped_steps": first.get("skipped_steps", 0),
                 "alarms": first.get("alarms", []), "curves": first.get("curves", {}), "memory_breakdown": first.get("memory_breakdown")})
+    row["health_issues"] = health_issues(first, v.cfg.precision.max_skipped_share)
     if cost_per_hour:
         row["cost_per_run"] = row["train_time_s"] / 3600 * cost_per_hour
     return row
+
+
+def health_issues(summary: dict, max_skipped_share: float) -> list[str]:
+    """Numerics problems as they stand at the end of the run: a loss-scale collapse, or a share of
+    skipped steps above precision.max_skipped_share. (An alarm raised early, such as GradScaler's
+    usual overflow on fp16's first step counted at step 10, is in `alarms` but is not an issue
+    when the final share is below the limit.)"""
+    issues = [a for a in summary.get("alarms", []) if a.startswith("loss-scale collapse")][:1]
+    share = summary.get("skipped_share") or 0.0
+    if share > max_skipped_share:
+        issues.append(f"{summary.get('skipped_steps')} of {summary.get('steps')} steps ({share:.0%}) skipped as non-finite, above precision.max_skipped_share = {max_skipped_share:.0%}")
+    return issues
 
 
 def add_time_to_target(rows: list[dict], target: float) -> None:
