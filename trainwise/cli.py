@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "trainwise.commands.launch",  # launch (torchrun: DDP, FSDP2)
     "trainwise.serve.commands",  # serve, export
     "trainwise.train.memory_commands",  # estimate, fit-batch
+    "trainwise.bench.commands",  # bench, demo
 ]
 
 

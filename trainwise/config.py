@@ -173,6 +173,17 @@ class ServeConfig:
 
 
 @dataclass
+class BenchConfig:
+    tolerance: float = F(0.02, "quality gate: largest accepted rise of the validation loss over the fp32 control, as a share of the control's loss", min=0.0, max=1.0)
+    confidence: float = F(0.95, "quality gate: one-sided confidence of the paired bootstrap bound", min=0.5, max=0.999)
+    target_val_loss: float = F(0.0, "validation loss whose first crossing times each variant (0 = the fp32 control's final loss x (1 + tolerance))", min=0.0)
+    memory_budget_gib: float = F(0.0, "recommend only variants whose peak tracked memory fits this many GiB (0 = no budget)", min=0.0)
+    repeats: int = F(1, "runs of each variant, interleaved; step time is the median over them", min=1)
+    cost_per_hour: float = F(0.0, "price of the machine per hour: turns run times into money (0 = not shown)", min=0.0)
+    baseline: bool = F(True, "add a row trained by a minimal plain-PyTorch loop, to show trainwise's own overhead")
+
+
+@dataclass
 class Config:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -186,6 +197,7 @@ class Config:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
 
 # ---------------------------------------------------------------------------------------------

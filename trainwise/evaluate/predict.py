@@ -23,7 +23,8 @@ def predict_split(model: nn.Module, split: Split, task: str, classes: list[str] 
     model.eval()
     device = next(model.parameters()).device
     outs = []
-    with torch.inference_mode():
+    # no_grad, not inference_mode: torchao's Float8 training tensors cannot run under inference mode (aten.to.dtype)
+    with torch.no_grad():
         for start in range(0, len(split), batch_size):
             x = split.inputs[start : start + batch_size].to(device)
             y = split.targets[start : start + batch_size].to(device)

@@ -1,0 +1,76 @@
+"""Verbs: bench, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainwise.errors import ConfigError
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lm-tiny.toml"
+DEMO_GRID = ["precision.policy=fp32,bf16-mixed,fp16-mixed", "memory.ac=none,full"]
+# FP8 only without AC: on CPU it is emulated (real fp8 casts, fp32 matmuls) and several times
+# slower, so it is here for its quality, once; AC does not change its numerics.
+DEMO_VARIANTS = ["precision.policy=fp8-tensorwise"]
+# Fewer steps and a 4 MB corpus instead of the recipe's 200 steps on the whole standard library,
+# so that 7 variants + the baseline fit in 6 minutes on 2 CPU cores; the same for every variant,
+# so speed and quality stay comparable.
+DEMO_SETS = ["train.steps=30", "train.warmup_steps=6", "train.eval_every=10", "train.eval_batches=4",
+             "train.log_every=2", "train.checkpoint_every=0", "train.threads=2", "data.max_corpus_bytes=4000000", "log.progress=false"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="train variants of a config side by side and recommend the fastest that keeps quality")
+    p.add_argument("config", help="TOML recipe, e.g. configs/lm-tiny.toml")
+    p.add_argument("--grid", action="append", default=[], metavar="SECTION.FIELD=V1,V2",
+                   help="a field and the values to try (repeatable; the variants are the cartesian product)")
+    p.add_argument("--variant", action="append", default=[], metavar="A.B=V;C.D=W",
+                   help="one explicit variant: overrides separated by ';' (repeatable)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a field of the base config for every variant (repeatable)")
+    p.add_argument("--repeats", type=int, help="runs of each variant, interleaved (default: bench.repeats)")
+    p.add_argument("--out", default="bench", help="output folder (rerunning into it skips finished variants; default: bench)")
+    p.add_argument("--cost-per-hour", type=float, help="machine price per hour, to show each run's cost")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="bench lm-tiny over precision x activation checkpointing on this machine (about 6 minutes on 2 CPU cores)")
+    p.add_argument("--out", default="bench-demo", help="output folder (default: bench-demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a field (repeatable)")
+    p.set_defaults(func=cmd_demo)
+
+
+def _check_numbers(args) -> None:
+    if args.repeats is not None and args.repeats < 1:
+        raise ConfigError(f"--repeats {args.repeats}: expected an integer >= 1")
+    if args.cost_per_hour is not None and args.cost_per_hour < 0:
+        raise ConfigError(f"--cost-per-hour {args.cost_per_hour}: expected a number >= 0")
+
+
+def cmd_bench(args) -> int:
+    from trainwise.bench.bench import run_bench
+
+    _check_numbers(args)
+    out = run_bench(args.config, args.grid, args.variant, args.overrides, args.out, args.repeats, args.cost_per_hour)
+    return _print_outcome(out)
+
+
+def cmd_demo(args) -> int:
+    import time
+
+    from trainwise.bench.bench import run_bench
+
+    t0 = time.perf_counter()
+    out = run_bench(DEMO_CONFIG, DEMO_GRID, DEMO_VARIANTS, DEMO_SETS + list(args.overrides), args.out)
+    code = _print_outcome(out)
+    print(f"demo took {time.perf_counter() - t0:.0f} s")
+    return code
+
+
+def _print_outcome(out: dict) -> int:
+    from trainwise.bench.recommend import summary_line
+
+    rec = out["recommendation"]
+    print(summary_line(rec))
+    for r in rec.get("rejected", []):
+        print(f"  not chosen: {r['reason']}")
+    print(f"report: {out['report']}")
+    return 0 if rec.get("variant") is not None else 1

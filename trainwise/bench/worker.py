@@ -1,0 +1,133 @@
+"""One bench variant in its own process: `python -m trainwise.bench.worker VARIANT_DIR --repeat R`.
+
+The parent writes VARIANT_DIR/config.toml and variant.json; this process trains the variant
+(trainwise's loop, or the plain-PyTorch baseline), predicts the fixed validation examples for the
+quality comparison (first repeat only) and writes VARIANT_DIR/repeat-R.json. A crash or an
+out-of-memory kill leaves no repeat-R.json: the parent records the exit status and stderr instead.
+
+TRAINWISE_BENCH_FAULT="LABEL=crash|oom[;LABEL=...]" makes the variant labelled LABEL die (SIGKILL, as the
+kernel's OOM killer does) or raise MemoryError: how the tests show that one failure does not stop
+the bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from trainwise.config import load_config
+from trainwise.rundir import write_json
+
+FAULT_ENV = "TRAINWISE_BENCH_FAULT"
+
+
+def inject_fault(label: str) -> None:
+    for spec in os.environ.get(FAULT_ENV, "").split(";"):
+        target, _, kind = spec.rpartition("=")
+        if target != label:
+            continue
+        if kind == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "oom":
+            raise MemoryError(f"simulated out-of-memory ({FAULT_ENV}={spec})")
+
+
+def flops_per_step(workload, tc) -> float:
+    """Model FLOPs of one optimizer step (forward + backward, no recomputation), counted by torch's
+    FlopCounterMode on a fresh fp32 copy of the model: MFU's numerator (PaLM, Chowdhery et al. 2022, app. B)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from trainwise.workloads.base import build_model_from_spec
+
+    model = build_model_from_spec(workload.spec)
+    x, y = workload.train.batch(torch.arange(min(tc.micro_batch_size, len(workload.train))))
+    with FlopCounterMode(display=False) as counter:
+        workload.loss_fn(model(x), y).backward()
+    return float(counter.get_total_flops()) * tc.global_batch_size / len(x)
+
+
+def val_subset(workload, tc):
+    """The validation examples the trainer validates on (train.eval_batches fixed batches)."""
+    from trainwise.train.data import eval_indices
+    from trainwise.workloads.base import Split
+
+    idx = torch.cat(eval_indices(len(workload.val), tc.eval_batches, tc.micro_batch_size))
+    v = workload.val
+    meta = v.meta.iloc[idx.numpy()].reset_index(drop=True) if v.meta is not None else None
+    return Split(v.inputs[idx], v.targets[idx], ids=v.ids[idx.numpy()], meta=meta)
+
+
+def curves(run_dir: Path) -> dict:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {"train": [[r["step"], r["loss"]] for r in rows if "loss" in r and "step_ms" in r],
+            "val": [[r["step"], r["val_loss"]] for r in rows if "val_loss" in r]}
+
+
+def run_trainwise(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
+    from trainwise.evaluate.predict import predict_split
+    from trainwise.train.loop import train
+    from trainwise.train.precision import autocast_context
+
+    run_dir = variant_dir / f"repeat-{repeat}"
+    result = train(cfg, run_dir)
+    out = {**result.summary, "curves": curves(run_dir), "flops_per_step": flops_per_step(result.workload, cfg.train)}
+    if quality:
+        model, wl = result.model, result.workload
+        device = next(model.parameters()).device
+        with autocast_context(result.policy, device):
+            frame = predict_split(model, val_subset(wl, cfg.train), wl.task, wl.info.get("classes"), cfg.eval.batch_size)
+        frame.to_parquet(variant_dir / "predictions.parquet")
+    return out
+
+
+def run_baseline(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
+    from trainwise.bench.baseline import plain_train
+    from trainwise.train.data import eval_indices
+    from trainwise.train.rundir_setup import build_workload
+
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)  # the same initial weights as the trainer's run
+    wl = build_workload(cfg)
+    val = [wl.val.batch(i) for i in eval_indices(len(wl.val), tc.eval_batches, tc.micro_batch_size)]
+    out = plain_train(wl.model, wl.train.inputs, wl.train.targets, val, tc)
+    units = wl.units_per_example * tc.global_batch_size
+    out["tokens_per_s"] = units / (out["median_step_ms"] / 1e3) if out["median_step_ms"] else None
+    out["flops_per_step"] = flops_per_step(wl, tc)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trainwise.bench.worker")
+    ap.add_argument("variant_dir")
+    ap.add_argument("--repeat", type=int, default=0)
+    ap.add_argument("--quality", action="store_true", help="save validation predictions for the quality gate")
+    args = ap.parse_args(argv)
+    variant_dir = Path(args.variant_dir)
+    meta = json.loads((variant_dir / "variant.json").read_text())
+    cfg = load_config(variant_dir / "config.toml")
+    t0 = time.perf_counter()
+    try:
+        inject_fault(meta["label"])
+        run = run_baseline if meta["kind"] == "baseline" else run_trainwise
+        out = run(cfg, variant_dir, args.repeat, args.quality)
+    except (MemoryError, torch.OutOfMemoryError) as e:
+        out = {"status": "oom", "reason": f"out of memory: {e}"}
+    except Exception as e:  # any failure of this variant is its result, not the bench's end
+        out = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
+    out["config_hash"] = meta["config_hash"]
+    out["process_wall_s"] = time.perf_counter() - t0
+    write_json(variant_dir / f"repeat-{args.repeat}.json", out)
+    return 0 if out["status"] in ("completed", "early_stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
