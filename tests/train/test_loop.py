@@ -86,7 +86,7 @@ def test_every_policy_trains(tmp_path, policy):
 
 
 OVERFLOW = ["workload.name=entry", "workload.entry=tests.helpers:overflow_workload", "train.steps=20", "train.micro_batch_size=32",
-            "train.global_batch_size=32", "train.warmup_steps=2", "log.progress=false", "train.threads=1"]
+            "train.global_batch_size=32", "train.warmup_steps=2", "log.progress=false", "log.mlflow=false", "train.threads=1"]
 
 
 def test_fp16_overflow_fires_the_alarm(tmp_path):
@@ -150,3 +150,9 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
     a, b = read_metrics(big.run_dir), read_metrics(acc.run_dir)
     for ra, rb in zip(a, b):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)
+
+
+def test_each_alarm_is_raised_once(tmp_path):
+    s = train(load_config(None, OVERFLOW + ["precision.policy=fp16-mixed", "train.steps=30"]), tmp_path / "fp16").summary
+    kinds = [a.split(":")[0] for a in s["alarms"]]
+    assert len(kinds) == len(set(kinds)) and "skipped steps" in kinds

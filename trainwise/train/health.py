@@ -67,7 +67,8 @@ class HealthMonitor:
         return stepped
 
     def _alarm(self, text: str) -> None:
-        if text not in self.alarms:
+        kind = text.split(":")[0]  # one alarm per kind: the counts in the text change every step
+        if not any(a.split(":")[0] == kind for a in self.alarms):
             self.alarms.append(text)
             print(f"\ntrainwise: ALARM: {text}", file=sys.stderr)
 
@@ -75,7 +76,9 @@ class HealthMonitor:
         if self.loss_scale is not None and self.loss_scale < self.floor:
             self._alarm(f"loss-scale collapse: the fp16 loss scale fell to {self.loss_scale:g}, below precision.loss_scale_floor = {self.floor:g}; gradients overflow fp16 even unscaled: use bf16-mixed or fp32")
         share = self.skipped_steps / max(1, steps_done)
-        if steps_done >= 10 and share > self.max_skipped_share:
+        # GradScaler skips a few steps while it calibrates its initial scale (65536 overflows
+        # on the first steps of most models): judge the share only after 20 steps and 3 skips
+        if steps_done >= 20 and self.skipped_steps >= 3 and share > self.max_skipped_share:
             self._alarm(f"skipped steps: {self.skipped_steps} of {steps_done} steps ({share:.0%}) were skipped as non-finite, above precision.max_skipped_share = {self.max_skipped_share:.0%}")
 
     def log_fields(self) -> dict:
