@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "trainwise.commands.core",  # train, config, info
     "trainwise.evaluate.commands",  # evaluate, compare, data check
     "trainwise.registry.commands",  # register, promote, rollback, history, card, ui
+    "trainwise.numerics.commands",  # numerics
 ]
 
 

@@ -20,7 +20,8 @@ from trainwise.env import pick_device
 from trainwise.errors import TrainwiseError
 from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainwise.train.data import StepSampler, eval_indices
-from trainwise.train.health import HealthMonitor, NonFiniteError
+from trainwise.numerics.hybrid import resolve_auto_split
+from trainwise.train.health import HealthMonitor, NonFiniteError, replay_forward
 from trainwise.train.memory import measure_step_memory
 from trainwise.train.parallel import setup_distributed, shard_fn, teardown_distributed
 from trainwise.train.precision import autocast_context, get_policy, make_grad_scaler
@@ -90,12 +91,14 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     # Seed before the workload builds the model, so initial weights depend only on train.seed.
     torch.manual_seed(tc.seed)
     workload = build_workload(cfg)
+    keep_high_precision, fp8_auto = resolve_auto_split(cfg, workload, policy)  # ['auto'] -> layer names (numerics probe)
     prepared = prepare(
         workload.model, policy=policy, device=device, ac_mode=cfg.memory.ac, ac_every=cfg.memory.ac_every,
         compile=tc.compile, block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
-        keep_high_precision=cfg.precision.keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel),
+        keep_high_precision=keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel),
     )
     model = prepared.model
+    prepared.fp8_auto = fp8_auto
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
     scaler = make_grad_scaler(policy, device, cfg.precision.init_scale)
     sampler = StepSampler(len(workload.train), tc.global_batch_size, tc.micro_batch_size, dist.world_size, dist.rank, tc.seed)
@@ -142,7 +145,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                 if scaler:
                     scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-                stepped = health.step(step, loss_sum, grad_norm, optimizer, scaler)
+                stepped = health.step(step, loss_sum, grad_norm, optimizer, scaler, replay=lambda: replay_forward(model, x, lambda: autocast_context(policy, device)))
                 optimizer.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # the clock reads after the device finished the step
