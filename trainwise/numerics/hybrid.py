@@ -40,6 +40,7 @@ def resolve_keep_patterns(patterns: list[str], model: nn.Module, sample_batches,
     """Expand ['auto'] (plus any explicit patterns) into patterns; a no-op without 'auto' or FP8."""
     if AUTO not in patterns or recipe is None:
         return [p for p in patterns if p != AUTO], None
+    recipe = recipe if recipe.startswith("fp8-") else f"fp8-{recipe}"  # the policy's torchao recipe name
     keep, decision = auto_keep_high_precision(model, sample_batches(), loss_fn, recipe, gpu, lr)
     return [p for p in patterns if p != AUTO] + keep, decision
 
