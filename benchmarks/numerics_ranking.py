@@ -32,7 +32,9 @@ CONFIG = "configs/lm-tiny.toml"
 
 def run(overrides: list[str], tmp: Path, tag: str) -> float:
     cfg = load_config(CONFIG, overrides + ["log.progress=false"])
+    t0 = time.time()
     res = train(cfg, run_dir=tmp / tag)
+    print(f"  {tag}: val {res.summary['final_val_loss']:.4f} ({time.time() - t0:.0f} s)", flush=True)
     return res.summary["final_val_loss"]
 
 
@@ -78,7 +80,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     top = [r["gap_closed_top"] for r in rows if r["gap_closed_top"] is not None]
     rnd = [r["gap_closed_random"] for r in rows if r["gap_closed_random"] is not None]
-    summary = {"command": f"PYTHONPATH=. python benchmarks/numerics_ranking.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} --threads {args.threads}",
+    summary = {"command": f"PYTHONPATH=. python benchmarks/numerics_ranking.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} --probe-steps {args.probe_steps} --threads {args.threads}",
                "config": CONFIG, "steps": args.steps, "seeds": args.seeds, "rows": rows,
                "mean_gap_closed_top": statistics.mean(top) if top else None, "mean_gap_closed_random": statistics.mean(rnd) if rnd else None,
                "median_gap_closed_top": statistics.median(top) if top else None, "median_gap_closed_random": statistics.median(rnd) if rnd else None,
