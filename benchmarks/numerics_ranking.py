@@ -78,10 +78,16 @@ def main() -> None:
                    "gap_closed_top": (fp8 - keep_top) / gap if gap else None, "gap_closed_random": (fp8 - keep_rand) / gap if gap else None}
             rows.append(row)
             print(json.dumps(row), flush=True)
+            write_results(args, rows, t0)
+
+
+
+def write_results(args, rows: list[dict], t0: float) -> None:
+    """Written after every seed, so a run cut short still leaves its finished seeds."""
     top = [r["gap_closed_top"] for r in rows if r["gap_closed_top"] is not None]
     rnd = [r["gap_closed_random"] for r in rows if r["gap_closed_random"] is not None]
     summary = {"command": f"PYTHONPATH=. python benchmarks/numerics_ranking.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} --probe-steps {args.probe_steps} --threads {args.threads}",
-               "config": CONFIG, "steps": args.steps, "seeds": args.seeds, "rows": rows,
+               "config": CONFIG, "steps": args.steps, "seeds": [r["seed"] for r in rows], "rows": rows,
                "mean_gap_closed_top": statistics.mean(top) if top else None, "mean_gap_closed_random": statistics.mean(rnd) if rnd else None,
                "median_gap_closed_top": statistics.median(top) if top else None, "median_gap_closed_random": statistics.median(rnd) if rnd else None,
                "wall_s": time.time() - t0, "torch": torch.__version__}
