@@ -63,7 +63,11 @@ def analyze(model: nn.Module, batches, loss_fn, formats: list[str], recipe: str 
     ranked.sort(key=lambda n: (layers[n]["severity"], layers[n]["score"]), reverse=True)
     for i, name in enumerate(ranked):
         layers[name]["rank"] = i + 1
-    pf = preflight(layers, {n: r["unsafe_reasons"] for n, r in layers.items()}, gpu)
+    from trainwise.train.precision import fp8_module_filter
+
+    in_filter = fp8_module_filter()
+    eligible = {n for n, m in model.named_modules() if n in layers and in_filter(m, n)}
+    pf = preflight(layers, {n: r["unsafe_reasons"] for n, r in layers.items()}, gpu, eligible)
     return {
         "steps": len(batches),
         "formats": [f.name for f in fmts],

@@ -24,13 +24,13 @@ def auto_keep_high_precision(model: nn.Module, batches, loss_fn, recipe: str, gp
     with torch.random.fork_rng(devices=[]):
         report = analyze(copy.deepcopy(model), batches, loss_fn, formats=list(dict.fromkeys(RECIPES[recipe].values())), recipe=recipe, gpu=gpu, lr=lr)
     pf = report["preflight"]
-    keep = [name for name, v in pf["layers"].items() if not v["use_fp8"]]
+    keep = [name for name, v in pf["layers"].items() if not v["use_fp8"] and v["fp8_eligible"]]
     decision = {
         "mode": AUTO,
         "gpu": gpu,
         "verdict": pf["verdict"],
         "kept_high_precision": keep,
-        "why": {name: (v["unsafe_reasons"] or [v["speed"]["why"]]) for name, v in pf["layers"].items() if not v["use_fp8"]},
+        "why": {name: (v["unsafe_reasons"] or [v["speed"]["why"]]) for name, v in pf["layers"].items() if name in keep},
         "ranking": report["ranking"],
     }
     return keep, decision

@@ -59,10 +59,11 @@ def check_gpu(gpu: str) -> str:
     return gpu
 
 
-def preflight(layers: dict, safety: dict, gpu: str = "h100") -> dict:
+def preflight(layers: dict, safety: dict, gpu: str = "h100", eligible: set | None = None) -> dict:
     """Per Linear layer: speed verdict on `gpu` ('any' skips speed) and numerics safety; model verdict.
 
-    layers: the probe's result; safety: {name: [reasons it is unsafe]}."""
+    layers: the probe's result; safety: {name: [reasons it is unsafe]}; eligible: the layers the
+    trainer's FP8 filter would convert (others stay high precision whatever the verdict)."""
     check_gpu(gpu)
     per_layer = {}
     for name, r in layers.items():
@@ -71,8 +72,9 @@ def preflight(layers: dict, safety: dict, gpu: str = "h100") -> dict:
         m, k, n = r["shape"]["M"], r["shape"]["K"], r["shape"]["N"]
         speed = layer_speed(m, k, n, gpu) if gpu != "any" else {"pays": True, "why": "speed not judged (gpu = 'any')"}
         reasons = safety.get(name, [])
-        per_layer[name] = {"gemm": [m, k, n], "speed": speed, "safe": not reasons, "unsafe_reasons": reasons,
-                           "use_fp8": speed["pays"] and not reasons}
+        is_eligible = eligible is None or name in eligible
+        per_layer[name] = {"gemm": [m, k, n], "speed": speed, "safe": not reasons, "unsafe_reasons": reasons, "fp8_eligible": is_eligible,
+                           "use_fp8": speed["pays"] and not reasons and is_eligible}
     fp8 = [n for n, v in per_layer.items() if v["use_fp8"]]
     largest = max(per_layer.items(), key=lambda kv: kv[1]["gemm"][1] * kv[1]["gemm"][2], default=None)
     label = GPU_CLASSES[gpu]["label"] if gpu != "any" else "any GPU"
@@ -95,5 +97,6 @@ def preflight_text(pf: dict) -> str:
         m, k, n = v["gemm"]
         sp = v["speed"].get("speedup")
         lines.append(f"  {name:30s} {f'{m}x{k}x{n}':20s} {(f'{sp:.2f}x' if sp else '-'):12s} {'yes' if v['safe'] else 'NO':5s} {'yes' if v['use_fp8'] else 'no'}"
-                     + ("" if v["safe"] else f"  ({'; '.join(v['unsafe_reasons'])})"))
+                     + ("" if v["safe"] else f"  ({'; '.join(v['unsafe_reasons'])})")
+                     + ("" if v["fp8_eligible"] else "  (not converted by the FP8 filter: output head or dims not multiples of 16)"))
     return "\n".join(lines)
