@@ -109,13 +109,14 @@ def write_results(args, rows: list[dict], t0: float) -> None:
                "wall_s": time.time() - t0, "torch": torch.__version__}
     Path(args.out + ".json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [f"# Keeping the top-ranked layer vs a random layer in bf16 (lm-tiny, fp8-tensorwise emulated, CPU)", "",
-             f"Command: `{summary['command']}` ({summary['wall_s']:.0f} s wall). Val loss after {args.steps} steps, same seed = same init and data order.", "",
+             f"Command: `{summary['command']}` ({summary['wall_s']:.0f} s of run time, summed over processes). Val loss after {args.steps} steps, same seed = same init and data order.", "",
              "| seed | top layer | random layer | val fp32 | val fp8 | keep top | keep random | gap closed (top) | gap closed (random) | dist. closed (top) | dist. closed (random) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         lines.append(f"| {r['seed']} | {r['top_layer']} | {r['random_layer']} | {r['val_fp32']:.4f} | {r['val_fp8']:.4f} | {r['val_keep_top']:.4f} | {r['val_keep_random']:.4f} | {f(r['gap_closed_top'])} | {f(r['gap_closed_random'])} | {f(r['dist_closed_top'])} | {f(r['dist_closed_random'])} |")
-    lines += ["", f"Mean distance-to-fp32 closed: top-ranked {summary['mean_gap_closed_top']}, random {summary['mean_gap_closed_random']} "
-              f"(medians {summary['median_gap_closed_top']}, {summary['median_gap_closed_random']})."]
+    g = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    lines += ["", f"Mean distance-to-fp32 closed over {len(rows)} seeds: top-ranked {g(summary['mean_gap_closed_top'])}, random {g(summary['mean_gap_closed_random'])} "
+              f"(medians {g(summary['median_gap_closed_top'])}, {g(summary['median_gap_closed_random'])})."]
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
