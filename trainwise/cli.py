@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "trainwise.serve.commands",  # serve, export
     "trainwise.train.memory_commands",  # estimate, fit-batch
     "trainwise.bench.commands",  # bench, demo
+    "trainwise.numerics.commands",  # numerics
 ]
 
 

@@ -96,6 +96,8 @@ class PrecisionConfig:
     max_skipped_share: float = F(0.05, "fp16-mixed: alarm when more than this share of steps is skipped", min=0.0, max=1.0)
     allow_tf32: bool = F(False, "allow TF32 matmuls for fp32 on CUDA")
     keep_high_precision: list = F([], "module-name patterns kept out of FP8, or ['auto']")
+    auto_gpu: str = F("h100", "keep_high_precision = ['auto']: GPU class whose FP8 speed verdict counts ('any' = numerics only)", choices=["h100", "h200", "l4", "a100", "any"])
+    grad_spike_factor: float = F(10.0, "alarm when a gradient norm exceeds this times the median of recent steps", min=1.0)
 
 
 @dataclass

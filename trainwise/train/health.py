@@ -1,4 +1,6 @@
-"""Training health: non-finite steps, loss-scale trajectory (fp16), and their alarms.
+"""Training health: non-finite steps (with the step, the parameter and the forward layer named),
+loss-scale trajectory (fp16), gradient-norm spikes, and the divergence alarm against an fp32
+control (`divergence_alarm`, used by the bench).
 
 fp16 has 5 exponent bits: gradients overflow (inf) or underflow (flush to zero) unless the loss is
 scaled. torch's GradScaler skips the optimizer step and halves the scale on overflow; a scale that
@@ -8,9 +10,16 @@ not fit fp16, and the run should say so instead of silently not learning.
 
 from __future__ import annotations
 
+import statistics
 import sys
+from collections import deque
 
 import torch
+
+from trainwise.train.health_checks import divergence_alarm, first_nonfinite_activation, replay_forward  # noqa: F401 (public here)
+
+SPIKE_WINDOW = 50  # grad norms of the last finite steps the spike test compares against
+MAX_RECORDED = 100  # spikes and loss-scale changes kept in the summary
 
 
 class NonFiniteError(RuntimeError):
@@ -40,21 +49,35 @@ class HealthMonitor:
         self.loss_scale = s.get("loss_scale")
         self.first_nonfinite = s.get("first_nonfinite")  # {"step": k, "layer": name}
         self.alarms: list[str] = list(s.get("alarms", []))
+        self.spike_factor = getattr(precision_cfg, "grad_spike_factor", 10.0)
+        self.recent_grad_norms = deque(s.get("recent_grad_norms", []), maxlen=SPIKE_WINDOW)
+        self.grad_norm_spikes: list[dict] = list(s.get("grad_norm_spikes", []))
+        self.loss_scale_trajectory: list[dict] = list(s.get("loss_scale_trajectory", []))
 
-    def step(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor, optimizer, scaler) -> bool:
-        """Take the optimizer step unless it is non-finite; returns whether it was taken."""
+    def step(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor, optimizer, scaler, replay=None) -> bool:
+        """Take the optimizer step unless it is non-finite; returns whether it was taken.
+
+        `replay()`, if given, re-runs the step's last forward; it is called only when something is
+        non-finite, to name the first layer whose forward output is non-finite (hooks on the hot
+        path would cost every step)."""
         finite = bool(torch.isfinite(grad_norm)) and bool(torch.isfinite(loss))
         if not finite:
             where = first_nonfinite_grad(self.model) or "loss"
+            fwd = first_nonfinite_activation(self.model, replay) if replay is not None and (scaler is None or not bool(torch.isfinite(loss))) else None
             if self.first_nonfinite is None:
-                self.first_nonfinite = {"step": step + 1, "layer": where}
+                self.first_nonfinite = {"step": step + 1, "layer": where, "activation_layer": fwd}
             if self.on_nonfinite == "stop" and not (scaler is not None and bool(torch.isfinite(loss))):
-                raise NonFiniteError(f"non-finite loss or gradient at step {step + 1} (first non-finite gradient: {where}); train.on_nonfinite = 'stop'")
+                act = f", first non-finite forward output: {fwd}" if fwd else ""
+                raise NonFiniteError(f"non-finite loss or gradient at step {step + 1} (first non-finite gradient: {where}{act}); train.on_nonfinite = 'stop'")
+        else:
+            self._check_spike(step + 1, float(grad_norm))
         if scaler is not None:
             before = scaler.get_scale()
             scaler.step(optimizer)  # skips the update itself when gradients are not finite
             scaler.update()
             self.loss_scale = scaler.get_scale()
+            if self.loss_scale != before and len(self.loss_scale_trajectory) < MAX_RECORDED:
+                self.loss_scale_trajectory.append({"step": step + 1, "loss_scale": self.loss_scale})
             self.min_loss_scale = self.loss_scale if self.min_loss_scale is None else min(self.min_loss_scale, self.loss_scale)
             stepped = finite and self.loss_scale >= before
         else:
@@ -65,6 +88,17 @@ class HealthMonitor:
             self.skipped_steps += 1
         self._check_alarms(step + 1)
         return stepped
+
+    def _check_spike(self, steps_done: int, grad_norm: float) -> None:
+        """A gradient norm above `spike_factor` x the median of recent finite steps is a spike
+        (the precursor of loss spikes and divergence); recorded, alarmed once."""
+        if len(self.recent_grad_norms) >= 10:
+            med = statistics.median(self.recent_grad_norms)
+            if med > 0 and grad_norm > self.spike_factor * med:
+                if len(self.grad_norm_spikes) < MAX_RECORDED:
+                    self.grad_norm_spikes.append({"step": steps_done, "grad_norm": grad_norm, "median": med})
+                self._alarm(f"gradient-norm spike: {grad_norm:.3g} at step {steps_done} is {grad_norm / med:.0f}x the median of the previous {len(self.recent_grad_norms)} steps (precision.grad_spike_factor = {self.spike_factor:g}); see summary.json grad_norm_spikes")
+        self.recent_grad_norms.append(grad_norm)
 
     def _alarm(self, text: str) -> None:
         kind = text.split(":")[0]  # one alarm per kind: the counts in the text change every step
@@ -89,9 +123,11 @@ class HealthMonitor:
 
     def state(self) -> dict:
         return {"skipped_steps": self.skipped_steps, "min_loss_scale": self.min_loss_scale, "loss_scale": self.loss_scale,
-                "first_nonfinite": self.first_nonfinite, "alarms": self.alarms}
+                "first_nonfinite": self.first_nonfinite, "alarms": self.alarms, "recent_grad_norms": list(self.recent_grad_norms),
+                "grad_norm_spikes": self.grad_norm_spikes, "loss_scale_trajectory": self.loss_scale_trajectory}
 
     def summary(self, steps_done: int) -> dict:
         return {"skipped_steps": self.skipped_steps, "skipped_share": self.skipped_steps / max(1, steps_done),
                 "loss_scale": self.loss_scale, "min_loss_scale": self.min_loss_scale,
-                "first_nonfinite": self.first_nonfinite, "alarms": self.alarms}
+                "first_nonfinite": self.first_nonfinite, "alarms": self.alarms,
+                "grad_norm_spikes": self.grad_norm_spikes, "loss_scale_trajectory": self.loss_scale_trajectory}

@@ -21,7 +21,8 @@ from trainwise.errors import TrainwiseError
 from trainwise.train.autoac import confirm_ac_mode, resolve_ac_mode
 from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainwise.train.data import StepSampler, eval_indices
-from trainwise.train.health import HealthMonitor, NonFiniteError
+from trainwise.numerics.hybrid import resolve_auto_split
+from trainwise.train.health import HealthMonitor, NonFiniteError, replay_forward
 from trainwise.train.memory import measure_step_memory
 from trainwise.train.parallel import broadcast_from_main, elastic_restart, grad_sync, kill_for_test, local_device, mean_over_ranks, setup_distributed, shard_fn, teardown_distributed
 from trainwise.train.precision import autocast_context, get_policy, make_grad_scaler
@@ -93,12 +94,14 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     torch.manual_seed(tc.seed)
     workload = build_workload(cfg)
     ac_mode, ac_note = resolve_ac_mode(cfg, workload, dist.world_size)  # 'auto' -> a concrete mode
+    keep_high_precision, fp8_auto = resolve_auto_split(cfg, workload, policy)  # ['auto'] -> layer names (numerics probe)
     prepared = prepare(
         workload.model, policy=policy, device=device, ac_mode=ac_mode, ac_every=cfg.memory.ac_every,
         compile=tc.compile, block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
-        keep_high_precision=cfg.precision.keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel, workload.block_classes, cfg.memory.block_classes),
+        keep_high_precision=keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel, workload.block_classes, cfg.memory.block_classes),
     )
     model = prepared.model
+    prepared.fp8_auto = fp8_auto
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
     scaler = make_grad_scaler(policy, device, cfg.precision.init_scale)
     sampler = StepSampler(len(workload.train), tc.global_batch_size, tc.micro_batch_size, dist.world_size, dist.rank, tc.seed)
@@ -151,7 +154,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                     scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
                 grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP2: a DTensor
-                stepped = health.step(step, loss_sum, grad_norm, optimizer, scaler)
+                stepped = health.step(step, loss_sum, grad_norm, optimizer, scaler, replay=lambda: replay_forward(model, x, lambda: autocast_context(policy, device)))
                 optimizer.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # the clock reads after the device finished the step

@@ -98,7 +98,8 @@ def open_run_dir(cfg: Config, run_dir, resume: bool, workload: Workload, policy,
         "precision": policy.describe(),
         "fp8_layers": prepared.fp8_layers,
         "fp8_gemm": fp8_gemm_kind(device) if prepared.fp8_layers else None,
-        "fp8_kept_high_precision": cfg.precision.keep_high_precision,
+        "fp8_kept_high_precision": (getattr(prepared, "fp8_auto", None) or {}).get("kept_high_precision", cfg.precision.keep_high_precision),
+        "fp8_auto": getattr(prepared, "fp8_auto", None),  # with keep_high_precision = ['auto']: the split and why
         "world_size": dist.world_size,
         "strategy": cfg.parallel.strategy,
         "parallel": dist.describe(),  # backend, gather/reduce dtypes, what is sharded
