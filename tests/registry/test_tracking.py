@@ -80,7 +80,8 @@ def test_log_run_if_enabled(store, run, tmp_path, empty_store_db):
     from trainwise.registry.tracking import log_run_if_enabled
 
     shutil.copy(empty_store_db, tmp_path / "other.db")
-    assert log_run_if_enabled(run, load_config(None)) is None  # log.mlflow is off by default
+    assert log_run_if_enabled(run, load_config(None, ["log.mlflow=false"])) is None
+    assert load_config(None).log.mlflow  # every run is tracked unless switched off
     other = f"sqlite:///{tmp_path}/other.db"
     run_id = log_run_if_enabled(run, load_config(None, ["log.mlflow=true", f"registry.tracking_uri={other}", "registry.experiment=exp2"]))
     from mlflow import MlflowClient
