@@ -12,14 +12,18 @@ from trainwise.rundir import write_atomic, write_json
 
 
 def peak_info(cfg) -> dict:
-    """Measured peak matmul GFLOP/s per dtype (`trainwise info`, cached), with the threads the variants use."""
+    """Peak matmul GFLOP/s per dtype, measured now, with the threads the variants use.
+
+    Measured in the same run as the variants (DESIGN.md, 'Measuring honestly'): a cached figure
+    from a busier or quieter moment would make MFU meaningless (a stale cache once gave 610%).
+    The fresh measurement also refreshes `trainwise info`'s cache."""
     import torch
 
     from trainwise.env import collect_info, pick_device
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    return collect_info(pick_device(cfg.train.device))
+    return collect_info(pick_device(cfg.train.device), refresh=True)
 
 
 def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), overrides: list[str] = (), out: str | Path = "bench",
