@@ -17,11 +17,10 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 from trainwise.bench.grid import Variant, expand, identity
-from trainwise.config import build_config, config_to_toml
+from trainwise.config import build_config, config_to_toml, read_toml
 from trainwise.errors import ConfigError
 from trainwise.rundir import read_json, write_json
 
@@ -30,13 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_base(config_path: str | Path) -> dict:
-    p = Path(config_path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist (expected a TOML recipe such as configs/lm-tiny.toml)")
-    try:
-        return tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    return read_toml(config_path, "config file", "a TOML recipe such as configs/lm-tiny.toml")
 
 
 def plan(config_path, grid: list[str], variants: list[str], overrides: list[str]) -> tuple[object, list[Variant]]:
