@@ -102,7 +102,7 @@ def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """
     out = {}
     for name, t in model.state_dict().items():
-        name = name.replace("_orig_mod.", "").replace("module.", "", 1) if name.startswith("module.") else name.replace("_orig_mod.", "")
+        name = name.replace("_orig_mod.", "").removeprefix("module.")
         if hasattr(t, "full_tensor"):  # a DTensor shard under FSDP2
             t = t.full_tensor()
         out[name] = t.detach().float() if t.is_floating_point() else t.detach()

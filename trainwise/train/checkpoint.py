@@ -12,7 +12,6 @@ is replaced atomically, so a crash at any moment leaves the previous checkpoint 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -82,7 +81,7 @@ def save_checkpoint(ckpt_root: str | Path, step: int, model: nn.Module, optimize
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     # weights keep their training dtype (bf16-true stays bf16) so that resume is exact
-    save_tensors_atomic({k: v.detach() for k, v in _plain_state(model).items()}, tmp / "model.safetensors")
+    save_tensors_atomic(_plain_state(model), tmp / "model.safetensors")
     opt_tensors, opt_plain = _flatten_optimizer(optimizer.state_dict())
     save_tensors_atomic(opt_tensors, tmp / "optim.safetensors")
     rng_tensors, rng_plain = _rng_state()
@@ -128,17 +127,14 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         raise DataError(f"checkpoint {path} is in the one-process format (safetensors); resume it with one process and parallel.strategy = 'single' (sharded checkpoints from DDP/FSDP2 runs load at any world size)")
     state = read_json(path / "state.json")
     weights = load_file(path / "model.safetensors")
-    own = _plain_state(model)
+    live = model.state_dict()
+    prefix = {k.replace("_orig_mod.", ""): k for k in live}  # plain name -> the model's own name
+    own = {plain: live[name] for plain, name in prefix.items()}
     if set(weights) != set(own) or any(weights[k].shape != own[k].shape for k in own):
         raise DataError(f"checkpoint {path} was written by a different model (its tensors do not match this config's architecture)")
-    prefix = {k.replace("_orig_mod.", ""): k for k in model.state_dict()}
     model.load_state_dict({prefix[k]: v for k, v in weights.items()})
     optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optim.safetensors"), state["optimizer"]))
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     _set_rng_state(load_file(path / "rng.safetensors"), state["rng"])
     return state
-
-
-def read_state(path: str | Path) -> dict:
-    return json.loads((Path(path) / "state.json").read_text())
