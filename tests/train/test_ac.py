@@ -98,3 +98,46 @@ def test_no_blocks_error_through_the_cli(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "no recognisable blocks" in err and "memory.block_classes" in err and len(err.strip().splitlines()) == 1
+
+
+class _CountOps(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        self.counts[name] = self.counts.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def _backward_op_counts(model):
+    x, _ = lm_batch()
+    loss = model(x).float().sum()
+    counter = _CountOps()
+    with counter:
+        loss.backward()
+    return counter.counts
+
+
+def test_selective_recomputes_no_matmul_but_full_does():
+    # selective: the LayerNorms and GELUs rerun in backward, no forward matmul (addmm) does, not
+    # even the trailing projection whose cached output is dropped; full reruns the matmuls
+    sel = _backward_op_counts(apply_ac(tiny_gpt(), "selective", block_classes=(Block,)))
+    full = _backward_op_counts(apply_ac(tiny_gpt(), "full", block_classes=(Block,)))
+    assert sel.get("addmm", 0) == 0 and sel.get("gelu", 0) == 3 and sel.get("native_layer_norm", 0) == 6
+    assert full.get("addmm", 0) > 0
+
+
+def test_trailing_matmul_output_is_dropped_only_when_backward_does_not_need_it():
+    from trainwise.train import ac
+
+    def cached_after_forward(block, x):
+        pruner = ac._TrailingMatmulPruner()
+        torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False, context_fn=pruner.contexts)
+        return pruner.prune()
+
+    x = torch.randn(4, 8, 32, requires_grad=True)
+    assert cached_after_forward(tiny_gpt().blocks[0], x)  # pre-norm block: x + mlp.proj(h) ends it
+    post_norm = nn.Sequential(nn.Linear(32, 32), nn.LayerNorm(32))  # LayerNorm's backward reads the matmul output
+    assert not cached_after_forward(post_norm, x)
