@@ -53,6 +53,7 @@ class ModelConfig:
     d_model: int = F(128, "model width: embedding size (lm), hidden width (tabular), channels (vision)", min=1)
     context: int = F(128, "context length in bytes (lm)", min=2)
     dropout: float = F(0.0, "dropout probability", min=0.0, max=0.9)
+    init_from: str = F("", "start from the weights of a trainwise run or model directory (fine-tuning; same architecture), '' = fresh weights")
 
 
 @dataclass

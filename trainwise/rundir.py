@@ -117,14 +117,8 @@ def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
     write_json(model_dir / MODEL_JSON, {**meta, "weights_sha256": file_sha256(weights)})
 
 
-def load_model(model_dir: str | Path, verify: bool = True) -> tuple[nn.Module, dict]:
-    """Rebuild the model from model.json's spec and load its weights; returns (model in eval mode, meta).
-
-    `model_dir` may be a run directory (its model/ is used). With `verify`, a weights file whose
-    hash differs from the one recorded at save time is refused.
-    """
-    from trainwise.workloads.base import build_model_from_spec
-
+def _model_files(model_dir: str | Path, verify: bool) -> tuple[Path, dict, Path]:
+    """(model dir, model.json contents, weights path) of a model or run directory, hash-checked."""
     model_dir = Path(model_dir)
     if (model_dir / "model" / MODEL_JSON).is_file():
         model_dir = model_dir / "model"
@@ -136,8 +130,44 @@ def load_model(model_dir: str | Path, verify: bool = True) -> tuple[nn.Module, d
         raise DataError(f"{weights} is missing")
     if verify and meta.get("weights_sha256") and file_sha256(weights) != meta["weights_sha256"]:
         raise DataError(f"{weights} does not match the hash recorded in {model_dir / MODEL_JSON}: the file was modified or corrupted; refusing to load it")
+    return model_dir, meta, weights
+
+
+def load_model(model_dir: str | Path, verify: bool = True) -> tuple[nn.Module, dict]:
+    """Rebuild the model from model.json's spec and load its weights; returns (model in eval mode, meta).
+
+    `model_dir` may be a run directory (its model/ is used). With `verify`, a weights file whose
+    hash differs from the one recorded at save time is refused.
+    """
+    from trainwise.workloads.base import build_model_from_spec
+
+    model_dir, meta, weights = _model_files(model_dir, verify)
     model = build_model_from_spec(meta["spec"])
     missing, unexpected = model.load_state_dict(load_file(weights), strict=False)
     if missing or unexpected:
         raise DataError(f"{weights} does not fit the architecture in model.json (missing: {missing[:5]}, unexpected: {unexpected[:5]})")
     return model.eval(), meta
+
+
+def load_weights_into(model: nn.Module, model_dir: str | Path, what: str = "model.init_from") -> dict:
+    """Copy a saved model's weights into `model` (same architecture); returns its model.json.
+
+    Every parameter and buffer must be present with the same shape: a partial load would silently
+    train a half-initialised model.
+    """
+    try:
+        _, meta, weights = _model_files(model_dir, verify=True)
+    except DataError as e:
+        raise DataError(f"{what} = {str(model_dir)!r}: {e}") from None
+    saved = load_file(weights)
+    own = clean_state_dict(model)
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    wrong = [f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in saved and saved[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise DataError(
+            f"{what} = {str(model_dir)!r}: its weights do not fit this model (missing: {missing[:3]}, unexpected: {unexpected[:3]}, "
+            f"shape (saved vs this model): {wrong[:3]}); train from it with the same workload and model settings"
+        )
+    model.load_state_dict(saved, strict=True)
+    return meta

@@ -156,3 +156,25 @@ def test_each_alarm_is_raised_once(tmp_path):
     s = train(load_config(None, OVERFLOW + ["precision.policy=fp16-mixed", "train.steps=30"]), tmp_path / "fp16").summary
     kinds = [a.split(":")[0] for a in s["alarms"]]
     assert len(kinds) == len(set(kinds)) and "skipped steps" in kinds
+
+
+def test_init_from_starts_from_a_previous_runs_weights(tmp_path, capsys):
+    from trainwise.train.rundir_setup import build_workload
+
+    first = train(tiny_lm_config(), tmp_path / "first").run_dir
+    cfg = tiny_lm_config(f"model.init_from={first}", "train.seed=7")  # another seed would give other fresh weights
+    model = build_workload(cfg).model
+    for name, tensor in weights(first).items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    fine_tuned = train(cfg, tmp_path / "second")
+    assert fine_tuned.summary["final_val_loss"] < train(tiny_lm_config("train.seed=7"), tmp_path / "fresh").summary["final_val_loss"]
+
+    # another architecture: one clear error naming the field, the path and the mismatch
+    args = [a for s in TINY_LM for a in ("--set", s)]
+    code = main(["train", "configs/lm-tiny.toml", *args, "--set", "model.d_model=48", "--set", f"model.init_from={first}", "--run-dir", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "model.init_from" in err and str(first) in err and "(48,)" in err
+    code = main(["train", "configs/lm-tiny.toml", *args, "--set", f"model.init_from={tmp_path / 'nowhere'}", "--run-dir", str(tmp_path / "bad2")])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.init_from" in err and "holds no model" in err

@@ -186,3 +186,53 @@ def test_cli_writes_json_and_html(tmp_path, capsys):
     html = (out / "numerics.html").read_text()
     assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
     assert "FP8 preflight" in capsys.readouterr().out
+
+
+def _e4m3_tensorwise_reference(t: torch.Tensor) -> torch.Tensor:
+    """Plain-PyTorch fp8 round trip, torchao's tensorwise recipe: scale = 448 / amax, saturate, cast."""
+    scale = 448.0 / t.abs().max().clamp(min=1e-12)
+    return (t * scale).clamp(-448.0, 448.0).to(torch.float8_e4m3fn).float() / scale
+
+
+def test_loss_impact_equals_a_hand_quantised_forward():
+    # reference: the Toy's forward written out with fc0 (or fc2) computed on hand-cast fp8 operands
+    from trainwise.numerics.probe import loss_impact
+
+    torch.manual_seed(3)
+    model = Toy().eval()
+    x, y = _data()
+    loss_fn = nn.functional.cross_entropy
+
+    def forward(quantised: set[str]) -> float:
+        h = x
+        for name in ("fc0", "fc1", "fc2"):
+            layer = getattr(model, name)
+            w = layer.weight.detach()
+            if name in quantised:
+                h = nn.functional.linear(_e4m3_tensorwise_reference(h), _e4m3_tensorwise_reference(w), layer.bias).to(torch.bfloat16).float()
+            else:
+                h = nn.functional.linear(h, w, layer.bias)
+            h = torch.relu(h) if name == "fc0" else model.norm(h) if name == "fc1" else h
+        return loss_fn(h, y).item()
+
+    layers = {"fc0": model.fc0, "fc1": model.fc1, "fc2": model.fc2}
+    fmt_of = {"activations": FORMATS["e4m3-tensorwise"], "weights": FORMATS["e4m3-tensorwise"]}
+    got = loss_impact(model, [(x, y)], loss_fn, layers, {"fc0", "fc2"}, fmt_of)
+    with torch.no_grad():
+        assert got["loss_fp32"] == pytest.approx(forward(set()), rel=1e-6)
+        assert got["loss_converted"] == pytest.approx(forward({"fc0", "fc2"}), rel=1e-6)
+        assert got["impact"]["fc0"] == pytest.approx(forward({"fc0", "fc2"}) - forward({"fc2"}), abs=1e-6)  # kept: what it recovers
+        assert got["impact"]["fc1"] == pytest.approx(forward({"fc0", "fc1", "fc2"}) - forward({"fc0", "fc2"}), abs=1e-6)  # not converted: what it would cost
+    assert got["impact"]["fc0"] != 0.0
+    with torch.no_grad():
+        assert loss_fn(model(x), y).item() == pytest.approx(forward(set()), rel=1e-6)
+
+
+def test_ranking_orders_safe_layers_by_loss_impact():
+    torch.manual_seed(0)
+    x, y = _data()
+    report = analyze(Toy(plant=1.0), [(x[:32], y[:32]), (x[32:], y[32:])], nn.functional.cross_entropy, ["e4m3-tensorwise", "e5m2-tensorwise"], gpu="any")
+    safe = [n for n in report["ranking"] if not report["layers"][n]["severity"]]
+    impacts = [report["layers"][n]["loss_impact"] for n in safe]
+    assert len(safe) >= 2 and impacts == sorted(impacts, reverse=True)
+    assert report["loss_impact"]["gap"] == pytest.approx(report["loss_impact"]["loss_converted"] - report["loss_impact"]["loss_fp32"])

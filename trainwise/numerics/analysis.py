@@ -10,7 +10,7 @@ from torch import nn
 
 from trainwise.numerics.formats import FORMATS, RECIPES, check_formats
 from trainwise.numerics.preflight import check_gpu, preflight
-from trainwise.numerics.probe import probe, scaled_mm_check
+from trainwise.numerics.probe import find_layers, loss_impact, probe, scaled_mm_check
 
 FP16_MAX = torch.finfo(torch.float16).max
 # A layer is unsafe for an fp8 recipe when its matmul error exceeds this. e4m3's unit roundoff is
@@ -54,19 +54,25 @@ def analyze(model: nn.Module, batches, loss_fn, formats: list[str], recipe: str 
     check_gpu(gpu)
     for needed in RECIPES[recipe].values():  # the ranking needs the recipe's formats to be castable
         check_formats([needed])
-    layers = probe(model, batches, loss_fn, fmts, loss_scale=loss_scale, lr=lr)
-    ranked = []
-    for name, r in layers.items():
-        r["severity"], r["unsafe_reasons"] = unsafe_reasons(r, recipe)
-        r["score"] = layer_score(r, recipe)
-        ranked.append(name)
-    ranked.sort(key=lambda n: (layers[n]["severity"], layers[n]["score"]), reverse=True)
-    for i, name in enumerate(ranked):
-        layers[name]["rank"] = i + 1
     from trainwise.train.precision import fp8_module_filter
 
     in_filter = fp8_module_filter()
-    eligible = {n for n, m in model.named_modules() if n in layers and in_filter(m, n)}
+    modules = find_layers(model)
+    eligible = {n for n, m in modules.items() if in_filter(m, n)}
+    fmt_of = {k: FORMATS[v] for k, v in RECIPES[recipe].items()}
+    # loss impact first, on the model as given: the probe's optimizer steps change it
+    impact = loss_impact(model, batches, loss_fn, modules, eligible, fmt_of)
+    layers = probe(model, batches, loss_fn, fmts, loss_scale=loss_scale, lr=lr)
+    ranked = []
+    for name, r in layers.items():
+        r["loss_impact"] = impact["impact"][name]
+        r["severity"], r["unsafe_reasons"] = unsafe_reasons(r, recipe)
+        r["score"] = layer_score(r, recipe)
+        ranked.append(name)
+    # unsafe first (by severity), then by what the layer's fp8 forward costs in loss, then by its matmul error
+    ranked.sort(key=lambda n: (layers[n]["severity"], layers[n]["loss_impact"], layers[n]["score"]), reverse=True)
+    for i, name in enumerate(ranked):
+        layers[name]["rank"] = i + 1
     pf = preflight(layers, {n: r["unsafe_reasons"] for n, r in layers.items()}, gpu, eligible)
     return {
         "steps": len(batches),
@@ -76,6 +82,8 @@ def analyze(model: nn.Module, batches, loss_fn, formats: list[str], recipe: str 
         "loss_scale": loss_scale,
         "error_method": METHOD,
         "error_tolerance": ERROR_TOLERANCE,
+        "loss_impact": {"method": "leave-one-out fake-quantised forward in the recipe's formats, eval mode, the probe's batches (probe.loss_impact)",
+                        "loss_fp32": impact["loss_fp32"], "loss_converted": impact["loss_converted"], "gap": impact["gap"]},
         "scaled_mm_check": scaled_mm_check(),
         "ranking": ranked,
         "layers": {n: layers[n] for n in ranked},

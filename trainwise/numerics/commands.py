@@ -49,10 +49,13 @@ def run_numerics(config: str, steps: int, out: str | Path, formats: list[str], r
 def _cmd_numerics(args) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     report = run_numerics(args.config, args.steps, args.out, formats, args.recipe, args.gpu, args.set or [])
-    print(f"worst layers under {report['recipe']} (matmul error, worst first):")
+    li = report["loss_impact"]
+    print(f"worst layers under {report['recipe']} (unsafe first, then by loss impact; fp32 loss {li['loss_fp32']:.4f}, "
+          f"all FP8-eligible layers converted {li['loss_converted']:.4f}):")
+    print(f"  {'':4s} {'layer':30s} {'loss impact':>12s} {'matmul error':>13s}")
     for name in report["ranking"][:5]:
         r = report["layers"][name]
-        print(f"  {r['rank']:3d}. {name:30s} {r['score']:.4f}" + (f"  UNSAFE: {'; '.join(r['unsafe_reasons'])}" if r["unsafe_reasons"] else ""))
+        print(f"  {r['rank']:3d}. {name:30s} {r['loss_impact']:12.2e} {r['score']:13.4f}" + (f"  UNSAFE: {'; '.join(r['unsafe_reasons'])}" if r["unsafe_reasons"] else ""))
     print(preflight_text(report["preflight"]))
     print(f"wrote {Path(args.out) / 'numerics.json'} and {Path(args.out) / 'numerics.html'}")
     return 0

@@ -173,6 +173,73 @@ def probe(model: nn.Module, batches, loss_fn, formats: list[Format], loss_scale:
     return result
 
 
+class _FakeQuantOutputs:
+    """Forward hooks that replace the output of the layers in `self.active` by their matmul with
+    operands cast to the given formats (fake quantisation, as in matmul_errors)."""
+
+    def __init__(self, layers: dict[str, nn.Module], fmt_of: dict):
+        self.active: set[str] = set()
+        fa, fw = fmt_of["activations"], fmt_of["weights"]
+        out_dtype = _out_dtype([fa, fw])
+
+        def hook(name):
+            def replace(module, inputs, output):
+                if name not in self.active:
+                    return None
+                y = _forward(module, quantize(inputs[0], fa), quantize(module.weight.detach(), fw))
+                return y.to(out_dtype).to(output.dtype)
+            return replace
+
+        self.handles = [m.register_forward_hook(hook(name)) for name, m in layers.items()]
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def loss_impact(model: nn.Module, batches, loss_fn, layers: dict[str, nn.Module], converted: set[str], fmt_of: dict) -> dict:
+    """What each layer's low-precision forward matmul costs in loss, in the converted model.
+
+    E = the layers a conversion would convert (`converted`). For every layer i:
+    impact_i = loss(E + {i} in the formats) - loss(E - {i} in the formats), the rest fp32, mean over
+    `batches`, model in eval mode, no gradients. For a converted layer it is what keeping it in high
+    precision recovers; for another layer, what converting it too would cost. This measures the
+    layer's error where it matters, after everything downstream has amplified or damped it, which
+    its own matmul error cannot tell: an early layer's small error can cost more than a late
+    layer's large one. Forward only: gradient-side errors are in `errors` and `unsafe_reasons`.
+    """
+    fq = _FakeQuantOutputs(layers, fmt_of)
+    was_training = model.training
+    model.eval()
+
+    def mean_loss(active: set[str]) -> float:
+        fq.active = active
+        with torch.no_grad():
+            return sum(float(loss_fn(model(x), y)) for x, y in batches) / len(batches)
+
+    try:
+        base = mean_loss(set())
+        all_converted = mean_loss(set(converted))
+        impact = {}
+        for name in layers:
+            with_i, without_i = (all_converted, mean_loss(converted - {name})) if name in converted else (mean_loss(converted | {name}), all_converted)
+            impact[name] = _loss_difference(with_i, without_i)
+    finally:
+        fq.remove()
+        model.train(was_training)
+    return {"loss_fp32": base, "loss_converted": all_converted, "gap": all_converted - base, "impact": impact}
+
+
+def _loss_difference(with_i: float, without_i: float) -> float:
+    """with_i - without_i; inf when converting the layer alone makes the loss non-finite, 0 when
+    the loss is non-finite either way (another layer breaks it; this one cannot be told apart)."""
+    if math.isfinite(with_i) and math.isfinite(without_i):
+        return with_i - without_i
+    if math.isfinite(without_i):
+        return math.inf
+    return -math.inf if math.isfinite(with_i) else 0.0
+
+
 def _shape(layer: nn.Module, x: torch.Tensor) -> dict:
     """GEMM shape (M, K, N) of the forward matmul: M rows (tokens or samples), K in, N out."""
     if isinstance(layer, nn.Linear):

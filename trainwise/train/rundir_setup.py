@@ -12,7 +12,7 @@ import torch
 from trainwise.config import Config, config_hash, config_to_toml
 from trainwise.env import device_facts, git_sha, library_versions
 from trainwise.errors import ConfigError, TrainwiseError
-from trainwise.rundir import clean_state_dict, save_model, write_atomic, write_json
+from trainwise.rundir import clean_state_dict, load_weights_into, save_model, write_atomic, write_json
 from trainwise.train.checkpoint import latest_checkpoint, save_checkpoint
 from trainwise.train.precision import fp8_gemm_kind
 from trainwise.workloads.base import Workload, fingerprint_split, get_workload_fn
@@ -22,11 +22,14 @@ def build_workload(cfg: Config) -> Workload:
     """The configured workload; errors from a user's entry point are reported, not raised raw."""
     fn = get_workload_fn(cfg.workload.name)
     try:
-        return fn(cfg)
+        workload = fn(cfg)
     except TrainwiseError:
         raise
     except Exception as e:  # the user's workload function failed: say where, without a traceback
         raise ConfigError(f"workload {cfg.workload.name!r} failed to build: {type(e).__name__}: {e}") from None
+    if cfg.model.init_from:
+        load_weights_into(workload.model, cfg.model.init_from)
+    return workload
 
 
 def default_run_dir(cfg: Config) -> Path:
