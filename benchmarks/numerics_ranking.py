@@ -64,7 +64,8 @@ def rank_layers(pretrained: Path, seed: int, probe_steps: int, threads: int) -> 
     by_error = sorted(ranked, key=lambda n: report["layers"][n]["score"], reverse=True)
     return {"ranked": ranked, "ranked_by_matmul_error": by_error,
             "loss_impact": {n: report["layers"][n]["loss_impact"] for n in ranked},
-            "matmul_error": {n: report["layers"][n]["score"] for n in ranked}}
+            "matmul_error": {n: report["layers"][n]["score"] for n in ranked},
+            "unsafe": {n: report["layers"][n]["unsafe_reasons"] for n in ranked if report["layers"][n]["unsafe_reasons"]}}
 
 
 def one_seed(seed: int, args, tmp: Path) -> dict:

@@ -69,8 +69,11 @@ def analyze(model: nn.Module, batches, loss_fn, formats: list[str], recipe: str 
         r["severity"], r["unsafe_reasons"] = unsafe_reasons(r, recipe)
         r["score"] = layer_score(r, recipe)
         ranked.append(name)
-    # unsafe first (by severity), then by what the layer's fp8 forward costs in loss, then by its matmul error
-    ranked.sort(key=lambda n: (layers[n]["severity"], layers[n]["loss_impact"], layers[n]["score"]), reverse=True)
+    # beyond fp16's range first (severity 2: the layer cannot run in low precision at all), then by
+    # what its fp8 forward costs in loss, then by severity-1 flags and matmul error. Flags (flushing,
+    # error over tolerance) do not outrank a measured loss: on lm-tiny, layers flagged for 2-5% e5m2
+    # gradient flushing recovered nothing when kept (benchmarks/numerics_ranking.py)
+    ranked.sort(key=lambda n: (layers[n]["severity"] == 2, layers[n]["loss_impact"], layers[n]["severity"], layers[n]["score"]), reverse=True)
     for i, name in enumerate(ranked):
         layers[name]["rank"] = i + 1
     pf = preflight(layers, {n: r["unsafe_reasons"] for n, r in layers.items()}, gpu, eligible)

@@ -50,7 +50,7 @@ def _cmd_numerics(args) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     report = run_numerics(args.config, args.steps, args.out, formats, args.recipe, args.gpu, args.set or [])
     li = report["loss_impact"]
-    print(f"worst layers under {report['recipe']} (unsafe first, then by loss impact; fp32 loss {li['loss_fp32']:.4f}, "
+    print(f"worst layers under {report['recipe']} (layers beyond fp16's range first, then by loss impact; fp32 loss {li['loss_fp32']:.4f}, "
           f"all FP8-eligible layers converted {li['loss_converted']:.4f}):")
     print(f"  {'':4s} {'layer':30s} {'loss impact':>12s} {'matmul error':>13s}")
     for name in report["ranking"][:5]:

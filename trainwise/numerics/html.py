@@ -59,7 +59,7 @@ def render_html(report: dict) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>trainwise numerics</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><body>
 <h1>Numerics: {html.escape(str(report.get('config', '')))}</h1>
-<p>{report['steps']} fp32 training steps measured. Ranking: unsafe layers first, then by loss impact: what the layer's
+<p>{report['steps']} fp32 training steps measured. Ranking: layers beyond fp16's range first, then by loss impact: what the layer's
 {report['recipe']} forward matmul (operands {html.escape(str(report['recipe_formats']))}) costs in loss inside the converted model
 (fp32 loss {_fmt(li.get('loss_fp32'))}, every FP8-eligible layer converted {_fmt(li.get('loss_converted'))}, gap {_fmt(li.get('gap'))};
 method: {html.escape(str(li.get('method', '')))}). Error method: {html.escape(report['error_method'])}.</p>
