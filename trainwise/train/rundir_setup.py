@@ -56,7 +56,8 @@ class RunFiles:
 
     def save_model(self, model, workload: Workload) -> None:
         if self.is_main:
-            save_model(model, self.path / "model", {"workload": workload.name, "task": workload.task, "spec": workload.spec, "info": workload.info})
+            save_model(model, self.path / "model", {"workload": workload.name, "task": workload.task, "spec": workload.spec,
+                                                    "input": workload.input, "info": workload.info})
         elif torch.distributed.is_initialized():
             clean_state_dict(model)  # FSDP2: every rank takes part in the all-gathers of full_tensor()
 

@@ -55,7 +55,9 @@ class Workload:
 
     spec: JSON-serialisable description written to model/model.json; `build_model_from_spec`
           turns it back into an untrained module of the same architecture (no pickle).
-    info: JSON-serialisable extras: class names, feature names, preprocessing, input schema.
+    info: JSON-serialisable extras: class names, feature names, slice columns.
+    input: what one example is (trainwise.workloads.inputs: a table, a tensor or tokens); serving,
+           export, robustness checks and the monitor build on it. Written to model.json.
     """
 
     name: str
@@ -68,10 +70,16 @@ class Workload:
     info: dict = field(default_factory=dict)
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     block_classes: tuple[type, ...] = ()
+    input: dict | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"workload {self.name!r}: task {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.input is not None:
+            from trainwise.workloads.inputs import check_split_matches, validate_input_spec
+
+            validate_input_spec(self.input, f"workload {self.name!r}: Workload.input")
+            check_split_matches(self.input, self.train.inputs, f"workload {self.name!r}")
         if self.loss_fn is None:
             self.loss_fn = cross_entropy_loss
 

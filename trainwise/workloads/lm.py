@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainwise.workloads.base import Split, Workload, register_model, register_workload
+from trainwise.workloads.inputs import tokens_input
 
 VOCAB_SIZE = 256  # bytes
 
@@ -187,4 +188,5 @@ def lm_workload(cfg) -> Workload:
         spec={"builder": "gpt", "kwargs": kwargs},
         info={"vocab_size": VOCAB_SIZE, "input": "bytes", "slice_columns": ["group"]},
         block_classes=(Block,),
+        input=tokens_input(VOCAB_SIZE, m.context),
     )

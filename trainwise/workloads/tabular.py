@@ -18,6 +18,7 @@ from torch import nn
 
 from trainwise.errors import DataError
 from trainwise.workloads.base import Split, Workload, register_model, register_workload
+from trainwise.workloads.inputs import table_input
 
 
 class TabularMLP(nn.Module):
@@ -138,6 +139,7 @@ def table_workload(cfg, frame: pd.DataFrame, target: str, numeric: list[str], ca
         info={"classes": classes, "target": target, "preprocessing": prep, "features": feature_names(prep),
               "input_schema": schema, "slice_columns": slice_columns},
         block_classes=(MLPBlock,),
+        input=table_input(schema, prep),
     )
 
 

@@ -9,6 +9,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from trainwise.workloads.base import Split, Workload, register_model, register_workload
+from trainwise.workloads.inputs import tensor_input
 from trainwise.workloads.tabular import split_rows
 
 
@@ -69,4 +70,5 @@ def vision_workload(cfg) -> Workload:
         spec={"builder": "digits_cnn", "kwargs": kwargs},
         info={"classes": [str(i) for i in range(10)], "input_shape": [1, 8, 8], "slice_columns": ["digit"]},
         block_classes=(ConvBlock,),
+        input=tensor_input((1, 8, 8), "float32", value_range=(0.0, 1.0)),
     )
