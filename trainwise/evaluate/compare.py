@@ -19,7 +19,7 @@ from scipy import stats
 
 from trainwise.errors import DataError
 from trainwise.evaluate.gate import Gate, Rule, combine_statuses, default_gate, describe_needed, judge_rule
-from trainwise.evaluate.intervals import Interval, bootstrap_se, matched_proportions, paired_mean
+from trainwise.evaluate.intervals import Interval, bootstrap_se, paired_interval
 from trainwise.evaluate.metrics import PROB_PREFIX, class_arrays
 from trainwise.evaluate.resample import ClassificationStats, LMStats, bootstrap_counts
 from trainwise.evaluate.stats import delong, mcnemar_exact
@@ -127,10 +127,8 @@ def paired_deltas(base: pd.DataFrame, cand: pd.DataFrame, task: str, classes, n_
     deltas, intervals = {}, {}
     for m in point_b:
         b, c = float(point_b[m][0]), float(point_c[m][0])
-        if m == "accuracy":
-            iv = matched_proportions(means_b[m][0], means_c[m][0])
-        elif m in means_b:
-            iv = paired_mean(means_b[m][0], means_c[m][0], means_b[m][1])
+        if m in means_b:
+            iv = paired_interval(m, means_b[m][0], means_c[m][0], means_b[m][1])
         else:
             iv = bootstrap_se(c - b, samples[m], n)
         iv = Interval(float(iv.point), float(iv.center), float(iv.se), float(iv.df), iv.method)

@@ -140,10 +140,16 @@ def examples_needed(point, se, tolerance: float, confidence: float, n):
     return np.maximum(need, np.asarray(n) + 1)
 
 
-def judge_rule(rule: Rule, change, confidence: float, n: int, where: str = "") -> dict:
-    """One rule's verdict from an `intervals.Interval` of the change candidate - baseline."""
+def judge_change(rule: Rule, change, confidence: float, n) -> dict:
+    """`judge_worsening` of a rule on an `intervals.Interval` of candidate - baseline (arrays in, arrays out)."""
     sign = -1.0 if rule.higher_is_better else 1.0
-    v = judge_worsening(sign * change.point, sign * change.center, change.se, change.df, rule.tolerance, confidence, n)
+    return judge_worsening(sign * np.asarray(change.point), sign * np.asarray(change.center), change.se, change.df,
+                           rule.tolerance, confidence, n)
+
+
+def judge_rule(rule: Rule, change, confidence: float, n: int, where: str = "") -> dict:
+    """One rule's verdict, as a JSON-ready dict with a one-line `detail`, from an Interval of candidate - baseline."""
+    v = judge_change(rule, change, confidence, n)
     out = {"rule": rule.name, "metric": rule.metric, "status": str(v["status"]), "worsening": float(v["worsening"]),
            "lower_bound": float(v["lower_bound"]), "upper_bound": float(v["upper_bound"]), "tolerance": rule.tolerance,
            "confidence": confidence, "se": float(change.se), "method": change.method, "n": int(n)}

@@ -53,6 +53,13 @@ class Interval:
         return self.center - half, self.center + half
 
 
+def paired_interval(metric: str, values_base: np.ndarray, values_cand: np.ndarray, weights: np.ndarray | None = None) -> Interval:
+    """The interval the gate uses for a metric that is a mean of per-example values (..., n)."""
+    if metric == "accuracy":
+        return matched_proportions(values_base, values_cand)
+    return paired_mean(values_base, values_cand, weights)
+
+
 def matched_proportions(correct_base: np.ndarray, correct_cand: np.ndarray) -> Interval:
     """Agresti-Min interval of accuracy(candidate) - accuracy(baseline); inputs (..., n) booleans."""
     base, cand = np.asarray(correct_base, bool), np.asarray(correct_cand, bool)
