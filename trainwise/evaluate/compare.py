@@ -190,7 +190,7 @@ def compare_predictions(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, t
 
 def paired_tests(base: pd.DataFrame, cand: pd.DataFrame, task: str, classes) -> dict:
     if task == "lm":
-        # per-window losses are paired: a paired t-test next to the bootstrap interval
+        # per-window losses are paired: the paired t-test that goes with the paired t interval of the loss change
         t = stats.ttest_rel(cand["loss"].to_numpy(np.float64), base["loss"].to_numpy(np.float64))
         return {"paired_t_loss": {"statistic": float(t.statistic), "p_value": float(t.pvalue)}}
     yb, pb, _ = class_arrays(base, classes)
@@ -230,7 +230,9 @@ def check_slices(rule: Rule, slices: dict, slice_intervals: dict) -> dict:
     status = combine_statuses(r["status"] for r in results)
     named = [r["detail"] for r in results if r["status"] == status] if status in ("fail", "inconclusive") else []
     if status == "pass":
-        detail = f"{len(results)} slices checked at {conf:.2%} confidence each; largest upper bound {max(r['upper_bound'] for r in results if 'upper_bound' in r):+.4f} <= {rule.tolerance:g}"
+        worst = max((r for r in results if r["status"] == "pass"), key=lambda r: r["upper_bound"])
+        detail = (f"{len(results)} slices checked at {conf:.2%} confidence each, all within tolerance; closest {worst['slice']} "
+                  f"(n={worst['n']}): bounds of the worsening [{worst['lower_bound']:+.4f}, {worst['upper_bound']:+.4f}], upper <= {rule.tolerance:g}")
     elif named:
         detail = "; ".join(named[:5]) + (f"; and {len(named) - 5} more slices" if len(named) > 5 else "")
     else:
