@@ -264,7 +264,7 @@ def main() -> None:
            "scenarios": SCENARIOS, "base_accuracy": BASE_ACCURACY, "logit_of_true_class": [Z_MEAN, Z_SD],
            "cells": cells, "consistency": consistency, "coverage": coverage,
            "elapsed_s": time.perf_counter() - t0, "load_average_end": os.getloadavg()[0], "hardware": hardware_tag(),
-           "all_properties_hold": not any(c["problems"] for c in cells)}
+           "all_properties_hold": not any(c["problems"] for c in cells) and consistency["agree"] == consistency["pairs"]}
     command = "python benchmarks/gate_calibration.py " + " ".join(sys.argv[1:])
     Path(out_path + ".json").write_text(json.dumps(out, indent=2) + "\n")
     Path(out_path + ".md").write_text(markdown(out, command.strip()))
