@@ -69,3 +69,19 @@ def cli_main(monkeypatch):
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["trainwise.evaluate.commands"])
     return cli.main
+
+
+TRAIN = ["workload.name=tabular", "model.n_layers=1", "model.d_model=16", "train.steps=60", "train.micro_batch_size=64",
+         "train.global_batch_size=64", "train.lr=1e-2", "log.progress=false", "log.mlflow=false", "train.threads=1"]
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory):
+    """Run directories from `trainwise.train.loop.train` itself (about 2 s each): the same recipe
+    with seeds 0 and 1, and a sabotaged one (lr 0: the model never learns)."""
+    from trainwise.config import load_config
+    from trainwise.train.loop import train
+
+    root = tmp_path_factory.mktemp("trained")
+    runs = {"seed0": ["train.seed=0"], "seed1": ["train.seed=1"], "lr0": ["train.seed=0", "train.lr=0"]}
+    return {name: train(load_config(None, TRAIN + extra), root / name).run_dir for name, extra in runs.items()}

@@ -28,19 +28,24 @@ def degrade(df: pd.DataFrame, share: float, seed: int = 0, mask=None) -> pd.Data
 def test_same_predictions_pass_with_zero_deltas(preds):
     df = preds(2000, 3, seed=0)
     c = compare_predictions(df, df.sample(frac=1.0, random_state=0), "classification", n_boot=200)
-    assert c.passed and c.failures == []
-    assert c.deltas["accuracy"]["delta"] == 0 and c.deltas["accuracy"]["ci95"] == [0, 0]
+    assert c.passed and c.verdict == "pass" and c.failures == [] and c.settle is None
+    # Agresti-Min keeps a width with no discordant pair: 2,000 agreeing examples bound the change by ~0.001
+    lo, hi = c.deltas["accuracy"]["ci95"]
+    assert c.deltas["accuracy"]["delta"] == 0 and -0.0011 < lo < 0 < hi < 0.0011
+    assert c.deltas["log_loss"]["ci95"] == [0, 0] and c.deltas["ece"]["ci95"] == [0, 0]
     assert c.tests["mcnemar"]["p_value"] == 1.0
     d = c.to_dict()
-    assert d["passed"] is True and {r["status"] for r in d["rules"]} <= {"pass", "not applicable"}
+    assert d["passed"] is True and d["verdict"] == "pass" and {r["status"] for r in d["rules"]} <= {"pass", "not applicable"}
 
 
 def test_planted_accuracy_drop_fails_the_default_gate(preds):
     df = preds(4000, 2, seed=1)
     cand = degrade(df, 0.06, seed=1)  # about 5 points of accuracy lost
     c = compare_predictions(df, cand, "classification", n_boot=300)
-    assert not c.passed
+    assert not c.passed and c.verdict == "fail"
     assert any(f.startswith("accuracy dropped") for f in c.failures)
+    rule = c.rules[0]
+    assert rule["status"] == "fail" and rule["lower_bound"] > 0.005 and rule["upper_bound"] > rule["lower_bound"]
     assert c.deltas["accuracy"]["delta"] < -0.03
     assert c.tests["mcnemar"]["p_value"] < 1e-6
     assert c.tests["delong"]["delta"] < 0
@@ -63,9 +68,10 @@ def test_lm_loss_rule(preds):
     base = pd.DataFrame({"id": np.arange(n), "loss": rng.gamma(4, 0.4, n), "correct": rng.uniform(0.3, 0.7, n), "group": np.arange(n) % 4})
     same = base.assign(loss=base["loss"] + rng.normal(0, 0.01, n))
     worse = base.assign(loss=base["loss"] * 1.05)
-    assert compare_predictions(base, same, "lm", n_boot=300).passed
+    same_c = compare_predictions(base, same, "lm", n_boot=300)
+    assert same_c.verdict == "pass" and same_c.deltas["loss"]["interval"] == "paired-t"
     c = compare_predictions(base, worse, n_boot=300)
-    assert c.task == "lm" and not c.passed
+    assert c.task == "lm" and c.verdict == "fail"
     assert any(f.startswith("loss rose") for f in c.failures)
     assert c.tests["paired_t_loss"]["p_value"] < 1e-6 and c.to_dict()["tests"]["paired_t_loss"]["statistic"] > 0
     assert c.deltas["bits_per_byte"]["delta"] == pytest.approx(c.deltas["loss"]["delta"] / np.log(2))
@@ -109,7 +115,28 @@ def test_compare_cli_exit_codes(preds, tmp_path, cli_main, capsys):
     assert "gate: PASSED" in capsys.readouterr().out
     assert cli_main(["compare", str(tmp_path / "base"), str(tmp_path / "worse" / "predictions.parquet"), "--json"]) == 1
     d = json.loads(capsys.readouterr().out)
-    assert d["passed"] is False and d["failures"] and d["tests"]["mcnemar"]["p_value"] < 0.001
+    assert d["passed"] is False and d["verdict"] == "fail" and d["failures"] and d["tests"]["mcnemar"]["p_value"] < 0.001
+
+
+def test_compare_exit_codes_on_trained_runs(trained_runs, cli_main, capsys):
+    """0 pass, 1 fail, 3 inconclusive on run directories from the real trainer (evaluated on their
+    test split by `compare` itself)."""
+    runs = {k: str(v) for k, v in trained_runs.items()}
+    assert cli_main(["compare", runs["seed0"], runs["seed0"], "--bootstrap", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "paired comparison on 637 examples (classification, test split)" in out and "gate: PASSED" in out
+    assert "[PASS] accuracy drop <= 0.005" in out and "upper <= tolerance 0.005" in out
+
+    assert cli_main(["compare", runs["seed0"], runs["seed1"], "--bootstrap", "200"]) == 3
+    out = capsys.readouterr().out
+    assert "[INCONCLUSIVE] accuracy drop <= 0.005" in out and "straddle tolerance 0.005" in out
+    assert "gate: INCONCLUSIVE (about " in out and "examples (have 637) would settle every inconclusive rule" in out
+    assert "McNemar exact" in out and "DeLong" in out
+
+    assert cli_main(["compare", runs["seed0"], runs["lr0"], "--bootstrap", "200", "--json"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert d["verdict"] == "fail" and d["split"] == "test" and d["rules"][0]["lower_bound"] > 0.005
+    assert (trained_runs["seed0"] / "eval" / "metrics.json").is_file()
 
 
 def test_compare_cli_bad_input(preds, tmp_path, cli_main, capsys):
@@ -128,14 +155,6 @@ def test_compare_cli_bad_input(preds, tmp_path, cli_main, capsys):
         assert cli_main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-
-
-def test_compare_run_directories(tabular_runs, cli_main, capsys):
-    """Two run directories: each is evaluated on its test split, then compared example by example."""
-    assert cli_main(["compare", str(tabular_runs[0]), str(tabular_runs[1]), "--bootstrap", "200"]) in (0, 1)
-    out = capsys.readouterr().out
-    assert "paired comparison on 637 examples" in out and "McNemar exact" in out and "DeLong" in out
-    assert (tabular_runs[0] / "eval" / "metrics.json").is_file()
 
 
 def test_auc_rule_uses_the_bootstrapped_auc(preds):

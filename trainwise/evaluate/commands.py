@@ -19,14 +19,16 @@ def register(subparsers) -> None:
     p.add_argument("--no-robustness", action="store_true", help="skip the perturbation metrics")
     p.set_defaults(func=run_evaluate)
 
-    p = subparsers.add_parser("compare", help="paired comparison of two runs and a quality gate (exit 0 pass, 1 fail, 2 usage error)",
-                              description="Compare a candidate with a baseline on the same examples: McNemar, paired bootstrap, DeLong, "
-                              "per-slice deltas, and a gate of rules. Exit code 0 when the gate passes, 1 when it fails, 2 on bad input.")
+    p = subparsers.add_parser("compare", help="paired comparison of two runs and a quality gate (exit 0 pass, 1 fail, 3 inconclusive, 2 bad input)",
+                              description="Compare a candidate with a baseline on the same examples: McNemar, paired intervals, DeLong, "
+                              "per-slice deltas, and a gate of rules, each pass (shown within tolerance), fail (shown worse) or "
+                              "inconclusive (neither: the output says how many examples would settle it). "
+                              "Exit code 0 pass, 1 fail, 3 inconclusive, 2 bad input.")
     p.add_argument("baseline", metavar="BASELINE", help="run directory, evaluation directory or predictions.parquet")
     p.add_argument("candidate", metavar="CANDIDATE", help="run directory, evaluation directory or predictions.parquet")
     p.add_argument("--gate", default=None, metavar="GATE.toml", help="gate rules (default: the built-in gate; see docs/evaluate.md)")
     p.add_argument("--json", action="store_true", help="print the full comparison as JSON")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="paired bootstrap replicates (default: 1000)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="paired bootstrap replicates for ECE, AUC, F1 and other non-mean metrics (default: 1000)")
     p.set_defaults(func=run_compare)
 
     p = subparsers.add_parser("data", help="data-quality checks (`trainwise data check`)")
@@ -64,7 +66,7 @@ def run_evaluate(args) -> int:
 
 def run_compare(args) -> int:
     from trainwise.evaluate.compare import compare_dirs
-    from trainwise.evaluate.gate import load_gate
+    from trainwise.evaluate.gate import EXIT_CODES, load_gate
 
     if args.bootstrap < 100:
         raise TrainwiseError(f"--bootstrap {args.bootstrap}: expected at least 100 replicates for confidence bounds")
@@ -74,24 +76,27 @@ def run_compare(args) -> int:
         print(json.dumps(c.to_dict(), indent=2, default=float))
     else:
         print(format_comparison(c))
-    return 0 if c.passed else 1
+    return EXIT_CODES[c.verdict]
 
 
 def format_comparison(c) -> str:
-    lines = [f"paired comparison on {c.n} examples ({c.task})", f"  {'metric':20s} {'baseline':>10s} {'candidate':>10s} {'delta':>10s}  95% CI"]
+    split = f", {c.split} split" if c.split else ""
+    lines = [f"paired comparison on {c.n} examples ({c.task}{split})", f"  {'metric':20s} {'baseline':>10s} {'candidate':>10s} {'delta':>10s}  95% CI"]
     for m, d in c.deltas.items():
-        if d["baseline"] == d["baseline"]:  # skip undefined (NaN) metrics
-            lines.append(f"  {m:20s} {d['baseline']:10.4f} {d['candidate']:10.4f} {d['delta']:+10.4f}  [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
+        if d["baseline"] == d["baseline"] and d["ci95"][0] == d["ci95"][0]:  # skip undefined (NaN) metrics
+            lines.append(f"  {m:20s} {d['baseline']:10.4f} {d['candidate']:10.4f} {d['delta']:+10.4f}  [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  {d['interval']}")
     if "mcnemar" in c.tests:
         t = c.tests["mcnemar"]
         lines.append(f"  McNemar exact: baseline-only right {t['a_only_correct']}, candidate-only right {t['b_only_correct']}, p = {t['p_value']:.3g}")
     if "delong" in c.tests:
         t = c.tests["delong"]
         lines.append(f"  DeLong: AUC {t['auc_a']:.4f} -> {t['auc_b']:.4f} (delta {t['delta']:+.4f}, p = {t['p_value']:.3g})")
+    lines.append("  gate rules (pass: upper bound of the worsening <= tolerance; fail: lower bound > tolerance; else inconclusive):")
     for r in c.rules:
         if r["status"] != "not applicable":
-            lines.append(f"  [{r['status'].upper()}] {r['rule']}" + (f": {r['detail']}" if r["status"] == "fail" else ""))
-    lines.append("gate: PASSED" if c.passed else "gate: FAILED")
+            lines.append(f"  [{r['status'].upper()}] {r['rule']}: {r['detail']}")
+    verdict = {"pass": "gate: PASSED", "fail": "gate: FAILED", "inconclusive": "gate: INCONCLUSIVE"}[c.verdict]
+    lines.append(verdict + (f" ({c.settle})" if c.settle else ""))
     return "\n".join(lines)
 
 

@@ -139,7 +139,7 @@ def retraining_text(record: dict) -> str:
     if record["decision"] == "none":
         return "retraining: no trigger fired"
     why = "" if record["decision"] == "promoted" else f" ({'; '.join(record.get('gate_reasons', []))})"
-    return f"retraining: trained {record['run_dir']}, registered v{record['version']}, gate {'passed' if record['gate_passed'] else 'failed'}: {record['decision']}{why}"
+    return f"retraining: trained {record['run_dir']}, registered v{record['version']}, gate {record.get('gate_verdict') or ('pass' if record['gate_passed'] else 'fail')}: {record['decision']}{why}"
 
 
 def watch(args: argparse.Namespace) -> int:

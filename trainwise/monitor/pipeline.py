@@ -3,10 +3,10 @@
 When a trigger fires on a window of labelled rows, the champion's own recipe is trained again on
 that window (workload `file`, the label column as target), evaluated on the window's held-out
 rows, registered, and gated against the champion *on those same rows*: both models predict the
-same examples, so the comparison is paired (McNemar, paired bootstrap) as everywhere else. The
-champion is promoted over only when the gate passes; every step is written to the registry's
-audit trail. Tabular models only: they carry their preprocessing, so the champion can score the
-window's raw rows.
+same examples, so the comparison is paired (McNemar, paired intervals) as everywhere else. The
+champion is promoted over only when the gate passes (a fail or an inconclusive verdict rejects);
+every step is written to the registry's audit trail. Tabular models only: they carry their
+preprocessing, so the champion can score the window's raw rows.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def real_steps(name: str, alias: str, label_column: str, work_dir: str | Path, t
     from trainwise.evaluate.evaluate import evaluate_run
     from trainwise.evaluate.gate import default_gate, load_gate
     from trainwise.registry import audit
+    from trainwise.registry.gate import verdict_reasons
     from trainwise.registry.promote import promote
     from trainwise.registry.store import get_client, move_lock
     from trainwise.registry.versions import get_alias_version, register_run, resolve_model_ref
@@ -78,23 +79,23 @@ def real_steps(name: str, alias: str, label_column: str, work_dir: str | Path, t
     def register_step(run_dir: Path) -> str:
         return str(register_run(run_dir, name, tracking_uri).version)
 
-    def gate_step(eval_dir: Path) -> tuple[bool, list[str]]:
+    def gate_step(eval_dir: Path) -> tuple[str, list[str]]:
         candidate = read_predictions(eval_dir / "predictions.parquet")
         window = pd.read_parquet(work / "window.parquet")
         ids = candidate["id"].to_numpy()
         baseline = champion_predictions(champion_model, champion_meta, window.iloc[ids], ids, label_column)
         gate = load_gate(gate_path) if gate_path else default_gate()
         comparison = compare_predictions(baseline, candidate, task="classification", gate=gate)
-        verdict.update(passed=bool(comparison.passed), failures=[str(f) for f in comparison.failures],
+        verdict.update(outcome=comparison.verdict, reasons=verdict_reasons(comparison),
                        evidence={"compared_on": "held-out rows of the retraining window", "baseline_version": str(champion.version),
                                  "comparison": comparison.to_dict()})
-        return verdict["passed"], verdict["failures"]
+        return verdict["outcome"], verdict["reasons"]
 
     def promote_step(version: str, reason: str) -> None:
         def judge(current):
             if current != str(champion.version):
-                return False, [f"{alias} moved to v{current} during retraining (gated against v{champion.version})"], verdict["evidence"]
-            return verdict["passed"], verdict["failures"], verdict["evidence"]
+                return "fail", [f"{alias} moved to v{current} during retraining (gated against v{champion.version})"], verdict["evidence"]
+            return verdict["outcome"], verdict["reasons"], verdict["evidence"]
 
         promote(name, version, alias, reason=reason, tracking_uri=tracking_uri, judge_fn=judge)
 

@@ -26,7 +26,7 @@ class RetrainSteps:
     train: Callable[[Path], Path]  # window data file -> run directory of the new model
     evaluate: Callable[[Path], Path]  # run directory -> its eval directory
     register: Callable[[Path], str]  # run directory -> new registry version
-    gate: Callable[[Path], tuple[bool, list[str]]]  # candidate eval directory -> (passes, reasons) against the champion
+    gate: Callable[[Path], tuple[str, list[str]]]  # candidate eval directory -> (pass/fail/inconclusive, reasons) against the champion
     promote: Callable[[str, str], None]  # (version, reason) -> moves the champion alias
     audit: Callable[[dict], None]  # records one event in the registry's audit trail
 
@@ -34,7 +34,10 @@ class RetrainSteps:
 def run_retraining(fired: list, window: pd.DataFrame, work_dir: str | Path, steps: RetrainSteps) -> dict:
     """Train on the window, evaluate, gate against the champion, promote or reject; audit every step.
 
-    Returns the record also written to `work_dir/retraining.json`. Nothing runs when no trigger fired.
+    Only a gate that *passes* promotes: a failing or an inconclusive one (the window's held-out
+    rows were too few to show the new model within tolerance) rejects, and the reasons say what
+    would settle it. Returns the record also written to `work_dir/retraining.json`. Nothing runs
+    when no trigger fired.
     """
     work = Path(work_dir)
     record: dict = {"triggers": [t.to_dict() if hasattr(t, "to_dict") else dict(t) for t in fired],
@@ -49,14 +52,17 @@ def run_retraining(fired: list, window: pd.DataFrame, work_dir: str | Path, step
     run_dir = steps.train(data_path)
     eval_dir = steps.evaluate(run_dir)
     version = steps.register(run_dir)
-    passed, gate_reasons = steps.gate(eval_dir)
-    record.update(run_dir=str(run_dir), eval_dir=str(eval_dir), version=version, gate_passed=passed, gate_reasons=gate_reasons)
-    if passed:
+    outcome, gate_reasons = steps.gate(eval_dir)
+    verdict = ("pass" if outcome else "fail") if isinstance(outcome, bool) else outcome  # a bool: the older pass/fail contract
+    record.update(run_dir=str(run_dir), eval_dir=str(eval_dir), version=version, gate_verdict=verdict, gate_passed=verdict == "pass",
+                  gate_reasons=gate_reasons)
+    if verdict == "pass":
         steps.promote(version, f"retrained after: {reason}")
         record["decision"] = "promoted"
     else:
         record["decision"] = "rejected"
-    steps.audit({"event": f"retrain_{record['decision']}", "version": version, "reason": reason, "gate_reasons": gate_reasons})
+    steps.audit({"event": f"retrain_{record['decision']}", "version": version, "reason": reason, "gate_verdict": verdict,
+                 "gate_reasons": gate_reasons})
     record["finished_unix_s"] = time.time()
     write_json(work / "retraining.json", record)
     return record

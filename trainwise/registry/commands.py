@@ -24,14 +24,19 @@ def register(sub) -> None:
     _uri_arg(p)
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("promote", help="move an alias to a version if it passes the gate against the current holder")
+    p = sub.add_parser("promote", help="move an alias to a version if it passes the gate against the current holder",
+                       description="Gate VERSION against the alias's current holder and move the alias only when the gate passes. "
+                       "Exit 0 moved (or --check: pass), 1 gate failed, 3 gate inconclusive (not shown within tolerance: "
+                       "the message says what would settle it), 2 bad input.")
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION")
     p.add_argument("--alias", default="champion")
     p.add_argument("--reason", default="", help="why (recorded in the audit trail; required with --force)")
-    p.add_argument("--force", action="store_true", help="promote even if the gate fails (recorded as an override)")
+    p.add_argument("--force", action="store_true", help="promote even if the gate fails or is inconclusive (recorded as an override)")
+    p.add_argument("--accept-inconclusive", action="store_true",
+                   help="promote when the gate is inconclusive (not shown worse, not shown within tolerance); needs --reason, recorded")
     p.add_argument("--gate", default=None, metavar="FILE", help="gate file (default: the evaluate component's default gate)")
-    p.add_argument("--check", action="store_true", help="only run the gate against the current holder: exit 0/1, change nothing")
+    p.add_argument("--check", action="store_true", help="only run the gate against the current holder: exit 0 pass, 1 fail, 3 inconclusive; change nothing")
     _uri_arg(p)
     p.set_defaults(func=cmd_promote)
 
@@ -95,23 +100,28 @@ def cmd_register(args) -> int:
 
 @_store_errors
 def cmd_promote(args) -> int:
+    from trainwise.registry.gate import EXIT_CODES
     from trainwise.registry.promote import promote
 
-    r = promote(args.name, args.version, args.alias, args.reason, args.force, args.tracking_uri, args.gate, check_only=args.check)
+    r = promote(args.name, args.version, args.alias, args.reason, args.force, args.tracking_uri, args.gate, check_only=args.check,
+                accept_inconclusive=args.accept_inconclusive)
     if r.action.startswith("check-"):
         print(f"gate {r.verdict}: {args.name} v{r.to_version} against {args.name}@{r.alias} (v{r.from_version or '-'}); nothing changed")
         for f in r.failures:
             print(f"  - {f}")
-        return 0 if r.action == "check-passed" else 1
+        return EXIT_CODES.get(r.outcome, 1)
     if r.action == "noop":
         print(f"{args.name}@{r.alias} already is version {r.to_version}; nothing to do")
         return 0
     if r.action == "refused":
-        print(f"refused: {args.name} v{r.to_version} does not pass the gate against v{r.from_version} (audit entry {r.seq}):", file=sys.stderr)
+        why = "is not shown within tolerance of" if r.outcome == "inconclusive" else "does not pass the gate against"
+        print(f"refused: {args.name} v{r.to_version} {why} v{r.from_version} (gate {r.verdict}; audit entry {r.seq}):", file=sys.stderr)
         for f in r.failures:
             print(f"  - {f}", file=sys.stderr)
+        if r.outcome == "inconclusive":
+            print("settle it with more evaluation data, or accept it knowingly with --accept-inconclusive --reason TEXT (recorded)", file=sys.stderr)
         print("override with --force --reason TEXT (recorded)", file=sys.stderr)
-        return 1
+        return EXIT_CODES.get(r.outcome, 1)
     print(f"{args.name}@{r.alias}: v{r.from_version or '-'} -> v{r.to_version} ({r.action}, gate {r.verdict}; audit entry {r.seq})")
     return 0
 

@@ -20,7 +20,9 @@ from trainwise.rundir import file_sha256
 
 @dataclass
 class MoveResult:
-    """What a promote/rollback did: action is promote, force, rollback, refused or noop."""
+    """What a promote/rollback did: action is promote, force, rollback, refused, noop, or (with
+    check_only) check-passed / check-failed / check-inconclusive. verdict is the label recorded in
+    the audit trail; outcome the gate's pass / fail / inconclusive (or not-run, none)."""
 
     action: str
     alias: str
@@ -29,6 +31,10 @@ class MoveResult:
     verdict: str = ""
     failures: list[str] = field(default_factory=list)
     seq: int | None = None
+    outcome: str = ""
+
+
+LABELS = {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive"}  # gate verdict -> audit trail label
 
 
 def check_alias(alias: str) -> None:
@@ -38,11 +44,14 @@ def check_alias(alias: str) -> None:
 
 
 def judge(client, name: str, baseline_version: str | None, candidate, gate_path: str | None, force: bool):
-    """(passed, verdict, failures, evidence) of candidate against the alias's current holder."""
+    """(outcome, label, reasons, evidence) of candidate against the alias's current holder.
+
+    outcome: pass, fail, inconclusive, or not-run (the gate could not run and `force` is set).
+    """
     evidence = {"model": name, "baseline_version": baseline_version, "candidate_version": str(candidate.version),
                 "candidate_eval_sha256": candidate.tags.get(TAG + "eval_sha256", "")}
     if baseline_version is None:
-        return True, "no-baseline", [], evidence  # the first holder of an alias has nothing to beat
+        return "pass", "no-baseline", [], evidence  # the first holder of an alias has nothing to beat
     baseline = client.get_model_version(name, baseline_version)
     evidence["baseline_eval_sha256"] = baseline.tags.get(TAG + "eval_sha256", "")
     missing = [f"v{mv.version}" for mv in (baseline, candidate) if not mv.tags.get(TAG + "eval_artifact")]
@@ -50,18 +59,19 @@ def judge(client, name: str, baseline_version: str | None, candidate, gate_path:
         why = f"{', '.join(missing)} of {name!r} has no registered evaluation data (register a run directory that has eval/ from `trainwise evaluate`)"
         if not force:
             raise RegistryError(f"cannot gate the promotion: {why}; or override with --force --reason TEXT")
-        return False, "not-run", [why], evidence
+        return "not-run", "not-run", [why], evidence
     if gate_path:
         evidence["gate_sha256"] = file_sha256(gate_path)
     baseline_dir, candidate_dir = download_version(client, baseline, "eval"), download_version(client, candidate, "eval")
     try:
-        passed, failures, comparison = gate.run_gate(baseline_dir, candidate_dir, gate_path)
+        outcome, reasons, comparison = gate.run_gate(baseline_dir, candidate_dir, gate_path)
     except gate.GateUnavailable as e:
         if not force:
             raise
-        return False, "not-run", [str(e)], evidence
+        return "not-run", "not-run", [str(e)], evidence
     evidence["comparison"] = comparison
-    return passed, "passed" if passed else "failed", failures, evidence
+    outcome = gate.as_verdict(outcome)
+    return outcome, LABELS[outcome], reasons, evidence
 
 
 def _record_move(client, name: str, fields: dict, evidence: dict | None, alias: str, version: str) -> int:
@@ -78,19 +88,25 @@ def _record_move(client, name: str, fields: dict, evidence: dict | None, alias: 
 
 def promote(name: str, version, alias: str = "champion", reason: str = "", force: bool = False,
             tracking_uri: str | None = None, gate_path: str | None = None, check_only: bool = False,
-            judge_fn=None) -> MoveResult:
+            judge_fn=None, accept_inconclusive: bool = False) -> MoveResult:
     """Move `alias` of `name` to `version` if the gate passes (or `force` with a reason).
 
+    The gate must *pass*: an inconclusive verdict (not shown worse, but not shown within
+    tolerance either) refuses the move like a failure, unless `accept_inconclusive` (which, like
+    `force`, needs a reason and is recorded as "inconclusive (accepted)").
     `check_only` runs the gate against the current holder and returns its verdict as action
-    "check-passed" / "check-failed", writing nothing (for pull-request pipelines).
-    `judge_fn(current_version) -> (passed, failures, evidence)` replaces the comparison on the
-    registered evaluation data, for callers that compared both models on other data (the
-    monitor's retraining compares them on the new window's held-out rows); it runs under the
-    move lock and its verdict and evidence are recorded like the built-in gate's.
+    "check-passed" / "check-failed" / "check-inconclusive", writing nothing.
+    `judge_fn(current_version) -> (verdict, reasons, evidence)` (verdict pass/fail/inconclusive,
+    or a bool) replaces the comparison on the registered evaluation data, for callers that
+    compared both models on other data (the monitor's retraining compares them on the new
+    window's held-out rows); it runs under the move lock and its verdict and evidence are
+    recorded like the built-in gate's.
     """
     check_alias(alias)
     if force and not reason.strip():
         raise RegistryError("--force needs --reason TEXT: an override is recorded with its justification")
+    if accept_inconclusive and not reason.strip():
+        raise RegistryError("--accept-inconclusive needs --reason TEXT: accepting an unproven candidate is recorded with its justification")
     client = get_client(tracking_uri)
     candidate = get_version(client, name, version)
     version = str(candidate.version)  # MLflow returns int or str depending on the store
@@ -100,23 +116,28 @@ def promote(name: str, version, alias: str = "champion", reason: str = "", force
         if current == version:
             return MoveResult("noop", alias, current, version, "already-holds")
         if judge_fn is not None:
-            passed, failures, evidence = judge_fn(current)
-            verdict = "passed" if passed else "failed"
+            outcome, failures, evidence = judge_fn(current)
+            outcome = gate.as_verdict(outcome)
+            verdict = LABELS[outcome]
         else:
-            passed, verdict, failures, evidence = judge(client, name, current, candidate, gate_path, force)
+            outcome, verdict, failures, evidence = judge(client, name, current, candidate, gate_path, force)
         if check_only:
-            return MoveResult("check-passed" if passed else "check-failed", alias, current, version, verdict, failures)
+            action = {"pass": "check-passed", "inconclusive": "check-inconclusive"}.get(outcome, "check-failed")
+            return MoveResult(action, alias, current, version, verdict, failures, outcome=outcome)
         fields = {"alias": alias, "from_version": current or "", "to_version": version, "reason": reason,
                   "verdict": verdict, "failures": "; ".join(failures)[:4000]}
-        if not passed and not force:
+        allowed = outcome == "pass" or (outcome == "inconclusive" and accept_inconclusive)
+        if not allowed and not force:
             entry = audit.append_entry(client, name, {**fields, "action": "refused"}, evidence)
             client.set_terminated(entry["run_id"], "FINISHED")
-            return MoveResult("refused", alias, current, version, verdict, failures, entry["seq"])
-        action = "promote" if passed else "force"
+            return MoveResult("refused", alias, current, version, verdict, failures, entry["seq"], outcome)
+        action = "promote" if allowed else "force"
         if action == "force":
             fields["verdict"] = f"overridden ({verdict})"
+        elif outcome == "inconclusive":
+            fields["verdict"] = "inconclusive (accepted)"
         seq = _record_move(client, name, {**fields, "action": action}, evidence, alias, version)
-        return MoveResult(action, alias, current, version, fields["verdict"], failures, seq)
+        return MoveResult(action, alias, current, version, fields["verdict"], failures, seq, outcome)
 
 
 def rollback(name: str, alias: str = "champion", to=None, reason: str = "", tracking_uri: str | None = None) -> MoveResult:
