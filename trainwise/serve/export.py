@@ -8,8 +8,11 @@ compared with PyTorch's outputs; a mismatch beyond `atol` is an error, not a war
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +82,9 @@ def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol
     x = example_input(spec, 2)
     dynamic = {"input": {0: torch.export.Dim("batch", min=1, max=4096)}}
     try:
-        torch.onnx.export(model, (x,), str(out), input_names=["input"], output_names=["logits"],
-                          dynamic_shapes=({0: dynamic["input"][0]},), dynamo=True, external_data=False, verbose=False)
+        with _quiet_exporter():
+            torch.onnx.export(model, (x,), str(out), input_names=["input"], output_names=["logits"],
+                              dynamic_shapes=({0: dynamic["input"][0]},), dynamo=True, external_data=False, verbose=False)
     except Exception as e:  # noqa: BLE001 - the exporter's errors are long; keep the first line
         raise ExportError(f"torch.onnx.export failed for {ref}: {str(e).splitlines()[0]}") from e
     proto = onnx.load(str(out))
@@ -99,3 +103,19 @@ def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol
         raise ExportError(f"onnxruntime outputs differ from PyTorch's by {diff:.3g} (> atol {atol}) or in shape "
                           f"{got.shape} vs {expected.shape}; the exported file was removed")
     return {"path": str(out), "max_abs_diff": diff, "n_checked": len(x_check), "opset": proto.opset_import[0].version}
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Hide the exporter's deprecation warnings and registry log lines (torchvision ops, RNN weight
+    attributes): they say nothing about this model, and the onnxruntime comparison is the real check."""
+    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        registry_log.setLevel(level)

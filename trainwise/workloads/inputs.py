@@ -3,7 +3,8 @@
 Three kinds, each a plain JSON-ready dict so it can travel in model/model.json (`"input"`):
 
 - **table**: named, typed columns plus the fitted preprocessing that turns raw rows into the
-  model's feature tensor (standard scaling, one-hot encoding; see `trainwise.workloads.tabular`).
+  model's feature tensor (standard scaling, one-hot encoding: the dict
+  `trainwise.workloads.tabular.fit_preprocessing` returns, checked here because serving applies it).
   `{"kind": "table", "columns": [{"name": "age", "type": "numeric"}, {"name": "job", "type":
   "categorical", "categories": ["a", "b"]}], "preprocessing": {...}}`
 - **tensor**: the shape of one example without the batch dimension, and its dtype; optionally the
