@@ -31,7 +31,7 @@ def test_evaluate_tabular_run_writes_consistent_files(tabular_runs, tmp_path):
         assert key in on_disk
     assert set(on_disk["slices"]) == {"education", "occupation"}
     assert any(r["small"] for r in on_disk["slices"]["occupation"])  # rare occupations are flagged, not hidden
-    assert {"gaussian_noise_0.5sd", "feature_dropout_0.1"} <= set(on_disk["robustness"])
+    assert {"gaussian_noise_0.5sd", "missing_values_0.1"} <= set(on_disk["robustness"])
     html = (tmp_path / "ev" / "report.html").read_text()
     assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
 

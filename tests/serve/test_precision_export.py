@@ -86,18 +86,22 @@ def _spec_runtime(builder: str, kwargs: dict, task: str, info: dict) -> Runtime:
 
 
 def test_vision_schema_and_predictions():
+    """A model.json from before the input spec (info.input_shape) serves the generic tensor form."""
     rt = _spec_runtime("digits_cnn", {"channels": 8, "n_layers": 1, "n_classes": 10}, "classification",
                        {"classes": [str(i) for i in range(10)], "input_shape": [1, 8, 8]})
     req = request_model(rt.meta, 4)
-    image = [[0.5] * 8 for _ in range(8)]
-    body = req.model_validate({"instances": [{"image": image}]})
+    image = [[[0.5] * 8 for _ in range(8)]]  # (1, 8, 8)
+    body = req.model_validate({"instances": [{"x": image}]})
     out = rt.predict([i.model_dump() for i in body.instances])
     with torch.inference_mode():
         ref = torch.softmax(rt.model(torch.full((1, 1, 8, 8), 0.5)), -1)[0].numpy()
     np.testing.assert_allclose([out[0]["probabilities"][str(i)] for i in range(10)], ref, rtol=1e-5)
     with pytest.raises(ValidationError) as e:
-        req.model_validate({"instances": [{"image": image[:7]}]})
-    assert e.value.errors()[0]["loc"] == ("instances", 0, "image")
+        req.model_validate({"instances": [{"x": [image[0][:7]]}]})
+    assert e.value.errors()[0]["loc"] == ("instances", 0, "x")
+    assert e.value.errors()[0]["msg"] == "dimension 2 has 7 entries at x[0], expected 8 (shape [1, 8, 8]; dimension 0 is the batch)"
+    with pytest.raises(ValidationError, match=r"x\[0\]\[2\]\[3\] = 7.0: outside value_range \[0, 1\]"):
+        req.model_validate({"instances": [{"x": [[[0.5] * 8, [0.5] * 8, [0.5, 0.5, 0.5, 7.0, 0.5, 0.5, 0.5, 0.5]] + [[0.5] * 8] * 5]}]})
 
 
 def test_lm_next_byte_probabilities_and_continuation():

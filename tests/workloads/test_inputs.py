@@ -64,3 +64,34 @@ def test_the_spec_reaches_model_json(tmp_path):
     result = train(tiny_lm_config("train.steps=2", "train.checkpoint_every=0"), tmp_path / "run")
     meta = read_json(result.run_dir / "model" / "model.json")
     assert meta["input"] == tokens_input(256, 32)
+
+
+@pytest.mark.parametrize("prep, message", [
+    ({"numeric": [{"name": "x"}], "categorical": []}, r"preprocessing.numeric\[0\] = \{'name': 'x'\}: expected a dict with name, mean, scale"),
+    ({"numeric": [{"name": "y", "mean": 0.0, "scale": 1.0}], "categorical": []}, r"preprocessing.numeric\[0\]: column 'y' is not among the declared columns"),
+    ({"scaler": "StandardScaler()"}, r"Workload.input.preprocessing: expected the fitted preprocessing dict"),
+])
+def test_a_table_preprocessing_serving_cannot_apply_is_refused(prep, message):
+    with pytest.raises(ConfigError, match=message):
+        table_input([{"name": "x", "type": "numeric"}], prep)
+
+
+def test_the_data_must_match_a_tensor_dtype_and_a_table_width():
+    split = Split(torch.randint(0, 5, (8, 3)), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ConfigError, match=r"declares dtype float32 but the examples are torch.int64"):
+        Workload(name="mine", task="classification", model=torch.nn.Linear(3, 2), train=split, val=split, test=split,
+                 spec={}, input=tensor_input((3,)))
+    table = table_input([{"name": "x", "type": "numeric"}], {"numeric": [{"name": "x", "mean": 0.0, "scale": 1.0}], "categorical": []})
+    wide = Split(torch.randn(8, 3), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ConfigError, match=r"preprocessing makes 1 features but the examples have shape \[8, 3\]"):
+        Workload(name="mine", task="classification", model=torch.nn.Linear(3, 2), train=wide, val=wide, test=wide, spec={}, input=table)
+
+
+def test_a_shifted_split_is_checked_like_the_others():
+    split = Split(torch.randn(8, 3), torch.zeros(8, dtype=torch.long))
+    common = dict(name="mine", task="classification", model=torch.nn.Linear(3, 2), train=split, val=split, test=split, spec={})
+    assert Workload(**common, input=tensor_input((3,)), shifted=split).shifted is split
+    with pytest.raises(ConfigError, match="Workload.shifted is a tuple; expected a Split or None"):
+        Workload(**common, shifted=(split.inputs, split.targets))
+    with pytest.raises(ConfigError, match=r"Workload.shifted: Workload.input declares shape \[3\] but the examples have shape \[4\]"):
+        Workload(**common, input=tensor_input((3,)), shifted=Split(torch.randn(8, 4), torch.zeros(8, dtype=torch.long)))

@@ -60,6 +60,8 @@ def run_evaluate(args) -> int:
     m = evaluate_run(args.run_dir, args.split, slices, args.out, n_boot=args.bootstrap, with_robustness=not args.no_robustness)
     keys = ("loss", "bits_per_byte", "next_byte_accuracy") if m["task"] == "lm" else ("accuracy", "f1_macro", "roc_auc", "log_loss", "ece")
     print(f"{m['workload']} {m['split']} (n={m['n']}): " + ", ".join(f"{k}={m[k]:.4f}" for k in keys if m.get(k) is not None))
+    if "skipped" in m.get("robustness", {}):
+        print(f"robustness perturbations skipped: {m['robustness']['skipped']}")
     print(f"wrote {args.out or (args.run_dir.rstrip('/') + '/eval')}/{{predictions.parquet,metrics.json,report.html}}")
     return 0
 

@@ -27,6 +27,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", slices: list[str] | N
     from trainwise.config import load_config
     from trainwise.rundir import load_model
     from trainwise.workloads.base import fingerprint_split, get_workload_fn
+    from trainwise.workloads.inputs import input_spec_of
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -51,7 +52,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", slices: list[str] | N
     pred_df = predict_split(model, data, task, classes, cfg.eval.batch_size)
     metrics = compute_metrics(pred_df, task, classes, slices, cfg.eval.min_slice_count, n_boot=n_boot)
     if with_robustness:
-        metrics["robustness"] = robustness(model, data, task, classes, info, metrics, getattr(workload, "shifted", None), cfg.eval.batch_size)
+        spec = input_spec_of(meta) or workload.input  # the saved model's own declaration first
+        metrics["robustness"] = robustness(model, data, task, classes, spec, metrics, workload.shifted, cfg.eval.batch_size)
     metrics.update({"run_dir": str(run_dir), "workload": workload.name, "split": split, "split_fingerprint": fingerprint_split(data)})
 
     out = Path(out) if out is not None else run_dir / "eval"

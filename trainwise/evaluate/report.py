@@ -97,8 +97,11 @@ def slices_html(slices: dict, metric_names: list[str]) -> str:
 def robustness_html(rob: dict) -> str:
     rows = []
     for name, r in rob.items():
-        if "note" in r:
-            rows.append([name, r["note"], "", ""])
+        if name == "skipped":  # no perturbation fits the model's input: say why instead of numbers
+            rows.append(["perturbations", f"skipped: {r}", "", ""])
+            continue
+        if "note" in r or "skipped" in r:
+            rows.append([name, r.get("note") or f"skipped: {r['skipped']}", "", ""])
             continue
         for k, v in r.items():
             if k != "n":

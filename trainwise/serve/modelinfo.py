@@ -12,8 +12,9 @@ from trainwise.rundir import read_json
 def describe_model(runtime, tracking_uri: str | None = None) -> dict:
     meta = runtime.meta
     info = {k: v for k, v in meta.get("info", {}).items() if k != "preprocessing"}  # fitted scalers are not metadata
+    spec = {k: v for k, v in (runtime.input or {}).items() if k != "preprocessing"}
     out = {"model_version": runtime.version, "precision": runtime.precision, "workload": meta.get("workload"),
-           "task": meta.get("task"), "spec": meta.get("spec"), "info": info, "weights_sha256": meta.get("weights_sha256"),
+           "task": meta.get("task"), "spec": meta.get("spec"), "input": spec or None, "info": info, "weights_sha256": meta.get("weights_sha256"),
            "lineage": {}, "card": None}
     reg = meta.get("registry")
     if reg:

@@ -48,50 +48,93 @@ class CastInput(nn.Module):
 
 @dataclass
 class Runtime:
-    """One served model version. Immutable once built, so swapping the reference is atomic."""
+    """One served model version. Immutable once built, so swapping the reference is atomic.
+
+    `input` is the model's input spec (model.json `input`, or read from an older model.json's
+    fields); requests are converted to the model's batch from it.
+    """
 
     model: nn.Module
     meta: dict
     version: str
     precision: str = "fp32"
     model_dir: Path | None = None
+    input: dict | None = None
+
+    def __post_init__(self):
+        if self.input is None:
+            from trainwise.workloads.inputs import input_spec_of
+
+            self.input = input_spec_of(self.meta)
 
     @property
     def task(self) -> str:
         return self.meta.get("task", "classification")
 
     def to_tensor(self, instances: list[dict]) -> torch.Tensor:
-        """Validated instances (dicts) -> the model's input batch."""
-        info = self.meta.get("info", {})
-        if "input_shape" in info:
-            return torch.tensor([inst["image"] for inst in instances], dtype=torch.float32)[:, None]  # (B, 1, 8, 8)
-        from trainwise.workloads.tabular import apply_preprocessing
+        """Validated instances (dicts, as the request schema made them) -> the model's input batch."""
+        from trainwise.workloads.inputs import require_input_spec
 
-        return torch.from_numpy(apply_preprocessing(info["preprocessing"], pd.DataFrame(instances)))
+        spec = self.input or require_input_spec(self.meta, "serving")
+        if spec["kind"] == "table":
+            from trainwise.workloads.tabular import apply_preprocessing
+
+            return torch.from_numpy(apply_preprocessing(spec["preprocessing"], pd.DataFrame(instances)))
+        if spec["kind"] == "tensor":
+            from trainwise.serve.tensors import tensor_batch
+
+            return tensor_batch([inst["x"] for inst in instances], spec)  # (B, *shape)
+        return torch.tensor([token_ids(inst) for inst in instances])  # (B, T): the caller groups equal lengths
 
     @torch.inference_mode()
     def predict(self, instances: list[dict]) -> list[dict]:
         """Predictions for validated instances, one dict per instance (label, probabilities)."""
         if self.task == "lm":
-            return [self._predict_text(inst["prompt"], inst.get("max_new_bytes", 0)) for inst in instances]
-        logits = self.model(self.to_tensor(instances)).float()
-        prob = F.softmax(logits, dim=-1).numpy()
+            return [self._predict_next(inst) for inst in instances]
+        if self.input is not None and self.input["kind"] == "tokens":
+            return self._predict_by_length(instances)
+        return self._classify(self.to_tensor(instances))
+
+    def _classify(self, x: torch.Tensor) -> list[dict]:
+        prob = F.softmax(self.model(x).float(), dim=-1).numpy()
         classes = self.meta.get("info", {}).get("classes") or [str(i) for i in range(prob.shape[1])]
         return [{"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist()))} for p in prob]
 
-    def _predict_text(self, prompt: str, max_new_bytes: int) -> dict:
-        context = int(self.meta["spec"]["kwargs"]["context"])
-        ids = list(prompt.encode("utf-8"))
-        first = self.model(torch.tensor([ids[-context:]]))[0, -1].float()  # (vocab,) logits of the next byte
+    def _predict_by_length(self, instances: list[dict]) -> list[dict]:
+        # token sequences of different lengths cannot share a tensor (no pad id is declared): one
+        # model call per length, answers put back in request order
+        by_length: dict[int, list[int]] = {}
+        for i, inst in enumerate(instances):
+            by_length.setdefault(len(token_ids(inst)), []).append(i)
+        out: list[dict] = [{}] * len(instances)
+        for index in by_length.values():
+            for i, pred in zip(index, self._classify(self.to_tensor([instances[i] for i in index]))):
+                out[i] = pred
+        return out
+
+    def _predict_next(self, inst: dict) -> dict:
+        """A language model's next-token probabilities and, when asked, a greedy continuation."""
+        context = int(self.input["context"]) if self.input else int(self.meta["spec"]["kwargs"]["context"])
+        ids = token_ids(inst)
+        first = self.model(torch.tensor([ids[-context:]]))[0, -1].float()  # (vocab,) logits of the next token
         result = {"label": None, "probabilities": F.softmax(first, dim=-1).tolist()}
-        if max_new_bytes:
+        n_new = inst.get("max_new_bytes", inst.get("max_new_tokens", 0))
+        if n_new:
             logits, out = first, []
-            for _ in range(max_new_bytes):
+            for _ in range(n_new):
                 out.append(int(logits.argmax()))
                 ids.append(out[-1])
                 logits = self.model(torch.tensor([ids[-context:]]))[0, -1].float()
-            result["continuation"] = bytes(out).decode("utf-8", errors="replace")
+            if "prompt" in inst:
+                result["continuation"] = bytes(out).decode("utf-8", errors="replace")
+            else:
+                result["continuation_ids"] = out
         return result
+
+
+def token_ids(inst: dict) -> list[int]:
+    """A tokens instance's ids: the UTF-8 bytes of a text prompt, or the ids sent."""
+    return list(inst["prompt"].encode("utf-8")) if "prompt" in inst else list(inst["ids"])
 
 
 def version_of(meta: dict, model_dir: Path) -> str:
@@ -119,7 +162,10 @@ def load_runtime(ref: str, precision: str = "fp32", tracking_uri: str | None = N
     """Resolve `ref` ("NAME@ALIAS", "NAME/VERSION" or a run directory) into a served model."""
     from trainwise.rundir import load_model
 
+    from trainwise.workloads.inputs import require_input_spec
+
     model_dir, meta = resolve_ref(ref, tracking_uri)
+    spec = require_input_spec(meta, "trainwise serve", str(model_dir / "model.json"))  # before loading weights
     model, _ = load_model(model_dir, verify=True)
     model = apply_precision(model.eval(), precision)
-    return Runtime(model=model, meta=meta, version=version_of(meta, model_dir), precision=precision, model_dir=model_dir)
+    return Runtime(model=model, meta=meta, version=version_of(meta, model_dir), precision=precision, model_dir=model_dir, input=spec)

@@ -58,6 +58,9 @@ class Workload:
     info: JSON-serialisable extras: class names, feature names, slice columns.
     input: what one example is (trainwise.workloads.inputs: a table, a tensor or tokens); serving,
            export, robustness checks and the monitor build on it. Written to model.json.
+    shifted: optional data from another distribution than train/val/test (a later period, another
+           site, another device); `trainwise evaluate` reports the metrics on it next to the clean
+           ones, under robustness -> shifted_split. Never trained or validated on.
     """
 
     name: str
@@ -71,15 +74,20 @@ class Workload:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     block_classes: tuple[type, ...] = ()
     input: dict | None = None
+    shifted: Split | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"workload {self.name!r}: task {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.shifted is not None and not isinstance(self.shifted, Split):
+            raise ConfigError(f"workload {self.name!r}: Workload.shifted is a {type(self.shifted).__name__}; expected a Split or None")
         if self.input is not None:
             from trainwise.workloads.inputs import check_split_matches, validate_input_spec
 
             validate_input_spec(self.input, f"workload {self.name!r}: Workload.input")
             check_split_matches(self.input, self.train.inputs, f"workload {self.name!r}")
+            if self.shifted is not None:
+                check_split_matches(self.input, self.shifted.inputs, f"workload {self.name!r}: Workload.shifted")
         if self.loss_fn is None:
             self.loss_fn = cross_entropy_loss
 

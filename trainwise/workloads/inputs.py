@@ -3,7 +3,8 @@
 Three kinds, each a plain JSON-ready dict so it can travel in model/model.json (`"input"`):
 
 - **table**: named, typed columns plus the fitted preprocessing that turns raw rows into the
-  model's feature tensor (standard scaling, one-hot encoding; see `trainwise.workloads.tabular`).
+  model's feature tensor (standard scaling, one-hot encoding: the dict
+  `trainwise.workloads.tabular.fit_preprocessing` returns, checked here because serving applies it).
   `{"kind": "table", "columns": [{"name": "age", "type": "numeric"}, {"name": "job", "type":
   "categorical", "categories": ["a", "b"]}], "preprocessing": {...}}`
 - **tensor**: the shape of one example without the batch dimension, and its dtype; optionally the
@@ -38,7 +39,7 @@ TENSOR_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": 
                  "bool": torch.bool}
 HOW_TO_DECLARE = ("declare it in your Workload: Workload(..., input=tensor_input(shape, dtype)) for tensors, "
                   "tokens_input(vocab_size, context) for token ids, or table_input(columns, preprocessing) for tables "
-                  "(from trainwise.workloads.inputs); see README, 'Your own PyTorch model'")
+                  "(from trainwise.workloads.inputs), then train again; see README, 'Your own PyTorch model'")
 
 
 def table_input(columns: list[dict], preprocessing: dict) -> dict:
@@ -103,8 +104,21 @@ def _check_table(spec: dict, where: str) -> None:
         if col["name"] in seen:
             raise ConfigError(f"{where}.columns: column {col['name']!r} appears twice")
         seen.add(col["name"])
-    if not isinstance(spec.get("preprocessing"), dict):
-        raise ConfigError(f"{where}.preprocessing: expected the fitted preprocessing dict (trainwise.workloads.tabular.fit_preprocessing)")
+    _check_preprocessing(spec.get("preprocessing"), {c["name"] for c in columns}, where)
+
+
+def _check_preprocessing(prep: Any, declared: set[str], where: str) -> None:
+    # Serving and robustness apply it with trainwise.workloads.tabular.apply_preprocessing, so its
+    # shape is part of the contract: refuse at training time what would fail at the first request.
+    expected = "the fitted preprocessing dict of trainwise.workloads.tabular.fit_preprocessing"
+    if not isinstance(prep, dict) or not isinstance(prep.get("numeric"), list) or not isinstance(prep.get("categorical"), list):
+        raise ConfigError(f"{where}.preprocessing: expected {expected} ({{'numeric': [...], 'categorical': [...]}})")
+    for key, fields in (("numeric", ("name", "mean", "scale")), ("categorical", ("name", "categories"))):
+        for i, item in enumerate(prep[key]):
+            if not isinstance(item, dict) or any(f not in item for f in fields):
+                raise ConfigError(f"{where}.preprocessing.{key}[{i}] = {item!r}: expected a dict with {', '.join(fields)} ({expected})")
+            if item["name"] not in declared:
+                raise ConfigError(f"{where}.preprocessing.{key}[{i}]: column {item['name']!r} is not among the declared columns")
 
 
 def input_spec_of(meta: dict) -> dict | None:
@@ -127,11 +141,14 @@ def input_spec_of(meta: dict) -> dict | None:
     return None
 
 
-def require_input_spec(meta: dict, what: str) -> dict:
-    """The model's input spec, or a clear error saying `what` needs one and how to declare it."""
+def require_input_spec(meta: dict, what: str, source: str = "model.json") -> dict:
+    """The model's input spec, or a clear error saying `what` needs one and how to declare it.
+
+    `source` names the file in the message (the model.json path, when the caller knows it).
+    """
     spec = input_spec_of(meta)
     if spec is None:
-        raise ConfigError(f"{what} needs to know the model's input, and model.json declares none: {HOW_TO_DECLARE}")
+        raise ConfigError(f"{what} needs to know the model's input, and {source} declares none: {HOW_TO_DECLARE}")
     return spec
 
 
@@ -141,6 +158,13 @@ def check_split_matches(spec: dict, inputs: torch.Tensor, where: str) -> None:
         got = list(inputs.shape[1:])
         if got != spec["shape"]:
             raise ConfigError(f"{where}: Workload.input declares shape {spec['shape']} but the examples have shape {got} (without the batch dimension)")
+        if _number_kind(TENSOR_DTYPES[spec["dtype"]]) != _number_kind(inputs.dtype):
+            raise ConfigError(f"{where}: Workload.input declares dtype {spec['dtype']} but the examples are {inputs.dtype}")
+    elif spec["kind"] == "table":
+        width = table_width(spec["preprocessing"])
+        if inputs.dim() != 2 or inputs.shape[1] != width:
+            raise ConfigError(f"{where}: Workload.input's preprocessing makes {width} features but the examples have shape {list(inputs.shape)}; "
+                              "expected (N, features) as apply_preprocessing returns them")
     elif spec["kind"] == "tokens":
         if inputs.is_floating_point() or inputs.dim() != 2:
             raise ConfigError(f"{where}: Workload.input declares tokens but the examples are {inputs.dtype} of shape {list(inputs.shape)}; expected (N, T) integer ids")
@@ -148,3 +172,12 @@ def check_split_matches(spec: dict, inputs: torch.Tensor, where: str) -> None:
             raise ConfigError(f"{where}: Workload.input declares context {spec['context']} but the examples hold {inputs.shape[1]} tokens")
         if len(inputs) and int(inputs.max()) >= spec["vocab_size"]:
             raise ConfigError(f"{where}: Workload.input declares vocab_size {spec['vocab_size']} but the examples hold token id {int(inputs.max())}")
+
+
+def table_width(preprocessing: dict) -> int:
+    """Features the table preprocessing makes: one per numeric column, one per trained category."""
+    return len(preprocessing["numeric"]) + sum(len(c["categories"]) for c in preprocessing["categorical"])
+
+
+def _number_kind(dtype: torch.dtype) -> str:
+    return "bool" if dtype == torch.bool else "float" if dtype.is_floating_point else "integer"

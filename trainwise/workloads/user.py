@@ -11,6 +11,8 @@ categorical) and can be overridden with `workload.column_types = ["zip:categoric
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +29,10 @@ def import_entry(entry: str):
     if entry.count(":") != 1:
         raise ConfigError(f"workload.entry = {entry!r}: expected 'package.module:function'")
     module_name, func_name = entry.split(":")
+    # The current directory, as `python -m` puts it first: the README's `mypkg/workload.py` next to
+    # where the user runs `trainwise` imports without installing it or setting PYTHONPATH.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or an error raised while importing the user's module
