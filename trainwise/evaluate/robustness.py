@@ -42,7 +42,7 @@ def perturbations(split: Split, task: str, info: dict, seed: int = 0) -> dict[st
         else:
             n_numeric = len(info.get("preprocessing", {}).get("numeric", [])) if "preprocessing" in info else x.shape[1]
             scale = torch.ones(x.shape[1]) if "preprocessing" in info else x.std(dim=0).clamp_min(1e-12)
-            mask = torch.zeros(x.shape[1], dtype=torch.bool)
+            mask = torch.zeros(scale.shape, dtype=torch.bool)  # (F,), or (T, C) for sequences: per position and channel
             mask[:n_numeric] = True
             if n_numeric:
                 out[f"gaussian_noise_{NOISE_STD:g}sd"] = x + NOISE_STD * scale * mask * torch.randn(x.shape, generator=g)
