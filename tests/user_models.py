@@ -55,3 +55,10 @@ def sequence_workload(cfg) -> Workload:
     return Workload(name="sequence", task="classification", model=SequenceClassifier(**kwargs), train=_sequences(256, 0),
                     val=_sequences(64, 1), test=_sequences(128, 2), spec={"builder": "tests.user_models:SequenceClassifier", "kwargs": kwargs},
                     info={"classes": ["0", "1"]}, block_classes=(GRUBlock,))
+
+
+def misfit_spec_workload(cfg) -> Workload:
+    """Test-only entry point whose spec rebuilds a narrower model than the one it trains."""
+    workload = sequence_workload(cfg)
+    workload.spec = {**workload.spec, "kwargs": {**workload.spec["kwargs"], "d_model": 16}}
+    return workload

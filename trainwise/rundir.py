@@ -201,7 +201,7 @@ def check_fits_spec(shapes: dict[str, tuple], spec: dict, what: str) -> None:
     misfit = describe_misfit(shapes, spec_shapes(spec))
     if misfit:
         raise TrainwiseError(
-            f"{what}: the trained weights do not fit the model that model.json's spec rebuilds "
+            f"{what}: the weights do not fit the model that model.json's spec rebuilds "
             f"(builder {spec.get('builder')!r}): {misfit}. If the workload is your own, make Workload.spec "
             "rebuild the model you train"
         )
