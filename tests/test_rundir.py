@@ -124,17 +124,21 @@ def test_load_model_refuses_an_artifact_with_wrapper_names(tmp_path):
         load_model(model_dir)  # and with the hash check (the default), the edited file is refused first
 
 
-def test_a_spec_that_rebuilds_another_model_is_refused_before_training(tmp_path, capsys):
+@pytest.mark.parametrize("entry, expected", [
+    ("misfit_spec_workload", ["the weights do not fit the model that model.json's spec rebuilds", "blocks.0.gru.weight_hh_l0 (96, 32) vs (48, 16)"]),
+    ("no_builder_workload", ["model.json's spec cannot rebuild the model (builder 'tests.user_models:no_builder_workload' failed with kwargs {}: TypeError"]),
+])
+def test_a_spec_that_cannot_rebuild_the_model_is_refused_before_training(entry, expected, tmp_path, capsys):
     from trainwise.cli import main
 
     run = tmp_path / "run"
-    code = main(["train", "configs/tabular.toml", "--set", "workload.name=entry", "--set", "workload.entry=tests.user_models:misfit_spec_workload",
+    code = main(["train", "configs/tabular.toml", "--set", "workload.name=entry", "--set", f"workload.entry=tests.user_models:{entry}",
                  "--set", "eval.slices=[]", "--set", "train.steps=2", "--set", "train.threads=1", "--set", "log.progress=false",
                  "--set", "log.mlflow=false", "--run-dir", str(run)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert "workload 'sequence': the weights do not fit the model that model.json's spec rebuilds" in err
-    assert "blocks.0.gru.weight_hh_l0 (96, 32) vs (48, 16)" in err and "make Workload.spec rebuild the model you train" in err
+    assert err.startswith("trainwise train: error: workload 'sequence': ") and "make Workload.spec rebuild the model you train" in err, err
+    assert all(e in err for e in expected), err
     assert not run.exists()
 
 

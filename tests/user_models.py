@@ -62,3 +62,10 @@ def misfit_spec_workload(cfg) -> Workload:
     workload = sequence_workload(cfg)
     workload.spec = {**workload.spec, "kwargs": {**workload.spec["kwargs"], "d_model": 16}}
     return workload
+
+
+def no_builder_workload(cfg) -> Workload:
+    """Test-only entry point that gives no model builder (trainwise then names the entry point itself)."""
+    workload = sequence_workload(cfg)
+    workload.spec = {}
+    return workload

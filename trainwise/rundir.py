@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from trainwise.errors import DataError, TrainwiseError
+from trainwise.errors import ConfigError, DataError, TrainwiseError
 
 MODEL_WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
@@ -181,7 +181,14 @@ def spec_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
         except TrainwiseError:
             raise
         except Exception:  # a builder that cannot run on the meta device: build it for real
-            model = build_model_from_spec(spec)
+            try:
+                model = build_model_from_spec(spec)
+            except TrainwiseError:
+                raise
+            except Exception as e:  # the user's builder failed (e.g. it is not a model builder at all)
+                raise ConfigError(f"builder {spec.get('builder')!r} failed with kwargs {spec.get('kwargs', {})}: {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"builder {spec.get('builder')!r} returned {type(model).__name__}, not a torch.nn.Module")
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 
 
@@ -196,14 +203,20 @@ def describe_misfit(have: dict[str, tuple], want: dict[str, tuple]) -> str | Non
     return "; ".join(parts)
 
 
+_SPEC_HINT = "make Workload.spec rebuild the model you train: {'builder': 'package.module:function', 'kwargs': {...}}"
+
+
 def check_fits_spec(shapes: dict[str, tuple], spec: dict, what: str) -> None:
     """Refuse weights (name -> shape) that would not load into the model `spec` rebuilds."""
-    misfit = describe_misfit(shapes, spec_shapes(spec))
+    try:
+        want = spec_shapes(spec)
+    except TrainwiseError as e:
+        raise ConfigError(f"{what}: model.json's spec cannot rebuild the model ({e}); {_SPEC_HINT}") from None
+    misfit = describe_misfit(shapes, want)
     if misfit:
         raise TrainwiseError(
             f"{what}: the weights do not fit the model that model.json's spec rebuilds "
-            f"(builder {spec.get('builder')!r}): {misfit}. If the workload is your own, make Workload.spec "
-            "rebuild the model you train"
+            f"(builder {spec.get('builder')!r}): {misfit}. If the workload is your own, {_SPEC_HINT}"
         )
 
 
