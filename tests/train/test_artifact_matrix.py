@@ -92,7 +92,7 @@ def matrix(tmp_path_factory) -> Path:
 
 def _probs(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     frame = pd.read_parquet(path)
-    return frame, frame[[c for c in frame.columns if c.startswith("prob_")]].to_numpy()
+    return frame, frame[[c for c in frame.columns if c.startswith("prob_")]].to_numpy(copy=True)
 
 
 def _max_diff(a: Path, b: Path) -> float:
