@@ -10,18 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from trainwise.errors import DataError
+from trainwise.errors import ConfigError, DataError, TrainwiseError
 
 MODEL_WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
@@ -92,28 +93,144 @@ def file_sha256(path: str | Path) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # model/ : weights.safetensors + model.json
+#
+# The saved weights carry the names of the plain model, the one `build_model_from_spec(spec)`
+# returns, whatever wrapped it during training. Every stage loads them through `load_model`.
+
+
+def _wrapper_types() -> list[tuple[type, str]]:
+    """Module types that only wrap one inner module, with the attribute that holds it.
+
+    That attribute is no part of a name in the plain model: trainwise's activation checkpointing
+    (CheckpointedBlock.block), torch's checkpoint_wrapper (`_checkpoint_wrapped_module`),
+    torch.compile of a whole module (OptimizedModule `_orig_mod`) and DDP (`module`). FSDP2 shards
+    in place and FP8 swaps nn.Linear for Float8Linear with the same parameter names: neither adds
+    a level. torch's own `get_model_state_dict` skips the same levels (except trainwise's block).
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    from trainwise.train.ac import CheckpointedBlock
+
+    found = [(CheckpointedBlock, "block"), (DistributedDataParallel, "module")]
+    # Imported only when already loaded: a model cannot hold an instance of a class nobody imported.
+    if "torch._dynamo.eval_frame" in sys.modules:
+        found.append((sys.modules["torch._dynamo.eval_frame"].OptimizedModule, "_orig_mod"))
+    checkpoint_wrapper = sys.modules.get("torch.distributed.algorithms._checkpoint.checkpoint_wrapper")
+    if checkpoint_wrapper is not None:
+        found.append((checkpoint_wrapper.ActivationWrapper, "_checkpoint_wrapped_module"))
+    return found
+
+
+def _plain_names(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name in the plain model, tensor object) of every parameter and buffer, wrapper levels skipped."""
+    wrappers = _wrapper_types()
+
+    def walk(module: nn.Module, prefix: str):
+        yield from ((prefix + n, t) for n, t in module._parameters.items() if t is not None)
+        yield from ((prefix + n, t) for n, t in module._buffers.items() if t is not None)
+        inner = next((attr for cls, attr in wrappers if isinstance(module, cls)), None)
+        for n, child in module._modules.items():
+            if child is not None:
+                yield from walk(child, prefix if n == inner else f"{prefix}{n}.")
+
+    yield from walk(model, "")
+
+
+def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`model`'s state_dict under the names of the plain model (no wrapper prefixes).
+
+    Each tensor object of the state_dict is mapped back to its position in the module tree, so the
+    names come from the structure, not from editing strings: a wrapper that state_dict hooks
+    already renamed (torch's checkpoint_wrapper) maps right too. Tensors are as the model holds
+    them (DTensor shards under FSDP2; state_dict() first puts FSDP2's parameters back in their
+    sharded fp32 form, so this never reads the bf16 copies gathered for a forward).
+    """
+    held = {id(t): t for t in model.state_dict(keep_vars=True).values()}
+    out = {name: held[id(t)] for name, t in _plain_names(model) if id(t) in held}
+    if len({id(t) for t in out.values()}) != len(held):
+        raise TrainwiseError(f"{type(model).__name__}: some entries of its state_dict are not parameters or buffers of its modules; cannot name them in the plain model")
+    return out
+
+
+def plain_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Name -> shape in the plain model (global shapes: a DTensor shard reports the full shape)."""
+    return {name: tuple(t.shape) for name, t in plain_state(model).items()}
 
 
 def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's weights with wrapper prefixes (torch.compile, DDP) removed, in fp32.
+    """The model's weights as the plain model names them, full (not sharded) and in fp32.
 
-    FP8 training swaps nn.Linear for torchao's Float8Linear, whose weights are plain fp32
-    parameters with the same names, so the saved model loads into the plain architecture.
+    Under FSDP2 every rank must call this: `full_tensor()` all-gathers each shard.
     """
     out = {}
-    for name, t in model.state_dict().items():
-        name = name.replace("_orig_mod.", "").removeprefix("module.")
+    for name, t in plain_state(model).items():
         if hasattr(t, "full_tensor"):  # a DTensor shard under FSDP2
             t = t.full_tensor()
         out[name] = t.detach().float() if t.is_floating_point() else t.detach()
     return out
 
 
+def spec_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the state_dict of the model that `spec` rebuilds (built on the meta device)."""
+    from trainwise.workloads.base import build_model_from_spec
+
+    with torch.random.fork_rng(devices=[]):  # building a model must not move the training run's RNG
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no initialisation work
+                model = build_model_from_spec(spec)
+        except TrainwiseError:
+            raise
+        except Exception:  # a builder that cannot run on the meta device: build it for real
+            try:
+                model = build_model_from_spec(spec)
+            except TrainwiseError:
+                raise
+            except Exception as e:  # the user's builder failed (e.g. it is not a model builder at all)
+                raise ConfigError(f"builder {spec.get('builder')!r} failed with kwargs {spec.get('kwargs', {})}: {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"builder {spec.get('builder')!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def describe_misfit(have: dict[str, tuple], want: dict[str, tuple]) -> str | None:
+    """None when `have` and `want` (name -> shape) agree; else what differs, briefly."""
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    wrong = [f"{k} {have[k]} vs {want[k]}" for k in sorted(set(have) & set(want)) if tuple(have[k]) != tuple(want[k])]
+    if not (missing or unexpected or wrong):
+        return None
+    parts = [f"{label} ({len(items)}): {items[:3]}" for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)) if items]
+    return "; ".join(parts)
+
+
+_SPEC_HINT = "make Workload.spec rebuild the model you train: {'builder': 'package.module:function', 'kwargs': {...}}"
+
+
+def check_fits_spec(shapes: dict[str, tuple], spec: dict, what: str) -> None:
+    """Refuse weights (name -> shape) that would not load into the model `spec` rebuilds."""
+    try:
+        want = spec_shapes(spec)
+    except TrainwiseError as e:
+        raise ConfigError(f"{what}: model.json's spec cannot rebuild the model ({e}); {_SPEC_HINT}") from None
+    misfit = describe_misfit(shapes, want)
+    if misfit:
+        raise TrainwiseError(
+            f"{what}: the weights do not fit the model that model.json's spec rebuilds "
+            f"(builder {spec.get('builder')!r}): {misfit}. If the workload is your own, {_SPEC_HINT}"
+        )
+
+
 def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
-    """Write model/weights.safetensors and model/model.json (spec, task, info, weights hash)."""
+    """Write model/weights.safetensors and model/model.json (spec, task, info, weights hash).
+
+    The weights are checked against `meta["spec"]` first: what could not be loaded back is
+    refused before anything is written.
+    """
     model_dir = Path(model_dir)
     weights = model_dir / MODEL_WEIGHTS
-    save_tensors_atomic(clean_state_dict(model), weights)
+    state = clean_state_dict(model)
+    check_fits_spec({k: tuple(v.shape) for k, v in state.items()}, meta["spec"], f"refusing to write {weights}")
+    save_tensors_atomic(state, weights)
     write_json(model_dir / MODEL_JSON, {**meta, "weights_sha256": file_sha256(weights)})
 
 
@@ -128,6 +245,8 @@ def _model_files(model_dir: str | Path, verify: bool) -> tuple[Path, dict, Path]
     weights = model_dir / MODEL_WEIGHTS
     if not weights.is_file():
         raise DataError(f"{weights} is missing")
+    if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict):
+        raise DataError(f"{model_dir / MODEL_JSON} has no 'spec' object (builder and kwargs); it was not written by trainwise")
     if verify and meta.get("weights_sha256") and file_sha256(weights) != meta["weights_sha256"]:
         raise DataError(f"{weights} does not match the hash recorded in {model_dir / MODEL_JSON}: the file was modified or corrupted; refusing to load it")
     return model_dir, meta, weights
@@ -136,38 +255,42 @@ def _model_files(model_dir: str | Path, verify: bool) -> tuple[Path, dict, Path]
 def load_model(model_dir: str | Path, verify: bool = True) -> tuple[nn.Module, dict]:
     """Rebuild the model from model.json's spec and load its weights; returns (model in eval mode, meta).
 
-    `model_dir` may be a run directory (its model/ is used). With `verify`, a weights file whose
-    hash differs from the one recorded at save time is refused.
+    The one loader of saved models: evaluate, compare, register, serve, export, the monitor's
+    retraining and `model.init_from` all come through here. `model_dir` may be a run directory
+    (its model/ is used). With `verify`, a weights file whose hash differs from the one recorded
+    at save time is refused. Every parameter and buffer must be present with its shape.
     """
     from trainwise.workloads.base import build_model_from_spec
 
     model_dir, meta, weights = _model_files(model_dir, verify)
     model = build_model_from_spec(meta["spec"])
-    missing, unexpected = model.load_state_dict(load_file(weights), strict=False)
-    if missing or unexpected:
-        raise DataError(f"{weights} does not fit the architecture in model.json (missing: {missing[:5]}, unexpected: {unexpected[:5]})")
+    try:
+        saved = load_file(weights)
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise DataError(f"{weights} is not a readable safetensors file: {type(e).__name__}: {e}") from None
+    misfit = describe_misfit({k: tuple(v.shape) for k, v in saved.items()}, {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    if misfit:
+        raise DataError(f"{weights} does not fit the architecture in {MODEL_JSON} (builder {meta['spec'].get('builder')!r}): {misfit}")
+    model.load_state_dict(saved, strict=True)
     return model.eval(), meta
 
 
 def load_weights_into(model: nn.Module, model_dir: str | Path, what: str = "model.init_from") -> dict:
     """Copy a saved model's weights into `model` (same architecture); returns its model.json.
 
-    Every parameter and buffer must be present with the same shape: a partial load would silently
-    train a half-initialised model.
+    The saved model is read by `load_model`. Every parameter and buffer of `model` must be present
+    with the same shape: a partial load would silently train a half-initialised model.
     """
     try:
-        _, meta, weights = _model_files(model_dir, verify=True)
+        saved_model, meta = load_model(model_dir, verify=True)
     except DataError as e:
         raise DataError(f"{what} = {str(model_dir)!r}: {e}") from None
-    saved = load_file(weights)
-    own = clean_state_dict(model)
-    missing = sorted(set(own) - set(saved))
-    unexpected = sorted(set(saved) - set(own))
-    wrong = [f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in saved and saved[k].shape != v.shape]
-    if missing or unexpected or wrong:
+    saved = saved_model.state_dict()
+    misfit = describe_misfit({k: tuple(v.shape) for k, v in saved.items()}, plain_shapes(model))
+    if misfit:
         raise DataError(
-            f"{what} = {str(model_dir)!r}: its weights do not fit this model (missing: {missing[:3]}, unexpected: {unexpected[:3]}, "
-            f"shape (saved vs this model): {wrong[:3]}); train from it with the same workload and model settings"
+            f"{what} = {str(model_dir)!r}: its weights do not fit this model ({misfit}; shapes are saved vs this model); "
+            "train from it with the same workload and model settings"
         )
     model.load_state_dict(saved, strict=True)
     return meta

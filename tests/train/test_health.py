@@ -45,7 +45,7 @@ def _model() -> nn.Module:
 def nan_workload(cfg) -> Workload:
     g = torch.Generator().manual_seed(0)
     split = Split(torch.randn(64, 8, generator=g), torch.randint(0, 4, (64,), generator=g))
-    return Workload("health-nan", "classification", _model(), split, split, split, spec={"builder": "none"})
+    return Workload("health-nan", "classification", _model(), split, split, split, spec={"builder": "tests.train.test_health:_model"})
 
 
 def _cfg(on_nonfinite: str, steps: int = 6):

@@ -95,7 +95,7 @@ def toy_workload(cfg) -> Workload:
     x, y = _data()
     split = Split(x, y)
     return Workload("numerics-toy", "classification", Toy(plant=1e6),
-                    split, split, split, spec={"builder": "none"})
+                    split, split, split, spec={"builder": "tests.train.test_numerics:Toy", "kwargs": {"plant": 1e6}})
 
 
 @pytest.mark.slow  # ~20 s on a contended 2-core machine: three probes, the first pays torch warm-up
@@ -158,7 +158,7 @@ class NoLinear(nn.Module):
 def nolinear_workload(cfg) -> Workload:
     x, y = _data()
     split = Split(x, y)
-    return Workload("numerics-nolinear", "classification", NoLinear(), split, split, split, spec={"builder": "none"})
+    return Workload("numerics-nolinear", "classification", NoLinear(), split, split, split, spec={"builder": "tests.train.test_numerics:NoLinear"})
 
 
 @pytest.mark.parametrize("args, message", [

@@ -43,6 +43,7 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
         raise DataError(f"run directory {run_dir} does not exist")
     check_name(name)
     meta = check_model_dir(run_dir / "model")
+    _check_loads(run_dir / "model")
     lineage = collect_lineage(run_dir, meta)
     client = get_client(tracking_uri)
     run_id = logged_run_id(run_dir, client) or log_run_to_mlflow(run_dir, client.tracking_uri, experiment)
@@ -59,6 +60,16 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
             raise
     artifact_uri = client.get_run(run_id).info.artifact_uri
     return client.create_model_version(name, f"{artifact_uri}/{model_path}", run_id=run_id, tags=lineage)
+
+
+def _check_loads(model_dir: Path) -> None:
+    """Refuse to register a model that `load_model` (serve, export, evaluate) could not load."""
+    from trainwise.rundir import load_model
+
+    try:
+        load_model(model_dir, verify=True)
+    except DataError as e:
+        raise DataError(f"refusing to register {model_dir.parent}: {e}") from None
 
 
 def check_name(name: str) -> None:

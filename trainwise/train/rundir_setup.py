@@ -12,7 +12,7 @@ import torch
 from trainwise.config import Config, config_hash, config_to_toml
 from trainwise.env import device_facts, git_sha, library_versions
 from trainwise.errors import ConfigError, TrainwiseError
-from trainwise.rundir import clean_state_dict, load_weights_into, save_model, write_atomic, write_json
+from trainwise.rundir import check_fits_spec, clean_state_dict, load_weights_into, plain_shapes, save_model, write_atomic, write_json
 from trainwise.train.checkpoint import latest_checkpoint, save_checkpoint
 from trainwise.train.precision import fp8_gemm_kind
 from trainwise.workloads.base import Workload, fingerprint_split, get_workload_fn
@@ -79,6 +79,9 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
 
 def open_run_dir(cfg: Config, run_dir, resume: bool, workload: Workload, policy, prepared, dist, device) -> RunFiles:
     """Create the run directory (or reopen it for --resume) and write config.toml and env.json."""
+    # Before the first step, not after the last: weights that model.json's spec could not load back
+    # (a wrapper's prefix in their names, a Workload.spec that builds another model) are refused now.
+    check_fits_spec(plain_shapes(prepared.model), workload.spec, f"workload {workload.name!r}")
     path = Path(run_dir) if run_dir else default_run_dir(cfg)
     run = RunFiles(path, dist.is_main)
     if resume:
