@@ -128,6 +128,7 @@ def test_serve_log_monitor_retrain_and_hot_swap(tmp_path, capsys, monkeypatch, e
             pd.DataFrame(labels).to_csv(root / "labels.csv", index=False)
             first = watch(root, capsys)
             assert "reference: training reference of fair/1" in first and "retraining: no trigger fired" in first, first
+            timeline["first check: no trigger"] = time.time()
 
             timeline["shift sent"] = time.time()
             labels += send(client, url, after, "b")

@@ -40,17 +40,18 @@ SIGNIFICANT_DIGITS = 7
 
 def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None:
     """Write run_dir/model/reference.parquet for the saved model of `workload`; None when it declares no input."""
-    from trainwise.rundir import load_model, write_atomic
+    from trainwise.errors import TrainwiseError
+    from trainwise.rundir import MODEL_JSON, load_model, read_json, write_atomic
     from trainwise.workloads.inputs import input_spec_of
 
     model_dir = Path(run_dir) / "model"
+    spec = input_spec_of(read_json(model_dir / MODEL_JSON))
+    if spec is None:
+        return None
     try:
         model, meta = load_model(model_dir)  # the saved model, plain and on the CPU: no wrapper, no collectives
-    except DataError as e:  # the saved model does not rebuild: serving will say so too; the finished training stands
+    except TrainwiseError as e:  # the saved model does not rebuild: serving will say so too; the finished training stands
         warnings.warn(f"no training reference written to {model_dir}: {e}", stacklevel=2)
-        return None
-    spec = input_spec_of(meta)
-    if spec is None:
         return None
     splits = [s for s in (workload.val, workload.test) if s is not None and len(s)]
     if not splits:
