@@ -64,10 +64,10 @@ def _request(spec, instances, outputs, version="m/1", rid="r1"):
 
 
 def test_writer_rows_for_each_input_kind():
-    """The request formats of today's server (vision `image`, lm `prompt`) become the spec's summary columns."""
+    """The request formats of the server (tensor `x`, byte-text `prompt`) become the spec's summary columns."""
     image = np.arange(64, dtype=np.float64).reshape(8, 8) / 64
     out = [{"label": "3", "probabilities": {"3": 1.0}}]
-    t = log_table([_request(tensor_input((1, 8, 8)), [{"image": image.tolist()}], out)]).to_pylist()[0]
+    t = log_table([_request(tensor_input((1, 8, 8)), [{"x": [image.tolist()]}], out)]).to_pylist()[0]
     assert t["in_mean"] == pytest.approx(image.mean()) and t["in_zero_share"] == 1 / 64 and t["prediction"] == "3"
     t = log_table([_request(tokens_input(256, 32), [{"prompt": "héllo", "max_new_bytes": 0}], [{"label": None, "probabilities": [1.0]}])]).to_pylist()[0]
     assert t["in_length"] == len("héllo".encode()) and t["in_high_id_share"] == 2 / 6 and t["prediction"] == "0"
