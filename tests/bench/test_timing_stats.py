@@ -35,10 +35,16 @@ def test_rounds_are_interleaved_after_untimed_warmups():
 
 
 def test_deadline_stops_after_the_current_round():
-    ticks = iter(range(100))  # a fake clock: one tick per round start
-    times, loads, _ = drive_rounds(["A", "B"], lambda k, s, t: [1.0] * s, rounds=10, steps_per_round=1, warmup_steps=1,
-                                   deadline_s=3, sample=quiet_sample, cores=2, clock=lambda: next(ticks), log=lambda *_: None)
-    assert len(loads) == 3 and all(len(v) == 3 for v in times.values())
+    now = [0.0]  # a fake clock that advances one unit per step run
+
+    def run(key, steps, timed):
+        now[0] += steps
+        return [1.0] * steps
+
+    # warm-ups end at t=2; rounds start at t=2, 4, 6; the deadline t=7 falls inside the third, which finishes
+    times, loads, _ = drive_rounds(["A", "B"], run, rounds=10, steps_per_round=1, warmup_steps=1,
+                                   deadline_s=7, sample=quiet_sample, cores=2, clock=lambda: now[0], log=lambda *_: None)
+    assert len(loads) == 3 and all(len(v) == 3 for v in times.values()) and now[0] == 8
 
 
 def test_a_process_that_dies_leaves_the_others_timed():

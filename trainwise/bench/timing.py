@@ -68,7 +68,11 @@ class TimingProcess:
         line = self.proc.stdout.readline()
         if not line:
             raise TimingProcessError(self._gone())
-        out = json.loads(line)
+        try:
+            out = json.loads(line)
+        except ValueError:
+            self.kill()
+            raise TimingProcessError(f"a garbled reply: {line[:200]!r}") from None
         if "error" in out:
             raise TimingProcessError(out["error"])
         return out
@@ -123,12 +127,18 @@ def drive_rounds(order: list[str], run, rounds: int, steps_per_round: int, warmu
             alive.remove(key)
             return None
 
+    def out_of_time() -> bool:
+        return deadline_s is not None and clock() >= deadline_s
+
     for key in list(alive):
-        attempt(key, warmup_steps, False)  # kernel selection, allocator, caches: never timed
+        if not out_of_time():
+            attempt(key, warmup_steps, False)  # kernel selection, allocator, caches: never timed
     loads = []
     for r in range(rounds):
-        if deadline_s is not None and clock() >= deadline_s:
+        if out_of_time():
             log(f"timing: the time budget ran out after {r} round(s)")
+            break
+        if not alive:
             break
         before = sample()
         for key in order:
