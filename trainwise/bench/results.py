@@ -4,6 +4,7 @@ quality verdict against the fp32 control, numerics health, cost."""
 from __future__ import annotations
 
 from pathlib import Path
+
 import pandas as pd
 
 from trainwise.bench.grid import Variant
