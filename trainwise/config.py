@@ -184,6 +184,10 @@ class BenchConfig:
     repeats: int = F(1, "runs of each variant, interleaved; step time is the median over them", min=1)
     cost_per_hour: float = F(0.0, "price of the machine per hour: turns run times into money (0 = not shown)", min=0.0)
     baseline: bool = F(True, "add a row trained by a minimal plain-PyTorch loop, to show trainwise's own overhead")
+    control_seeds: int = F(2, "train the fp32 control with this many seeds (train.seed, +1, ...): their spread is the noise floor the quality verdicts allow for", min=1)
+    prune_slowdown: float = F(4.0, "stop a variant once its timed steps take at least this many times the control's and it saves no memory over a faster finished variant (> 1)", min=0.0)
+    budget_min: float = F(0.0, "time budget in minutes: plan train.steps from measured speed so that the whole bench fits (0 = no budget: train.steps as given)", min=0.0)
+    min_gain: float = F(0.05, "recommend a more complex variant over a simpler one only when its speed-up is clear of the measured noise by more than this share", min=0.0)
 
 
 @dataclass
@@ -356,6 +360,9 @@ def validate_relations(cfg: Config) -> None:
         )
     if cfg.workload.name == "file" and not (cfg.workload.path and cfg.workload.target):
         raise ConfigError("workload.name = 'file' needs workload.path (a CSV/Parquet file) and workload.target")
+    if cfg.bench.prune_slowdown <= 1:
+        raise ConfigError(f"bench.prune_slowdown = {cfg.bench.prune_slowdown!r}: must be > 1 (a variant is stopped when its steps take at least "
+                          "this many times the fp32 control's; 4 stops what is 4x slower)")
     if cfg.workload.name == "entry" and not cfg.workload.entry:
         raise ConfigError("workload.name = 'entry' needs workload.entry = 'package.module:function'")
 

@@ -1,25 +1,82 @@
-"""The recommendation: the fastest variant that passes the quality gate, raises no numerics alarm
-and fits the memory budget, with its speed-up and memory saving over the fp32 control, and the
-reason every other variant was not chosen."""
+"""The recommendation, and the reason every other variant was not chosen (docs/bench.md, "Recommendation").
+
+Eligible: finished, trained by trainwise, quality `pass` (or the control itself), no numerics issue
+at the end of its run, within bench.memory_budget_gib. Among them, the answer must not hang on
+noise, so that two benches of the same machine give the same one:
+
+1. the fastest eligible variant by median step is found;
+2. every eligible variant whose speed cannot be told apart from it stays in the running: the
+   fastest is *clearly* faster only when the lower bound of the speed ratio (95% order-statistic
+   intervals of both medians) exceeds 1 + bench.min_gain;
+3. of those, the simplest is recommended: fewest fields changed from the control, then the
+   simpler precision (fp32, bf16-mixed, fp16-mixed, bf16-true, fp8), then the simpler activation
+   checkpointing, then the lower peak memory, then the label.
+
+Inconclusive variants are listed apart, with what would settle them; failing ones are rejected.
+"""
 
 from __future__ import annotations
+
+from scipy import stats
 
 from trainwise.bench.runner import FINISHED
 
 GIB = 2**30
+PRECISION_RANK = {"fp32": 0, "bf16-mixed": 1, "fp16-mixed": 2, "bf16-true": 3, "fp8-tensorwise": 4, "fp8-rowwise": 4}
+AC_RANK = {"none": 0, "selective": 1, "every-n": 2, "full": 3, "auto": 4}
 
 
-def rejection(row: dict, control: dict, budget_gib: float, tolerance: float) -> str | None:
+def median_interval(samples: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free interval of the median from order statistics (binomial(n, 1/2) ranks).
+
+    >>> median_interval(list(range(1, 21)))
+    (6, 15)
+    """
+    x = sorted(samples)
+    n = len(x)
+    if n == 0:
+        return None
+    k = int(stats.binom.ppf((1 - confidence) / 2, n, 0.5))  # ranks below k cover at most (1-confidence)/2
+    return (x[max(k - 1, 0)], x[min(n - k, n - 1)]) if k >= 1 else (x[0], x[-1])
+
+
+def step_interval(row: dict) -> tuple[float, float]:
+    """The interval of the row's median step: from the timing phase when it gave one
+    (`step_ms_ci`), else from its timed training steps, else the point itself."""
+    if row.get("step_ms_ci"):
+        return tuple(row["step_ms_ci"])
+    return median_interval(row.get("step_ms_samples") or []) or (row["median_step_ms"], row["median_step_ms"])
+
+
+def clearly_faster(fast: dict, slow: dict, min_gain: float) -> bool:
+    """The lower bound of fast's speed over slow's (slow's fastest plausible median step over fast's
+    slowest) exceeds 1 + min_gain."""
+    return step_interval(slow)[0] / step_interval(fast)[1] > 1 + min_gain
+
+
+def complexity(row: dict, control: dict) -> tuple:
+    """Sort key of simplicity: numerics first (fp32 computes like the control; AC recomputes exactly),
+    then activation checkpointing, then other fields changed from the control, then memory and label."""
+    others = [k for k, v in row["variant"].items() if k not in ("precision.policy", "memory.ac") and control["variant"].get(k) != v]
+    return (PRECISION_RANK.get(row.get("precision"), 5), AC_RANK.get(row.get("ac"), 5), len(others), row.get("peak_memory_bytes") or 0, row["label"])
+
+
+def rejection(row: dict, budget_gib: float) -> str | None:
     """Why `row` cannot be recommended, or None when it can."""
     if row["status"] not in FINISHED:
         return f"{row['status']}: {row.get('reason')}"
-    if row["kind"] != "trainwise":
+    if row["kind"] == "baseline":
         return "the plain-PyTorch baseline (shows trainwise's overhead; not a configuration of trainwise)"
+    if row["kind"] == "control-seed":
+        return "the fp32 control with another seed (measures the noise floor; not a candidate)"
     if not row.get("tokens_per_s"):
         return "no timed steps"
     if row["quality_verdict"] == "fail":
-        rise = row.get("val_loss_rise")
-        return f"validation loss {rise:.1%} above the control, tolerance {tolerance:.0%} ({row.get('quality_detail')})"
+        return f"quality fail: {row.get('quality_detail')}"
+    if row["quality_verdict"] == "inconclusive":
+        return f"quality inconclusive: {row.get('quality_detail')}; {row.get('quality_settle')}"
+    if row["quality_verdict"] not in ("pass", "control"):
+        return f"quality {row['quality_verdict']}: {row.get('quality_detail')}"
     if row.get("health_issues"):
         return "numerics: " + "; ".join(row["health_issues"])
     mem = row.get("peak_memory_bytes")
@@ -28,30 +85,42 @@ def rejection(row: dict, control: dict, budget_gib: float, tolerance: float) -> 
     return None
 
 
-def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str) -> dict:
+def choose(eligible: list[dict], control: dict, min_gain: float) -> tuple[dict, dict]:
+    """(the recommended row, the fastest row): the simplest of the variants whose speed cannot be told apart from the fastest's."""
+    fastest = min(eligible, key=lambda r: (r["median_step_ms"], complexity(r, control)))
+    tied = [r for r in eligible if r is fastest or not clearly_faster(fastest, r, min_gain)]
+    return min(tied, key=lambda r: complexity(r, control)), fastest
+
+
+def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str, min_gain: float = 0.05) -> dict:
     control = next((r for r in rows if r["is_control"]), None)
     if control is None or control["status"] not in FINISHED or not control.get("tokens_per_s"):
         return {"variant": None, "label": None, "reason": "the fp32 control did not finish, so nothing can be compared against it",
-                "rejected": [{"label": r["label"], "variant": r["variant"], "reason": rejection(r, control or {}, budget_gib, tolerance)} for r in rows]}
-    reasons = {r["config_hash"]: rejection(r, control, budget_gib, tolerance) for r in rows}
+                "rejected": [{"label": r["label"], "variant": r["variant"], "reason": f"{r['label']}: {rejection(r, budget_gib)}"} for r in rows if r is not control],
+                "inconclusive": []}
+    reasons = {r["config_hash"]: rejection(r, budget_gib) for r in rows}
     eligible = [r for r in rows if reasons[r["config_hash"]] is None]
-    best = max(eligible, key=lambda r: r["tokens_per_s"])
-    rejected = []
+    best, fastest = choose(eligible, control, min_gain)
+    rejected, inconclusive = [], []
     for r in sorted(rows, key=lambda r: -(r.get("tokens_per_s") or 0)):
         if r is best:
             continue
-        faster = (r.get("tokens_per_s") or 0) > best["tokens_per_s"]
-        reason = reasons[r["config_hash"]]
-        if reason is None:  # eligible but slower than the chosen one
-            reason = f"{best['tokens_per_s'] / r['tokens_per_s']:.2f}x slower than {best['label']}" + (" (the fp32 control)" if best is control else "")
+        reason = reasons[r["config_hash"]] or _slower_reason(r, best, fastest, min_gain)
         slower_than_control = r.get("tokens_per_s") and control["tokens_per_s"] > r["tokens_per_s"]
         if slower_than_control and r["status"] in FINISHED and r["kind"] == "trainwise" and best is not control:
             reason += f"; {control['tokens_per_s'] / r['tokens_per_s']:.1f}x slower than fp32 on this {device}"
-        rejected.append({"label": r["label"], "variant": r["variant"], "faster_than_recommended": faster, "reason": f"{r['label']}: {reason}"})
+        entry = {"label": r["label"], "variant": r["variant"], "faster_than_recommended": (r.get("tokens_per_s") or 0) > best["tokens_per_s"],
+                 "reason": f"{r['label']}: {reason}"}
+        if r["status"] in FINISHED and r.get("quality_verdict") == "inconclusive":
+            inconclusive.append({**entry, "settle": r.get("quality_settle"), "quality_detail": r.get("quality_detail")})
+        else:
+            rejected.append(entry)
+    lo, hi = step_interval(control)[0] / step_interval(best)[1], step_interval(control)[1] / step_interval(best)[0]
     out = {
         "variant": best["variant"],
         "label": best["label"],
         "speedup_vs_fp32": best["tokens_per_s"] / control["tokens_per_s"],
+        "speedup_interval_vs_fp32": [lo, hi],
         "memory_saving_vs_fp32": _saving(best.get("peak_memory_bytes"), control.get("peak_memory_bytes")),
         "activation_saving_vs_fp32": _saving(best.get("peak_activation_bytes"), control.get("peak_activation_bytes")),
         "median_step_ms": best["median_step_ms"],
@@ -60,7 +129,9 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
         "control_final_val_loss": control["final_val_loss"],
         "quality_verdict": best["quality_verdict"],
         "quality_detail": best.get("quality_detail"),
+        "rule": "the simplest passing variant whose speed cannot be told apart from the fastest passing one's",
         "rejected": rejected,
+        "inconclusive": inconclusive,
     }
     baseline = next((r for r in rows if r["kind"] == "baseline" and r.get("median_step_ms")), None)
     if baseline:
@@ -68,6 +139,17 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
     if best.get("cost_per_run") is not None:
         out["cost_per_run"], out["control_cost_per_run"] = best["cost_per_run"], control.get("cost_per_run")
     return out
+
+
+def _slower_reason(r: dict, best: dict, fastest: dict, min_gain: float) -> str:
+    """Why an eligible variant was not the one chosen."""
+    if r is fastest:
+        lo = step_interval(best)[0] / step_interval(r)[1]
+        return (f"{best['median_step_ms'] / r['median_step_ms']:.2f}x the speed of {best['label']}, not clearly faster "
+                f"(lower bound {lo:.2f}x, needs > {1 + min_gain:.2f}x): the simpler {best['label']} is recommended")
+    if not clearly_faster(fastest, r, min_gain) and r is not best:
+        return f"as fast as {fastest['label']} within the measured noise, but not the simplest of those"
+    return f"{best['tokens_per_s'] / r['tokens_per_s']:.2f}x slower than {best['label']}" + (" (the fp32 control)" if best.get("is_control") else "")
 
 
 def _saving(x, base) -> float | None:

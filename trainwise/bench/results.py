@@ -43,7 +43,8 @@ def aggregate(v: Variant, repeats: list[dict], info: dict, cost_per_hour: float)
            "status": first.get("status"), "reason": first.get("reason"), "precision": policy, "ac": v.cfg.memory.ac,
            "median_step_ms": None, "tokens_per_s": None, "mfu": None, "peak_activation_bytes": first.get("peak_activation_bytes"),
            "peak_memory_bytes": first.get("peak_memory_bytes"), "final_val_loss": first.get("final_val_loss"),
-           "final_train_loss": first.get("final_train_loss"), "quality_verdict": "not compared", "repeats": len(repeats)}
+           "final_train_loss": first.get("final_train_loss"), "quality_verdict": "not compared", "repeats": len(repeats),
+           "val_examples": first.get("val_examples"), "pruned": first.get("prune")}
     if not ok:
         return row
     per_repeat = [r["median_step_ms"] for r in ok]
@@ -57,6 +58,9 @@ def aggregate(v: Variant, repeats: list[dict], info: dict, cost_per_hour: float)
                 "flops_per_step": first.get("flops_per_step"), "steps": first.get("steps"),
                 "train_time_s": step_ms * (first.get("steps") or 0) / 1e3, "skipped_steps": first.get("skipped_steps", 0),
                 "alarms": first.get("alarms", []), "curves": first.get("curves", {}), "memory_breakdown": first.get("memory_breakdown")})
+    row["step_ms_samples"] = [ms for r in ok for ms in r.get("step_ms_samples") or []]  # every timed step: the speed's noise
+    if v.kind == "control-seed":  # trained for the noise floor only: its speed is not measured for comparison
+        row.update({"median_step_ms": None, "tokens_per_s": None, "mfu": None, "step_ms_samples": [], "timed": False})
     row["health_issues"] = health_issues(first, v.cfg.precision.max_skipped_share)
     if cost_per_hour:
         row["cost_per_run"] = row["train_time_s"] / 3600 * cost_per_hour
@@ -82,38 +86,72 @@ def add_time_to_target(rows: list[dict], target: float) -> None:
         row["steps_to_target"], row["time_to_target_s"] = step, secs
 
 
-def add_quality(rows: list[dict], dirs: dict[str, Path], tolerance: float, confidence: float, task_hint: str | None = None) -> None:
-    """Paired gate on the same validation examples: fail when the one-sided lower confidence bound
-    of the loss rise over the fp32 control exceeds tolerance x the control's loss."""
-    from trainwise.evaluate.compare import compare_predictions
-    from trainwise.evaluate.gate import Gate, Rule
+def add_quality(rows: list[dict], dirs: dict[str, Path], tolerance: float, confidence: float, seed_hashes: list[str] = (),
+                examples_per_batch: int = 1, eval_batches: int = 1) -> dict:
+    """Three-valued verdicts against the fp32 control on the same validation examples, with the
+    control's seed-to-seed noise floor in the margin (trainwise.bench.quality). Returns what the
+    report shows of the floor: {'seeds', 'metric', 'floor', 'primary_metric', 'primary_floor', 'margin', ...}."""
+    from trainwise.bench.quality import GATE_METRIC, PRIMARY_METRIC, noise_floor, settle_advice, verdict, worsening_bounds
+    from trainwise.evaluate.compare import infer_task
 
     control = next((r for r in rows if r["is_control"]), None)
     if control is None or control["status"] not in FINISHED or not (dirs[control["config_hash"]] / "predictions.parquet").is_file():
         for r in rows:
             r["quality_verdict"], r["quality_detail"] = "not compared", "the fp32 control did not finish"
-        return
+        return {"measured": False, "reason": "the fp32 control did not finish"}
     base = _frame(dirs[control["config_hash"]])
+    task = infer_task(base, "control")
+    metric, primary = GATE_METRIC[task], PRIMARY_METRIC[task]
+    by_hash = {r["config_hash"]: r for r in rows}
+    seed_rows = [by_hash[h] for h in seed_hashes[1:] if h in by_hash]
+    seed_frames = [base] + [_frame(dirs[r["config_hash"]]) for r in seed_rows
+                            if r["status"] in FINISHED and (dirs[r["config_hash"]] / "predictions.parquet").is_file()]
+    floor = noise_floor(seed_frames, task, confidence)
     control_loss = control["final_val_loss"]
-    tol_abs = tolerance * control_loss
-    metric = "loss" if "loss" in base.columns else "log_loss"
-    gate = Gate([Rule(metric, tol_abs, confidence)])
+    floor_abs = floor[metric]["floor"] if floor else 0.0
+    margin = tolerance * control_loss + floor_abs
+    info = {"measured": floor is not None, "seeds": len(seed_frames), "metric": metric, "primary_metric": primary,
+            "margin": margin, "tolerance_abs": tolerance * control_loss, "control_loss": control_loss, **({"per_metric": floor} if floor else {})}
+    if floor is None:
+        info["reason"] = (f"bench.control_seeds = {len(seed_hashes)}: one seed, no floor" if len(seed_hashes) < 2
+                          else "the control's other seed(s) did not finish: " + "; ".join(f"{r['label']}: {r['status']}" for r in seed_rows))
     control["quality_verdict"], control["quality_detail"] = "control", "the fp32 control"
+    for r in seed_rows:
+        r["quality_verdict"], r["quality_detail"] = "noise floor", f"the control with another seed: validation loss {_pct(_rise(r, control_loss))} vs the control"
     for r in rows:
-        if r is control or r["status"] not in FINISHED:
+        if r is control or r in seed_rows:
             continue
-        rise = (r["final_val_loss"] - control_loss) / control_loss if r.get("final_val_loss") is not None else None
-        r["val_loss_rise"] = rise
+        if r["status"] not in FINISHED:
+            r["quality_verdict"], r["quality_detail"] = "not compared", f"{r['status']}: no quality claim"
+            continue
+        r["val_loss_rise"] = rise = _rise(r, control_loss)
         path = dirs[r["config_hash"]] / "predictions.parquet"
         if not path.is_file():  # the baseline row: no predictions, loss only
             r["quality_verdict"], r["quality_detail"] = "not compared", f"validation loss {_pct(rise)} vs the control (no paired predictions)"
             continue
-        cmp = compare_predictions(base, _frame(dirs[r["config_hash"]]), gate=gate, n_boot=1000, seed=0)
-        r["quality_verdict"] = "pass" if cmp.passed else "fail"
-        rule = cmp.rules[0]
-        bound = rule.get("lower_bound")
-        r["quality_detail"] = (f"validation loss {_pct(rise)} vs the control (paired {confidence:.0%} lower bound of the rise "
-                               f"{_pct(bound / control_loss if bound is not None else None)}), tolerance {tolerance:.0%}")
+        b = worsening_bounds(base, _frame(dirs[r["config_hash"]]), metric, margin, confidence)
+        if not b["applicable"]:
+            r["quality_verdict"], r["quality_detail"] = "not compared", b["detail"]
+            continue
+        r["quality_verdict"] = verdict(b["lower_bound"], b["upper_bound"], margin)
+        r.update({"quality_margin": margin, "quality_lower_bound": b["lower_bound"], "quality_upper_bound": b["upper_bound"],
+                  "quality_worsening": b["worsening"], "quality_n": b["n"], "primary_metric": primary,
+                  "primary_delta": b["deltas"].get(primary, {}).get("delta"), "quality_margin_rise": margin / control_loss,
+                  "quality_lower_rise": b["lower_bound"] / control_loss, "quality_upper_rise": b["upper_bound"] / control_loss})
+        r["quality_detail"] = (f"validation loss {_pct(rise)} vs the control; paired {confidence:.0%} bounds of the rise "
+                               f"{_pct(b['lower_bound'] / control_loss)} to {_pct(b['upper_bound'] / control_loss)}, margin {margin / control_loss:.1%} "
+                               f"(tolerance {tolerance:.0%} + noise floor {floor_abs / control_loss:.1%})")
+        if r["quality_verdict"] == "inconclusive":
+            from trainwise.bench.quality import examples_needed
+
+            need = b["n_needed"] or examples_needed(b["n"], b["worsening"], b["lower_bound"], b["upper_bound"], margin)
+            r["quality_n_needed"] = need
+            r["quality_settle"] = settle_advice(b["n"], need, examples_per_batch, r.get("val_examples"), eval_batches)
+    return info
+
+
+def _rise(row: dict, control_loss: float) -> float | None:
+    return (row["final_val_loss"] - control_loss) / control_loss if row.get("final_val_loss") is not None and control_loss else None
 
 
 def _pct(x: float | None) -> str:

@@ -64,8 +64,11 @@ def val_subset(workload, tc):
     return Split(v.inputs[idx], v.targets[idx], ids=v.ids[idx.numpy()], meta=meta)
 
 
-def curves(run_dir: Path) -> dict:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+def metrics_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def curves(rows: list[dict]) -> dict:
     return {"train": [[r["step"], r["loss"]] for r in rows if "loss" in r and "step_ms" in r],
             "val": [[r["step"], r["val_loss"]] for r in rows if "val_loss" in r]}
 
@@ -75,9 +78,14 @@ def run_trainwise(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
     from trainwise.train.loop import train
     from trainwise.train.precision import autocast_context
 
+    from trainwise.bench.prune import is_timed_row
+
     run_dir = variant_dir / f"repeat-{repeat}"
     result = train(cfg, run_dir)
-    out = {**result.summary, "curves": curves(run_dir), "flops_per_step": flops_per_step(result.workload, cfg.train)}
+    rows = metrics_rows(run_dir)
+    out = {**result.summary, "curves": curves(rows), "flops_per_step": flops_per_step(result.workload, cfg.train),
+           # every logged timed step (each one with the bench's train.log_every = 1): the spread of the speed, for the recommendation
+           "step_ms_samples": [r["step_ms"] for r in rows if is_timed_row(r)], "val_examples": len(result.workload.val)}
     if quality:
         model, wl = result.model, result.workload
         device = next(model.parameters()).device

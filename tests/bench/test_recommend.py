@@ -1,0 +1,82 @@
+"""The recommendation must not hang on noise: a speed difference inside the measured spread goes to
+the simpler variant; only passing variants are recommended; inconclusive ones are listed apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from trainwise.bench.recommend import median_interval, recommend
+
+
+def row(label, step_ms, spread=0.02, policy="fp32", ac="none", verdict="pass", control=False, mem=100, n=30, seed=0, **extra):
+    """A finished variant whose timed steps scatter by `spread` (relative) around `step_ms`."""
+    rng = np.random.default_rng(seed)
+    samples = list(step_ms * (1 + spread * rng.standard_normal(n)))
+    variant = {"precision.policy": policy, "memory.ac": ac}
+    return {"label": label, "variant": variant, "config_hash": label, "kind": "trainwise", "is_control": control, "status": "completed",
+            "precision": policy, "ac": ac, "median_step_ms": float(np.median(samples)), "tokens_per_s": 4096 / (float(np.median(samples)) / 1e3),
+            "step_ms_samples": samples, "peak_memory_bytes": mem, "peak_activation_bytes": mem / 2, "final_val_loss": 2.0,
+            "quality_verdict": "control" if control else verdict, "quality_detail": "d", "health_issues": [], **extra}
+
+
+def test_median_interval_matches_the_binomial_order_statistics():
+    x = list(np.random.default_rng(1).normal(size=41))
+    lo, hi = median_interval(x, 0.95)
+    s = sorted(x)
+    # coverage of [x_(k), x_(n+1-k)] is 1 - 2 P(Bin(n, 1/2) <= k - 1) >= 0.95
+    k = s.index(lo) + 1
+    assert s.index(hi) + 1 == len(s) + 1 - k
+    assert 1 - 2 * stats.binom.cdf(k - 1, 41, 0.5) >= 0.95 > 1 - 2 * stats.binom.cdf(k, 41, 0.5)
+
+
+def test_a_near_tie_in_speed_goes_to_the_simpler_variant():
+    # bf16 is 2% faster, inside the spread of 30 noisy steps: the answer must not depend on which one the noise favoured
+    for seed in range(5):
+        rows = [row("fp32", 500, control=True, seed=seed), row("bf16-mixed", 490, policy="bf16-mixed", seed=seed + 10)]
+        rec = recommend(rows, 0.0, 0.02, "cpu")
+        assert rec["label"] == "fp32", seed
+        reason = {r["label"]: r["reason"] for r in rec["rejected"]}["bf16-mixed"]
+        assert "not clearly faster" in reason and "the simpler fp32 is recommended" in reason
+
+
+def test_a_clear_speedup_wins():
+    rows = [row("fp32", 500, control=True), row("bf16-mixed", 300, policy="bf16-mixed"), row("bf16-mixed, ac=full", 360, policy="bf16-mixed", ac="full", mem=40)]
+    rec = recommend(rows, 0.0, 0.02, "cpu")
+    assert rec["label"] == "bf16-mixed" and rec["speedup_vs_fp32"] == pytest.approx(500 / 300, rel=0.02)
+    lo, hi = rec["speedup_interval_vs_fp32"]
+    assert lo < rec["speedup_vs_fp32"] < hi
+    # a gain the user set as too small to matter goes to the simpler variant even when it is measured clearly
+    assert recommend(rows, 0.0, 0.02, "cpu", min_gain=0.8)["label"] == "fp32"
+
+
+def test_among_variants_tied_with_the_fastest_the_simplest_wins():
+    # ac=full as fast as ac=none within the noise (and bf16 clearly faster than both): bf16 without AC is the simpler of the tied
+    rows = [row("fp32", 500, control=True), row("bf16-mixed, ac=full", 301, policy="bf16-mixed", ac="full", mem=40, seed=3),
+            row("bf16-mixed", 300, policy="bf16-mixed", seed=4)]
+    assert recommend(rows, 0.0, 0.02, "cpu")["label"] == "bf16-mixed"
+
+
+def test_only_passing_variants_are_recommended_and_inconclusive_ones_are_listed_apart():
+    rows = [row("fp32", 500, control=True),
+            row("bf16-mixed", 300, policy="bf16-mixed", verdict="inconclusive", quality_settle="about 900 validation examples would settle it"),
+            row("fp8-tensorwise", 200, policy="fp8-tensorwise", verdict="fail"),
+            row("fp16-mixed", 350, policy="fp16-mixed", verdict="not compared")]
+    rec = recommend(rows, 0.0, 0.02, "cpu")
+    assert rec["label"] == "fp32"
+    assert [r["label"] for r in rec["inconclusive"]] == ["bf16-mixed"] and "900 validation examples" in rec["inconclusive"][0]["settle"]
+    reasons = {r["label"]: r["reason"] for r in rec["rejected"]}
+    assert "quality fail" in reasons["fp8-tensorwise"] and "quality not compared" in reasons["fp16-mixed"]
+    assert "bf16-mixed" not in reasons
+
+
+def test_pruned_and_noise_floor_rows_are_never_candidates():
+    pruned = {**row("fp16-mixed", 16000, policy="fp16-mixed"), "status": "pruned", "tokens_per_s": None, "median_step_ms": None,
+              "reason": "32x slower than fp32 on this cpu (measured over 2 steps)"}
+    seed = {**row("fp32 control (seed 1)", 400), "kind": "control-seed", "quality_verdict": "noise floor"}
+    rec = recommend([row("fp32", 500, control=True), pruned, seed], 0.0, 0.02, "cpu")
+    reasons = {r["label"]: r["reason"] for r in rec["rejected"]}
+    assert rec["label"] == "fp32"
+    assert reasons["fp16-mixed"] == "fp16-mixed: pruned: 32x slower than fp32 on this cpu (measured over 2 steps)"
+    assert "noise floor" in reasons["fp32 control (seed 1)"]
