@@ -187,7 +187,7 @@ class BenchConfig:
     control_seeds: int = F(2, "train the fp32 control with this many seeds (train.seed, +1, ...): their spread is the noise floor the quality verdicts allow for", min=1)
     prune_slowdown: float = F(4.0, "stop a variant once its timed steps take at least this many times the control's and it saves no memory over a faster finished variant (> 1)", min=0.0)
     budget_min: float = F(0.0, "time budget in minutes: plan train.steps from measured speed so that the whole bench fits (0 = no budget: train.steps as given)", min=0.0)
-    min_gain: float = F(0.05, "recommend a more complex variant over a simpler one only when its speed-up is clear of the measured noise by more than this share", min=0.0)
+    min_gain: float = F(0.10, "recommend a more complex variant over a simpler one only when its speed-up is clear of the measured noise by more than this share", min=0.0)
 
 
 @dataclass

@@ -2,6 +2,10 @@
 whose forward sleeps FP16_S under fp16 autocast (a stand-in for a CPU without fp16 units, where
 fp16-mixed runs 30x slower) and BASE_S otherwise, so that fp32 and bf16-mixed are a near-tie.
 
+`python -m tests.bench.slow_workload ARGS` runs the `trainwise` command line with the bench's
+matmul peak taken from `trainwise info`'s cached measurement of this machine instead of measured
+again (15-35 s on the 2-core CPU, mostly fp16): the bench tests run several benches.
+
 Used as `workload.name = "entry"`, `workload.entry = "tests.bench.slow_workload:make"`; nothing
 outside tests/ reads it.
 """
@@ -16,8 +20,8 @@ from torch import nn
 
 from trainwise.workloads.base import Split, Workload
 
-BASE_S = 0.02
-FP16_S = 0.6
+BASE_S = 0.04  # long enough that a loaded scheduler's few ms of wake-up latency stay a small share
+FP16_S = 1.0
 
 
 class SlowUnderFp16(nn.Module):
@@ -43,3 +47,20 @@ def _blobs(n: int, seed: int) -> Split:
 def make(cfg) -> Workload:
     return Workload(name="slow-under-fp16", task="classification", model=SlowUnderFp16(), train=_blobs(1024, 0), val=_blobs(256, 1),
                     test=_blobs(256, 2), spec={"builder": "tests.bench.slow_workload:SlowUnderFp16", "kwargs": {}}, info={"classes": ["0", "1"]})
+
+
+def cached_peak_info(cfg) -> dict:
+    """This machine's matmul peaks as `trainwise info` last measured them (measured now if never)."""
+    from trainwise.env import collect_info, pick_device
+
+    return collect_info(pick_device(cfg.train.device))
+
+
+if __name__ == "__main__":
+    import sys
+
+    import trainwise.bench.bench
+    from trainwise.cli import main
+
+    trainwise.bench.bench.peak_info = cached_peak_info
+    sys.exit(main(sys.argv[1:]))

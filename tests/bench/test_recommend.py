@@ -51,6 +51,18 @@ def test_a_clear_speedup_wins():
     assert recommend(rows, 0.0, 0.02, "cpu", min_gain=0.8)["label"] == "fp32"
 
 
+def test_a_gain_no_bigger_than_the_drift_between_two_identical_runs_is_noise():
+    # the control's second seed (the same work) ran 12% slower than the control: a shared machine drifted between runs;
+    # bf16 measured 1.14x, with tight intervals, but that is within the drift, so the simpler fp32 stays
+    seed = {**row("fp32 control (seed 1)", 560, spread=0.01), "kind": "control-seed", "quality_verdict": "noise floor",
+            "median_step_ms": None, "tokens_per_s": None}
+    rows = [row("fp32", 500, spread=0.01, control=True), row("bf16-mixed", 440, spread=0.01, policy="bf16-mixed")]
+    assert recommend(rows, 0.0, 0.02, "cpu")["label"] == "bf16-mixed"  # without the floor: clearly faster
+    rec = recommend(rows + [seed], 0.0, 0.02, "cpu")
+    assert rec["label"] == "fp32" and rec["speed_noise_floor"] == pytest.approx(0.12, abs=0.01)
+    assert "beyond the speed noise floor 12" in {r["label"]: r["reason"] for r in rec["rejected"]}["bf16-mixed"]
+
+
 def test_among_variants_tied_with_the_fastest_the_simplest_wins():
     # ac=full as fast as ac=none within the noise (and bf16 clearly faster than both): bf16 without AC is the simpler of the tied
     rows = [row("fp32", 500, control=True), row("bf16-mixed, ac=full", 301, policy="bf16-mixed", ac="full", mem=40, seed=3),

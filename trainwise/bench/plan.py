@@ -147,7 +147,7 @@ def plan_budget(budget_s: float, spent_s: float, probe: Probe, tc, variants: lis
     must = [v for v in variants if v.is_control or v.kind == "control-seed"]
     minimum = spent_s + total(min(MIN_STEPS, tc.steps), must) + TAIL_S + TAIL_PER_RUN_S * len(must)
     if minimum > budget_s:
-        raise ConfigError(f"time budget {budget_s / 60:.1f} min is too small for this machine: the fp32 control measured {probe.step_s:.2f} s a step "
+        raise ConfigError(f"time budget {budget_s / 60:.3g} min is too small for this machine: the fp32 control measured {probe.step_s:.2f} s a step "
                           f"and {probe.fixed_s:.0f} s a run besides its steps, so training it (and its {len(must) - 1} other seed(s)) for "
                           f"{min(MIN_STEPS, tc.steps)} steps alone needs about {math.ceil(minimum / 60 * 10) / 10:.1f} min; "
                           f"give --budget-min {math.ceil(minimum / 60 * 10) / 10:.1f} or more")

@@ -7,7 +7,9 @@ noise, so that two benches of the same machine give the same one:
 1. the fastest eligible variant by median step is found;
 2. every eligible variant whose speed cannot be told apart from it stays in the running: the
    fastest is *clearly* faster only when the lower bound of the speed ratio (95% order-statistic
-   intervals of both medians) exceeds 1 + bench.min_gain;
+   intervals of both medians) exceeds (1 + bench.min_gain) x (1 + the speed noise floor), the
+   floor being how far the control's other seeds' median step lies from the control's: the same
+   work timed at another moment, which is what a shared machine's drift does to two runs;
 3. of those, the simplest is recommended: fewest fields changed from the control, then the
    simpler precision (fp32, bf16-mixed, fp16-mixed, bf16-true, fp8), then the simpler activation
    checkpointing, then the lower peak memory, then the label.
@@ -16,6 +18,8 @@ Inconclusive variants are listed apart, with what would settle them; failing one
 """
 
 from __future__ import annotations
+
+from statistics import median
 
 from scipy import stats
 
@@ -48,10 +52,21 @@ def step_interval(row: dict) -> tuple[float, float]:
     return median_interval(row.get("step_ms_samples") or []) or (row["median_step_ms"], row["median_step_ms"])
 
 
-def clearly_faster(fast: dict, slow: dict, min_gain: float) -> bool:
+def clearly_faster(fast: dict, slow: dict, min_gain: float, speed_floor: float = 0.0) -> bool:
     """The lower bound of fast's speed over slow's (slow's fastest plausible median step over fast's
-    slowest) exceeds 1 + min_gain."""
-    return step_interval(slow)[0] / step_interval(fast)[1] > 1 + min_gain
+    slowest) exceeds 1 + min_gain, beyond what two runs of the same config differ by (`speed_floor`)."""
+    return step_interval(slow)[0] / step_interval(fast)[1] > (1 + min_gain) * (1 + speed_floor)
+
+
+def speed_floor(rows: list[dict]) -> float:
+    """How far the median step of the control's runs with other seeds lies from the control's own
+    (relative): the same work timed at another moment of a shared machine. 0 without seeds."""
+    control = next(r for r in rows if r["is_control"])
+    seeds = [r["step_ms_samples"] for r in rows if r.get("kind") == "control-seed" and r["status"] in FINISHED and r.get("step_ms_samples")]
+    if not control.get("step_ms_samples") or not seeds:
+        return 0.0
+    m = median(control["step_ms_samples"])
+    return max(max(median(s), m) / min(median(s), m) - 1 for s in seeds)
 
 
 def complexity(row: dict, control: dict) -> tuple:
@@ -85,14 +100,14 @@ def rejection(row: dict, budget_gib: float) -> str | None:
     return None
 
 
-def choose(eligible: list[dict], control: dict, min_gain: float) -> tuple[dict, dict]:
+def choose(eligible: list[dict], control: dict, min_gain: float, floor: float) -> tuple[dict, dict]:
     """(the recommended row, the fastest row): the simplest of the variants whose speed cannot be told apart from the fastest's."""
     fastest = min(eligible, key=lambda r: (r["median_step_ms"], complexity(r, control)))
-    tied = [r for r in eligible if r is fastest or not clearly_faster(fastest, r, min_gain)]
+    tied = [r for r in eligible if r is fastest or not clearly_faster(fastest, r, min_gain, floor)]
     return min(tied, key=lambda r: complexity(r, control)), fastest
 
 
-def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str, min_gain: float = 0.05) -> dict:
+def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str, min_gain: float = 0.10) -> dict:
     control = next((r for r in rows if r["is_control"]), None)
     if control is None or control["status"] not in FINISHED or not control.get("tokens_per_s"):
         return {"variant": None, "label": None, "reason": "the fp32 control did not finish, so nothing can be compared against it",
@@ -100,12 +115,17 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
                 "inconclusive": []}
     reasons = {r["config_hash"]: rejection(r, budget_gib) for r in rows}
     eligible = [r for r in rows if reasons[r["config_hash"]] is None]
-    best, fastest = choose(eligible, control, min_gain)
+    if not eligible:
+        return {"variant": None, "label": None, "reason": "no variant is eligible (not even the control: " + reasons[control["config_hash"]] + ")",
+                "rejected": [{"label": r["label"], "variant": r["variant"], "reason": f"{r['label']}: {reasons[r['config_hash']]}"} for r in rows],
+                "inconclusive": []}
+    floor = speed_floor(rows)
+    best, fastest = choose(eligible, control, min_gain, floor)
     rejected, inconclusive = [], []
     for r in sorted(rows, key=lambda r: -(r.get("tokens_per_s") or 0)):
         if r is best:
             continue
-        reason = reasons[r["config_hash"]] or _slower_reason(r, best, fastest, min_gain)
+        reason = reasons[r["config_hash"]] or _slower_reason(r, best, fastest, min_gain, floor)
         slower_than_control = r.get("tokens_per_s") and control["tokens_per_s"] > r["tokens_per_s"]
         if slower_than_control and r["status"] in FINISHED and r["kind"] == "trainwise" and best is not control:
             reason += f"; {control['tokens_per_s'] / r['tokens_per_s']:.1f}x slower than fp32 on this {device}"
@@ -130,6 +150,7 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
         "quality_verdict": best["quality_verdict"],
         "quality_detail": best.get("quality_detail"),
         "rule": "the simplest passing variant whose speed cannot be told apart from the fastest passing one's",
+        "speed_noise_floor": floor,
         "rejected": rejected,
         "inconclusive": inconclusive,
     }
@@ -141,14 +162,16 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
     return out
 
 
-def _slower_reason(r: dict, best: dict, fastest: dict, min_gain: float) -> str:
+def _slower_reason(r: dict, best: dict, fastest: dict, min_gain: float, floor: float) -> str:
     """Why an eligible variant was not the one chosen."""
+    need = (1 + min_gain) * (1 + floor)
     if r is fastest:
         lo = step_interval(best)[0] / step_interval(r)[1]
         return (f"{best['median_step_ms'] / r['median_step_ms']:.2f}x the speed of {best['label']}, not clearly faster "
-                f"(lower bound {lo:.2f}x, needs > {1 + min_gain:.2f}x): the simpler {best['label']} is recommended")
-    if not clearly_faster(fastest, r, min_gain) and r is not best:
-        return f"as fast as {fastest['label']} within the measured noise, but not the simplest of those"
+                f"(lower bound {lo:.2f}x, needs > {need:.2f}x: bench.min_gain {min_gain:.0%} beyond the speed noise floor {floor:.1%}): "
+                f"the simpler {best['label']} is recommended")
+    if not clearly_faster(fastest, r, min_gain, floor):
+        return f"its speed cannot be told apart from {fastest['label']}'s, and {best['label']} is simpler"
     return f"{best['tokens_per_s'] / r['tokens_per_s']:.2f}x slower than {best['label']}" + (" (the fp32 control)" if best.get("is_control") else "")
 
 

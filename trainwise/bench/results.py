@@ -59,8 +59,8 @@ def aggregate(v: Variant, repeats: list[dict], info: dict, cost_per_hour: float)
                 "train_time_s": step_ms * (first.get("steps") or 0) / 1e3, "skipped_steps": first.get("skipped_steps", 0),
                 "alarms": first.get("alarms", []), "curves": first.get("curves", {}), "memory_breakdown": first.get("memory_breakdown")})
     row["step_ms_samples"] = [ms for r in ok for ms in r.get("step_ms_samples") or []]  # every timed step: the speed's noise
-    if v.kind == "control-seed":  # trained for the noise floor only: its speed is not measured for comparison
-        row.update({"median_step_ms": None, "tokens_per_s": None, "mfu": None, "step_ms_samples": [], "timed": False})
+    if v.kind == "control-seed":  # trained for the noise floor: its speed is not a result (its step times show run-to-run drift)
+        row.update({"median_step_ms": None, "tokens_per_s": None, "mfu": None, "timed": False})
     row["health_issues"] = health_issues(first, v.cfg.precision.max_skipped_share)
     if cost_per_hour:
         row["cost_per_run"] = row["train_time_s"] / 3600 * cost_per_hour

@@ -1,13 +1,16 @@
-"""Run the variants of a bench, each in its own process, interleaved over repeats.
+"""Run the variants of a bench, each in its own process, in order (the control first), interleaved
+over repeats, while watching each running worker: progress, pruning, the time budget.
 
 OUT/
   bench.json                 what bench this folder holds (base config hash), the variants
+  plan.json                  with a time budget: the machine, the budget and the plan (trainwise.bench.budget)
   variants/<label>-<hash>/   variant.json, config.toml, repeat-R/ (a run directory), repeat-R.json,
                              repeat-R.log (the worker's stdout and stderr), predictions.parquet
   results.json  recommendation.json  report.md  report.html
 
-A repeat whose repeat-R.json says it completed, for the same config hash, is never run again, so
-an interrupted bench picks up where it stopped and nothing finished is lost.
+A repeat whose repeat-R.json says it completed for the same config hash, or was pruned on the same
+machine under the same bench.prune_slowdown, is never run again, so an interrupted bench picks up
+where it stopped and nothing finished is lost.
 """
 
 from __future__ import annotations
