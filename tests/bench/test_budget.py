@@ -23,7 +23,7 @@ from trainwise.bench.runner import finished_repeat
 from trainwise.cli import main
 from trainwise.errors import ConfigError
 
-RECIPE_STEPS = 150  # unpruned, the fp16 variant alone would take 150 x 1 s
+RECIPE_STEPS = 100  # unpruned, the fp16 variant alone would take 100 x 1 s
 SLOW_TOML = f"""
 [workload]
 name = "entry"
@@ -33,7 +33,7 @@ entry = "tests.bench.slow_workload:make"
 steps = {RECIPE_STEPS}
 micro_batch_size = 32
 global_batch_size = 32
-warmup_steps = 15
+warmup_steps = 10
 eval_every = 50
 eval_batches = 4
 checkpoint_every = 0
@@ -90,7 +90,8 @@ def _benches(tmp_path_factory):
     t0 = time.monotonic()
     first = run_bench(config, GRID, [], [], out, budget_min=BUDGET_MIN, log=lines.append)
     wall_s = time.monotonic() - t0
-    second = run_bench(config, GRID, [], [], d / "b", budget_min=BUDGET_MIN, log=[].append)
+    # the same bench again, into another folder (without a budget: the recipe's steps, which the roomy budget planned too)
+    second = run_bench(config, GRID, [], [], d / "b", log=[].append)
     return {"config": config, "out": out, "interrupted": interrupted, "first": first, "lines": lines, "wall_s": wall_s, "second": second}
 
 
@@ -160,6 +161,7 @@ def test_noise_floor_is_measured_and_shown(benches):
 @pytest.mark.slow
 def test_two_benches_give_the_same_recommendation(benches):
     a, b = benches["first"]["recommendation"], benches["second"]["recommendation"]
+    assert benches["first"]["meta"]["steps"] == benches["second"]["meta"]["steps"] == RECIPE_STEPS
     # fp32 and bf16-mixed take the same 20 ms sleep per step: which one measures faster is noise, the answer is not
     assert a["label"] == b["label"] == "fp32"
     assert by_label(benches["second"]["results"])["fp16-mixed"]["status"] == "pruned"

@@ -21,6 +21,7 @@ On the paired bootstrap bounds of the candidate's worsening over the control (sa
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -98,3 +99,38 @@ def settle_advice(n: int, n_needed: int | None, examples_per_batch: int, val_exa
         return (f"about {n_needed} validation examples would settle it ({n} compared), more than the validation split's {val_examples}: "
                 "compare the two runs on the test split (trainwise compare CONTROL_RUN CANDIDATE_RUN)")
     return f"about {n_needed} validation examples would settle it ({n} compared): rerun with --set train.eval_batches={max(batches, eval_batches + 1)}"
+
+
+@dataclass
+class QualityRule:
+    """What every candidate of one bench is judged by (margin in the metric's units)."""
+
+    metric: str
+    primary: str
+    margin: float
+    control_loss: float
+    tolerance: float
+    floor: float
+    confidence: float
+    examples_per_batch: int
+    eval_batches: int
+
+
+def judge(base: pd.DataFrame, cand: pd.DataFrame, rule: QualityRule, rise: float | None, val_examples: int | None) -> dict:
+    """A candidate's verdict against the control and the fields the report shows of it."""
+    b = worsening_bounds(base, cand, rule.metric, rule.margin, rule.confidence)
+    if not b["applicable"]:
+        return {"quality_verdict": "not compared", "quality_detail": b["detail"]}
+    loss = rule.control_loss
+    out = {"quality_verdict": verdict(b["lower_bound"], b["upper_bound"], rule.margin), "quality_margin": rule.margin,
+           "quality_lower_bound": b["lower_bound"], "quality_upper_bound": b["upper_bound"], "quality_worsening": b["worsening"],
+           "quality_n": b["n"], "primary_metric": rule.primary, "primary_delta": b["deltas"].get(rule.primary, {}).get("delta"),
+           "quality_margin_rise": rule.margin / loss, "quality_lower_rise": b["lower_bound"] / loss, "quality_upper_rise": b["upper_bound"] / loss}
+    out["quality_detail"] = (f"validation loss {'n/a' if rise is None else f'{rise:+.1%}'} vs the control; paired {rule.confidence:.0%} bounds of "
+                             f"the rise {b['lower_bound'] / loss:+.1%} to {b['upper_bound'] / loss:+.1%}, margin {rule.margin / loss:.1%} "
+                             f"(tolerance {rule.tolerance:.0%} + noise floor {rule.floor / loss:.1%})")
+    if out["quality_verdict"] == "inconclusive":
+        need = b["n_needed"] or examples_needed(b["n"], b["worsening"], b["lower_bound"], b["upper_bound"], rule.margin)
+        out["quality_n_needed"] = need
+        out["quality_settle"] = settle_advice(b["n"], need, rule.examples_per_batch, val_examples, rule.eval_batches)
+    return out

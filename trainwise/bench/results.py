@@ -90,8 +90,9 @@ def add_quality(rows: list[dict], dirs: dict[str, Path], tolerance: float, confi
                 examples_per_batch: int = 1, eval_batches: int = 1) -> dict:
     """Three-valued verdicts against the fp32 control on the same validation examples, with the
     control's seed-to-seed noise floor in the margin (trainwise.bench.quality). Returns what the
-    report shows of the floor: {'seeds', 'metric', 'floor', 'primary_metric', 'primary_floor', 'margin', ...}."""
-    from trainwise.bench.quality import GATE_METRIC, PRIMARY_METRIC, noise_floor, settle_advice, verdict, worsening_bounds
+    report shows of the floor: {'measured', 'seeds', 'metric', 'primary_metric', 'margin', 'tolerance_abs',
+    'control_loss', 'per_metric': {metric: {'per_seed', 'floor'}}} ('reason' when not measured)."""
+    from trainwise.bench.quality import GATE_METRIC, PRIMARY_METRIC, QualityRule, judge, noise_floor
     from trainwise.evaluate.compare import infer_task
 
     control = next((r for r in rows if r["is_control"]), None)
@@ -115,6 +116,7 @@ def add_quality(rows: list[dict], dirs: dict[str, Path], tolerance: float, confi
     if floor is None:
         info["reason"] = (f"bench.control_seeds = {len(seed_hashes)}: one seed, no floor" if len(seed_hashes) < 2
                           else "the control's other seed(s) did not finish: " + "; ".join(f"{r['label']}: {r['status']}" for r in seed_rows))
+    rule = QualityRule(metric, primary, margin, control_loss, tolerance, floor_abs, confidence, examples_per_batch, eval_batches)
     control["quality_verdict"], control["quality_detail"] = "control", "the fp32 control"
     for r in seed_rows:
         r["quality_verdict"], r["quality_detail"] = "noise floor", f"the control with another seed: validation loss {_pct(_rise(r, control_loss))} vs the control"
@@ -129,24 +131,7 @@ def add_quality(rows: list[dict], dirs: dict[str, Path], tolerance: float, confi
         if not path.is_file():  # the baseline row: no predictions, loss only
             r["quality_verdict"], r["quality_detail"] = "not compared", f"validation loss {_pct(rise)} vs the control (no paired predictions)"
             continue
-        b = worsening_bounds(base, _frame(dirs[r["config_hash"]]), metric, margin, confidence)
-        if not b["applicable"]:
-            r["quality_verdict"], r["quality_detail"] = "not compared", b["detail"]
-            continue
-        r["quality_verdict"] = verdict(b["lower_bound"], b["upper_bound"], margin)
-        r.update({"quality_margin": margin, "quality_lower_bound": b["lower_bound"], "quality_upper_bound": b["upper_bound"],
-                  "quality_worsening": b["worsening"], "quality_n": b["n"], "primary_metric": primary,
-                  "primary_delta": b["deltas"].get(primary, {}).get("delta"), "quality_margin_rise": margin / control_loss,
-                  "quality_lower_rise": b["lower_bound"] / control_loss, "quality_upper_rise": b["upper_bound"] / control_loss})
-        r["quality_detail"] = (f"validation loss {_pct(rise)} vs the control; paired {confidence:.0%} bounds of the rise "
-                               f"{_pct(b['lower_bound'] / control_loss)} to {_pct(b['upper_bound'] / control_loss)}, margin {margin / control_loss:.1%} "
-                               f"(tolerance {tolerance:.0%} + noise floor {floor_abs / control_loss:.1%})")
-        if r["quality_verdict"] == "inconclusive":
-            from trainwise.bench.quality import examples_needed
-
-            need = b["n_needed"] or examples_needed(b["n"], b["worsening"], b["lower_bound"], b["upper_bound"], margin)
-            r["quality_n_needed"] = need
-            r["quality_settle"] = settle_advice(b["n"], need, examples_per_batch, r.get("val_examples"), eval_batches)
+        r.update(judge(base, _frame(dirs[r["config_hash"]]), rule, rise, r.get("val_examples")))
     return info
 
 
@@ -155,9 +140,7 @@ def _rise(row: dict, control_loss: float) -> float | None:
 
 
 def _pct(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:+.1%}"
+    return "n/a" if x is None else f"{x:+.1%}"
 
 
 def _frame(d: Path) -> pd.DataFrame:
