@@ -57,7 +57,7 @@ def worsening_bounds(base: pd.DataFrame, cand: pd.DataFrame, metric: str, margin
         return {"applicable": False, "detail": rule.get("detail"), "n": cmp.n, "deltas": cmp.deltas}
     upper = rule.get("upper_bound")
     if upper is None:
-        upper = -_compare(cand, base, metric, margin, confidence).rules[0]["lower_bound"]
+        upper = 0.0 - _compare(cand, base, metric, margin, confidence).rules[0]["lower_bound"]  # 0.0 - x: no "-0.0" for identical runs
     return {"applicable": True, "worsening": rule["worsening"], "lower_bound": rule["lower_bound"], "upper_bound": upper,
             "n_needed": rule.get("n_needed"), "n": cmp.n, "deltas": cmp.deltas}
 
