@@ -63,6 +63,20 @@ def test_a_gain_no_bigger_than_the_drift_between_two_identical_runs_is_noise():
     assert "beyond the speed noise floor 12" in {r["label"]: r["reason"] for r in rec["rejected"]}["bf16-mixed"]
 
 
+def test_the_timing_phases_paired_ratios_are_used_when_every_candidate_has_one():
+    # training runs drifted (bf16's steps look 1.3x faster), but the interleaved rounds pair each bf16 step with a control
+    # step of the same moment: 0.97x to 1.02x of the control, a tie; and a drift floor is not added on top of paired rounds
+    rows = [row("fp32", 500, spread=0.01, control=True), row("bf16-mixed", 385, spread=0.01, policy="bf16-mixed"),
+            row("bf16-mixed, ac=full", 300, spread=0.01, policy="bf16-mixed", ac="full")]
+    rows[1]["speed_ratio_vs_control"] = {"median": 0.99, "ci95": [0.97, 1.02], "n_rounds": 10, "reliable": True}
+    rows[2]["speed_ratio_vs_control"] = {"median": 0.60, "ci95": [0.58, 0.62], "n_rounds": 10, "reliable": True}
+    rec = recommend(rows, 0.0, 0.02, "cpu")
+    assert rec["speed_source"].startswith("timing phase") and rec["speed_noise_floor"] == 0.0
+    assert rec["label"] == "bf16-mixed, ac=full" and rec["speedup_interval_vs_fp32"] == pytest.approx([1 / 0.62, 1 / 0.58])
+    del rows[2]["speed_ratio_vs_control"]  # one candidate was not timed: every interval comes from the training runs then
+    assert recommend(rows, 0.0, 0.02, "cpu")["speed_source"] == "training runs' timed steps"
+
+
 def test_among_variants_tied_with_the_fastest_the_simplest_wins():
     # ac=full as fast as ac=none within the noise (and bf16 clearly faster than both): bf16 without AC is the simpler of the tied
     rows = [row("fp32", 500, control=True), row("bf16-mixed, ac=full", 301, policy="bf16-mixed", ac="full", mem=40, seed=3),

@@ -66,8 +66,10 @@ def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), ove
     rows = [aggregate(v, raw[v.hash], info, bc.cost_per_hour) for v in vs]
     dirs = {v.hash: out / "variants" / v.dir_name for v in vs}
     floor = add_quality(rows, dirs, bc.tolerance, bc.confidence, seed_hashes, base.train.micro_batch_size, base.train.eval_batches)
-    # The timing phase (trainwise.bench.timing.time_variants) goes here, with its rounds from
-    # plan.timing_rounds(time left - budget.tail_s, measured step seconds, fixed seconds of a run).
+    # The timing phase (trainwise.bench.timing.time_variants) goes here, over the finished variants
+    # that are not pruned, with rounds = plan.timing_rounds(t_start + budget.budget_s - budget.tail_s -
+    # now, {label: median step s}, budget.probe["fixed_s"], max_rounds=bc.timing_rounds) and
+    # deadline_s = t_start + budget.budget_s - budget.tail_s; without a budget, bc.timing_rounds.
     control = next(r for r in rows if r["is_control"])
     target = bc.target_val_loss or ((control["final_val_loss"] or 0) * (1 + bc.tolerance) if control["status"] in FINISHED else 0.0)
     add_time_to_target(rows, target)

@@ -170,21 +170,21 @@ def timing_available() -> bool:
 
 
 def timing_rounds(budget_s: float, step_s: dict[str, float], fixed_s: float, warmup_steps: int = 2,
-                  max_rounds: int = 5, steps_per_round: int = 10) -> tuple[int, int]:
-    """(rounds, steps_per_round) of the interleaved timing phase (trainwise.bench.timing.time_variants)
-    that fit `budget_s`, assuming every round starts each variant once (`fixed_s`) and runs its
-    warm-up and steps at its measured step time (`step_s`: label -> seconds). Fewer steps per round
-    before fewer rounds (rounds spread the drift of a shared machine over all variants); (0, 0)
-    when not even 2 rounds of 3 steps fit.
+                  max_rounds: int = 10, steps_per_round: int = 2, min_rounds: int = 3) -> int:
+    """Rounds of the interleaved timing phase (trainwise.bench.timing.time_variants) that fit
+    `budget_s`: one persistent process per variant (`fixed_s` to start and build it, then its
+    warm-up steps), then each round runs `steps_per_round` steps of every variant at its measured
+    step time (`step_s`: label -> seconds). At most `max_rounds` (bench.timing_rounds); 0 when
+    fewer than `min_rounds` fit (too few rounds for an interval of the median ratio).
 
     >>> timing_rounds(100.0, {"fp32": 0.5, "bf16": 0.3}, 4.0)
-    (5, 10)
-    >>> timing_rounds(30.0, {"fp32": 0.5, "bf16": 0.3}, 4.0)
-    (2, 6)
+    10
+    >>> timing_rounds(15.0, {"fp32": 0.5, "bf16": 0.3}, 4.0)
+    3
+    >>> timing_rounds(10.0, {"fp32": 0.5, "bf16": 0.3}, 4.0)
+    0
     """
-    def per_round(spr: int) -> float:
-        return sum(fixed_s + (warmup_steps + spr) * s for s in step_s.values())
-
-    options = [(min(max_rounds, int(budget_s // per_round(spr))), spr) for spr in range(steps_per_round, 2, -1)]
-    rounds, spr = max(options)  # the most rounds, then the most steps per round
-    return (rounds, spr) if rounds >= 2 else (0, 0)
+    setup = sum(fixed_s + warmup_steps * s for s in step_s.values())
+    per_round = steps_per_round * sum(step_s.values())
+    rounds = min(max_rounds, int((budget_s - setup) // per_round)) if per_round > 0 else 0
+    return rounds if rounds >= min_rounds else 0

@@ -130,7 +130,8 @@ def judge(base: pd.DataFrame, cand: pd.DataFrame, rule: QualityRule, rise: float
                              f"the rise {b['lower_bound'] / loss:+.1%} to {b['upper_bound'] / loss:+.1%}, margin {rule.margin / loss:.1%} "
                              f"(tolerance {rule.tolerance:.0%} + noise floor {rule.floor / loss:.1%})")
     if out["quality_verdict"] == "inconclusive":
-        need = b["n_needed"] or examples_needed(b["n"], b["worsening"], b["lower_bound"], b["upper_bound"], rule.margin)
+        need = b["n_needed"] if b["n_needed"] is not None else examples_needed(b["n"], b["worsening"], b["lower_bound"], b["upper_bound"], rule.margin)
+        need = int(math.ceil(need)) if need is not None and math.isfinite(need) else None  # the gate says inf when nothing settles it
         out["quality_n_needed"] = need
         out["quality_settle"] = settle_advice(b["n"], need, rule.examples_per_batch, val_examples, rule.eval_batches)
     return out

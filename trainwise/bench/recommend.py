@@ -6,10 +6,12 @@ noise, so that two benches of the same machine give the same one:
 
 1. the fastest eligible variant by median step is found;
 2. every eligible variant whose speed cannot be told apart from it stays in the running: the
-   fastest is *clearly* faster only when the lower bound of the speed ratio (95% order-statistic
-   intervals of both medians) exceeds (1 + bench.min_gain) x (1 + the speed noise floor), the
-   floor being how far the control's other seeds' median step lies from the control's: the same
-   work timed at another moment, which is what a shared machine's drift does to two runs;
+   fastest is *clearly* faster only when the lower bound of the speed ratio exceeds
+   (1 + bench.min_gain) x (1 + the speed noise floor). The intervals are the timing phase's
+   paired per-round ratios to the control when it gave them (no floor: pairing cancels drift),
+   else 95% order-statistic intervals of each training run's median step, and the floor is how
+   far the control's other seeds' median step lies from the control's: the same work timed at
+   another moment, which is what a shared machine's drift does to two runs;
 3. of those, the simplest is recommended: fewest fields changed from the control, then the
    simpler precision (fp32, bf16-mixed, fp16-mixed, bf16-true, fp8), then the simpler activation
    checkpointing, then the lower peak memory, then the label.
@@ -44,18 +46,25 @@ def median_interval(samples: list[float], confidence: float = 0.95) -> tuple[flo
     return (x[max(k - 1, 0)], x[min(n - k, n - 1)]) if k >= 1 else (x[0], x[-1])
 
 
-def step_interval(row: dict) -> tuple[float, float]:
-    """The interval of the row's median step: from the timing phase when it gave one
-    (`step_ms_ci`), else from its timed training steps, else the point itself."""
-    if row.get("step_ms_ci"):
-        return tuple(row["step_ms_ci"])
-    return median_interval(row.get("step_ms_samples") or []) or (row["median_step_ms"], row["median_step_ms"])
+def speed_intervals(rows: list[dict]) -> tuple[dict[str, tuple[float, float]], float, str]:
+    """(interval of each finished variant's median step, in one unit for all; the speed noise floor;
+    where they come from). From the timing phase's paired per-round ratios to the control
+    (`speed_ratio_vs_control.ci95`; the control is 1) when every candidate has one: paired rounds
+    cancel the drift of a shared machine, so no floor is added. Otherwise from each training run's
+    timed steps (`step_ms_samples`), with the floor measured on the control's other seeds."""
+    control = next(r for r in rows if r["is_control"])
+    cands = [r for r in rows if r["kind"] == "trainwise" and r["status"] in FINISHED and r.get("median_step_ms")]
+    paired = {r["config_hash"]: (r.get("speed_ratio_vs_control") or {}).get("ci95") for r in cands if r is not control}
+    if paired and all(paired.values()):
+        return {**{h: tuple(ci) for h, ci in paired.items()}, control["config_hash"]: (1.0, 1.0)}, 0.0, "timing phase (paired rounds)"
+    out = {r["config_hash"]: median_interval(r.get("step_ms_samples") or []) or (r["median_step_ms"], r["median_step_ms"]) for r in cands}
+    return out, speed_floor(rows), "training runs' timed steps"
 
 
-def clearly_faster(fast: dict, slow: dict, min_gain: float, speed_floor: float = 0.0) -> bool:
+def clearly_faster(fast: dict, slow: dict, iv: dict, min_gain: float, floor: float = 0.0) -> bool:
     """The lower bound of fast's speed over slow's (slow's fastest plausible median step over fast's
-    slowest) exceeds 1 + min_gain, beyond what two runs of the same config differ by (`speed_floor`)."""
-    return step_interval(slow)[0] / step_interval(fast)[1] > (1 + min_gain) * (1 + speed_floor)
+    slowest) exceeds 1 + min_gain, beyond what two runs of the same config differ by (`floor`)."""
+    return iv[slow["config_hash"]][0] / iv[fast["config_hash"]][1] > (1 + min_gain) * (1 + floor)
 
 
 def speed_floor(rows: list[dict]) -> float:
@@ -100,10 +109,10 @@ def rejection(row: dict, budget_gib: float) -> str | None:
     return None
 
 
-def choose(eligible: list[dict], control: dict, min_gain: float, floor: float) -> tuple[dict, dict]:
+def choose(eligible: list[dict], control: dict, iv: dict, min_gain: float, floor: float) -> tuple[dict, dict]:
     """(the recommended row, the fastest row): the simplest of the variants whose speed cannot be told apart from the fastest's."""
     fastest = min(eligible, key=lambda r: (r["median_step_ms"], complexity(r, control)))
-    tied = [r for r in eligible if r is fastest or not clearly_faster(fastest, r, min_gain, floor)]
+    tied = [r for r in eligible if r is fastest or not clearly_faster(fastest, r, iv, min_gain, floor)]
     return min(tied, key=lambda r: complexity(r, control)), fastest
 
 
@@ -119,13 +128,13 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
         return {"variant": None, "label": None, "reason": "no variant is eligible (not even the control: " + reasons[control["config_hash"]] + ")",
                 "rejected": [{"label": r["label"], "variant": r["variant"], "reason": f"{r['label']}: {reasons[r['config_hash']]}"} for r in rows],
                 "inconclusive": []}
-    floor = speed_floor(rows)
-    best, fastest = choose(eligible, control, min_gain, floor)
+    iv, floor, source = speed_intervals(rows)
+    best, fastest = choose(eligible, control, iv, min_gain, floor)
     rejected, inconclusive = [], []
     for r in sorted(rows, key=lambda r: -(r.get("tokens_per_s") or 0)):
         if r is best:
             continue
-        reason = reasons[r["config_hash"]] or _slower_reason(r, best, fastest, min_gain, floor)
+        reason = reasons[r["config_hash"]] or _slower_reason(r, best, fastest, iv, min_gain, floor)
         slower_than_control = r.get("tokens_per_s") and control["tokens_per_s"] > r["tokens_per_s"]
         if slower_than_control and r["status"] in FINISHED and r["kind"] == "trainwise" and best is not control:
             reason += f"; {control['tokens_per_s'] / r['tokens_per_s']:.1f}x slower than fp32 on this {device}"
@@ -135,12 +144,13 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
             inconclusive.append({**entry, "settle": r.get("quality_settle"), "quality_detail": r.get("quality_detail")})
         else:
             rejected.append(entry)
-    lo, hi = step_interval(control)[0] / step_interval(best)[1], step_interval(control)[1] / step_interval(best)[0]
+    (c_lo, c_hi), (b_lo, b_hi) = iv[control["config_hash"]], iv[best["config_hash"]]
     out = {
         "variant": best["variant"],
         "label": best["label"],
         "speedup_vs_fp32": best["tokens_per_s"] / control["tokens_per_s"],
-        "speedup_interval_vs_fp32": [lo, hi],
+        "speedup_interval_vs_fp32": [c_lo / b_hi, c_hi / b_lo],
+        "speed_source": source,
         "memory_saving_vs_fp32": _saving(best.get("peak_memory_bytes"), control.get("peak_memory_bytes")),
         "activation_saving_vs_fp32": _saving(best.get("peak_activation_bytes"), control.get("peak_activation_bytes")),
         "median_step_ms": best["median_step_ms"],
@@ -162,15 +172,15 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
     return out
 
 
-def _slower_reason(r: dict, best: dict, fastest: dict, min_gain: float, floor: float) -> str:
+def _slower_reason(r: dict, best: dict, fastest: dict, iv: dict, min_gain: float, floor: float) -> str:
     """Why an eligible variant was not the one chosen."""
     need = (1 + min_gain) * (1 + floor)
     if r is fastest:
-        lo = step_interval(best)[0] / step_interval(r)[1]
+        lo = iv[best["config_hash"]][0] / iv[r["config_hash"]][1]
         return (f"{best['median_step_ms'] / r['median_step_ms']:.2f}x the speed of {best['label']}, not clearly faster "
                 f"(lower bound {lo:.2f}x, needs > {need:.2f}x: bench.min_gain {min_gain:.0%} beyond the speed noise floor {floor:.1%}): "
                 f"the simpler {best['label']} is recommended")
-    if not clearly_faster(fastest, r, min_gain, floor):
+    if not clearly_faster(fastest, r, iv, min_gain, floor):
         return f"its speed cannot be told apart from {fastest['label']}'s, and {best['label']} is simpler"
     return f"{best['tokens_per_s'] / r['tokens_per_s']:.2f}x slower than {best['label']}" + (" (the fp32 control)" if best.get("is_control") else "")
 
