@@ -2,10 +2,6 @@
 whose forward sleeps FP16_S under fp16 autocast (a stand-in for a CPU without fp16 units, where
 fp16-mixed runs 30x slower) and BASE_S otherwise, so that fp32 and bf16-mixed are a near-tie.
 
-`python -m tests.bench.slow_workload ARGS` runs the `trainwise` command line with the bench's
-matmul peak taken from `trainwise info`'s cached measurement of this machine instead of measured
-again (15-35 s on the 2-core CPU, mostly fp16): the bench tests run several benches.
-
 Used as `workload.name = "entry"`, `workload.entry = "tests.bench.slow_workload:make"`; nothing
 outside tests/ reads it.
 """
@@ -48,19 +44,3 @@ def make(cfg) -> Workload:
     return Workload(name="slow-under-fp16", task="classification", model=SlowUnderFp16(), train=_blobs(1024, 0), val=_blobs(256, 1),
                     test=_blobs(256, 2), spec={"builder": "tests.bench.slow_workload:SlowUnderFp16", "kwargs": {}}, info={"classes": ["0", "1"]})
 
-
-def cached_peak_info(cfg) -> dict:
-    """This machine's matmul peaks as `trainwise info` last measured them (measured now if never)."""
-    from trainwise.env import collect_info, pick_device
-
-    return collect_info(pick_device(cfg.train.device))
-
-
-if __name__ == "__main__":
-    import sys
-
-    import trainwise.bench.bench
-    from trainwise.cli import main
-
-    trainwise.bench.bench.peak_info = cached_peak_info
-    sys.exit(main(sys.argv[1:]))

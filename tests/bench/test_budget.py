@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from tests.bench.slow_workload import FP16_S, cached_peak_info
+from tests.bench.cached_peak import cached_peak_info
+from tests.bench.slow_workload import FP16_S
 from trainwise.bench.bench import run_bench
 from trainwise.bench.grid import Variant
 from trainwise.bench.plan import step_ladder
@@ -56,7 +57,7 @@ def by_label(rows):
 
 def cli(*args, **kw):
     """`trainwise ARGS` in its own process group (as a terminal runs it), with the cached matmul peak."""
-    return subprocess.Popen([sys.executable, "-m", "tests.bench.slow_workload", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen([sys.executable, "-m", "tests.bench.cached_peak", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **kw)
 
 

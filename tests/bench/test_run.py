@@ -12,12 +12,14 @@ import subprocess
 
 import pytest
 
+from tests.bench.cached_peak import cached_peak_info
 from trainwise.bench.bench import run_bench
 from trainwise.bench.worker import FAULT_ENV
 
 TINY = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.context=32", "train.steps=8", "train.warmup_steps=0",
         "train.eval_every=4", "train.eval_batches=8", "train.checkpoint_every=0", "data.max_corpus_bytes=400000",
-        "train.threads=1", "log.progress=false"]
+        "train.threads=1", "log.progress=false",
+        "bench.prune_slowdown=1000"]  # emulated fp8 runs ~4x slower here: kept to the end, to be gated (pruning: test_budget.py)
 VARIANTS = ["memory.ac=full",      # identical numerics to the control: must pass the gate
             "train.lr=0.00001",    # sabotaged learning rate: must fail it
             "model.dropout=0.1",   # made to crash (SIGKILL, like the OOM killer)
@@ -30,6 +32,7 @@ def bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "out"
     mp = pytest.MonkeyPatch()
     mp.setenv(FAULT_ENV, "dropout=0.1=crash;seed=1=oom")
+    mp.setattr("trainwise.bench.bench.peak_info", cached_peak_info)
     lines = []
     try:
         first = run_bench("configs/lm-tiny.toml", [], VARIANTS, TINY, out, log=lines.append)
@@ -76,6 +79,7 @@ def test_sabotaged_lr_fails_the_gate_and_an_identical_variant_passes(bench):
 @pytest.mark.slow
 def test_rerun_skips_finished_variants_and_reruns_failed_ones(bench, monkeypatch):
     out, _, _ = bench
+    monkeypatch.setattr("trainwise.bench.bench.peak_info", cached_peak_info)
     before = {p: p.stat().st_mtime_ns for p in out.glob("variants/*/repeat-0.json")}
     monkeypatch.delenv(FAULT_ENV, raising=False)
     floor_before = json.loads((out / "recommendation.json").read_text())["meta"]["noise_floor"]
