@@ -20,7 +20,8 @@ from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/lm-tiny.toml"
-SETS = ["train.steps=20", "train.eval_every=0", "train.eval_batches=2", "train.checkpoint_every=0", "train.threads=2", "log.progress=false"]
+# log_every=1 on both sides: the bench logs every step (for pruning), so the config run alone does too
+SETS = ["train.steps=20", "train.eval_every=0", "train.eval_batches=2", "train.checkpoint_every=0", "train.threads=2", "train.log_every=1", "log.progress=false"]
 
 
 def cli(*args: str) -> None:
@@ -35,8 +36,8 @@ def alone(tmp: Path, i: int) -> float:
 
 def in_bench(tmp: Path, i: int) -> float:
     out = tmp / f"bench-{i}"
-    cli("bench", CONFIG, "--grid", "precision.policy=fp32", *sum((["--set", s] for s in SETS + ["bench.baseline=false"]), []), "--out", str(out))
-    return json.loads((out / "results.json").read_text())[0]["median_step_ms"]
+    cli("bench", CONFIG, "--grid", "precision.policy=fp32", *sum((["--set", s] for s in SETS + ["bench.baseline=false", "bench.control_seeds=1", "bench.timing_rounds=0"]), []), "--out", str(out))
+    return json.loads((out / "results.json").read_text())[0]["train_median_step_ms"]  # the training run's own steps, not the timing phase's
 
 
 def main(rounds: int = 5) -> None:

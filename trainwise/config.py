@@ -188,6 +188,10 @@ class BenchConfig:
     timing_steps_per_round: int = F(2, "timed steps of each variant per timing round (after 2 untimed warm-up steps per process)", min=1)
     max_ratio_ci: float = F(0.10, "a speed ratio whose 95% confidence interval reaches further than this share from its median is reported as unreliable instead of quoted", min=0.0)
     max_load_per_core: float = F(1.0, "timings are unreliable when the load average from other processes (the timed process's own threads subtracted) exceeds this per core during the timing rounds", min=0.0)
+    control_seeds: int = F(2, "train the fp32 control with this many seeds (train.seed, +1, ...): their spread is the noise floor the quality verdicts allow for", min=1)
+    prune_slowdown: float = F(4.0, "stop a variant once its steps take at least this many times the control's same steps (its first two can be enough) and it saves no memory over a faster finished variant (> 1; emulated fp8 is never pruned)", min=0.0)
+    budget_min: float = F(0.0, "time budget in minutes: plan train.steps from measured speed so that the whole bench fits (0 = no budget: train.steps as given)", min=0.0)
+    min_gain: float = F(0.10, "recommend a more complex variant over a simpler one only when its speed-up is clear of the measured noise by more than this share", min=0.0)
 
 
 @dataclass
@@ -360,6 +364,9 @@ def validate_relations(cfg: Config) -> None:
         )
     if cfg.workload.name == "file" and not (cfg.workload.path and cfg.workload.target):
         raise ConfigError("workload.name = 'file' needs workload.path (a CSV/Parquet file) and workload.target")
+    if cfg.bench.prune_slowdown <= 1:
+        raise ConfigError(f"bench.prune_slowdown = {cfg.bench.prune_slowdown!r}: must be > 1 (a variant is stopped when its steps take at least "
+                          "this many times the fp32 control's; 4 stops what is 4x slower)")
     if cfg.workload.name == "entry" and not cfg.workload.entry:
         raise ConfigError("workload.name = 'entry' needs workload.entry = 'package.module:function'")
 

@@ -75,7 +75,8 @@ def _row(label, tps, verdict="pass", control=False, status="completed", mem=100,
     return {"label": label, "variant": {"x": label}, "config_hash": label, "kind": "trainwise", "is_control": control, "status": status,
             "reason": "boom" if status != "completed" else None, "tokens_per_s": tps, "median_step_ms": 1000 / tps if tps else None,
             "peak_memory_bytes": mem, "peak_activation_bytes": mem / 2, "final_val_loss": 2.0 * (1 + rise), "val_loss_rise": rise,
-            "quality_verdict": "control" if control else verdict, "health_issues": list(alarms)}
+            "quality_verdict": "control" if control else verdict, "health_issues": list(alarms),
+            "quality_detail": f"validation loss {rise:+.1%} vs the control", "step_ms_samples": [1000 / tps] * 20 if tps else []}
 
 
 def test_recommendation_takes_the_fastest_that_passes_and_says_why_not_the_others():
@@ -86,7 +87,7 @@ def test_recommendation_takes_the_fastest_that_passes_and_says_why_not_the_other
     assert rec["speedup_vs_fp32"] == pytest.approx(3.0)
     assert rec["memory_saving_vs_fp32"] == pytest.approx(0.4)
     reasons = {r["label"]: r["reason"] for r in rec["rejected"]}
-    assert "validation loss 6.0% above the control, tolerance 2%" in reasons["fp8"]
+    assert "quality fail: validation loss +6.0% vs the control" in reasons["fp8"]
     assert "5.0x slower than fp32 on this cpu" in reasons["fp16"]
     assert "over bench.memory_budget_gib" in reasons["big"]
     assert "numerics: loss-scale collapse" in reasons["alarm"] and "crashed: boom" in reasons["crash"]

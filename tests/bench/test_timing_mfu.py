@@ -103,11 +103,11 @@ def test_row_speed_comes_from_the_timing_phase_and_falls_back_to_training():
     timed = {"median_step_ms": 20.0, "min_step_ms": 19.0, "max_step_ms": 22.0, "timed_steps": 12, "units_per_step": 4096,
              "step_ms": [[20.0, 20.0]] * 6, "round_median_ms": [20.0] * 6, "gemm_gflops": 50.0,
              "speed_ratio_vs_control": {"median": 1.3, "ci95": [1.2, 1.4], "n_rounds": 6, "reliable": True, "note": "x"}}
-    row = aggregate(full, [TRAINED], INFO, 0.0, timed)
+    row = aggregate(full, TRAINED, INFO, 0.0, timed)
     assert row["median_step_ms"] == 20.0 and row["tokens_per_s"] == pytest.approx(4096 / 0.02)
     assert row["timing_source"] == "timing phase: 12 steps in 6 interleaved rounds" and row["speed_ratio_vs_control"]["median"] == 1.3
     assert row["mfu"] == pytest.approx(1e9 / 0.02 / 100e9)
-    untimed = aggregate(full, [TRAINED], INFO, 0.0, {"reason": "the timing process killed by signal 9"})
+    untimed = aggregate(full, TRAINED, INFO, 0.0, {"reason": "the timing process killed by signal 9"})
     assert untimed["median_step_ms"] == 10.0 and untimed["tokens_per_s"] == pytest.approx(409600.0)
     assert untimed["timing_source"].startswith("training run (the timing process killed by signal 9)")
-    assert aggregate(control, [TRAINED], INFO, 0.0)["timing_source"].startswith("training run (the timing phase did not run)")
+    assert aggregate(control, TRAINED, INFO, 0.0)["timing_source"].startswith("training run (the timing phase did not run)")

@@ -20,7 +20,8 @@ from trainwise.errors import ConfigError
 # Fields that do not change what a variant trains: left out of its identity (the config hash).
 NOT_IDENTITY = ("log.progress", "log.mlflow", "bench.tolerance", "bench.confidence", "bench.target_val_loss",
                 "bench.memory_budget_gib", "bench.repeats", "bench.cost_per_hour", "bench.baseline",
-                "bench.timing_rounds", "bench.timing_steps_per_round", "bench.max_ratio_ci", "bench.max_load_per_core")
+                "bench.timing_rounds", "bench.timing_steps_per_round", "bench.max_ratio_ci", "bench.max_load_per_core",
+                "bench.control_seeds", "bench.prune_slowdown", "bench.budget_min", "bench.min_gain")
 CONTROL = {"precision.policy": "fp32"}
 
 
@@ -31,7 +32,7 @@ class Variant:
     cfg: Config | None = None
     hash: str = ""
     is_control: bool = False
-    kind: str = "trainwise"  # or "baseline": the plain-PyTorch loop
+    kind: str = "trainwise"  # or "baseline" (the plain-PyTorch loop), or "control-seed" (the control with another seed: the noise floor)
     tags: list[str] = field(default_factory=list)
 
     @property
@@ -109,6 +110,27 @@ def expand(grid_items: list[str], variant_items: list[str], base_data: dict | No
     if not any(v.is_control for v in variants):
         variants.insert(0, Variant(dict(CONTROL), "fp32 control", control_cfg, control_hash, is_control=True))
     return variants
+
+
+def control_seeds(variants: list[Variant], n_seeds: int, base_data: dict | None = None, base_overrides=(), source: str = "config") -> tuple[list[Variant], list[str]]:
+    """The fp32 control again with seeds train.seed + 1, ..., + n_seeds - 1: what two fp32 runs that
+    differ only by chance differ by is the noise floor of every quality verdict.
+
+    Returns the variants to add and the config hashes of all the control's seeds (the control's
+    own first). A seed that some variant already trains (e.g. --variant train.seed=1) is not
+    trained twice: that variant's run serves as the seed."""
+    control = next(v for v in variants if v.is_control)
+    known = {v.hash for v in variants}
+    new, hashes = [], [control.hash]
+    for k in range(1, n_seeds):
+        seed = str(control.cfg.train.seed + k)
+        cfg = _resolve(base_data or {}, base_overrides, {**CONTROL, "train.seed": seed}, source)
+        h = variant_hash(cfg)
+        hashes.append(h)
+        if h not in known:
+            new.append(Variant({**control.overrides, "train.seed": seed}, f"fp32 control (seed {seed})", cfg, h, kind="control-seed"))
+            known.add(h)
+    return new, hashes
 
 
 def _resolve(base_data: dict, base_overrides, overrides: dict[str, str], source: str) -> Config:

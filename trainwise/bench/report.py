@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import html
 
-from trainwise.evaluate.report import CSS, _png
+from trainwise.bench.figures import loss_figure, pareto_front, speed_memory_figure, speedup_figure  # noqa: F401  (pareto_front: re-exported)
+from trainwise.evaluate.report import CSS
 
 MIB = 2**20
-HEADER = ["variant", "status", "median step ms (min-max)", "step time vs control (95% CI)", "tokens/s", "MFU", "peak act MiB", "peak mem MiB",
-          "val loss", "quality", "time to target s", "skipped", "alarms"]
+
+
+def header(unit: str = "tokens") -> list[str]:
+    return ["variant", "status", "median step ms (min-max)", "step time vs control (95% CI)", f"{unit}/s", "MFU", "peak act MiB",
+            "peak mem MiB", "val loss", "quality", "time to target s", "skipped", "alarms"]
 
 
 def _f(v, spec=".1f", scale=1.0) -> str:
     return "—" if v is None else format(v / scale, spec)
 
 
-def table_rows(rows: list[dict]) -> list[list[str]]:
-    out = []
-    for r in rows:
-        spread = f"{_f(r.get('median_step_ms'))} ({_f(r.get('step_ms_min'))}-{_f(r.get('step_ms_max'))})" if r.get("median_step_ms") else "—"
-        out.append([r["label"] + (" [control]" if r["is_control"] else ""), r["status"], spread, _ratio(r.get("speed_ratio_vs_control")),
-                    _f(r.get("tokens_per_s"), ",.0f"), r.get("mfu_note") or _f(r.get("mfu"), ".2%"), _f(r.get("peak_activation_bytes"), ".1f", MIB), _f(r.get("peak_memory_bytes"), ".1f", MIB),
-                    _f(r.get("final_val_loss"), ".4f"), r.get("quality_verdict", ""), _f(r.get("time_to_target_s"), ".1f"),
-                    str(r.get("skipped_steps", "—")), str(len(r.get("alarms") or []))])
-    return out
+def _speed_cell(r: dict) -> str:
+    if r.get("median_step_ms"):
+        cell = f"{_f(r.get('median_step_ms'))} ({_f(r.get('step_ms_min'))}-{_f(r.get('step_ms_max'))})"
+        return cell + (" emulated" if r.get("emulated") else "")
+    if r.get("pruned"):
+        p = r["pruned"]
+        return f"{p['slowdown']:.0f}x the control's ({p['observed_steps']} steps)"
+    return "not timed" if r.get("kind") == "control-seed" and r.get("status") == "completed" else "—"
 
 
 def _ratio(s: dict | None) -> str:
@@ -33,11 +36,41 @@ def _ratio(s: dict | None) -> str:
     return f"{s['median']:.2f}x ({s['ci95'][0]:.2f}-{s['ci95'][1]:.2f})" if s["reliable"] else "unreliable"
 
 
+def _quality_cell(r: dict) -> str:
+    v = r.get("quality_verdict", "")
+    if r.get("quality_upper_rise") is not None:
+        return f"{v} (rise {r['quality_lower_rise']:+.1%} to {r['quality_upper_rise']:+.1%}, margin {r['quality_margin_rise']:.1%})"
+    return v
+
+
+def table_rows(rows: list[dict]) -> list[list[str]]:
+    out = []
+    for r in rows:
+        tag = " [control]" if r["is_control"] else (" [noise floor]" if r.get("kind") == "control-seed" else "")
+        out.append([r["label"] + tag, r["status"], _speed_cell(r), _ratio(r.get("speed_ratio_vs_control")), _f(r.get("tokens_per_s"), ",.0f"),
+                    r.get("mfu_note") or _f(r.get("mfu"), ".2%"), _f(r.get("peak_activation_bytes"), ".1f", MIB), _f(r.get("peak_memory_bytes"), ".1f", MIB),
+                    _f(r.get("final_val_loss"), ".4f"), _quality_cell(r), _f(r.get("time_to_target_s"), ".1f"),
+                    str(r.get("skipped_steps", "—")), str(len(r.get("alarms") or []))])
+    return out
+
+
 def timing_line(meta: dict, rec: dict) -> str:
-    """How speeds were measured, and the overhead over plain PyTorch (or why it is not quoted)."""
+    """How speeds were measured, the timing verdict with the load, and trainwise's overhead over
+    plain PyTorch (or why it is not quoted)."""
     t = meta.get("timing")
-    how = (f"speeds from {t['rounds']} interleaved timing rounds x {t['steps_per_round']} steps after training"
-           + (f"; {t['unreliable_reason']}" if t.get("unreliable_reason") else "")) if t else "speeds from the training runs (no timing phase)"
+    if t:
+        load = f"; load {t['load_per_core']:.2f} per core over the rounds" if t.get("load_per_core") is not None else ""
+        steal = f", steal {t['steal_share']:.0%}" if t.get("steal_share") else ""
+        how = f"speeds from {t['rounds']} interleaved timing rounds x {t['steps_per_round']} steps after training{load}{steal}: "
+        if t.get("unreliable_reason"):
+            how += t["unreliable_reason"]
+        elif t.get("ratios_quoted", 0) < t.get("ratios", 0):
+            how += (f"the load was within bench.max_load_per_core, but {t['ratios'] - t['ratios_quoted']} of {t['ratios']} speed ratios "
+                    "scattered too widely to quote (bench.max_ratio_ci)")
+        else:
+            how += "timings reliable"
+    else:
+        how = "speeds from the training runs, not interleaved (" + (meta.get("timing_note") or "no timing phase") + ")"
     overhead = rec.get("trainwise_overhead_vs_plain_pytorch")
     if overhead is not None:
         ci = rec.get("trainwise_overhead_ci95")
@@ -48,107 +81,81 @@ def timing_line(meta: dict, rec: dict) -> str:
     return how
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated in (lower memory, higher speed), sorted by memory."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], float("-inf")
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
+def floor_lines(meta: dict) -> list[str]:
+    """The noise floor and the verdict rule, in words."""
+    f = meta.get("noise_floor") or {}
+    if not f.get("measured"):
+        return [f"noise floor: not measured ({f.get('reason', 'no second seed')}); verdict margin = tolerance only"]
+    m, p = f["metric"], f["primary_metric"]
+    pm = f["per_metric"]
+    seeds = ", ".join(f"{x:.4f}" for x in pm[m]["per_seed"])
+    return [f"noise floor: {f['seeds']} seeds of the fp32 control differ by {pm[m]['floor']:.4f} in validation {m} ({seeds}; "
+            f"{pm[m]['floor'] / f['control_loss']:.1%} of the control's) and by {pm[p]['floor']:.4f} in {p.replace('_', ' ')}",
+            f"verdict margin = tolerance {meta.get('tolerance'):.0%} x control loss + noise floor = {f['tolerance_abs']:.4f} + "
+            f"{pm[m]['floor']:.4f} = {f['margin']:.4f}: pass when the paired {m} rise's upper bound is within it, "
+            "fail when its lower bound is beyond it, otherwise inconclusive"]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def speed_memory_figure(rows: list[dict]) -> str:
-    plt = _plt()
-    pts = [r for r in rows if r.get("tokens_per_s") and r.get("peak_memory_bytes")]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    xy = [(r["peak_memory_bytes"] / MIB, r["tokens_per_s"]) for r in pts]
-    for (x, y), r in zip(xy, pts):
-        ax.scatter(x, y, color="k" if r["is_control"] else ("tab:red" if r["quality_verdict"] == "fail" else "tab:blue"))
-        ax.annotate(r["label"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    front = pareto_front(xy)
-    if front:
-        ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "g--", label="Pareto front (less memory, more speed)")
-        ax.legend(fontsize=7)
-    ax.set_xlabel("peak tracked memory (MiB)")
-    ax.set_ylabel("tokens/s")
-    ax.set_title("speed vs memory (red: failed the quality gate)", fontsize=9)
-    return _png(fig)
+def plan_lines(meta: dict) -> list[str]:
+    """Steps, pruning, run order; with a budget, the plan against what each phase took."""
+    lines = [f"steps per variant: {meta.get('steps')}; pruning at {meta.get('prune_slowdown'):g}x the control's step; "
+             f"run order: {', '.join(meta.get('run_order') or [])}"]
+    b, took = meta.get("budget"), meta.get("phases_s") or {}
+    if b:
+        training = sum(b["predicted_s"].values())
+        lines.append(f"time budget {b['budget_s'] / 60:.1f} min, planned from the control's measured speed ({b['probe']['step_s']:.2f} s a step, "
+                     f"{b['probe']['fixed_s']:.0f} s a run besides its steps): {b['spent_s']:.0f} s measuring (matmul peaks, speed probe), "
+                     f"about {training:.0f} s training {b['steps']} steps a variant, {b['timing_reserve_s']:.0f} s timing "
+                     f"({b['timing_rounds_reserved']} rounds at least), {b['tail_s']:.0f} s quality and report" + (f"; {b['note']}" if b.get("note") else ""))
+    if took:
+        lines.append("took: " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))
+    return lines
 
 
-def loss_figure(rows: list[dict]) -> str:
-    plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for r in rows:
-        c = r.get("curves") or {}
-        style = dict(color="k", lw=2.5, zorder=5) if r["is_control"] else dict(lw=1, alpha=0.8)
-        if c.get("train"):
-            ax1.plot(*zip(*c["train"]), label=r["label"], **style)
-        if c.get("val"):
-            ax2.plot(*zip(*c["val"]), marker="o", ms=3, label=r["label"], **style)
-    for ax, what in ((ax1, "training loss"), (ax2, "validation loss")):
-        ax.set_xlabel("step")
-        ax.set_ylabel(what)
-        ax.set_title(f"{what} (black: the fp32 control)", fontsize=9)
-    ax2.legend(fontsize=6)
-    return _png(fig)
-
-
-def speedup_figure(rows: list[dict]) -> str:
-    plt = _plt()
-    control = next((r for r in rows if r["is_control"] and r.get("tokens_per_s")), None)
-    pts = [r for r in rows if r.get("tokens_per_s")]
-    fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(pts) + 1))
-    if control:
-        vals = [r["tokens_per_s"] / control["tokens_per_s"] for r in pts]
-        colors = ["k" if r["is_control"] else ("tab:red" if r["quality_verdict"] == "fail" else "tab:green") for r in pts]
-        ax.barh([r["label"] for r in pts], vals, color=colors)
-        ax.axvline(1.0, color="k", ls=":")
-        for i, v in enumerate(vals):
-            ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
-    ax.set_xlabel("throughput / fp32 control")
-    ax.set_title("speed-up over fp32 (red: failed the quality gate)", fontsize=9)
-    return _png(fig)
+def header_lines(meta: dict) -> list[str]:
+    return [f"device: {meta.get('device')}; peak matmul GFLOP/s measured here: {meta.get('matmul_gflops')}",
+            f"target validation loss: {meta.get('target_val_loss'):.4f}; quality tolerance {meta.get('tolerance'):.0%} of the control's loss"]
 
 
 def render_markdown(rows: list[dict], rec: dict, meta: dict) -> str:
     from trainwise.bench.recommend import summary_line
 
-    lines = [f"# trainwise bench: {meta.get('config')}", "", f"device: {meta.get('device')}; peak matmul GFLOP/s measured here: {meta.get('matmul_gflops')}",
-             f"target validation loss: {meta.get('target_val_loss'):.4f}; quality tolerance {meta.get('tolerance'):.0%} of the control's loss", "",
-             f"**{summary_line(rec)}**", "", timing_line(meta, rec), ""]
-    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    head = header(meta.get("throughput_unit", "tokens"))
+    lines = [f"# trainwise bench: {meta.get('config')}", ""] + [f"{x}  " for x in header_lines(meta)] + [""]
+    lines += [f"**{summary_line(rec)}**", "", timing_line(meta, rec), ""]
+    lines += [f"{x}  " for x in floor_lines(meta) + plan_lines(meta)] + [""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table_rows(rows)]
+    if rec.get("inconclusive"):
+        lines += ["", "## Inconclusive (not recommended until settled)", ""] + [f"- {r['reason']}" for r in rec["inconclusive"]]
     lines += ["", "## Not recommended", ""] + [f"- {r['reason']}" for r in rec.get("rejected", [])]
     return "\n".join(lines) + "\n"
+
+
+def _paragraphs(lines: list[str]) -> str:
+    return "".join(f"<p>{html.escape(x)}</p>" for x in lines)
 
 
 def render_html(rows: list[dict], rec: dict, meta: dict) -> str:
     from trainwise.bench.recommend import summary_line
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    unit = meta.get("throughput_unit", "tokens")
+    unreliable = rec.get("speed_unreliable")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header(unit))
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(rows))
     rejected = "".join(f"<li>{html.escape(r['reason'])}</li>" for r in rec.get("rejected", []))
+    inconclusive = "".join(f"<li>{html.escape(r['reason'])}</li>" for r in rec.get("inconclusive", []))
     return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>trainwise bench</title><style>{CSS}</style></head><body>
-<h1>trainwise bench</h1>
-<p>config {html.escape(str(meta.get('config')))} on {html.escape(str(meta.get('device')))}; measured peak matmul GFLOP/s {html.escape(str(meta.get('matmul_gflops')))};
-target validation loss {meta.get('target_val_loss'):.4f}; tolerance {meta.get('tolerance'):.0%}</p>
+<h1>trainwise bench: {html.escape(str(meta.get('config')))}</h1>
+{_paragraphs(header_lines(meta))}
 <h2>Recommendation</h2><p><b>{html.escape(summary_line(rec))}</b></p>
 <p>{html.escape(timing_line(meta, rec))}</p>
+{_paragraphs(floor_lines(meta) + plan_lines(meta))}
 <h2>Variants</h2><table><tr>{head}</tr>{body}</table>
-<h2>Speed vs memory</h2>{speed_memory_figure(rows)}
-<h2>Speed-up over fp32</h2>{speedup_figure(rows)}
+<h2>Speed vs memory</h2>{speed_memory_figure(rows, unit, unreliable)}
+<h2>Speed-up over fp32</h2>{speedup_figure(rows, rec)}
 <h2>Loss curves over the fp32 control</h2>{loss_figure(rows)}
+{f"<h2>Inconclusive (not recommended until settled)</h2><ul>{inconclusive}</ul>" if inconclusive else ""}
 <h2>Not recommended</h2><ul>{rejected}</ul>
 </body></html>
 """

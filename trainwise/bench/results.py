@@ -1,4 +1,4 @@
-"""From repeat results to one row per variant: speed with its spread, MFU, memory, time to target,
+"""From each variant's training run and timing-phase entry to one row per variant: speed with its spread, MFU, memory, time to target,
 quality verdict against the fp32 control, numerics health, cost."""
 
 from __future__ import annotations
@@ -58,32 +58,54 @@ def time_to_target(curve: list, target: float, step_ms: float | None) -> tuple[i
     return None, None
 
 
-def aggregate(v: Variant, repeats: list[dict], info: dict, cost_per_hour: float, timed: dict | None = None) -> dict:
-    """One row per variant. Its speed (median step ms, spread, tokens/s, MFU) comes from the timing
-    phase (`timed`: this variant's entry of timing.json) when it was timed there, else from the
-    training run's own steps; `timing_source` says which."""
-    first = repeats[0] if repeats else {"status": "not run", "reason": "no repeat ran"}
-    ok = [r for r in repeats if r.get("status") in FINISHED and r.get("median_step_ms")]
+def aggregate(v: Variant, result: dict | None, info: dict, cost_per_hour: float, timed: dict | None = None) -> dict:
+    """One row per variant from its training run's `result` (run.json). Its speed (median step ms,
+    spread, tokens/s, MFU) comes from the timing phase (`timed`: this variant's entry of
+    timing.json) when it was timed there, else from the training run's own steps; `timing_source`
+    says which. The control's other seeds are trained for the noise floor only: no speed is
+    reported for them (their step times, kept in `step_ms_samples`, show run-to-run drift)."""
+    r = result or {"status": "not run", "reason": "it did not run"}
     policy = v.cfg.precision.policy
     row = {"variant": v.overrides, "label": v.label, "kind": v.kind, "is_control": v.is_control, "config_hash": v.hash,
-           "status": first.get("status"), "reason": first.get("reason"), "precision": policy, "ac": v.cfg.memory.ac,
-           "median_step_ms": None, "tokens_per_s": None, "mfu": None, "peak_activation_bytes": first.get("peak_activation_bytes"),
-           "peak_memory_bytes": first.get("peak_memory_bytes"), "final_val_loss": first.get("final_val_loss"),
-           "final_train_loss": first.get("final_train_loss"), "quality_verdict": "not compared", "repeats": len(repeats)}
-    if not ok:
+           "status": r.get("status"), "reason": r.get("reason"), "precision": policy, "ac": v.cfg.memory.ac,
+           "median_step_ms": None, "tokens_per_s": None, "mfu": None, "peak_activation_bytes": r.get("peak_activation_bytes"),
+           "peak_memory_bytes": r.get("peak_memory_bytes"), "final_val_loss": r.get("final_val_loss"),
+           "final_train_loss": r.get("final_train_loss"), "quality_verdict": "not compared",
+           "val_examples": r.get("val_examples"), "pruned": r.get("prune"), "emulated": emulated_note(v, info), "steps": r.get("steps")}
+    if r.get("status") not in FINISHED or not r.get("median_step_ms"):
         return row
-    row.update(speed_fields(ok[0], timed))
+    row.update(speed_fields(r, timed))
     step_ms = row["median_step_ms"]
-    value, label = mfu(first.get("flops_per_step"), step_ms, policy if v.kind == "trainwise" else "fp32", info,
+    value, label = mfu(r.get("flops_per_step"), step_ms, policy if v.kind == "trainwise" else "fp32", info,
                        (timed or {}).get("gemm_gflops") if (timed or {}).get("peak_dtype") == peak_dtype(v) else None)
     row.update({"mfu": value, "mfu_basis": label, "mfu_note": PEAK_UNREPRESENTATIVE if label.startswith(PEAK_UNREPRESENTATIVE) else None,
-                "throughput_unit": first.get("throughput_unit", "tokens"), "flops_per_step": first.get("flops_per_step"), "steps": first.get("steps"),
-                "train_time_s": step_ms * (first.get("steps") or 0) / 1e3, "skipped_steps": first.get("skipped_steps", 0),
-                "alarms": first.get("alarms", []), "curves": first.get("curves", {}), "memory_breakdown": first.get("memory_breakdown")})
-    row["health_issues"] = health_issues(first, v.cfg.precision.max_skipped_share)
+                "throughput_unit": r.get("throughput_unit", "tokens"), "flops_per_step": r.get("flops_per_step"), "steps": r.get("steps"),
+                "train_time_s": r["median_step_ms"] * (r.get("steps") or 0) / 1e3, "skipped_steps": r.get("skipped_steps", 0),
+                "alarms": r.get("alarms", []), "curves": r.get("curves", {}), "memory_breakdown": r.get("memory_breakdown"),
+                "train_median_step_ms": r["median_step_ms"], "step_ms_samples": r.get("step_ms_samples") or []})  # the training run's own speed and its noise
+    if v.kind == "control-seed":
+        row.update({"median_step_ms": None, "tokens_per_s": None, "mfu": None, "timing_source": "not timed (trained for the noise floor)"})
+    row["health_issues"] = health_issues(r, v.cfg.precision.max_skipped_share)
     if cost_per_hour:
         row["cost_per_run"] = row["train_time_s"] / 3600 * cost_per_hour
     return row
+
+
+def torch_device(info: dict):
+    import torch
+
+    return torch.device(info.get("device") or "cpu")
+
+
+def emulated_note(v: Variant, info: dict) -> str | None:
+    """Why a variant's speed on this device says nothing about its technique, or None: fp8 off an
+    GPU runs emulated (real fp8 casts, high-precision matmuls: the trainer's own rule), for its numerics only."""
+    from trainwise.train.precision import fp8_gemm_kind
+
+    if v.kind != "trainwise" or not v.cfg.precision.policy.startswith("fp8") or fp8_gemm_kind(torch_device(info)) != "emulated":
+        return None
+    return (f"emulated on this {info.get('device', 'cpu')} (real fp8 casts, no fp8 matmul units): its quality is checked here, "
+            "its speed says nothing about fp8 hardware (an SM89+ GPU)")
 
 
 def speed_fields(trained: dict, timed: dict | None) -> dict:
@@ -125,44 +147,61 @@ def add_time_to_target(rows: list[dict], target: float) -> None:
         row["steps_to_target"], row["time_to_target_s"] = step, secs
 
 
-def add_quality(rows: list[dict], dirs: dict[str, Path], tolerance: float, confidence: float, task_hint: str | None = None) -> None:
-    """Paired gate on the same validation examples: fail when the one-sided lower confidence bound
-    of the loss rise over the fp32 control exceeds tolerance x the control's loss."""
-    from trainwise.evaluate.compare import compare_predictions
-    from trainwise.evaluate.gate import Gate, Rule
+def add_quality(rows: list[dict], dirs: dict[str, Path], tolerance: float, confidence: float, seed_hashes: list[str] = (),
+                examples_per_batch: int = 1, eval_batches: int = 1) -> dict:
+    """Three-valued verdicts against the fp32 control on the same validation examples, with the
+    control's seed-to-seed noise floor in the margin (trainwise.bench.quality). Returns what the
+    report shows of the floor: {'measured', 'seeds', 'metric', 'primary_metric', 'margin', 'tolerance_abs',
+    'control_loss', 'per_metric': {metric: {'per_seed', 'floor'}}} ('reason' when not measured)."""
+    from trainwise.bench.quality import GATE_METRIC, PRIMARY_METRIC, QualityRule, judge, noise_floor
+    from trainwise.evaluate.compare import infer_task
 
     control = next((r for r in rows if r["is_control"]), None)
     if control is None or control["status"] not in FINISHED or not (dirs[control["config_hash"]] / "predictions.parquet").is_file():
         for r in rows:
             r["quality_verdict"], r["quality_detail"] = "not compared", "the fp32 control did not finish"
-        return
+        return {"measured": False, "reason": "the fp32 control did not finish"}
     base = _frame(dirs[control["config_hash"]])
+    task = infer_task(base, "control")
+    metric, primary = GATE_METRIC[task], PRIMARY_METRIC[task]
+    by_hash = {r["config_hash"]: r for r in rows}
+    seed_rows = [by_hash[h] for h in seed_hashes[1:] if h in by_hash]
+    seed_frames = [base] + [_frame(dirs[r["config_hash"]]) for r in seed_rows
+                            if r["status"] in FINISHED and (dirs[r["config_hash"]] / "predictions.parquet").is_file()]
+    floor = noise_floor(seed_frames, task, confidence)
     control_loss = control["final_val_loss"]
-    tol_abs = tolerance * control_loss
-    metric = "loss" if "loss" in base.columns else "log_loss"
-    gate = Gate([Rule(metric, tol_abs, confidence)])
+    floor_abs = floor[metric]["floor"] if floor else 0.0
+    margin = tolerance * control_loss + floor_abs
+    info = {"measured": floor is not None, "seeds": len(seed_frames), "metric": metric, "primary_metric": primary,
+            "margin": margin, "tolerance_abs": tolerance * control_loss, "control_loss": control_loss, **({"per_metric": floor} if floor else {})}
+    if floor is None:
+        info["reason"] = (f"bench.control_seeds = {len(seed_hashes)}: one seed, no floor" if len(seed_hashes) < 2
+                          else "the control's other seed(s) did not finish: " + "; ".join(f"{r['label']}: {r['status']}" for r in seed_rows))
+    rule = QualityRule(metric, primary, margin, control_loss, tolerance, floor_abs, confidence, examples_per_batch, eval_batches)
     control["quality_verdict"], control["quality_detail"] = "control", "the fp32 control"
+    for r in seed_rows:
+        r["quality_verdict"], r["quality_detail"] = "noise floor", f"the control with another seed: validation loss {_pct(_rise(r, control_loss))} vs the control"
     for r in rows:
-        if r is control or r["status"] not in FINISHED:
+        if r is control or r in seed_rows:
             continue
-        rise = (r["final_val_loss"] - control_loss) / control_loss if r.get("final_val_loss") is not None else None
-        r["val_loss_rise"] = rise
+        if r["status"] not in FINISHED:
+            r["quality_verdict"], r["quality_detail"] = "not compared", f"{r['status']}: no quality claim"
+            continue
+        r["val_loss_rise"] = rise = _rise(r, control_loss)
         path = dirs[r["config_hash"]] / "predictions.parquet"
         if not path.is_file():  # the baseline row: no predictions, loss only
             r["quality_verdict"], r["quality_detail"] = "not compared", f"validation loss {_pct(rise)} vs the control (no paired predictions)"
             continue
-        cmp = compare_predictions(base, _frame(dirs[r["config_hash"]]), gate=gate, n_boot=1000, seed=0)
-        r["quality_verdict"] = "pass" if cmp.passed else "fail"
-        rule = cmp.rules[0]
-        bound = rule.get("lower_bound")
-        r["quality_detail"] = (f"validation loss {_pct(rise)} vs the control (paired {confidence:.0%} lower bound of the rise "
-                               f"{_pct(bound / control_loss if bound is not None else None)}), tolerance {tolerance:.0%}")
+        r.update(judge(base, _frame(dirs[r["config_hash"]]), rule, rise, r.get("val_examples")))
+    return info
+
+
+def _rise(row: dict, control_loss: float) -> float | None:
+    return (row["final_val_loss"] - control_loss) / control_loss if row.get("final_val_loss") is not None and control_loss else None
 
 
 def _pct(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:+.1%}"
+    return "n/a" if x is None else f"{x:+.1%}"
 
 
 def _frame(d: Path) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from pathlib import Path
 from statistics import median
 
 from trainwise.bench.grid import Variant
+from trainwise.bench.runner import RESULT, RUN
 from trainwise.bench.timing_stats import load_row, machine_verdict, ratio_summary, round_ratios, sample_load, usable_cores
 from trainwise.rundir import read_json, write_json
 
@@ -44,12 +45,12 @@ class TimingProcess:
         self.v, self.dir = v, variant_dir
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
         cmd = [sys.executable, "-m", "trainwise.bench.timing_worker", str(variant_dir)]
-        if v.kind == "trainwise" and (variant_dir / "repeat-0").is_dir():
-            cmd += ["--run-dir", str(variant_dir / "repeat-0")]
+        if v.kind == "trainwise" and (variant_dir / RUN).is_dir():
+            cmd += ["--run-dir", str(variant_dir / RUN)]
         self.log = open(variant_dir / "timing.log", "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=os.getcwd())
         self.ready: dict = {}
-        trained = variant_dir / "repeat-0.json"
+        trained = variant_dir / RESULT
         self.expected_step_s = ((read_json(trained).get("median_step_ms") or 0) / 1e3) if trained.is_file() else 0.0
 
     def request(self, cmd: dict, timeout_s: float) -> dict:

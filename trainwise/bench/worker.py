@@ -1,9 +1,10 @@
-"""One bench variant in its own process: `python -m trainwise.bench.worker VARIANT_DIR --repeat R`.
+"""One bench variant in its own process: `python -m trainwise.bench.worker VARIANT_DIR [--quality]`.
 
 The parent writes VARIANT_DIR/config.toml and variant.json; this process trains the variant
-(trainwise's loop, or the plain-PyTorch baseline), predicts the fixed validation examples for the
-quality comparison (first repeat only) and writes VARIANT_DIR/repeat-R.json. A crash or an
-out-of-memory kill leaves no repeat-R.json: the parent records the exit status and stderr instead.
+(trainwise's loop into VARIANT_DIR/run/, or the plain-PyTorch baseline), predicts the fixed
+validation examples for the quality comparison (with --quality) and writes VARIANT_DIR/run.json.
+A crash or an out-of-memory kill leaves no run.json: the parent records the exit status and
+stderr instead.
 
 TRAINWISE_BENCH_FAULT="LABEL=crash|oom[;LABEL=...]" makes the variant labelled LABEL die (SIGKILL, as the
 kernel's OOM killer does) or raise MemoryError: how the tests show that one failure does not stop
@@ -89,20 +90,28 @@ def val_subset(workload, tc):
     return Split(v.inputs[idx], v.targets[idx], ids=v.ids[idx.numpy()], meta=meta)
 
 
-def curves(run_dir: Path) -> dict:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+def metrics_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def curves(rows: list[dict]) -> dict:
     return {"train": [[r["step"], r["loss"]] for r in rows if "loss" in r and "step_ms" in r],
             "val": [[r["step"], r["val_loss"]] for r in rows if "val_loss" in r]}
 
 
-def run_trainwise(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
+def run_trainwise(cfg, variant_dir: Path, quality: bool) -> dict:
+    from trainwise.bench.prune import is_timed_row
+    from trainwise.bench.runner import RUN
     from trainwise.evaluate.predict import predict_split
     from trainwise.train.loop import train
     from trainwise.train.precision import autocast_context
 
-    run_dir = variant_dir / f"repeat-{repeat}"
+    run_dir = variant_dir / RUN
     result = train(cfg, run_dir)
-    out = {**result.summary, "curves": curves(run_dir), "flops_per_step": flops_per_step(result.workload, cfg.train)}
+    rows = metrics_rows(run_dir)
+    out = {**result.summary, "curves": curves(rows), "flops_per_step": flops_per_step(result.workload, cfg.train),
+           # every logged timed step (each one with the bench's train.log_every = 1): the spread of the speed, for the recommendation
+           "step_ms_samples": [r["step_ms"] for r in rows if is_timed_row(r)], "val_examples": len(result.workload.val)}
     if quality:
         model, wl = result.model, result.workload
         device = next(model.parameters()).device
@@ -112,7 +121,7 @@ def run_trainwise(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
     return out
 
 
-def run_baseline(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
+def run_baseline(cfg, variant_dir: Path, quality: bool) -> dict:
     from trainwise.bench.baseline import plain_train
     from trainwise.env import pick_device
     from trainwise.train.data import eval_indices
@@ -132,9 +141,10 @@ def run_baseline(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from trainwise.bench.runner import RESULT
+
     ap = argparse.ArgumentParser(prog="python -m trainwise.bench.worker")
     ap.add_argument("variant_dir")
-    ap.add_argument("--repeat", type=int, default=0)
     ap.add_argument("--quality", action="store_true", help="save validation predictions for the quality gate")
     args = ap.parse_args(argv)
     variant_dir = Path(args.variant_dir)
@@ -144,14 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inject_fault(meta["label"])
         run = run_baseline if meta["kind"] == "baseline" else run_trainwise
-        out = run(cfg, variant_dir, args.repeat, args.quality)
+        out = run(cfg, variant_dir, args.quality)
     except (MemoryError, torch.OutOfMemoryError) as e:
         out = {"status": "oom", "reason": f"out of memory: {e}"}
     except Exception as e:  # any failure of this variant is its result, not the bench's end
         out = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
     out["config_hash"] = meta["config_hash"]
     out["process_wall_s"] = time.perf_counter() - t0
-    write_json(variant_dir / f"repeat-{args.repeat}.json", out)
+    write_json(variant_dir / RESULT, out)
     return 0 if out["status"] in ("completed", "early_stopped") else 1
 
 
