@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -49,18 +50,32 @@ _WRITE_REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk q
                   errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.ENOTDIR: "a path component is a file, not a directory"}
 
 
-def write_failure_reason(e: BaseException) -> str | None:
-    """Why a write failed, for an OSError or an error that wraps one (safetensors' SafetensorError
-    carries only '... (os error 28)'); None for errors that are no fault of the file system."""
-    if isinstance(e, WriteError):
-        return e.reason
-    code = e.errno if isinstance(e, OSError) else None
-    if code is None:
-        found = re.search(r"os error (\d+)", str(e))
-        code = int(found.group(1)) if found else None
-    if code is None:
-        return None
-    return _WRITE_REASONS.get(code) or os.strerror(code).lower()
+def write_failure_reason(e: BaseException, where: str | Path | None = None) -> str | None:
+    """Why a write failed, for an OSError or an error raised because of one: safetensors'
+    SafetensorError says only '... (os error 28)', torch.save's zip writer raises a RuntimeError
+    whose __context__ is the OSError. When that trail was lost (an exception pickled between
+    ranks) and the file system of `where` is full, it is "no space left on device". None for
+    errors that are no fault of the file system."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, WriteError):
+            return seen.reason
+        code = seen.errno if isinstance(seen, OSError) else None
+        found = re.search(r"os error (\d+)", str(seen)) if code is None else None
+        code = int(found.group(1)) if found else code
+        if code is not None:
+            return _WRITE_REASONS.get(code) or os.strerror(code).lower()
+        seen = seen.__cause__ or seen.__context__
+    if where is not None and _free_bytes(where) < (1 << 20):
+        return _WRITE_REASONS[errno.ENOSPC]
+    return None
+
+
+def _free_bytes(where: str | Path) -> int:
+    path = Path(where)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:

@@ -112,6 +112,7 @@ def _write_files(tmp: Path, step: int, model: nn.Module, optimizer, scaler, sche
     # weights keep their training dtype (bf16-true stays bf16) so that resume is exact
     names = plain_name_of_key(model)
     save_tensors_atomic({names[k]: v for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    _kill_for_test(step)
     opt_tensors, opt_plain = _flatten_optimizer(optimizer.state_dict())  # keyed by parameter index: no names
     save_tensors_atomic(opt_tensors, tmp / "optim.safetensors")
     rng_tensors, rng_plain = _rng_state()
@@ -125,6 +126,13 @@ def _write_files(tmp: Path, step: int, model: nn.Module, optimizer, scaler, sche
         **extra,
     }
     write_json(tmp / "state.json", state)
+
+
+def _kill_for_test(step: int) -> None:
+    """Test hook: TRAINWISE_TEST_KILL_IN_CHECKPOINT=STEP makes the process SIGKILL itself halfway
+    through writing checkpoint STEP (the weights written, the rest not). Never set outside tests."""
+    if os.environ.get("TRAINWISE_TEST_KILL_IN_CHECKPOINT") == str(step):
+        os.kill(os.getpid(), 9)
 
 
 def checkpoint_dirs(ckpt_root: str | Path) -> list[Path]:

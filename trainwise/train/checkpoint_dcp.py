@@ -45,13 +45,12 @@ def _as_write_error(e: BaseException, where: Path) -> WriteError:
     """A WriteError for a file-system failure (DCP wraps each rank's in a CheckpointException); else re-raise `e`."""
     from torch.distributed.checkpoint.api import CheckpointException
 
-    if isinstance(e, CheckpointException):
-        inner = [exc for exc, _ in e.failures.values()]
-        reasons = [r for r in map(write_failure_reason, inner) if r]
-        if reasons:
-            return WriteError(reasons[0], where)
-    elif write_failure_reason(e):
-        return WriteError(write_failure_reason(e), getattr(e, "path", None) or getattr(e, "filename", None) or where)
+    if isinstance(e, CheckpointException):  # each rank's exception, pickled: without its __context__
+        reasons = [write_failure_reason(exc, where) for exc, _ in e.failures.values()]
+        if any(reasons):
+            return WriteError(next(r for r in reasons if r), where)
+    elif write_failure_reason(e, where):
+        return WriteError(write_failure_reason(e, where), getattr(e, "path", None) or getattr(e, "filename", None) or where)
     raise e
 
 
