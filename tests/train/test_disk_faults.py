@@ -18,6 +18,7 @@ import torch
 
 from tests.train.faults import assert_same_run, cli, leftovers, one_line_error, read_only, recipe, resize, snapshot, tmpfs, train_args
 from trainwise.cli import main
+from trainwise.errors import TrainwiseError
 
 PAGE = 4096  # tmpfs allocates whole pages
 ROOM = 64 << 20
@@ -142,3 +143,24 @@ def test_resume_in_a_read_only_run_dir(tmp_path, capsys):
         assert main(["train", "--resume", str(run_dir)]) == 2
         assert f"--resume {run_dir}: cannot write there ({READ_ONLY})" in one_line_error(capsys.readouterr().err)
     assert snapshot(run_dir) == before
+
+
+def test_full_disk_during_a_metrics_append_tears_the_line_and_resume_drops_it(tmp_path):
+    """A row appended to metrics.jsonl on a full disk is written in part (the rest of the file's
+    last page) before the write fails: a real torn line. The error names the file; resume drops
+    exactly that line."""
+    from trainwise.train.rundir_setup import RunFiles, _truncate_metrics
+
+    with tmpfs(tmp_path / "disk", 256 * 1024) as disk:
+        run = RunFiles(disk, is_main=True)
+        rows = [{"step": s, "loss": 1.0 / s} for s in (1, 2)]
+        for row in rows:
+            run.log_metrics(row)
+        fill(disk)
+        with pytest.raises(TrainwiseError, match=f"no space left on device writing {disk / 'metrics.jsonl'}; there is no checkpoint yet"):
+            run.log_metrics({"step": 3, "loss": 0.5, "padding": "x" * 3 * PAGE})
+        text = (disk / "metrics.jsonl").read_text()
+        assert len(text) == PAGE and not text.endswith("\n")  # torn: the page was filled, the rest refused
+        (disk / "filler").unlink()
+        _truncate_metrics(disk / "metrics.jsonl", after_step=2)
+        assert [json.loads(line) for line in (disk / "metrics.jsonl").read_text().splitlines()] == rows
