@@ -166,6 +166,6 @@ def load_runtime(ref: str, precision: str = "fp32", tracking_uri: str | None = N
 
     model_dir, meta = resolve_ref(ref, tracking_uri)
     spec = require_input_spec(meta, "trainwise serve", str(model_dir / "model.json"))  # before loading weights
-    model, _ = load_model(model_dir, verify=True)
+    model, _ = load_model(model_dir, verify=True, registered=meta.get("registry"))
     model = apply_precision(model.eval(), precision)
     return Runtime(model=model, meta=meta, version=version_of(meta, model_dir), precision=precision, model_dir=model_dir, input=spec)
