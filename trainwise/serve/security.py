@@ -68,7 +68,7 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body exceeds the limit of {limit_bytes} bytes")
 
 
-async def _send_json(send, status: int, detail: str, headers: dict | None = None) -> None:
+async def send_json(send, status: int, detail: str, headers: dict | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -89,7 +89,7 @@ class GuardMiddleware:
         self.on_status = on_status or (lambda status: None)
 
     async def reject(self, send, status: int, detail: str, headers: dict | None = None) -> None:
-        await _send_json(send, status, detail, headers)
+        await send_json(send, status, detail, headers)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith(self.protected_prefix):
