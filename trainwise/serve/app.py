@@ -117,10 +117,11 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
                   description=f"Predictions of {runtime.meta.get('workload', 'a')} model {runtime.version}")
     app.state.serve = state
     keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else None
-    limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_burst) if settings.rate_limit_per_s > 0 else None
+    state.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_burst, settings.rate_limit_clients) if settings.rate_limit_per_s > 0 else None
+    state.auth_failures = TokenBucket(settings.auth_failures_per_s, settings.auth_failures_burst, settings.rate_limit_clients) if keys else None
     app.add_middleware(ContainErrors)  # inside the guards (added before them), so that its 500s are counted too
-    app.add_middleware(GuardMiddleware, keys=keys, max_body_bytes=settings.max_body_bytes, limiter=limiter,
-                       on_status=lambda s: state.metrics.requests.labels(status=str(s)).inc())
+    app.add_middleware(GuardMiddleware, keys=keys, max_body_bytes=settings.max_body_bytes, limiter=state.limiter,
+                       auth_failures=state.auth_failures, on_status=lambda s: state.metrics.requests.labels(status=str(s)).inc())
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
