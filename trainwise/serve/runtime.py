@@ -113,7 +113,7 @@ class Runtime:
         classes = self.meta.get("info", {}).get("classes") or [str(i) for i in range(prob.shape[1])]
         return [{"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist()))} if finite_output(p) else None for p in prob]
 
-    def _predict_by_length(self, instances: list[dict]) -> list[dict]:
+    def _predict_by_length(self, instances: list[dict]) -> list[dict | InstanceError]:
         # token sequences of different lengths cannot share a tensor (no pad id is declared): one
         # model call per length, answers put back in request order
         by_length: dict[int, list[int]] = {}
@@ -122,10 +122,10 @@ class Runtime:
         out: list[dict] = [{}] * len(instances)
         for index in by_length.values():
             for i, pred in zip(index, self._classify(self.to_tensor([instances[i] for i in index]))):
-                out[i] = pred or InstanceError("ids", OVERFLOW_INSIDE)
+                out[i] = pred or InstanceError("prompt" if "prompt" in instances[i] else "ids", OVERFLOW_INSIDE)
         return out
 
-    def _predict_next(self, inst: dict) -> dict:
+    def _predict_next(self, inst: dict) -> dict | InstanceError:
         """A language model's next-token probabilities and, when asked, a greedy continuation."""
         context = int(self.input["context"]) if self.input else int(self.meta["spec"]["kwargs"]["context"])
         ids = token_ids(inst)
