@@ -53,7 +53,7 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
     from mlflow.exceptions import MlflowException
 
     from trainwise.registry.tracking import log_run_to_mlflow, logged_run_id
-    from trainwise.seal import MANIFEST, SEALED_FILES, check_sealed, read_seal
+    from trainwise.seal import MANIFEST, SEALED_FILES, read_seal
 
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
@@ -64,8 +64,7 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
     missing_reference = ensure_reference(run_dir)
     if missing_reference:
         lineage[TAG + "reference_missing"] = missing_reference[:500]
-    seal = read_seal(run_dir / "model")  # with the reference ensure_reference may have added
-    check_sealed(run_dir / "model", seal)
+    seal = read_seal(run_dir / "model")  # with the reference ensure_reference may have added; the copies logged are checked against it
     lineage.update({TAG + "model_sha256": seal.sha256, TAG + "model_files": json.dumps(seal.files, sort_keys=True), TAG + "entry": seal.entry})
     client = get_client(tracking_uri)
     run_id = logged_run_id(run_dir, client) or log_run_to_mlflow(run_dir, client.tracking_uri, experiment)

@@ -117,8 +117,9 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
                   description=f"Predictions of {runtime.meta.get('workload', 'a')} model {runtime.version}")
     app.state.serve = state
     keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else None
-    state.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_burst, settings.rate_limit_clients) if settings.rate_limit_per_s > 0 else None
-    state.auth_failures = TokenBucket(settings.auth_failures_per_s, settings.auth_failures_burst, settings.rate_limit_clients) if keys else None
+    clients = settings.rate_limit_clients
+    state.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_burst, clients) if settings.rate_limit_per_s > 0 else None
+    state.auth_failures = TokenBucket(settings.auth_failures_per_s, settings.auth_failures_burst, clients) if keys else None  # key guessing
     app.add_middleware(ContainErrors)  # inside the guards (added before them), so that its 500s are counted too
     app.add_middleware(GuardMiddleware, keys=keys, max_body_bytes=settings.max_body_bytes, limiter=state.limiter,
                        auth_failures=state.auth_failures, on_status=lambda s: state.metrics.requests.labels(status=str(s)).inc())
@@ -127,7 +128,6 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
     async def invalid(request: Request, exc: RequestValidationError):
         errors = [{"field": _field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
-
 
     @app.post("/v1/predict", response_model=PredictResponse)
     async def predict(body: Request_, request: Request):  # type: ignore[valid-type]

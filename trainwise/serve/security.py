@@ -12,7 +12,7 @@ Two token buckets (Turner, 1986) bound what a client can do:
 - load: the per-key bucket (per client address without keys), `rate_per_s` sustained and `burst`
   at once, checked after authentication; over it the answer is 429 with Retry-After.
 The buckets' table is bounded: a bucket idle long enough to be full again is forgotten (it equals
-a new one), and past `max_clients` the least recently seen is forgotten first.
+a new one), and past `rate_limit_clients` buckets the least recently seen is forgotten first.
 """
 
 from __future__ import annotations
