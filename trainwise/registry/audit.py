@@ -124,14 +124,14 @@ def reconcile(client, name: str, aliases: dict, local_store: bool) -> list[dict]
 
     A move happened if the alias's next recorded move starts from its target, or, when it is the
     alias's last move, if the alias holds its target now: then it is recorded as completed
-    (FINISHED), else as rolled back (FAILED: the alias never moved). A refusal moves nothing and
-    is completed once written. The caller holds `store.move_lock`, so no writer it orders is in
-    flight; an entry from another machine on a shared server waits until STALE_US old.
+    (FINISHED), else as rolled back (FAILED: the alias never moved). An entry that moves no alias
+    (a refusal, a retraining event) is complete once written. The caller holds `store.move_lock`,
+    so no writer that the lock orders is in flight (see `_settled`).
     """
     entries = read_entries(client, name)
     done = []
     for i, e in enumerate(entries):
-        if e["status"] != "RUNNING" or not (local_store or e["writer_host"] == socket.gethostname() or now_us() - e["when_us"] > STALE_US):
+        if e["status"] != "RUNNING" or not _settled(e, local_store):
             continue
         if e["action"] in MOVES:
             later = next((f for f in entries[i + 1 :] if f["action"] in MOVES and f["alias"] == e["alias"] and f["status"] != "FAILED"), None)
@@ -139,13 +139,20 @@ def reconcile(client, name: str, aliases: dict, local_store: bool) -> list[dict]
             happened = holder == e["to_version"]
             note = f"{e['alias']} held v{holder} after it" if later else f"{e['alias']} held v{holder}"
         else:
-            happened, note = True, "a refusal moves nothing"
+            happened, note = True, f"a {e['action'] or 'blank'} entry moves no alias"
         outcome = "completed" if happened else "rolled back"
         client.set_tag(e["run_id"], PREFIX + "reconciled", outcome)
         client.set_tag(e["run_id"], PREFIX + "reconciled_note", f"{iso(now_us())} by {actor()}: its writer stopped before finishing it; {note}")
         client.set_terminated(e["run_id"], "FINISHED" if happened else "FAILED")  # last: a kill before it leaves it to redo
         done.append({**e, "status": "FINISHED" if happened else "FAILED", "reconciled": outcome})
     return done
+
+
+def _settled(e: dict, local_store: bool) -> bool:
+    """Whether an unfinished entry's writer can no longer be moving: under the lock, any writer of a
+    local store or of this machine is done; one on another machine sharing a server may still be
+    in flight (the lock orders one machine's processes only) until the entry is STALE_US old."""
+    return local_store or e["writer_host"] == socket.gethostname() or now_us() - e["when_us"] > STALE_US
 
 
 def check_chain(entries: list[dict]) -> list[str]:
