@@ -172,6 +172,11 @@ class ServeConfig:
     max_body_bytes: int = F(1_000_000, "serve: larger request bodies are answered 413", min=1)
     rate_limit_per_s: float = F(0.0, "serve: requests per second allowed per API key or client (0 = no limit)", min=0.0)
     rate_burst: int = F(20, "serve: requests a key may send at once above its rate", min=1)
+    auth_failures_burst: int = F(10, "serve: with API keys, requests with a wrong or missing key one client address may send at once; "
+                                     "past them it is answered 429 without its key being checked", min=1)
+    auth_failures_per_s: float = F(0.1, "serve: and then this many such requests per second (0.1 = one guess every 10 s)", min=0.001)
+    rate_limit_clients: int = F(100_000, "serve: most clients (API keys or addresses) the rate limits keep a bucket for; "
+                                         "the least recently seen is forgotten first", min=1)
     poll_alias_s: float = F(5.0, "serve: check a NAME@ALIAS reference for a moved alias this often (0 = never)", min=0.0)
 
 

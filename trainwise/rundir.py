@@ -29,6 +29,7 @@ from trainwise.errors import ConfigError, DataError, TrainwiseError
 
 MODEL_WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
+REFERENCE_FILE = "reference.parquet"  # the monitor's training reference (trainwise.monitor.reference)
 
 
 class WriteError(TrainwiseError):
@@ -284,49 +285,60 @@ def check_fits_spec(shapes: dict[str, tuple], spec: dict, what: str) -> None:
 
 
 def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
-    """Write model/weights.safetensors and model/model.json (spec, task, info, weights hash).
+    """Write model/weights.safetensors, model/model.json (spec, task, info, weights hash) and
+    model/manifest.json (the sha256 of each file, checked on every load: trainwise.seal).
 
     The weights are checked against `meta["spec"]` first: what could not be loaded back is
-    refused before anything is written.
+    refused before anything is written. A reference.parquet left from earlier weights is removed:
+    it holds their predictions, not these.
     """
+    from trainwise.seal import write_manifest
+
     model_dir = Path(model_dir)
     weights = model_dir / MODEL_WEIGHTS
     state = clean_state_dict(model)
     check_fits_spec({k: tuple(v.shape) for k, v in state.items()}, meta["spec"], f"refusing to write {weights}")
     save_tensors_atomic(state, weights)
+    (model_dir / REFERENCE_FILE).unlink(missing_ok=True)
     write_json(model_dir / MODEL_JSON, {**meta, "weights_sha256": file_sha256(weights)})
+    write_manifest(model_dir)
 
 
-def _model_files(model_dir: str | Path, verify: bool) -> tuple[Path, dict, Path]:
-    """(model dir, model.json contents, weights path) of a model or run directory, hash-checked."""
+def find_model_dir(model_dir: str | Path) -> Path:
+    """The model folder of a model or run directory (a run directory's model/)."""
     model_dir = Path(model_dir)
     if (model_dir / "model" / MODEL_JSON).is_file():
         model_dir = model_dir / "model"
     if not (model_dir / MODEL_JSON).is_file():
         raise DataError(f"{model_dir} holds no model (expected {MODEL_JSON} and {MODEL_WEIGHTS}; is it a finished run directory?)")
-    meta = read_json(model_dir / MODEL_JSON)
-    weights = model_dir / MODEL_WEIGHTS
-    if not weights.is_file():
-        raise DataError(f"{weights} is missing")
-    if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict):
-        raise DataError(f"{model_dir / MODEL_JSON} has no 'spec' object (builder and kwargs); it was not written by trainwise")
-    if verify and meta.get("weights_sha256") and file_sha256(weights) != meta["weights_sha256"]:
-        raise DataError(f"{weights} does not match the hash recorded in {model_dir / MODEL_JSON}: the file was modified or corrupted; refusing to load it")
-    return model_dir, meta, weights
+    return model_dir
 
 
-def load_model(model_dir: str | Path, verify: bool = True) -> tuple[nn.Module, dict]:
+def load_model(model_dir: str | Path, verify: bool = True, registered: dict | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the model from model.json's spec and load its weights; returns (model in eval mode, meta).
 
     The one loader of saved models: evaluate, compare, register, serve, export, the monitor's
     retraining and `model.init_from` all come through here. `model_dir` may be a run directory
-    (its model/ is used). With `verify`, a weights file whose hash differs from the one recorded
-    at save time is refused. Every parameter and buffer must be present with its shape.
+    (its model/ is used). With `verify`, a folder whose files differ from their seal is refused
+    (see `read_model_dir`; pass a registered version's meta["registry"] as `registered`). The
+    builder model.json names must be built in or come from the entry point the model was trained
+    with (`check_builder_trusted`), whatever `verify` says: it is code, and it runs. Every
+    parameter and buffer must be present with its shape.
     """
-    from trainwise.workloads.base import build_model_from_spec
+    from trainwise.seal import read_model_dir, recorded_entry
+    from trainwise.workloads.base import build_model_from_spec, check_builder_trusted
 
-    model_dir, meta, weights = _model_files(model_dir, verify)
-    model = build_model_from_spec(meta["spec"])
+    model_dir, meta = read_model_dir(model_dir, verify, registered)
+    entry = str(registered.get("entry") or "") if registered else recorded_entry(model_dir)
+    check_builder_trusted(meta["spec"].get("builder"), entry, f"{model_dir / MODEL_JSON}")
+    try:
+        model = build_model_from_spec(meta["spec"])
+    except TrainwiseError:
+        raise
+    except Exception as e:  # the builder itself failed (kwargs it does not take, ...)
+        raise DataError(f"{model_dir / MODEL_JSON}: builder {meta['spec'].get('builder')!r} failed with kwargs {meta['spec'].get('kwargs', {})}: "
+                        f"{type(e).__name__}: {e}") from None
+    weights = model_dir / MODEL_WEIGHTS
     try:
         saved = load_file(weights)
     except Exception as e:  # safetensors raises its own error type for a damaged file

@@ -41,7 +41,8 @@ SIGNIFICANT_DIGITS = 7
 def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None:
     """Write run_dir/model/reference.parquet for the saved model of `workload`; None when it declares no input."""
     from trainwise.errors import TrainwiseError
-    from trainwise.rundir import MODEL_JSON, load_model, read_json, write_atomic
+    from trainwise.rundir import MODEL_JSON, load_model, read_json
+    from trainwise.seal import add_model_file
     from trainwise.workloads.inputs import input_spec_of
 
     model_dir = Path(run_dir) / "model"
@@ -68,7 +69,7 @@ def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None
     path = model_dir / REFERENCE_FILE
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
-    write_atomic(path, buf.getvalue())
+    add_model_file(model_dir, REFERENCE_FILE, buf.getvalue())  # sealed with the model: its hash joins model/manifest.json
     return path
 
 

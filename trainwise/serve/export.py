@@ -75,7 +75,7 @@ def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol
 
     model_dir, meta = resolve_ref(ref, tracking_uri)
     spec = require_input_spec(meta, "trainwise export", str(model_dir / "model.json"))  # before loading weights
-    model, _ = load_model(model_dir, verify=True)
+    model, _ = load_model(model_dir, verify=True, registered=meta.get("registry"))
     model.eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

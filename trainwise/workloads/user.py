@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from trainwise.errors import ConfigError, DataError
-from trainwise.workloads.base import Split, Workload, register_workload
+from trainwise.workloads.base import Split, Workload, check_builder_trusted, register_workload
 from trainwise.workloads.tabular import table_workload
 
 COLUMN_TYPES = ("numeric", "categorical")
@@ -56,6 +56,9 @@ def entry_workload(cfg) -> Workload:
         if not isinstance(getattr(result, split), Split) or len(getattr(result, split)) == 0:
             raise ConfigError(f"workload.entry = {cfg.workload.entry!r}: Workload.{split} must be a non-empty Split")
     result.spec.setdefault("builder", cfg.workload.entry)
+    # Checked now, not first when the saved model is loaded: a builder that loading would refuse
+    # (outside the entry point's package) is reported before training, with the setting that allows it.
+    check_builder_trusted(result.spec["builder"], cfg.workload.entry, f"workload.entry = {cfg.workload.entry!r}: Workload.spec")
     return result
 
 
