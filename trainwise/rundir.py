@@ -7,9 +7,12 @@ pickle: tensors in safetensors, everything else in JSON.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -28,20 +31,74 @@ MODEL_WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
 
 
+class WriteError(TrainwiseError):
+    """A file could not be written (the disk is full, the folder read-only or not ours): one line, exit 2.
+
+    `reason` is short and lower-case ("no space left on device"), so callers can rephrase the
+    message around it (which checkpoint, which one is still good)."""
+
+    def __init__(self, reason: str, path: str | Path, message: str | None = None):
+        self.reason, self.path = reason, Path(path)
+        super().__init__(message or f"{reason} writing {path}")
+
+    def __reduce__(self):  # pickles (e.g. between ranks) with its arguments
+        return (WriteError, (self.reason, str(self.path), str(self)))
+
+
+# errno -> the words the user reads; anything else gets the system's own text
+_WRITE_REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.ENOTDIR: "a path component is a file, not a directory"}
+
+
+def write_failure_reason(e: BaseException, where: str | Path | None = None) -> str | None:
+    """Why a write failed, for an OSError or an error raised because of one: safetensors'
+    SafetensorError says only '... (os error 28)', torch.save's zip writer raises a RuntimeError
+    whose __context__ is the OSError. When that trail was lost (an exception pickled between
+    ranks) and the file system of `where` is full, it is "no space left on device". None for
+    errors that are no fault of the file system."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, WriteError):
+            return seen.reason
+        code = seen.errno if isinstance(seen, OSError) else None
+        found = re.search(r"os error (\d+)", str(seen)) if code is None else None
+        code = int(found.group(1)) if found else code
+        if code is not None:
+            return _WRITE_REASONS.get(code) or os.strerror(code).lower()
+        seen = seen.__cause__ or seen.__context__
+    if where is not None and _free_bytes(where) < (1 << 20):
+        return _WRITE_REASONS[errno.ENOSPC]
+    return None
+
+
+def _free_bytes(where: str | Path) -> int:
+    path = Path(where)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
+    """Write `data` to `path` through a temporary file and a rename; on failure no temporary file is
+    left and the old `path`, if any, is untouched. A full disk, a read-only folder and the like
+    raise WriteError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        reason = write_failure_reason(e) if isinstance(e, OSError) else None
+        if reason:
+            raise WriteError(reason, path) from None
         raise
 
 
@@ -70,16 +127,22 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """`write_atomic` for a safetensors file (the same guarantees, the same WriteError)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        reason = write_failure_reason(e) if isinstance(e, Exception) else None  # safetensors wraps the OSError
+        if reason:
+            raise WriteError(reason, path) from None
         raise
 
 
