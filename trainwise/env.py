@@ -188,16 +188,23 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _cache_path(device: torch.device) -> Path:
+def _cache_path(device: torch.device, fp32_matmul: str = "ieee") -> Path:
     root = Path(os.environ.get("TRAINWISE_CACHE", Path.home() / ".cache" / "trainwise"))
     key = f"{socket.gethostname()}-{device.type}-{torch.__version__}-{torch.get_num_threads()}t"
+    if fp32_matmul == "tf32":  # an fp32 peak measured as TF32 is another figure
+        key += "-tf32"
     return root / f"info-{key}.json"
 
 
-def collect_info(device: torch.device | None = None, refresh: bool = False) -> dict:
-    """Device facts plus measured matmul GFLOP/s per dtype (cached per machine and torch version)."""
+def collect_info(device: torch.device | None = None, refresh: bool = False, allow_tf32: bool = False) -> dict:
+    """Device facts plus measured matmul GFLOP/s per dtype (cached per machine, torch version,
+    threads and fp32 matmul precision). The fp32 figure is measured as the training runs fp32:
+    as TF32 with `allow_tf32` on CUDA (precision.allow_tf32), as IEEE fp32 otherwise."""
+    from trainwise.train.precision import apply_fp32_matmul
+
     device = device or pick_device("auto")
-    cache = _cache_path(device)
+    fp32_matmul = apply_fp32_matmul(allow_tf32, device)
+    cache = _cache_path(device, fp32_matmul)
     if cache.is_file() and not refresh:
         try:
             return json.loads(cache.read_text())
@@ -211,7 +218,8 @@ def collect_info(device: torch.device | None = None, refresh: bool = False) -> d
         except RuntimeError:
             gflops[name], supported[name] = None, False
     supported |= fp8_support(device)
-    info = {**device_facts(device), "dtypes_supported": supported, "matmul_gflops": gflops, "warnings": dtype_warnings(gflops, device)}
+    info = {**device_facts(device), "dtypes_supported": supported, "matmul_gflops": gflops, "fp32_matmul": fp32_matmul,
+            "warnings": dtype_warnings(gflops, device)}
     info["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     from trainwise.rundir import write_json
 

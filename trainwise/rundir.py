@@ -284,6 +284,19 @@ def check_fits_spec(shapes: dict[str, tuple], spec: dict, what: str) -> None:
         )
 
 
+class NonFiniteWeightsError(TrainwiseError):
+    """The weights hold NaN or infinity: the training diverged, and they are no model."""
+
+
+def check_finite_weights(state: dict[str, torch.Tensor], weights: Path) -> None:
+    """Refuse, before anything is written, weights that hold NaN or infinity."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise NonFiniteWeightsError(
+            f"refusing to write {weights}: {len(bad)} of {len(state)} weight tensors hold NaN or infinity (first: {bad[0]}); "
+            "the training diverged (a learning rate too high? see metrics.jsonl), so the run failed and no model was saved")
+
+
 def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
     """Write model/weights.safetensors, model/model.json (spec, task, info, weights hash) and
     model/manifest.json (the sha256 of each file, checked on every load: trainwise.seal).
@@ -298,6 +311,7 @@ def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
     weights = model_dir / MODEL_WEIGHTS
     state = clean_state_dict(model)
     check_fits_spec({k: tuple(v.shape) for k, v in state.items()}, meta["spec"], f"refusing to write {weights}")
+    check_finite_weights(state, weights)
     save_tensors_atomic(state, weights)
     (model_dir / REFERENCE_FILE).unlink(missing_ok=True)
     write_json(model_dir / MODEL_JSON, {**meta, "weights_sha256": file_sha256(weights)})

@@ -24,7 +24,7 @@ def peak_info(cfg) -> dict:
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    return collect_info(pick_device(cfg.train.device), refresh=True)
+    return collect_info(pick_device(cfg.train.device), refresh=True, allow_tf32=cfg.precision.allow_tf32)
 
 
 def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), overrides: list[str] = (), out: str | Path = "bench",

@@ -35,7 +35,7 @@ def load_base(config_path: str | Path) -> dict:
 def plan(config_path, grid: list[str], variants: list[str], overrides: list[str]) -> tuple[object, list[Variant]]:
     """The base config and every validated variant (plus the baseline row when bench.baseline)."""
     data = load_base(config_path)
-    base = build_config(data, overrides, str(config_path))
+    base = build_config(data, overrides, str(config_path), unused="keep")  # the bench's own rule: grid.expand
     out = expand(grid, variants, data, overrides, str(config_path))
     if base.bench.baseline:
         control = next(v for v in out if v.is_control)

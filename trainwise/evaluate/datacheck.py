@@ -8,7 +8,9 @@ train/val/test splits the same way (leakage = val/test rows also in train).
 
 Every finding has `found` (its default verdict) and `value` (a number: rows, a share or a ratio);
 `--fail-on leakage,label_issues>0.05` fails the command when a named finding is found, or when its
-value exceeds the given threshold.
+value exceeds the given threshold. A `--fail-on` check that cannot run on this input (leakage of a
+FILE without --against, label checks without --target, personal data in a workload of tensors) is
+an error, exit code 2: a check that was asked for never passes by not running.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from trainwise.evaluate.labelissues import find_label_issues
 from trainwise.evaluate.pii import find_pii
 
 FINDINGS = ("schema", "missing", "imbalance", "duplicates", "leakage", "label_issues", "pii")
+FILE_NEEDS = {"leakage": "--against OTHER", "imbalance": "--target COLUMN", "label_issues": "--target COLUMN"}
 LABEL_ISSUE_SHARE = 0.01  # a few flagged labels are normal in real data; report above 1%
 
 
@@ -121,6 +124,11 @@ def check_data(source: str | Path, against: str | Path | None = None, target: st
 
     rules = parse_fail_on(fail_on)
     source = Path(source)
+    if source.suffix.lower() != ".toml":  # refused before any file is read
+        given = {"--against OTHER": against is not None, "--target COLUMN": target is not None}
+        for name, _ in rules:
+            if name in FILE_NEEDS and not given[FILE_NEEDS[name]]:
+                raise TrainwiseError(f"--fail-on {name}: the {name} check of a FILE needs {FILE_NEEDS[name]}; without it the check cannot run")
     if source.suffix.lower() == ".toml":
         from trainwise.config import load_config
 
@@ -139,7 +147,7 @@ def check_data(source: str | Path, against: str | Path | None = None, target: st
     for name, threshold in rules:
         f = findings[name]
         if "skipped" in f:
-            continue
+            raise TrainwiseError(f"--fail-on {name}: the {name} check cannot run on {source} ({f['skipped']})")
         if (f["value"] > threshold) if threshold is not None else f["found"]:
             failed.append(f"{name} (value {f['value']:g}{'' if threshold is None else f' > {threshold:g}'})")
     return {"source": str(source), "kind": kind, "against": None if against is None else str(against), "fingerprints": fingerprints,

@@ -140,7 +140,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     device = pick_device(tc.device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    policy = get_policy(cfg.precision.policy, device)
+    policy = get_policy(cfg.precision.policy, device, cfg.precision.allow_tf32)
     dist = setup_distributed(cfg.parallel.strategy, cfg.parallel.backend, device)
     device = local_device(dist, device)
     micro_per_step = tc.global_batch_size // (tc.micro_batch_size * dist.world_size)

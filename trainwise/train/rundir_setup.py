@@ -16,7 +16,7 @@ from trainwise.config import Config, config_hash, config_to_toml
 from trainwise.env import device_facts, git_sha, library_versions
 from trainwise.monitor.reference import write_reference
 from trainwise.errors import ConfigError, DataError, TrainwiseError
-from trainwise.rundir import WriteError, check_fits_spec, clean_state_dict, load_weights_into, plain_shapes, save_model, write_atomic, write_failure_reason, write_json
+from trainwise.rundir import NonFiniteWeightsError, WriteError, check_fits_spec, clean_state_dict, load_weights_into, plain_shapes, save_model, write_atomic, write_failure_reason, write_json
 from trainwise.train.checkpoint import checkpoint_dirs, find_resumable, remove_stale_temporaries, save_checkpoint
 from trainwise.train.parallel import broadcast_from_main
 from trainwise.train.precision import fp8_gemm_kind
@@ -79,6 +79,9 @@ class RunFiles:
                 save_model(model, model_dir, {"workload": workload.name, "task": workload.task, "spec": workload.spec,
                                               "input": workload.input, "info": workload.info})
                 write_reference(self.path, workload)  # the monitor's default reference (trainwise.monitor.reference)
+            except NonFiniteWeightsError as e:
+                self.fail(str(e))  # summary.json says failed, never completed; nothing of model/ was written
+                raise
             except WriteError as e:
                 if not existed:  # no half-written model/: the resumed run writes it whole
                     shutil.rmtree(model_dir, ignore_errors=True)
