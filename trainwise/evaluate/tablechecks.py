@@ -94,5 +94,5 @@ def suspect_columns(readings: dict) -> list[str]:
     for r in readings.values():
         if r.looks_numeric_but_text():
             sample = ", ".join(f"{t!r} x{n}" for t, n in r.other_text.items())
-            out.append(f"column {r.name!r} is {r.numeric_share:.0%} numbers but also holds {sample}: read as categorical")
+            out.append(f"column {r.name!r} is {r.numeric_share:.1%} numbers but also holds {sample}: read as categorical")
     return out

@@ -138,7 +138,7 @@ def reading_warnings(source: str, readings: dict[str, ColumnReading], skip: tupl
                          f"filled with the training median, with a missing-indicator feature '{r.name}=<missing>'")
         elif r.looks_numeric_but_text():
             sample = ", ".join(f"{t!r} x{n}" for t, n in r.other_text.items())
-            lines.append(f"{source}: column {r.name!r} is {r.numeric_share:.0%} numbers but also holds text ({sample}), so it is read as "
+            lines.append(f"{source}: column {r.name!r} is {r.numeric_share:.1%} numbers but also holds text ({sample}), so it is read as "
                          f"categorical; if it is numeric, set workload.column_types = ['{r.name}:numeric'] (those cells are then read as missing)")
     return lines
 
