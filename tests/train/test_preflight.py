@@ -135,7 +135,7 @@ def train_entry(capsys, tmp_path, entry: str):
         ("returns_tuple", "the model returned tuple; expected one logits tensor of shape (B, n_classes)"),
         ("wrong_width", "the model's forward failed: RuntimeError: mat1 and mat2 shapes cannot be multiplied (16x8 and 7x2)"),
         ("one_class_listed", "targets range over [0, 1] but the task has 1 classes"),
-        ("lm_scores", "the model's output has shape (16, 16); expected (16, 16, 256): (B, T, V) with V = info['vocab_size'] = 256"),
+        ("lm_scores", "the model's output has shape (16, 16); expected (16, 16, 256): (B, T, V) with V = vocab_size = 256"),
     ],
 )
 def test_a_model_that_does_not_fit_its_task_is_refused_before_the_run_directory(tmp_path, capsys, entry, message):
@@ -166,7 +166,7 @@ def test_builtin_lm_passes_and_a_wrong_vocab_is_named():
     w = get_workload_fn("lm")(cfg)
     check_model_output(w, 8)
     w.info["vocab_size"] = 300
-    with pytest.raises(ConfigError, match=r"expected \(8, 32, 300\): \(B, T, V\) with V = info\['vocab_size'\] = 300"):
+    with pytest.raises(ConfigError, match=r"expected \(8, 32, 300\): \(B, T, V\) with V = vocab_size = 300"):
         check_model_output(w, 8)
 
 

@@ -43,11 +43,12 @@ def expected_shape(workload: Workload, batch_size: int) -> tuple[tuple, int, str
     """(shape with None for a free size, the least last size, the rule in words) for `batch_size` examples."""
     if workload.task == "lm":
         seq = int(workload.train.targets.shape[1])
-        vocab = workload.info.get("vocab_size")
+        declared = getattr(workload, "input", None) or {}  # a tokens input spec declares its vocabulary too
+        vocab = workload.info.get("vocab_size") or (declared.get("vocab_size") if declared.get("kind") == "tokens" else None)
         if vocab is None:
             top = _largest_target(workload)
             return (batch_size, seq, None), top + 1, f"(B, T, V) with V > the largest target id {top}"
-        return (batch_size, seq, int(vocab)), int(vocab), f"(B, T, V) with V = info['vocab_size'] = {vocab}"
+        return (batch_size, seq, int(vocab)), int(vocab), f"(B, T, V) with V = vocab_size = {vocab}"
     n, why = n_classes_of(workload)
     return (batch_size, n), n, f"(B, n_classes) with n_classes = {why}"
 
