@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def run_python(code: str, tmp_path, **env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_LOGGING_LEVEL"}
     return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**clean, **env}, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # two fresh stores: ~100 schema migrations each
 def test_a_fresh_store_is_created_without_info_lines(tmp_path):
     """A new sqlite store runs MLflow's schema migrations, which log INFO lines unless silenced."""
     code = f"from trainwise.registry.store import get_client; get_client('sqlite:///{tmp_path}/mlflow.db'); print('ok')"

@@ -174,3 +174,17 @@ def test_the_tabular_recipe_evaluates_a_users_file_by_its_own_slices(tmp_path, c
     assert main(["evaluate", str(run), "--slices", "region", "--out", str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err
     assert "slice column(s) region do not exist" in err and "Traceback" not in err and not (tmp_path / "ev").exists()
+
+
+def test_parquet_nulls_in_numeric_columns_are_imputed(tmp_path, capsys):
+    frame = churn_table(400, n_missing=9)
+    frame["monthly_charges"] = pd.to_numeric(frame["monthly_charges"], errors="coerce")  # float NaN
+    frame["support_calls"] = pd.array(np.where(np.arange(400) % 40 == 0, None, frame["support_calls"]), dtype="Int64")  # nullable ints
+    frame.index = np.zeros(400, dtype=int)  # a repeated index label must not confuse the reading
+    frame.to_parquet(tmp_path / "customers.parquet")
+    code, _, err, run = train_cli(capsys, tmp_path, "workload.name=file", f"workload.path={tmp_path / 'customers.parquet'}", "workload.target=churned")
+    assert code == 0, err
+    assert "numeric column 'monthly_charges': 9 cells read as missing (null x9)" in err
+    assert "numeric column 'support_calls': 10 cells read as missing (null x10)" in err
+    features = read_json(run / "model" / "model.json")["info"]["features"]
+    assert {"monthly_charges=<missing>", "support_calls=<missing>"} <= set(features)

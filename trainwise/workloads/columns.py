@@ -32,6 +32,8 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "n.a.", "nan", "null", "none", "nil
 PANDAS_NA_TOKENS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                               "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
+NULL_TOKEN = "<null>"  # a cell that holds no value at all (Parquet null), not a text marker
+
 MOSTLY_NUMERIC_SHARE = 0.9  # a text column with at least this share of numbers is probably a numeric one
 
 # A numeric target with more distinct values than this is refused as continuous when its values
@@ -56,7 +58,7 @@ class ColumnReading:
 
     name: str
     kind: str  # numeric | categorical
-    missing_tokens: dict[str, int] = field(default_factory=dict)  # raw cell text -> count ('<null>' for empty Parquet cells)
+    missing_tokens: dict[str, int] = field(default_factory=dict)  # raw cell text -> count (NULL_TOKEN: null cells, as in Parquet)
     numeric_share: float = 1.0  # share of non-missing cells that are numbers
     other_text: dict[str, int] = field(default_factory=dict)  # a mostly-numeric categorical column: its non-numbers
 
@@ -66,7 +68,7 @@ class ColumnReading:
 
     def describe_tokens(self) -> str:
         """The tokens as text, e.g. `'?' x7, '' (empty) x2`."""
-        return ", ".join(f"{t!r}{' (empty)' if not t.strip() else ''} x{n}" for t, n in self.missing_tokens.items())
+        return ", ".join(f"{'null' if t == NULL_TOKEN else repr(t)}{' (empty)' if not t.strip() else ''} x{n}" for t, n in self.missing_tokens.items())
 
     def looks_numeric_but_text(self) -> bool:
         return self.kind == "categorical" and bool(self.other_text) and self.numeric_share >= MOSTLY_NUMERIC_SHARE
@@ -76,12 +78,12 @@ def read_column(values: pd.Series, forced: str | None = None, from_text: bool = 
     """Type one column: (values as the workload will see them, how they were read).
 
     Numeric columns come back as numbers (float64 with NaN where cells were missing markers).
-    `from_text` says the cells
-    were read from CSV text with keep_default_na=False, so pandas' NA tokens are still strings.
+    `from_text` says the cells were read from CSV text with keep_default_na=False, so pandas' NA
+    tokens are still strings.
     """
     name = str(values.name)
     nulls = int(values.isna().sum())
-    null_tokens = {"<null>": nulls} if nulls else {}
+    null_tokens = {NULL_TOKEN: nulls} if nulls else {}
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         if forced == "categorical":
             return values, ColumnReading(name, "categorical")
@@ -95,8 +97,9 @@ def read_column(values: pd.Series, forced: str | None = None, from_text: bool = 
     n_real = int(is_number.sum()) + int((~markers).sum())
     share = float(is_number.sum()) / n_real if n_real else 0.0
     if forced == "numeric" or (forced is None and is_number.any() and markers.all()):
-        out = pd.Series(np.nan, index=values.index, dtype=np.float64, name=values.name)
-        out[is_number[is_number].index] = numbers[is_number].astype(np.float64)
+        out = np.full(len(values), np.nan)  # positions, not labels: an index may repeat labels
+        out[np.flatnonzero(present.to_numpy())[is_number.to_numpy()]] = numbers[is_number].to_numpy(dtype=np.float64)
+        out = pd.Series(out, index=values.index, name=values.name)
         tokens = {str(k): int(v) for k, v in others.value_counts().items()} | null_tokens
         return out, ColumnReading(name, "numeric", tokens, share)
     if from_text:  # as a plain read_csv would: 'NA', '' and friends are missing ('<missing>' later)

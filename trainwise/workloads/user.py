@@ -135,7 +135,7 @@ def check_target(frame: pd.DataFrame, readings: dict[str, ColumnReading], path: 
 def file_workload(cfg) -> Workload:
     w = cfg.workload
     frame, readings = load_table(w.path, w.column_types)
-    check_target(frame, readings, w.path, w.target, forced=any(c.split(":")[0] == w.target for c in w.column_types))
+    check_target(frame, readings, w.path, w.target, forced=f"{w.target}:categorical" in w.column_types)
     numeric, categorical = infer_column_types(readings, w.target)
     infinite = [c for c in numeric if np.isinf(frame[c].to_numpy()).any()]
     if infinite:
