@@ -188,3 +188,10 @@ def test_parquet_nulls_in_numeric_columns_are_imputed(tmp_path, capsys):
     assert "numeric column 'support_calls': 10 cells read as missing (null x10)" in err
     features = read_json(run / "model" / "model.json")["info"]["features"]
     assert {"monthly_charges=<missing>", "support_calls=<missing>"} <= set(features)
+
+
+def test_the_tabular_recipe_leaves_slices_to_the_workload():
+    """The built-in table's slices come from the workload itself, so the recipe fits any table."""
+    cfg = load_config(ROOT / "configs" / "tabular.toml", ["model.n_layers=1", "model.d_model=8"])
+    assert cfg.eval.slices == []
+    assert get_workload_fn("tabular")(cfg).info["slice_columns"] == ["education", "occupation"]
