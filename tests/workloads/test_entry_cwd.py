@@ -73,5 +73,5 @@ def test_a_missing_entry_module_names_the_folder_searched(user_folder, tmp_path,
     (tmp_path / "recipe.toml").write_text("")
     code = main(["train", "recipe.toml", "--set", "workload.name=entry", "--set", "workload.entry=nowhere_pkg.workload:make_workload", "--run-dir", "run"])
     err = capsys.readouterr().err
-    assert code == 2 and f"No module named 'nowhere_pkg' (looked in the installed packages and the current folder {tmp_path})" in err, err
+    assert code == 2 and f"No module named 'nowhere_pkg' (looked in the current folder {tmp_path} and the installed packages)" in err, err
     assert not (tmp_path / "run").exists()

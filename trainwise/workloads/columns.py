@@ -146,6 +146,11 @@ def reading_warnings(source: str, readings: dict[str, ColumnReading], skip: tupl
     return lines
 
 
+def infinite_columns(frame: pd.DataFrame, numeric: list[str]) -> list[str]:
+    """Numeric columns holding +-inf (pandas reads 'inf' as a number): scaling would turn them into NaN."""
+    return [c for c in numeric if np.isinf(pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)).any()]
+
+
 def looks_continuous(values: pd.Series) -> str | None:
     """Why a numeric classification target looks continuous, or None when it looks like classes.
 

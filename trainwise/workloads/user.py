@@ -18,12 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from trainwise.errors import ConfigError, DataError
 from trainwise.workloads.base import Split, Workload, register_workload
-from trainwise.workloads.columns import ColumnReading, looks_continuous, parse_column_types, reading_warnings, type_table
+from trainwise.workloads.columns import ColumnReading, infinite_columns, looks_continuous, parse_column_types, reading_warnings, type_table
 from trainwise.workloads.tabular import table_workload
 
 
@@ -32,16 +31,14 @@ def import_entry(entry: str):
     if entry.count(":") != 1:
         raise ConfigError(f"workload.entry = {entry!r}: expected 'package.module:function'")
     module_name, func_name = entry.split(":")
-    # `python -m` puts the current folder on sys.path, the console script does not: a package next to
-    # the user (./mypkg/) must import all the same. Appended, so it never shadows an installed package.
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)
-    importlib.invalidate_caches()  # files written since the last import (a test, a notebook) are seen
+    # The current directory, as `python -m` puts it first: the README's `mypkg/workload.py` next to
+    # where the user runs `trainwise` imports without installing it or setting PYTHONPATH.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or an error raised while importing the user's module
-        where = f" (looked in the installed packages and the current folder {cwd})" if _is_the_missing_module(e, module_name) else ""
+        where = f" (looked in the current folder {os.getcwd()} and the installed packages)" if _is_the_missing_module(e, module_name) else ""
         raise ConfigError(f"workload.entry = {entry!r}: cannot import module {module_name!r}: {type(e).__name__}: {e}{where}") from None
     fn = getattr(module, func_name, None)
     if not callable(fn):
@@ -137,7 +134,7 @@ def file_workload(cfg) -> Workload:
     frame, readings = load_table(w.path, w.column_types)
     check_target(frame, readings, w.path, w.target, forced=f"{w.target}:categorical" in w.column_types)
     numeric, categorical = infer_column_types(readings, w.target)
-    infinite = [c for c in numeric if np.isinf(frame[c].to_numpy()).any()]
+    infinite = infinite_columns(frame, numeric)
     if infinite:
         raise DataError(f"data file {w.path}: numeric columns {', '.join(infinite)} hold infinite values; expected finite numbers")
     empty = [c for c in numeric if frame[c].isna().all()]
