@@ -181,9 +181,13 @@ class BenchConfig:
     confidence: float = F(0.95, "quality gate: one-sided confidence of the paired bootstrap bound", min=0.5, max=0.999)
     target_val_loss: float = F(0.0, "validation loss whose first crossing times each variant (0 = the fp32 control's final loss x (1 + tolerance))", min=0.0)
     memory_budget_gib: float = F(0.0, "recommend only variants whose peak tracked memory fits this many GiB (0 = no budget)", min=0.0)
-    repeats: int = F(1, "runs of each variant, interleaved; step time is the median over them", min=1)
+    repeats: int = F(1, "retired (must be 1): each variant trains once; its speed comes from the interleaved timing rounds (bench.timing_rounds)", min=1)
     cost_per_hour: float = F(0.0, "price of the machine per hour: turns run times into money (0 = not shown)", min=0.0)
     baseline: bool = F(True, "add a row trained by a minimal plain-PyTorch loop, to show trainwise's own overhead")
+    timing_rounds: int = F(10, "after training, time every variant's step in this many interleaved rounds (A B C A B C); each speed ratio is the median of the per-round ratios (0 = no timing phase: speeds from the training runs)", min=0)
+    timing_steps_per_round: int = F(2, "timed steps of each variant per timing round (after 2 untimed warm-up steps per process)", min=1)
+    max_ratio_ci: float = F(0.10, "a speed ratio whose 95% confidence interval reaches further than this share from its median is reported as unreliable instead of quoted", min=0.0)
+    max_load_per_core: float = F(1.0, "timings are unreliable when the load average from other processes (the timed process's own threads subtracted) exceeds this per core during the timing rounds", min=0.0)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import platform
 import socket
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from statistics import median
 
@@ -41,13 +42,20 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_matmul_gflops(dtype: torch.dtype, device: torch.device, n: int | None = None, seconds: float = 0.3, repeats: int = 5) -> float:
-    """Median achieved GFLOP/s of an n x n matmul in `dtype` over `repeats` timed windows."""
+    """Median achieved GFLOP/s of an n x n matmul in `dtype` over `repeats` timed windows (one call
+    after the warm-up when a call takes longer than a window: fp16 on many CPUs takes seconds)."""
     n = n or (8192 if device.type == "cuda" else 1024)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     for _ in range(2):
+        t0 = time.perf_counter()
         a @ b
-    _sync(device)
+        _sync(device)
+        if time.perf_counter() - t0 >= seconds / repeats:
+            t0 = time.perf_counter()
+            a @ b
+            _sync(device)
+            return 2 * n**3 / (time.perf_counter() - t0) / 1e9
     # one probe to size the timed windows
     t0 = time.perf_counter()
     a @ b
@@ -63,6 +71,88 @@ def measure_matmul_gflops(dtype: torch.dtype, device: torch.device, n: int | Non
         _sync(device)
         rates.append(2 * n**3 * calls / (time.perf_counter() - t0) / 1e9)
     return median(rates)
+
+
+GEMM_OPS = ("mm", "addmm", "bmm")  # what linear layers and batched matmuls reach at the aten level
+
+
+def record_gemm_shapes(run) -> list[tuple[str, tuple, tuple, bool, bool]]:
+    """The matmuls that `run()` executes (forward and backward), as (op, shape of a, shape of b,
+    a transposed, b transposed), recorded at the aten level by a TorchDispatchMode."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    shapes = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in GEMM_OPS:
+                a, b = args[-2:]  # addmm(bias, a, b): the operands are the last two
+                shapes.append((name, tuple(a.shape), tuple(b.shape), _is_transposed(a), _is_transposed(b)))
+            return func(*args, **(kwargs or {}))
+
+    with Recorder():
+        run()
+    return shapes
+
+
+def _is_transposed(t: torch.Tensor) -> bool:
+    # a weight's .t() view: BLAS reads it transposed, which can change the kernel and its speed
+    return t.dim() >= 2 and not t.is_contiguous() and t.transpose(-1, -2).is_contiguous()
+
+
+def gemm_flops(op: str, shape_a: tuple, shape_b: tuple) -> int:
+    """2 * m * k * n (times the batch for bmm): one multiply and one add per term."""
+    batch = shape_a[0] if op == "bmm" else 1
+    m, k = shape_a[-2:]
+    return 2 * batch * m * k * shape_b[-1]
+
+
+def measure_gemm_gflops(shapes: list[tuple], dtype: torch.dtype, device: torch.device, seconds: float = 0.5) -> float | None:
+    """Achieved GFLOP/s of the matmuls `shapes` (from `record_gemm_shapes`) run in `dtype`, each as
+    often as the model runs it, under the threads now set: the peak the model's own kernels can
+    reach, for MFU when the square-matrix probe (`measure_matmul_gflops`) does not represent them.
+    Each distinct shape is timed alone (median of 3 windows within its share of `seconds`; one call
+    when a single call takes longer, as fp16 GEMMs can on a CPU). None when there are no matmuls."""
+    counts = Counter(shapes)
+    if not counts:
+        return None
+    budget_s = seconds / len(counts)
+    pass_s = sum(n * _seconds_per_call(_gemm_call(*shape, dtype, device), device, budget_s) for shape, n in counts.items())
+    flops_per_pass = sum(gemm_flops(op, a, b) * n for (op, a, b, _, _), n in counts.items())
+    return flops_per_pass / pass_s / 1e9
+
+
+def _seconds_per_call(call, device: torch.device, budget_s: float) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    call()  # the first call also selects the kernel: it is the warm-up, and the estimate when slow
+    _sync(device)
+    first = max(time.perf_counter() - t0, 1e-9)
+    if first >= budget_s / 2:
+        return first
+    calls = max(1, int(budget_s / 3 / first))
+    windows = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            call()
+        _sync(device)
+        windows.append((time.perf_counter() - t0) / calls)
+    return median(windows)
+
+
+def _gemm_call(op: str, shape_a: tuple, shape_b: tuple, a_t: bool, b_t: bool, dtype: torch.dtype, device: torch.device):
+    def operand(shape: tuple, transposed: bool) -> torch.Tensor:
+        if not transposed:
+            return torch.randn(shape, device=device).to(dtype)
+        return torch.randn(*shape[:-2], shape[-1], shape[-2], device=device).to(dtype).transpose(-1, -2)
+
+    a, b = operand(shape_a, a_t), operand(shape_b, b_t)
+    if op == "addmm":
+        bias = torch.randn(shape_b[-1], device=device).to(dtype)
+        return lambda: torch.addmm(bias, a, b)
+    return (lambda: torch.bmm(a, b)) if op == "bmm" else (lambda: torch.mm(a, b))
 
 
 def fp8_support(device: torch.device) -> dict[str, bool]:

@@ -19,7 +19,8 @@ from trainwise.errors import ConfigError
 
 # Fields that do not change what a variant trains: left out of its identity (the config hash).
 NOT_IDENTITY = ("log.progress", "log.mlflow", "bench.tolerance", "bench.confidence", "bench.target_val_loss",
-                "bench.memory_budget_gib", "bench.repeats", "bench.cost_per_hour", "bench.baseline")
+                "bench.memory_budget_gib", "bench.repeats", "bench.cost_per_hour", "bench.baseline",
+                "bench.timing_rounds", "bench.timing_steps_per_round", "bench.max_ratio_ci", "bench.max_load_per_core")
 CONTROL = {"precision.policy": "fp32"}
 
 

@@ -7,7 +7,7 @@ import html
 from trainwise.evaluate.report import CSS, _png
 
 MIB = 2**20
-HEADER = ["variant", "status", "median step ms (min-max)", "tokens/s", "MFU", "peak act MiB", "peak mem MiB",
+HEADER = ["variant", "status", "median step ms (min-max)", "step time vs control (95% CI)", "tokens/s", "MFU", "peak act MiB", "peak mem MiB",
           "val loss", "quality", "time to target s", "skipped", "alarms"]
 
 
@@ -19,11 +19,33 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     out = []
     for r in rows:
         spread = f"{_f(r.get('median_step_ms'))} ({_f(r.get('step_ms_min'))}-{_f(r.get('step_ms_max'))})" if r.get("median_step_ms") else "—"
-        out.append([r["label"] + (" [control]" if r["is_control"] else ""), r["status"], spread, _f(r.get("tokens_per_s"), ",.0f"),
-                    _f(r.get("mfu"), ".2%"), _f(r.get("peak_activation_bytes"), ".1f", MIB), _f(r.get("peak_memory_bytes"), ".1f", MIB),
+        out.append([r["label"] + (" [control]" if r["is_control"] else ""), r["status"], spread, _ratio(r.get("speed_ratio_vs_control")),
+                    _f(r.get("tokens_per_s"), ",.0f"), r.get("mfu_note") or _f(r.get("mfu"), ".2%"), _f(r.get("peak_activation_bytes"), ".1f", MIB), _f(r.get("peak_memory_bytes"), ".1f", MIB),
                     _f(r.get("final_val_loss"), ".4f"), r.get("quality_verdict", ""), _f(r.get("time_to_target_s"), ".1f"),
                     str(r.get("skipped_steps", "—")), str(len(r.get("alarms") or []))])
     return out
+
+
+def _ratio(s: dict | None) -> str:
+    """A paired speed ratio from the timing phase, or why none is quoted."""
+    if not s:
+        return "—"
+    return f"{s['median']:.2f}x ({s['ci95'][0]:.2f}-{s['ci95'][1]:.2f})" if s["reliable"] else "unreliable"
+
+
+def timing_line(meta: dict, rec: dict) -> str:
+    """How speeds were measured, and the overhead over plain PyTorch (or why it is not quoted)."""
+    t = meta.get("timing")
+    how = (f"speeds from {t['rounds']} interleaved timing rounds x {t['steps_per_round']} steps after training"
+           + (f"; {t['unreliable_reason']}" if t.get("unreliable_reason") else "")) if t else "speeds from the training runs (no timing phase)"
+    overhead = rec.get("trainwise_overhead_vs_plain_pytorch")
+    if overhead is not None:
+        ci = rec.get("trainwise_overhead_ci95")
+        how += f". trainwise's step time vs a plain PyTorch loop: {overhead:+.1%}" + (f" (95% CI {ci[0]:+.1%} to {ci[1]:+.1%})" if ci else "")
+    elif rec.get("trainwise_overhead_note"):
+        note = rec["trainwise_overhead_note"]
+        how += ". trainwise's step time vs a plain PyTorch loop: " + ("not quoted (timings unreliable)" if t and note == t.get("unreliable_reason") else note)
+    return how
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -103,10 +125,8 @@ def render_markdown(rows: list[dict], rec: dict, meta: dict) -> str:
     from trainwise.bench.recommend import summary_line
 
     lines = [f"# trainwise bench: {meta.get('config')}", "", f"device: {meta.get('device')}; peak matmul GFLOP/s measured here: {meta.get('matmul_gflops')}",
-             f"target validation loss: {meta.get('target_val_loss'):.4f}; quality tolerance {meta.get('tolerance'):.0%} of the control's loss; repeats {meta.get('repeats')}", "",
-             f"**{summary_line(rec)}**", ""]
-    if rec.get("trainwise_overhead_vs_plain_pytorch") is not None:
-        lines += [f"trainwise's step time vs a plain PyTorch loop: {rec['trainwise_overhead_vs_plain_pytorch']:+.1%}", ""]
+             f"target validation loss: {meta.get('target_val_loss'):.4f}; quality tolerance {meta.get('tolerance'):.0%} of the control's loss", "",
+             f"**{summary_line(rec)}**", "", timing_line(meta, rec), ""]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table_rows(rows)]
     lines += ["", "## Not recommended", ""] + [f"- {r['reason']}" for r in rec.get("rejected", [])]
@@ -119,13 +139,12 @@ def render_html(rows: list[dict], rec: dict, meta: dict) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(rows))
     rejected = "".join(f"<li>{html.escape(r['reason'])}</li>" for r in rec.get("rejected", []))
-    overhead = rec.get("trainwise_overhead_vs_plain_pytorch")
     return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>trainwise bench</title><style>{CSS}</style></head><body>
 <h1>trainwise bench</h1>
 <p>config {html.escape(str(meta.get('config')))} on {html.escape(str(meta.get('device')))}; measured peak matmul GFLOP/s {html.escape(str(meta.get('matmul_gflops')))};
-target validation loss {meta.get('target_val_loss'):.4f}; tolerance {meta.get('tolerance'):.0%}; repeats {meta.get('repeats')}</p>
+target validation loss {meta.get('target_val_loss'):.4f}; tolerance {meta.get('tolerance'):.0%}</p>
 <h2>Recommendation</h2><p><b>{html.escape(summary_line(rec))}</b></p>
-{f"<p>trainwise's step time vs a plain PyTorch loop: {overhead:+.1%}</p>" if overhead is not None else ""}
+<p>{html.escape(timing_line(meta, rec))}</p>
 <h2>Variants</h2><table><tr>{head}</tr>{body}</table>
 <h2>Speed vs memory</h2>{speed_memory_figure(rows)}
 <h2>Speed-up over fp32</h2>{speedup_figure(rows)}

@@ -4,7 +4,6 @@ quality verdict against the fp32 control, numerics health, cost."""
 from __future__ import annotations
 
 from pathlib import Path
-from statistics import median
 
 import pandas as pd
 
@@ -13,18 +12,42 @@ from trainwise.bench.runner import FINISHED
 
 # which measured matmul peak (trainwise info) each policy's MFU is divided by
 PEAK_DTYPE = {"fp32": "fp32", "bf16-mixed": "bf16", "bf16-true": "bf16", "fp16-mixed": "fp16", "fp8-tensorwise": "bf16", "fp8-rowwise": "bf16"}
+PEAK_UNREPRESENTATIVE = "peak unrepresentative"
 KEEP_COLUMNS = ["id", "loss", "correct", "n_positions", "label", "pred"]  # slices are not gated here: only the overall loss
 
 
-def mfu(flops_per_step: float | None, step_ms: float | None, policy: str, info: dict) -> tuple[float | None, str]:
-    """Model FLOP/s over the measured peak matmul FLOP/s of the policy's dtype on this machine.
-    FP8 is divided by the bf16 peak ("bf16-equivalent"): no fp8 peak is measured off an SM89+ GPU."""
+def peak_dtype(v: Variant) -> str:
+    """The dtype whose measured peak a variant's MFU is divided by (the baseline trains in fp32)."""
+    return PEAK_DTYPE.get(v.cfg.precision.policy, "fp32") if v.kind == "trainwise" else "fp32"
+
+
+def achieved_gflops(flops_per_step: float | None, step_ms: float | None) -> float | None:
+    return flops_per_step / (step_ms / 1e3) / 1e9 if flops_per_step and step_ms else None
+
+
+def mfu(flops_per_step: float | None, step_ms: float | None, policy: str, info: dict, gemm_gflops: float | None = None) -> tuple[float | None, str]:
+    """Model FLOP/s over the peak matmul FLOP/s of the policy's dtype measured on this machine,
+    and the basis of that figure; never above 1 (DESIGN.md: no figure outside its physical bounds).
+
+    The peak is the square-matrix probe's (`trainwise info`). Achieved FLOP/s above it means the
+    probe does not represent the model's kernels (on a CPU, fp16's 1024^2 probe can take a slow
+    path the model's shapes avoid), so the peak measured on the model's own GEMM shapes in that
+    dtype (`gemm_gflops`, trainwise.env.measure_gemm_gflops) is used instead; above that too, no
+    MFU is given: "peak unrepresentative". FP8 is divided by the bf16 peak ("bf16-equivalent"):
+    no fp8 peak is measured off an SM89+ GPU."""
     dtype = PEAK_DTYPE.get(policy, "fp32")
-    peak = (info.get("matmul_gflops") or {}).get(dtype)
-    label = f"vs {dtype} peak {peak} GFLOP/s" + (" (bf16-equivalent for fp8)" if policy.startswith("fp8") else "")
-    if not flops_per_step or not step_ms or not peak:
-        return None, label
-    return flops_per_step / (step_ms / 1e3) / (peak * 1e9), label
+    square = (info.get("matmul_gflops") or {}).get(dtype)
+    fp8 = " (bf16-equivalent for fp8)" if policy.startswith("fp8") else ""
+    if not flops_per_step or not step_ms or not square:
+        return None, f"vs {dtype} peak {square} GFLOP/s{fp8}"
+    achieved = achieved_gflops(flops_per_step, step_ms)
+    if achieved <= square:
+        return achieved / square, f"vs {dtype} peak {square:g} GFLOP/s (square-matrix probe){fp8}"
+    if gemm_gflops and achieved <= gemm_gflops:
+        return achieved / gemm_gflops, (f"vs {dtype} peak {gemm_gflops:.1f} GFLOP/s measured on the model's own matmul shapes "
+                                        f"(the square-matrix probe's {square:g} GFLOP/s would give {achieved / square:.0%}){fp8}")
+    measured = f" and on its own matmul shapes ({gemm_gflops:.1f})" if gemm_gflops else " (its own matmul shapes were not measured)"
+    return None, f"{PEAK_UNREPRESENTATIVE}: the model ran {achieved:.1f} GFLOP/s, above the {dtype} peak of the square-matrix probe ({square:g}){measured}{fp8}"
 
 
 def time_to_target(curve: list, target: float, step_ms: float | None) -> tuple[int | None, float | None]:
@@ -35,7 +58,10 @@ def time_to_target(curve: list, target: float, step_ms: float | None) -> tuple[i
     return None, None
 
 
-def aggregate(v: Variant, repeats: list[dict], info: dict, cost_per_hour: float) -> dict:
+def aggregate(v: Variant, repeats: list[dict], info: dict, cost_per_hour: float, timed: dict | None = None) -> dict:
+    """One row per variant. Its speed (median step ms, spread, tokens/s, MFU) comes from the timing
+    phase (`timed`: this variant's entry of timing.json) when it was timed there, else from the
+    training run's own steps; `timing_source` says which."""
     first = repeats[0] if repeats else {"status": "not run", "reason": "no repeat ran"}
     ok = [r for r in repeats if r.get("status") in FINISHED and r.get("median_step_ms")]
     policy = v.cfg.precision.policy
@@ -46,21 +72,38 @@ def aggregate(v: Variant, repeats: list[dict], info: dict, cost_per_hour: float)
            "final_train_loss": first.get("final_train_loss"), "quality_verdict": "not compared", "repeats": len(repeats)}
     if not ok:
         return row
-    per_repeat = [r["median_step_ms"] for r in ok]
-    step_ms = median(per_repeat)
-    tps = median(r["tokens_per_s"] for r in ok if r.get("tokens_per_s"))
-    # the spread: over the repeats' medians when there are several, else over the steps of the one run
-    lo, hi = (min(per_repeat), max(per_repeat)) if len(ok) > 1 else (ok[0].get("min_step_ms"), ok[0].get("max_step_ms"))
-    value, label = mfu(first.get("flops_per_step"), step_ms, policy if v.kind == "trainwise" else "fp32", info)
-    row.update({"median_step_ms": step_ms, "step_ms_min": lo, "step_ms_max": hi, "step_ms_per_repeat": per_repeat,
-                "tokens_per_s": tps, "throughput_unit": first.get("throughput_unit", "tokens"), "mfu": value, "mfu_basis": label,
-                "flops_per_step": first.get("flops_per_step"), "steps": first.get("steps"),
+    row.update(speed_fields(ok[0], timed))
+    step_ms = row["median_step_ms"]
+    value, label = mfu(first.get("flops_per_step"), step_ms, policy if v.kind == "trainwise" else "fp32", info,
+                       (timed or {}).get("gemm_gflops") if (timed or {}).get("peak_dtype") == peak_dtype(v) else None)
+    row.update({"mfu": value, "mfu_basis": label, "mfu_note": PEAK_UNREPRESENTATIVE if label.startswith(PEAK_UNREPRESENTATIVE) else None,
+                "throughput_unit": first.get("throughput_unit", "tokens"), "flops_per_step": first.get("flops_per_step"), "steps": first.get("steps"),
                 "train_time_s": step_ms * (first.get("steps") or 0) / 1e3, "skipped_steps": first.get("skipped_steps", 0),
                 "alarms": first.get("alarms", []), "curves": first.get("curves", {}), "memory_breakdown": first.get("memory_breakdown")})
     row["health_issues"] = health_issues(first, v.cfg.precision.max_skipped_share)
     if cost_per_hour:
         row["cost_per_run"] = row["train_time_s"] / 3600 * cost_per_hour
     return row
+
+
+def speed_fields(trained: dict, timed: dict | None) -> dict:
+    """median_step_ms, its spread, tokens_per_s and where they come from: the timing phase's
+    interleaved rounds, or (a variant not timed there) the training run's timed steps."""
+    units = trained["tokens_per_s"] * trained["median_step_ms"] / 1e3 if trained.get("tokens_per_s") else None
+    if timed and timed.get("median_step_ms"):
+        ms, units = timed["median_step_ms"], timed.get("units_per_step") or units
+        n_rounds = sum(1 for r in timed.get("step_ms", []) if r)
+        out = {"median_step_ms": ms, "step_ms_min": timed["min_step_ms"], "step_ms_max": timed["max_step_ms"],
+               "step_ms_per_round": timed.get("round_median_ms"), "timed_steps": timed.get("timed_steps"),
+               "timing_source": f"timing phase: {timed.get('timed_steps')} steps in {n_rounds} interleaved rounds",
+               "speed_ratio_vs_control": timed.get("speed_ratio_vs_control"), "gemm_peak_gflops": timed.get("gemm_gflops")}
+    else:
+        ms = trained["median_step_ms"]
+        why = (timed or {}).get("reason") or ("the timing phase did not run" if timed is None else "no timed round")
+        out = {"median_step_ms": ms, "step_ms_min": trained.get("min_step_ms"), "step_ms_max": trained.get("max_step_ms"),
+               "timed_steps": trained.get("timed_steps"), "timing_source": f"training run ({why}): not interleaved, so not comparable across variants on a busy machine"}
+    out["tokens_per_s"] = units / (ms / 1e3) if units else None
+    return out
 
 
 def health_issues(summary: dict, max_skipped_share: float) -> list[str]:

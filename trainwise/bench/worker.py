@@ -40,17 +40,42 @@ def inject_fault(label: str) -> None:
 
 
 def flops_per_step(workload, tc) -> float:
-    """Model FLOPs of one optimizer step (forward + backward, no recomputation), counted by torch's
-    FlopCounterMode on a fresh fp32 copy of the model: MFU's numerator (PaLM, Chowdhery et al. 2022, app. B)."""
+    """Model FLOPs of one optimizer step (forward + backward, no recomputation): MFU's numerator.
+
+    Counted by torch's FlopCounterMode on one micro-batch through a fresh fp32 copy of the model,
+    scaled to the global batch. Its registry has no entry for the CPU flash-attention kernel that
+    `F.scaled_dot_product_attention` runs on a CPU, so attention would count zero there; it is
+    mapped to torch's own SDPA formulas. For a causal decoder the count is PaLM's model FLOPs
+    (Chowdhery et al. 2022, app. B): 6 x matmul weights + 12 x n_layers x d_model x context per
+    token (the attention term counts the full T x T scores, the causal mask not subtracted)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from trainwise.workloads.base import build_model_from_spec
 
     model = build_model_from_spec(workload.spec)
     x, y = workload.train.batch(torch.arange(min(tc.micro_batch_size, len(workload.train))))
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=cpu_attention_flops()) as counter:
         workload.loss_fn(model(x), y).backward()
     return float(counter.get_total_flops()) * tc.global_batch_size / len(x)
+
+
+def cpu_attention_flops() -> dict:
+    """FlopCounterMode formulas for the CPU flash-attention kernels. The backward counts twice the
+    forward (gradients of the scores, V, Q and K: four T x T x d GEMMs): torch's own backward
+    formula adds the flash kernel's recomputation of the scores, which model FLOPs leave out,
+    and which the math path (plain bmm, counted by torch) does not run."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return 2 * sdpa_flop_count(query, key, value)
+
+    return {aten._scaled_dot_product_flash_attention_for_cpu: forward,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
 
 
 def val_subset(workload, tc):
@@ -89,6 +114,7 @@ def run_trainwise(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
 
 def run_baseline(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
     from trainwise.bench.baseline import plain_train
+    from trainwise.env import pick_device
     from trainwise.train.data import eval_indices
     from trainwise.train.rundir_setup import build_workload
 
@@ -98,7 +124,7 @@ def run_baseline(cfg, variant_dir: Path, repeat: int, quality: bool) -> dict:
     torch.manual_seed(tc.seed)  # the same initial weights as the trainer's run
     wl = build_workload(cfg)
     val = [wl.val.batch(i) for i in eval_indices(len(wl.val), tc.eval_batches, tc.micro_batch_size)]
-    out = plain_train(wl.model, wl.train.inputs, wl.train.targets, val, tc)
+    out = plain_train(wl.model, wl.train.inputs, wl.train.targets, val, tc, pick_device(tc.device))  # the variants' device
     units = wl.units_per_example * tc.global_batch_size
     out["tokens_per_s"] = units / (out["median_step_ms"] / 1e3) if out["median_step_ms"] else None
     out["flops_per_step"] = flops_per_step(wl, tc)

@@ -6,6 +6,8 @@
 
 stats.py holds the fast two-sample statistics, profile.py what is remembered of each reference
 column, multivariate.py the domain-classifier test, performance.py / perfcheck.py realised and
-label-free estimated accuracy, data.py file and prediction-log reading, report.py drift.json and
-report.html, commands.py the `trainwise monitor` verb. See docs/monitor.md.
+label-free estimated accuracy, data.py file and prediction-log reading, logschema.py the prediction
+log's columns (shared with trainwise.serve), reference.py the training reference stored with a
+model, labels.py late labels joined on request id, report.py drift.json and report.html,
+commands.py the `trainwise monitor` and `trainwise watch` verbs. See docs/monitor.md.
 """

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from trainwise.errors import DataError
+from trainwise.monitor import logschema as ls
 from trainwise.monitor import multivariate as mv
 from trainwise.monitor.performance import prob_columns
 from trainwise.monitor.perfcheck import PerformanceState
@@ -44,7 +45,7 @@ class DriftMonitor:
     def __init__(self, alpha: float = 0.025, min_wasserstein_sd: float = 0.1, min_js_distance: float = 0.05,
                  min_auc: float = 0.55, min_window_rows: int = 30, n_resamples: int = 200,
                  max_calibration_rows: int = 5000, multivariate: bool = True, multivariate_rows: int = 2000,
-                 label_column: str = "label", pred_column: str = "pred",
+                 label_column: str = "label", pred_column: str = ls.PREDICTION,
                  ignore_columns: tuple = ("timestamp", "request_id", "id"), column_types: dict | None = None, seed: int = 0):
         self.alpha = alpha
         self.min_wasserstein_sd = min_wasserstein_sd
@@ -65,8 +66,8 @@ class DriftMonitor:
     def fit(self, reference: pd.DataFrame) -> "DriftMonitor":
         if len(reference) == 0:
             raise DataError("the reference data has no rows; expected a table of reference examples")
-        skip = set(self.ignore_columns) | {self.label_column}
-        self.schema_ = [c for c in reference.columns if c not in skip]
+        reference = ls.to_monitor_layout(reference)
+        self.schema_ = self._tested(reference.columns)
         predictions = {self.pred_column, *prob_columns(reference.columns)}
         types = self.column_types or {}
         self.profiles_ = [build_profile(c, reference[c], infer_kind(reference[c], types.get(c))) for c in self.schema_]
@@ -100,8 +101,20 @@ class DriftMonitor:
         return {name: q * scale for name, q in self.thresholds_[k].items()}
 
     # ------------------------------------------------------------------------------------------
+    def _tested(self, columns) -> list[str]:
+        """The columns tested, as the log schema defines them: request metadata never; with `in_`
+        columns (the log's layout) exactly those plus prediction and probabilities; in a plain
+        table every column but the ignored ones and the label."""
+        roles = ls.column_roles(columns)
+        skip = set(self.ignore_columns) | set(ls.METADATA) | {self.label_column}
+        if roles["inputs"]:
+            keep = set(roles["inputs"]) | set(roles["prediction"]) | set(roles["probabilities"]) | {self.pred_column}
+            return [c for c in columns if c in keep and c not in skip]
+        return [c for c in columns if c not in skip]
+
     def check(self, current: pd.DataFrame) -> dict:
         """Compare one window with the reference; returns the drift.json dictionary."""
+        current = ls.to_monitor_layout(current)
         self._check_schema(current)
         n = len(current)
         if n == 0:
@@ -131,8 +144,7 @@ class DriftMonitor:
         return result
 
     def _check_schema(self, current: pd.DataFrame) -> None:
-        skip = set(self.ignore_columns) | {self.label_column}
-        cur = [c for c in current.columns if c not in skip]
+        cur = self._tested(current.columns)
         missing = [c for c in self.schema_ if c not in cur]
         extra = [c for c in cur if c not in self.schema_]
         if missing or extra:

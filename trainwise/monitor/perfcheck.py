@@ -1,7 +1,8 @@
 """Glue between the drift monitor and trainwise.monitor.performance: which columns hold what.
 
-A table carries predictions as `pred` (the predicted class) and/or `prob_<class>` columns (the
-prediction log's and evaluation's layout), and labels, when they have arrived, in `label`.
+A table carries predictions as `prediction` (the predicted class) and/or `prob_<class>` columns (the
+prediction log's layout, trainwise.monitor.logschema; evaluation's `pred` is renamed to it on
+reading), and labels, when they have arrived, in `label`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from trainwise.monitor.performance import (
 class PerformanceState:
     """What the reference says about the model: its accuracy and its confidence calibration."""
 
-    def __init__(self, label_column: str = "label", pred_column: str = "pred", seed: int = 0):
+    def __init__(self, label_column: str = "label", pred_column: str = "prediction", seed: int = 0):
         self.label_column = label_column
         self.pred_column = pred_column
         self.seed = seed

@@ -100,7 +100,8 @@ def _table(columns: list[dict]) -> str:
 def render_html(result: dict) -> str:
     cols = result["columns"] + ([result["multivariate"]] if result.get("multivariate") else [])
     parts = [f"<h1>trainwise drift report</h1><p><b>{html.escape(result['verdict'])}</b></p>",
-             f"<p>reference rows: {result['n_reference']}, current rows: {result['n_current']}. A column drifts when its "
+             f"<p>reference: {html.escape((result.get('reference') or {}).get('source', 'given'))}; "
+             f"reference rows: {result['n_reference']}, current rows: {result['n_current']}. A column drifts when its "
              "effect size exceeds the larger of a practical minimum and the 95th percentile of no-drift windows of "
              "this size, and its test is significant after Benjamini-Hochberg correction.</p>", _table(cols)]
     if result.get("prediction_columns"):

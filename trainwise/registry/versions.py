@@ -1,7 +1,8 @@
 """Registered model versions: register a run directory, look a version up, load it back verified.
 
-A version's artifacts are the run's model/ (weights.safetensors + model.json, never pickle) and its
-eval/ (the registered evaluation data that `promote` gates on), logged to the run's MLflow run
+A version's artifacts are the run's model/ (weights.safetensors + model.json, never pickle), its
+eval/ (the registered evaluation data that `promote` gates on) and its training reference
+(model/reference.parquet, the monitor's default reference; trainwise.monitor.reference), logged to the run's MLflow run
 under content-addressed paths (`registry/model-<sha12>`), so registering never overwrites what an
 earlier version points to.
 """
@@ -45,6 +46,9 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
     meta = check_model_dir(run_dir / "model")
     _check_loads(run_dir / "model")
     lineage = collect_lineage(run_dir, meta)
+    missing_reference = ensure_reference(run_dir)
+    if missing_reference:
+        lineage[TAG + "reference_missing"] = missing_reference[:500]
     client = get_client(tracking_uri)
     run_id = logged_run_id(run_dir, client) or log_run_to_mlflow(run_dir, client.tracking_uri, experiment)
     model_path = f"registry/model-{meta['weights_sha256'][:12]}"
@@ -53,6 +57,7 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
         eval_path = f"registry/eval-{dir_sha256(run_dir / 'eval', EVAL_FILES)[:12]}"
         _log_files(client, run_id, run_dir / "eval", EVAL_FILES, eval_path)
         lineage[TAG + "eval_artifact"] = eval_path
+    lineage.update(_log_reference(client, run_id, run_dir))
     try:
         client.create_registered_model(name, tags={TAG + "workload": lineage[TAG + "workload"]})
     except MlflowException as e:
@@ -70,6 +75,50 @@ def _check_loads(model_dir: Path) -> None:
         load_model(model_dir, verify=True)
     except DataError as e:
         raise DataError(f"refusing to register {model_dir.parent}: {e}") from None
+
+
+def ensure_reference(run_dir: Path) -> str | None:
+    """Make sure the run has model/reference.parquet (runs trained before it existed get one built
+    from their config.toml); returns why not when it cannot be built (the version is registered anyway)."""
+    from trainwise.errors import TrainwiseError
+    from trainwise.monitor.reference import REFERENCE_FILE, build_run_reference
+
+    if (run_dir / "model" / REFERENCE_FILE).is_file():
+        return None
+    try:
+        return None if build_run_reference(run_dir) else "the model declares no input spec"
+    except TrainwiseError as e:
+        return str(e)
+
+
+def _log_reference(client, run_id: str, run_dir: Path) -> dict:
+    """Log model/reference.parquet under a content-addressed path; the tags that find and check it."""
+    from trainwise.monitor.reference import REFERENCE_FILE
+
+    path = run_dir / "model" / REFERENCE_FILE
+    if not path.is_file():
+        return {}
+    sha = file_sha256(path)
+    artifact = f"registry/reference-{sha[:12]}"
+    _log_files(client, run_id, path.parent, (REFERENCE_FILE,), artifact)
+    return {TAG + "reference_artifact": artifact, TAG + "reference_sha256": sha}
+
+
+def download_reference(client, mv) -> Path:
+    """Local path of a version's training reference, its hash checked; a clear error when it has none."""
+    import mlflow.artifacts
+
+    from trainwise.monitor.reference import REFERENCE_FILE
+
+    artifact = mv.tags.get(TAG + "reference_artifact")
+    if not artifact:
+        why = mv.tags.get(TAG + "reference_missing") or "it was registered before training references existed"
+        raise DataError(f"model {mv.name!r} version {mv.version} has no training reference ({why}); give --reference FILE or RUN_DIR")
+    uri = f"{client.get_run(mv.run_id).info.artifact_uri}/{artifact}"
+    path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=client.tracking_uri)) / REFERENCE_FILE
+    if file_sha256(path) != mv.tags.get(TAG + "reference_sha256"):
+        raise DataError(f"model {mv.name!r} version {mv.version}: {path} does not match the hash recorded at registration; refusing to use it")
+    return path
 
 
 def check_name(name: str) -> None:

@@ -28,6 +28,7 @@ from trainwise.serve.metrics import ServeMetrics
 from trainwise.serve.predlog import PredictionLog
 from trainwise.serve.schemas import PredictResponse, request_model
 from trainwise.serve.security import GuardMiddleware, TokenBucket, load_api_keys
+from trainwise.workloads.inputs import input_spec_of
 
 
 class ServeState:
@@ -96,8 +97,12 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     @app.post("/v1/predict", response_model=PredictResponse)
-    async def predict(body: Request_):  # type: ignore[valid-type]
+    async def predict(body: Request_, request: Request):  # type: ignore[valid-type]
         arrived = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if len(request_id) > 200 or not request_id.isprintable():
+            return JSONResponse({"detail": [{"field": "X-Request-ID", "message": "expected at most 200 printable characters",
+                                             "type": "value_error"}]}, status_code=422)
         instances = [inst.model_dump() for inst in body.instances]
         if not hasattr(state, "example_"):
             state.example_ = instances[:1]  # warms a hot-swapped model before it takes traffic
@@ -110,10 +115,11 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
         state.metrics.latency.observe(latency_s)
         state.metrics.queue_wait.observe(result.queue_wait_s)
         if state.predlog:
-            state.predlog.append(instances, result.outputs, result.version, latency_s * 1000, uuid.uuid4().hex)
+            state.predlog.append(instances, result.outputs, result.version, latency_s * 1000, request_id, input_spec_of(state.runtime.meta))
         # JSONResponse directly: re-validating our own output through response_model costs more per
         # request than a small model's prediction; the declared response_model still documents it.
-        return JSONResponse({"predictions": result.outputs, "model_version": result.version})
+        # X-Request-ID names the request in the prediction log: labels that arrive later join on it.
+        return JSONResponse({"predictions": result.outputs, "model_version": result.version}, headers={"X-Request-ID": request_id})
 
     @app.get("/v1/model")
     async def model_info():

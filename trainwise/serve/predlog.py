@@ -1,25 +1,27 @@
 """The prediction log: every served instance, appended in batches to a Parquet dataset.
 
-The request path only appends a row to an in-memory buffer (a lock-protected list, microseconds);
-a background thread writes the buffer out as one new Parquet file when it holds `flush_rows`
-rows or is `flush_s` old, and on shutdown. Each file is written under a hidden name and then
-renamed, so a reader (pyarrow.dataset, DuckDB `read_parquet('DIR/*.parquet')`, the monitor) never
-sees a half-written file. Bound on loss: a crash loses the rows not yet flushed, at most
-`flush_rows` rows or `flush_s` seconds of traffic; if the writer falls behind by `max_pending_rows`
-rows (a slow or failing store), newer rows are dropped and counted rather than grow memory.
+The request path only appends the request (its validated instances and outputs, by reference) to
+an in-memory buffer (a lock-protected list, microseconds); a background thread turns the buffer
+into rows and writes them out as one new Parquet file when it holds `flush_rows` rows or is
+`flush_s` old, and on shutdown. Each file is written under a hidden name and then renamed, so a
+reader (pyarrow.dataset, DuckDB `read_parquet('DIR/*.parquet')`, the monitor) never sees a
+half-written file. Bound on loss: a crash loses the rows not yet flushed, at most `flush_rows`
+rows or `flush_s` seconds of traffic; if the writer falls behind by `max_pending_rows` rows (a
+slow or failing store), newer rows are dropped and counted rather than grow memory.
 
-Columns: `ts` (UTC timestamp), `request_id`, `model_version`, `latency_ms`, `input` and
-`probabilities` (JSON text), `label`, and for tabular models one `in_<column>` per input column.
+Columns: the one log schema of trainwise.monitor.logschema (metadata, `in_` inputs built from the
+model's input spec, `prediction`, `prob_<class>`, `label`), which `trainwise monitor --log` reads.
 `log_dir` is a local folder or any fsspec URL (s3://, gs://, memory://).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
+
+from trainwise.monitor import logschema as ls
 
 
 class PredictionLog:
@@ -34,7 +36,8 @@ class PredictionLog:
 
         self.fs_, self.root_ = fsspec.core.url_to_fs(self.log_dir)
         self.fs_.makedirs(self.root_, exist_ok=True)
-        self.rows_: list[dict] = []
+        self.requests_: list[tuple] = []
+        self.pending_rows_ = 0
         self.lock_ = threading.Lock()
         self.wake_ = threading.Event()
         self.stopping_ = False
@@ -45,16 +48,21 @@ class PredictionLog:
         self.thread_.start()
         return self
 
-    def append(self, inputs: list[dict], outputs: list[dict], model_version: str, latency_ms: float, request_id: str) -> None:
-        """Buffer one request's rows; never waits on the store."""
-        now = datetime.now(timezone.utc)
-        rows = [_row(i, o, model_version, latency_ms, request_id, now) for i, o in zip(inputs, outputs)]
+    def append(self, inputs: list[dict], outputs: list[dict], model_version: str, latency_ms: float, request_id: str,
+               input_spec: dict | None = None) -> None:
+        """Buffer one request (rows are built by the writer thread); never waits on the store.
+
+        `input_spec` is the serving model's (trainwise.workloads.inputs): it says which `in_`
+        columns the instances become.
+        """
+        entry = (inputs, outputs, model_version, latency_ms, request_id, input_spec, datetime.now(timezone.utc))
         with self.lock_:
-            if len(self.rows_) + len(rows) > self.max_pending_rows:
-                self.dropped_rows_ += len(rows)
+            if self.pending_rows_ + len(inputs) > self.max_pending_rows:
+                self.dropped_rows_ += len(inputs)
                 return
-            self.rows_.extend(rows)
-            full = len(self.rows_) >= self.flush_rows
+            self.requests_.append(entry)
+            self.pending_rows_ += len(inputs)
+            full = self.pending_rows_ >= self.flush_rows
         if full:
             self.wake_.set()
 
@@ -64,43 +72,86 @@ class PredictionLog:
         self.wake_.set()
         self.thread_.join(timeout=30)
 
+    def _take(self) -> list[tuple]:
+        with self.lock_:
+            taken, self.requests_, self.pending_rows_ = self.requests_, [], 0
+        return taken
+
     def _run(self) -> None:
         while True:
             self.wake_.wait(self.flush_s)
             self.wake_.clear()
-            with self.lock_:
-                rows, self.rows_ = self.rows_, []
-            if rows:
-                self._write(rows)
+            taken = self._take()
+            if taken:
+                self._write(taken)
             if self.stopping_:
-                with self.lock_:
-                    rest, self.rows_ = self.rows_, []
+                rest = self._take()
                 if rest:
                     self._write(rest)
                 return
 
-    def _write(self, rows: list[dict]) -> None:
-        import pyarrow as pa
+    def _write(self, requests: list[tuple]) -> None:
         import pyarrow.parquet as pq
 
+        n_rows = sum(len(r[0]) for r in requests)
         name = f"part-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
         hidden, final = f"{self.root_}/.{name}", f"{self.root_}/{name}"
         try:
+            table = log_table(requests)
             with self.fs_.open(hidden, "wb") as f:
-                pq.write_table(pa.Table.from_pylist(rows), f)
+                pq.write_table(table, f)
             self.fs_.mv(hidden, final)
-            self.written_rows_ += len(rows)
+            self.written_rows_ += n_rows
         except Exception:  # noqa: BLE001 - a failing store must not take the server down; counted in /metrics
             self.write_errors_ += 1
-            self.dropped_rows_ += len(rows)
+            self.dropped_rows_ += n_rows
 
 
-def _row(inputs: dict, output: dict, model_version: str, latency_ms: float, request_id: str, now) -> dict:
-    row = {"ts": now, "request_id": request_id, "model_version": model_version, "latency_ms": latency_ms,
-           "input": json.dumps(inputs), "label": output.get("label"), "probabilities": json.dumps(output.get("probabilities"))}
-    if all(isinstance(v, (int, float, str)) for v in inputs.values()):
-        row.update({f"in_{k}": v for k, v in inputs.items()})
-    return row
+def log_table(requests: list[tuple]):
+    """The buffered requests as one Arrow table in the log schema (versions with other columns: nulls)."""
+    import pyarrow as pa
+
+    groups: dict[str, list[tuple]] = {}
+    for r in requests:
+        groups.setdefault(r[2], []).append(r)
+    tables = []
+    for group in groups.values():
+        columns: dict[str, list] = {}
+        for inputs, outputs, version, latency_ms, request_id, spec, now in group:
+            n = len(inputs)
+            part = {ls.TIMESTAMP: [now] * n, ls.REQUEST_ID: [request_id] * n, ls.INSTANCE: list(range(n)),
+                    ls.MODEL_VERSION: [version] * n, ls.LATENCY_MS: [float(latency_ms)] * n,
+                    **ls.input_features(spec, [example_of(spec, i) for i in inputs]), **ls.output_features(outputs),
+                    ls.LABEL: [None] * n}
+            filled = len(columns.get(ls.TIMESTAMP, []))
+            for key in part.keys() | columns.keys():
+                columns.setdefault(key, [None] * filled).extend(part.get(key, [None] * n))
+        order = sorted(columns, key=_column_order)
+        tables.append(ls.to_arrow({k: columns[k] for k in order}, group[0][5]))
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+
+
+def _column_order(name: str) -> tuple:
+    if name in ls.METADATA:
+        return (0, ls.METADATA.index(name), name)
+    rank = 1 if name.startswith(ls.INPUT_PREFIX) else 2 if name == ls.PREDICTION else 3 if name.startswith(ls.PROB_PREFIX) else 4
+    return (rank, 0, name)
+
+
+def example_of(spec: dict | None, instance: dict):
+    """The example an instance carries, in the form logschema.input_features takes for the spec.
+
+    A table's instance is its column dict; a tensor model's carries its tensor in `x` (nested
+    lists); a token model's carries `ids`, or a text `prompt` whose UTF-8 bytes are the ids. The
+    request format itself is defined in trainwise.serve.schemas.
+    """
+    from trainwise.serve.runtime import token_ids
+
+    if spec is None or spec["kind"] == "table":
+        return instance
+    if spec["kind"] == "tokens":
+        return token_ids(instance)
+    return instance["x"]
 
 
 def read_prediction_log(log_dir: str):
@@ -109,4 +160,17 @@ def read_prediction_log(log_dir: str):
     import pyarrow.dataset as ds
 
     fs, root = fsspec.core.url_to_fs(log_dir)
-    return ds.dataset(root, filesystem=fs, format="parquet").to_table().to_pandas()
+    files = [f for f in fs.glob(f"{root}/*.parquet") if not f.rsplit("/", 1)[-1].startswith(".")]
+    if not files:
+        import pandas as pd
+
+        return pd.DataFrame()
+    return ds.dataset(files, filesystem=fs, format="parquet", schema=_unified_schema(fs, files)).to_table().to_pandas()
+
+
+def _unified_schema(fs, files: list[str]):
+    """One schema over every file (a hot-swapped version may add prob_<class> columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pa.unify_schemas([pq.read_schema(f, filesystem=fs) for f in files])

@@ -78,6 +78,53 @@ def evaluate_loss(model, split, batches, loss_fn, policy, device, task) -> dict:
     return out
 
 
+@dataclass
+class StepParts:
+    """What one optimizer step touches, built once by `train()`; the bench's timing worker builds
+    the same parts and calls the same `train_step`, so the step it times is the trainer's step."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    health: HealthMonitor
+    workload: object
+    sampler: StepSampler
+    policy: object
+    device: torch.device
+    dist: object
+    micro_per_step: int
+    grad_clip: float
+
+
+def train_step(parts: StepParts, step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Optimizer step `step` (its learning rate already set): the micro-batches under autocast,
+    gradients reduced after the last one, clipping, the health-checked optimizer step, zero_grad;
+    the device is synchronised before returning, so a clock read around the call times the step.
+    Returns (the global batch's loss, the gradient norm, whether the optimizer stepped)."""
+    p = parts
+    model, device, policy = p.model, p.device, p.policy
+    loss_sum = torch.zeros((), device=device)
+    for micro in range(p.micro_per_step):
+        x, y = (t.to(device, non_blocking=True) for t in p.workload.train.batch(p.sampler.indices(step, micro)))
+        with grad_sync(model, micro == p.micro_per_step - 1):  # DDP/FSDP2 reduce only after the last micro-batch
+            with autocast_context(policy, device):
+                logits = model(x)
+            # scale the loss to account for gradient accumulation (DDP/FSDP2 average over ranks)
+            loss = p.workload.loss_fn(logits, y) / p.micro_per_step
+            (p.scaler.scale(loss) if p.scaler else loss).backward()
+        loss_sum += loss.detach()
+    loss_sum = mean_over_ranks(p.dist, loss_sum)  # the global batch's loss, the same on every rank
+    if p.scaler:
+        p.scaler.unscale_(p.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip if p.grad_clip > 0 else float("inf"))
+    grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP2: a DTensor
+    stepped = p.health.step(step, loss_sum, grad_norm, p.optimizer, p.scaler, replay=lambda: replay_forward(model, x, lambda: autocast_context(policy, device)))
+    p.optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the clock reads after the device finished the step
+    return loss_sum, grad_norm, stepped
+
+
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) -> RunResult:
     t_start = time.perf_counter()
     tc = cfg.train
@@ -120,6 +167,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
         state = load_checkpoint(ckpt, model, optimizer, scaler)
         start_step, history = state["step"], state["history"]
     health = HealthMonitor(policy, cfg.precision, tc.on_nonfinite, model, state=history.get("health"))
+    parts = StepParts(model, optimizer, scaler, health, workload, sampler, policy, device, dist, micro_per_step, tc.grad_clip)
 
     step_ms: list[float] = []
     recent_losses: list[float] = []
@@ -141,25 +189,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
             measure_memory = step == measure_at and not memory
             t0 = time.perf_counter()
             with measure_step_memory(model, optimizer, device, enabled=measure_memory) as mem:
-                loss_sum = torch.zeros((), device=device)
-                for micro in range(micro_per_step):
-                    x, y = (t.to(device, non_blocking=True) for t in workload.train.batch(sampler.indices(step, micro)))
-                    with grad_sync(model, micro == micro_per_step - 1):  # DDP/FSDP2 reduce only after the last micro-batch
-                        with autocast_context(policy, device):
-                            logits = model(x)
-                        # scale the loss to account for gradient accumulation (DDP/FSDP2 average over ranks)
-                        loss = workload.loss_fn(logits, y) / micro_per_step
-                        (scaler.scale(loss) if scaler else loss).backward()
-                    loss_sum += loss.detach()
-                loss_sum = mean_over_ranks(dist, loss_sum)  # the global batch's loss, the same on every rank
-                if scaler:
-                    scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-                grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP2: a DTensor
-                stepped = health.step(step, loss_sum, grad_norm, optimizer, scaler, replay=lambda: replay_forward(model, x, lambda: autocast_context(policy, device)))
-                optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)  # the clock reads after the device finished the step
+                loss_sum, grad_norm, stepped = train_step(parts, step)
             dt_ms = (time.perf_counter() - t0) * 1e3
             if measure_memory:
                 memory = mem.result()

@@ -11,6 +11,7 @@ import torch
 
 from trainwise.config import Config, config_hash, config_to_toml
 from trainwise.env import device_facts, git_sha, library_versions
+from trainwise.monitor.reference import write_reference
 from trainwise.errors import ConfigError, TrainwiseError
 from trainwise.rundir import check_fits_spec, clean_state_dict, load_weights_into, plain_shapes, save_model, write_atomic, write_json
 from trainwise.train.checkpoint import latest_checkpoint, save_checkpoint
@@ -58,6 +59,7 @@ class RunFiles:
         if self.is_main:
             save_model(model, self.path / "model", {"workload": workload.name, "task": workload.task, "spec": workload.spec,
                                                     "input": workload.input, "info": workload.info})
+            write_reference(self.path, workload)  # the monitor's default reference (trainwise.monitor.reference)
         elif torch.distributed.is_initialized():
             clean_state_dict(model)  # FSDP2: every rank takes part in the all-gathers of full_tensor()
 
