@@ -68,10 +68,11 @@ def entry_workload(cfg) -> Workload:
     return result
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file and type its columns (`columns.type_table`: missing-value markers
-    in numeric columns become NaN), with an error that names the file and the problem."""
-    return load_table(path)[0]
+def read_table(path: str | Path, column_types: list[str] = ()) -> pd.DataFrame:
+    """Read a CSV or Parquet file and type its columns as the file workload does (`columns.type_table`:
+    missing-value markers in numeric columns become NaN; pass the run's workload.column_types to
+    read them as it did), with an error that names the file and the problem."""
+    return load_table(path, column_types)[0]
 
 
 def load_table(path: str | Path, column_types: list[str] = ()) -> tuple[pd.DataFrame, dict[str, ColumnReading]]:
