@@ -269,8 +269,33 @@ def field_paths() -> list[str]:
     return [f"{s}.{n}" for s, cls in _sections().items() for n in _fields(cls)]
 
 
+def closest_choices(value: str, choices: list[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The valid values a mistyped `value` most likely meant, best first.
+
+    Ranked: a case-insensitive exact match; then choices that `value` begins (in declaration order,
+    which lists the recommended choice first, so 'bf16' means bf16-mixed, not bf16-true); then
+    choices that begin `value` ('fp16-mixed-precision' -> fp16-mixed); then difflib's similarity.
+
+    >>> closest_choices("bf16", ["fp32", "bf16-mixed", "fp16-mixed", "bf16-true"])
+    ['bf16-mixed']
+    >>> closest_choices("BF16-True", ["fp32", "bf16-mixed", "bf16-true"])
+    ['bf16-true']
+    >>> closest_choices("fp8", ["fp32", "fp8-tensorwise", "fp8-rowwise"], n=2)
+    ['fp8-tensorwise', 'fp8-rowwise']
+    >>> closest_choices("stpes", ["steps", "seed"])
+    ['steps']
+    """
+    v = str(value).strip().lower()
+    ranked = [c for c in choices if c.lower() == v]
+    ranked += [c for c in choices if c.lower().startswith(v) and v]
+    ranked += [c for c in choices if v.startswith(c.lower()) and c]
+    lowered = {c.lower(): c for c in choices}
+    ranked += [lowered[c] for c in difflib.get_close_matches(v, list(lowered), n=n, cutoff=cutoff)]
+    return list(dict.fromkeys(ranked))[:n]
+
+
 def _unknown(kind: str, name: str, valid: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    close = closest_choices(name, valid, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return ConfigError(f"{where}: unknown {kind} '{name}'{hint} (valid: {', '.join(valid)})")
 
@@ -300,7 +325,7 @@ def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f"{path} = {value!r}: expected a list of strings")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1)
+        close = closest_choices(str(value), choices, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"{path} = {value!r}: expected one of {', '.join(choices)}{hint}")
     if t in (int, float):

@@ -1,6 +1,8 @@
 """`trainwise data check CONFIG|FILE`: data-quality findings before training, and for CI.
 
-A FILE (CSV/Parquet table) is checked for schema, missing values, class imbalance (with
+A FILE (CSV/Parquet table) is read as `trainwise train` reads it (missing-value markers such as
+'?' or 'NA' in numeric columns are missing cells, reported with their tokens; a column that is
+mostly numbers but holds text is a schema finding), then checked for schema, missing values, class imbalance (with
 --target), duplicate and near-duplicate rows, label issues (cleanlab, with --target), columns that
 look like personal data, and, with --against OTHER (the test or serving table), leakage of OTHER's
 rows into FILE and schema differences. A CONFIG (TOML recipe) builds the workload and checks its
@@ -54,15 +56,17 @@ def table_fingerprint(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def check_table(frame: pd.DataFrame, target: str | None, other: pd.DataFrame | None = None, seed: int = 0) -> dict:
+def check_table(frame: pd.DataFrame, target: str | None, other: pd.DataFrame | None = None, seed: int = 0, readings: dict | None = None) -> dict:
+    """`readings` (from `workloads.user.load_table`) adds the missing-value markers per numeric
+    column and the columns that look numeric but hold text."""
     if target is not None and target not in frame.columns:
         raise DataError(f"--target {target!r} is not a column of the table (columns: {', '.join(map(str, frame.columns))})")
     features = frame.drop(columns=[target]) if target else frame
-    f: dict = {"schema": {**tc.schema(frame), "mismatches": []}}
+    f: dict = {"schema": {**tc.schema(frame), "mismatches": [], "suspect_columns": tc.suspect_columns(readings or {})}}
     if other is not None:
         f["schema"]["mismatches"] = tc.schema_mismatch(frame, other)
-    f["schema"]["value"] = len(f["schema"]["mismatches"])
-    f["missing"] = tc.missing_values(frame)
+    f["schema"]["value"] = len(f["schema"]["mismatches"]) + len(f["schema"]["suspect_columns"])
+    f["missing"] = {**tc.missing_values(frame), "markers": tc.missing_markers(readings or {})}
     f["duplicates"] = tc.duplicates(features)
     if other is not None:
         common = [c for c in features.columns if c in other.columns]
@@ -102,10 +106,14 @@ def check_workload(cfg, seed: int = 0) -> tuple[dict, dict]:
         f["label_issues"] = {**issues, "value": issues["share"]}
     else:
         f["imbalance"] = f["label_issues"] = {"skipped": f"not applicable to task {w.task!r}"}
-    if cfg.workload.name == "file":
-        from trainwise.workloads.user import read_table
+    if cfg.workload.name == "file":  # the raw table: its missing cells were imputed before the tensors
+        from trainwise.workloads.user import load_table
 
-        pii = find_pii(read_table(cfg.workload.path))
+        table, readings = load_table(cfg.workload.path, cfg.workload.column_types)
+        f["missing"] = {**tc.missing_values(table), "markers": tc.missing_markers(readings)}
+        f["schema"]["suspect_columns"] = tc.suspect_columns(readings)
+        f["schema"]["value"] = len(f["schema"]["suspect_columns"])
+        pii = find_pii(table)
         f["pii"] = {"columns": pii, "value": len(pii)}
     else:
         f["pii"] = {"skipped": f"workload {cfg.workload.name!r} holds tensors, not raw columns"}
@@ -120,7 +128,7 @@ def mark_found(findings: dict) -> None:
 
 def check_data(source: str | Path, against: str | Path | None = None, target: str | None = None, fail_on=(), overrides=(), seed: int = 0) -> dict:
     """Run every check on a CONFIG (.toml) or a FILE (CSV/Parquet); returns the JSON report."""
-    from trainwise.workloads.user import read_table
+    from trainwise.workloads.user import load_table, read_table
 
     rules = parse_fail_on(fail_on)
     source = Path(source)
@@ -137,9 +145,9 @@ def check_data(source: str | Path, against: str | Path | None = None, target: st
         findings, fingerprints = check_workload(load_config(source, list(overrides)), seed)
         kind = "config"
     else:
-        frame = read_table(source)
+        frame, readings = load_table(source)
         other = read_table(against) if against is not None else None
-        findings = check_table(frame, target, other, seed)
+        findings = check_table(frame, target, other, seed, readings)
         fingerprints = {"file": table_fingerprint(frame)} | ({"against": table_fingerprint(other)} if other is not None else {})
         kind = "file"
     mark_found(findings)
@@ -170,9 +178,12 @@ def format_report(report: dict) -> str:
 
 def _summary(name: str, f: dict) -> str:
     if name == "schema":
-        return "; ".join(f.get("mismatches", [])) or "consistent"
+        return "; ".join(f.get("mismatches", []) + f.get("suspect_columns", [])) or "consistent"
     if name == "missing":
-        return f"{f['cells']} missing cells" + (f" in {', '.join(f['columns'])}" if f.get("columns") else "")
+        cols = f.get("columns") or {}
+        markers = f.get("markers") or {}
+        per_col = [f"{c} ({markers.get(c) or n})" for c, n in cols.items()]
+        return f"{f['cells']} missing cells" + (f" in {', '.join(per_col)}" if per_col else "")
     if name in ("duplicates", "leakage"):
         exact = f.get("exact", sum(v["exact"] for v in f.get("by_split", {}).values()))
         near = f.get("near", sum(v["near"] for v in f.get("by_split", {}).values()))

@@ -102,6 +102,10 @@ def get_client(uri: str | None = None):
     check_reachable(uri)
     from mlflow import MlflowClient
 
+    from trainwise.registry.tracking import quiet_mlflow_logs
+
+    quiet_mlflow_logs()
+
     # Two processes creating a fresh sqlite schema at the same time race on its migrations, so the
     # first connection (which creates it) happens under the lock; a server migrates its own database.
     with move_lock(uri) if sqlite_path(uri) else contextlib.nullcontext():

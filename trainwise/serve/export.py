@@ -28,14 +28,16 @@ class ExportError(TrainwiseError):
 def example_input(spec: dict, batch: int, seed: int = 0) -> torch.Tensor:
     """A random batch the model accepts, built from its input spec (model.json `input`).
 
-    table: the preprocessed feature vector (standardised numbers, then one one-hot block per
-    categorical column); tensor: the declared shape and dtype, within value_range when declared;
+    table: the preprocessed feature vector (standardised numbers, the missing indicators of imputed
+    columns, then one one-hot block per categorical column); tensor: the declared shape and dtype, within value_range when declared;
     tokens: ids below vocab_size, `context` of them (the exported graph's fixed sequence length).
     """
     g = torch.Generator().manual_seed(seed)
     if spec["kind"] == "table":
         prep = spec["preprocessing"]
         parts = [torch.randn((batch, len(prep["numeric"])), generator=g)]
+        n_indicators = sum(1 for c in prep["numeric"] if c.get("indicator"))  # imputed columns' missing flags
+        parts.append(torch.randint(0, 2, (batch, n_indicators), generator=g).float())
         for col in prep["categorical"]:
             n = len(col["categories"])
             parts.append(torch.nn.functional.one_hot(torch.randint(0, n, (batch,), generator=g), n).float())

@@ -27,6 +27,7 @@ from trainwise.train.health import HealthMonitor, NonFiniteError, replay_forward
 from trainwise.train.memory import measure_step_memory
 from trainwise.train.parallel import broadcast_from_main, elastic_restart, grad_sync, kill_for_test, local_device, mean_over_ranks, setup_distributed, shard_fn, teardown_distributed
 from trainwise.train.precision import autocast_context, get_policy, make_grad_scaler
+from trainwise.train.preflight import check_model_output
 from trainwise.train.progress import Progress
 from trainwise.train.rundir_setup import RunFiles, build_workload, default_run_dir, open_run_dir
 from trainwise.train.setup import prepare
@@ -150,6 +151,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     # Seed before the workload builds the model, so initial weights depend only on train.seed.
     torch.manual_seed(tc.seed)
     workload = build_workload(cfg)
+    check_model_output(workload, tc.micro_batch_size)  # output shape vs task and classes; same verdict on every rank
     ac_mode, ac_note = resolve_ac_mode(cfg, workload, dist.world_size)  # 'auto' -> a concrete mode
     keep_high_precision, fp8_auto = resolve_auto_split(cfg, workload, policy)  # ['auto'] -> layer names (numerics probe)
     prepared = prepare(
