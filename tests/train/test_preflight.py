@@ -182,4 +182,6 @@ def test_every_rank_refuses_the_same_model_under_launch(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=240)
     assert out.returncode == 2, out.stderr[-3000:]
     assert "the model's output has shape (8, 3); expected (8, 2)" in out.stderr
+    assert "Traceback" not in out.stderr and "ChildFailedError" not in out.stderr  # not torchrun's report either
+    assert "no run directory was written" in out.stderr
     assert not run.exists()
