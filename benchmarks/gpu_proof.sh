@@ -164,11 +164,13 @@ fi
 # 2. estimates and numerics on the CPU, in the background
 
 CORES=$(nproc)
-PIN=()
+PIN_EST=(); PIN_NUM=()
 if command -v taskset > /dev/null && [ "$CORES" -ge 8 ]; then
-  PIN=(taskset -c "$((CORES / 2))-$((CORES - 1))")  # off the cores the bench's processes start on
+  # the upper half of the cores, off those the bench's processes start on: one for the estimates
+  # (a fake-tensor trace is mostly one thread), the rest for numerics (real fp32 steps)
+  PIN_EST=(taskset -c "$((CORES / 2))"); PIN_NUM=(taskset -c "$((CORES / 2 + 1))-$((CORES - 1))")
 fi
-CPU_THREADS=$(( CORES >= 8 ? CORES / 2 : 1 ))
+NUM_THREADS=$(( CORES >= 8 ? CORES / 2 - 1 : 1 ))
 # `trainwise estimate CONFIG --set ... --json` for each precision and AC mode, in one interpreter
 ESTIMATES='
 import contextlib, io, sys
@@ -188,16 +190,20 @@ for policy in ("fp32", "bf16-mixed", "fp8-tensorwise", "fp8-rowwise"):
         else:
             print(f"estimate {policy} ac={ac} failed: {rc}")
 '
-cpu_side() {
-  "${PIN[@]}" nice -n 10 "$PY" -c "$ESTIMATES" "$WORK/estimate" "$CONFIG" "${SET_ARGS[@]}" || echo "estimates failed"
+estimates() {
+  "${PIN_EST[@]}" nice -n 10 "$PY" -c "$ESTIMATES" "$WORK/estimate" "$CONFIG" "${SET_ARGS[@]}" || echo "estimates failed"
   echo "estimates done after $(( $(date +%s) - START ))s"
-  "${PIN[@]}" nice -n 10 "${TW[@]}" numerics "$CONFIG" --steps 1 --gpu h200 --recipe fp8-tensorwise --out "$WORK/numerics" \
-    "${SET_ARGS[@]}" --set "train.threads=$CPU_THREADS" > "$WORK/logs/numerics.log" 2>&1 || echo "numerics failed"
+}
+numerics() {  # the recipe's formats (their flush shares are judged) and bf16; --steps 1: ~50 forward passes of 8 x 1024 tokens on the CPU
+  "${PIN_NUM[@]}" nice -n 10 "${TW[@]}" numerics "$CONFIG" --steps 1 --gpu h200 --recipe fp8-tensorwise --formats bf16,e4m3-tensorwise,e5m2-tensorwise \
+    --out "$WORK/numerics" "${SET_ARGS[@]}" --set "train.threads=$NUM_THREADS" > "$WORK/logs/numerics.log" 2>&1 || echo "numerics failed"
   echo "numerics done after $(( $(date +%s) - START ))s"
 }
-log "2. estimates and numerics in the background (${PIN[*]:-unpinned}, $CPU_THREADS threads)"
-cpu_side > "$WORK/logs/cpu_side.log" 2>&1 &
-CPU_PID=$!
+log "2. estimates and numerics in the background (${PIN_EST[*]:-unpinned} / ${PIN_NUM[*]:-unpinned}, numerics on $NUM_THREADS threads)"
+estimates > "$WORK/logs/estimates_job.log" 2>&1 &
+BACKGROUND=($!)
+numerics > "$WORK/logs/numerics_job.log" 2>&1 &
+BACKGROUND+=($!)
 
 # ---------------------------------------------------------------------------------------------
 # 3. the bench, stage by stage
@@ -257,13 +263,15 @@ done
 # ---------------------------------------------------------------------------------------------
 # 4. the background work, then the summary
 
-while kill -0 "$CPU_PID" 2> /dev/null && [ "$(left)" -gt 5 ]; do sleep 2; done
-if kill -0 "$CPU_PID" 2> /dev/null; then
-  log "estimates/numerics still running at the deadline: stopped"
-  pkill -TERM -P "$CPU_PID" 2> /dev/null; kill "$CPU_PID" 2> /dev/null
-fi
-wait "$CPU_PID" 2> /dev/null
-cat "$WORK/logs/cpu_side.log" >> "$LOG"
+for pid in "${BACKGROUND[@]}"; do
+  while kill -0 "$pid" 2> /dev/null && [ "$(left)" -gt 5 ]; do sleep 2; done
+  if kill -0 "$pid" 2> /dev/null; then
+    log "background job $pid still running at the deadline: stopped"
+    pkill -TERM -P "$pid" 2> /dev/null; kill "$pid" 2> /dev/null
+  fi
+  wait "$pid" 2> /dev/null
+done
+grep -hv "^W[0-9]\|Failed to load" "$WORK/logs/estimates_job.log" "$WORK/logs/numerics_job.log" | tee -a "$LOG"
 cp "$WORK/numerics/preflight.txt" "$WORK/preflight.txt" 2> /dev/null && head -3 "$WORK/preflight.txt" | tee -a "$LOG"
 summarise
 log "4. done: $(ls "$OUT_DIR" | tr '\n' ' ')"

@@ -214,7 +214,8 @@ def preflight_check(work: Path, fp8: list[dict], device: str) -> dict | None:
     estimates = [v["speed"]["speedup"] for v in pf["layers"].values() if v["speed"].get("speedup")]
     out = {"gpu": pf["gpu"], "verdict": pf["verdict"], "predicted_fp8_pays": predicted, "fp8_layers": len(pf["fp8_layers"]),
            "linear_layers": len(pf["layers"]), "largest_gemm_mxkxn": largest, "measured": None, "matched": None,
-           "estimated_speedup_range": f"{min(estimates):.2f}x to {max(estimates):.2f}x" if estimates else "no estimate"}
+           "estimated_speedup_range": (f"{min(estimates):.2f}x to {max(estimates):.2f}x" if len(set(estimates)) > 1 else f"{estimates[0]:.2f}x")
+                                      if estimates else "no estimate"}
     candidates = [f for f in fp8 if f["recipe"] == "fp8-tensorwise" and f["ac"] == "none" and f["speedup_vs_bf16"]]
     chosen = next((f for f in candidates if f["compile"]), None) or next(iter(candidates), None)
     if device != "cuda":
@@ -273,7 +274,7 @@ def summarise(out: Path, work: Path, date: str, command: str, dry_run: bool) -> 
 
 
 def _gib(b) -> str:
-    return f"{b / 2**30:.2f}" if b else "-"
+    return f"{b / 2**30:.3g}" if b else "-"
 
 
 def _x(sp: dict | None) -> str:
@@ -328,7 +329,7 @@ def render_markdown(res: dict) -> str:
               "| max reserved GiB | activations GiB | val loss | vs control | quality | timing |", "|" + "---|" * 14]
     for r in res["variants"]:
         spread = f"{_num(r['median_step_ms'], '.1f')} ({_num(r['step_ms_min'], '.1f')}-{_num(r['step_ms_max'], '.1f')})"
-        lines.append(f"| {r['label']} | {r['stage'] or '-'} | {spread} | {_num(r['tokens_per_s'], ',.0f')} | {_num(r['achieved_tflops'], '.1f')} "
+        lines.append(f"| {r['label']} | {r['stage'] or '-'} | {spread} | {_num(r['tokens_per_s'], ',.0f')} | {_num(r['achieved_tflops'], '.3g')} "
                      f"| {_pct(r['mfu'])} | {_pct(r['mfu_vs_fp8_peak'])} | {_gib(r['max_memory_allocated'])} | {_gib(r['max_memory_reserved'])} "
                      f"| {_gib(r['peak_activation_bytes'])} | {_num(r['final_val_loss'], '.4f')} | {_pct(r['val_loss_rise_vs_control'], True)} "
                      f"| {r['quality_verdict']} | {r['timing_source'] or r['status']} |")
