@@ -66,7 +66,7 @@ if [ "$DRY_RUN" = 1 ]; then
   SETS=(train.device=cpu train.threads=1 model.n_layers=2 model.n_heads=2 model.d_model=64 model.context=64
         train.micro_batch_size=4 train.global_batch_size=8 train.steps=4 train.warmup_steps=1 train.eval_batches=2
         data.max_corpus_bytes=300000 bench.timing_rounds=2 bench.timing_steps_per_round=1)
-  SECONDS_PER_VARIANT=15  # before any stage ran: a guess for the first stage's check
+  TRAIN_GUESS_S=10; REST_GUESS_S=30  # before any stage ran: guesses for the first stage's check
 else
   DEVICE=cuda
   BUDGET_S="${BUDGET_S:-480}"
@@ -74,7 +74,7 @@ else
   # without TF32) trains in under a minute, and the loss has left its first plateau, so the
   # quality gate compares trained models. 8 rounds x 3 steps: a 95% interval needs >= 6 rounds.
   SETS=(train.device=cuda train.steps=50 train.warmup_steps=10 bench.timing_rounds=8 bench.timing_steps_per_round=3)
-  SECONDS_PER_VARIANT=45
+  TRAIN_GUESS_S=30; REST_GUESS_S=60
 fi
 # the same for both: the base is eager without AC (so the added fp32 control is the stage-A
 # control in every stage), one validation at the end, no intermediate checkpoints, no MLflow
@@ -209,16 +209,25 @@ BACKGROUND+=($!)
 # 3. the bench, stage by stage
 
 BENCH="$WORK/bench"
-SEC_PER_VARIANT=$SECONDS_PER_VARIANT
-COMPILE_FACTOR=2  # compiled variants compile in training and again in their timing process: until measured, twice an eager one
+# The time a stage needs, predicted from the stages already run: each variant it trains (the
+# bench log says how long each took), plus the rest of a stage (the peak probe, the timing phase's
+# processes and rounds). A compiled variant compiles in training and again in its timing process:
+# until a compiled stage has run, it counts COMPILE_FACTOR times an eager one.
+TRAIN_S=$TRAIN_GUESS_S
+REST_S=$REST_GUESS_S
+COMPILE_FACTOR=2
+CONTROL_TRAINED=0
 record_stage() { printf '{"stage": "%s", "title": "%s", "status": "%s", "seconds": %s, "reason": "%s", "variants": %s}\n' "$@" >> "$WORK/stages.jsonl"; }
+trainings() {  # the seconds of each training in bench log $1 ("[2/4] LABEL (repeat 1/1): ... in 41 s"), the control's left out with $2 = nocontrol
+  grep -E '^\[[0-9]+/[0-9]+\] ' "$1" | { [ "${2:-}" = nocontrol ] && grep -v '\] fp32 control ' || cat; } | grep -oE ' in [0-9]+ s$' | grep -oE '[0-9]+'
+}
 
 for line in "${STAGES[@]}"; do
   IFS='|' read -r -a parts <<< "$line"
   stage="${parts[0]}"; title="${parts[1]}"; variants=("${parts[@]:2}")
-  n=$(( ${#variants[@]} + 1 ))  # + the fp32 control, timed again in every stage
   compiled=0; [[ "$line" == *"train.compile=true"* ]] && compiled=1
-  need=$(( n * SEC_PER_VARIANT * (compiled ? COMPILE_FACTOR : 1) ))
+  factor=$(( compiled ? COMPILE_FACTOR : 1 ))
+  need=$(( (${#variants[@]} * TRAIN_S + REST_S) * factor + (CONTROL_TRAINED ? 0 : 2 * TRAIN_S) ))  # fp32 trains ~2x slower than the rest
   budget=$(( $(left) - RESERVE_S ))
   vjson=$("$PY" -c "import json,sys; print(json.dumps(sys.argv[1:]))" "${variants[@]}")
   if [ -n "$ONLY_STAGES" ] && [[ ",$ONLY_STAGES," != *",$stage,"* ]]; then
@@ -250,11 +259,14 @@ for line in "${STAGES[@]}"; do
   fi
   log "3$stage. $status in ${took}s ($reason)"
   record_stage "$stage" "$title" "$status" "$took" "$reason" "$vjson"
-  if [ "$status" = done ]; then  # what one variant of this kind costs, for the next stages' check
-    if [ "$compiled" = 1 ]; then
-      COMPILE_FACTOR=$(( (took / n + SEC_PER_VARIANT - 1) / SEC_PER_VARIANT ))
-    else
-      SEC_PER_VARIANT=$(( took / n > 1 ? took / n : 1 ))
+  grep -q '^\[[0-9]*/[0-9]*\] fp32 control .* in [0-9]* s$' "$WORK/logs/bench-$stage.log" && CONTROL_TRAINED=1
+  if [ "$status" = done ]; then  # what this kind of stage costs, for the next stages' check
+    mean=$(trainings "$WORK/logs/bench-$stage.log" nocontrol | awk '{s += $1; n++} END {print (n ? int(s / n) : 0)}')
+    rest=$(( took - $(trainings "$WORK/logs/bench-$stage.log" | awk '{s += $1} END {print s + 0}') ))
+    if [ "$compiled" = 0 ] && [ "$mean" -gt 0 ]; then
+      TRAIN_S=$mean; REST_S=$(( rest > 1 ? rest : 1 ))
+    elif [ "$compiled" = 1 ] && [ "$mean" -gt 0 ]; then
+      COMPILE_FACTOR=$(( (mean + TRAIN_S - 1) / TRAIN_S ))
     fi
   fi
   summarise
