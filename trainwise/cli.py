@@ -3,13 +3,15 @@
 Each verb lives in the module of the component it belongs to, as a function
 `register(subparsers)` that adds its parser and sets `func` to a plain function taking the parsed
 arguments and returning an exit code. This file only collects them, runs one, and turns a
-`TrainwiseError` into one line on stderr and its exit code, without a traceback.
+`TrainwiseError` into one line on stderr and its exit code, without a traceback; output piped to a
+reader that stops early (`| head`) ends the verb quietly with 141, as for other Unix tools.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from trainwise import __version__
@@ -43,13 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run_verb(argv)
+    except BrokenPipeError:
+        # The reader went away (`trainwise history NAME --json | head`): stop quietly, as Unix tools
+        # do. stdout now points at /dev/null, so the interpreter's last flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE: what a shell reports for a tool stopped by a closed pipe
+
+
+def run_verb(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside main, rather than at interpreter exit
+        return code
     except TrainwiseError as e:
         print(f"trainwise {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code

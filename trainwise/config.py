@@ -21,12 +21,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainwise.config_checks import (
+    SEED_MAX,
+    Needs,
+    check_number,
+    entry_problem,
+    field_default,
+    fsspec_url_problem,
+    tracking_uri_problem,
+    unused_fields,
+    unused_message,
+)
 from trainwise.errors import ConfigError
 
 
-def F(default, help: str, *, choices=None, min=None, max=None):  # noqa: A002 - mirrors the schema words
-    """A config field: its default, its one-line help and what values are allowed."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
+def F(default, help: str, *, choices=None, min=None, max=None, needs: Needs | None = None, check=None):  # noqa: A002 - mirrors the schema words
+    """A config field: its default, its one-line help and what values are allowed.
+
+    Numbers must also be finite and (integers) within int64; `needs` names the choice under which
+    the field has an effect; `check(value)` returns what is wrong with a value, or None
+    (trainwise.config_checks).
+    """
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "needs": needs, "check": check}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -36,55 +52,71 @@ PRECISION_POLICIES = ["fp32", "bf16-mixed", "fp16-mixed", "bf16-true", "fp8-tens
 AC_MODES = ["none", "full", "every-n", "selective", "auto"]
 STRATEGIES = ["single", "ddp", "fsdp2"]
 
+# The choices under which a field has an effect (trainwise.config_checks.Needs). Built-in workloads
+# read only some model/data fields; your own workloads (entry, a registered name) get the whole config.
+FILE_WORKLOAD = Needs("workload.name", ("file",))
+ENTRY_WORKLOAD = Needs("workload.name", ("entry",))
+NOT_TABLE_OR_IMAGE = Needs("workload.name", ("tabular", "vision", "file"), unless=True)
+NOT_VISION = Needs("workload.name", ("vision",), unless=True)
+FP16 = Needs("precision.policy", ("fp16-mixed",))
+FP8 = Needs("precision.policy", ("fp8-tensorwise", "fp8-rowwise"))
+FSDP2 = Needs("parallel.strategy", ("fsdp2",))
+DISTRIBUTED = Needs("parallel.strategy", ("ddp", "fsdp2"))
+# Upper bounds on sizes that allocate memory: far above any real setting, far below an overflow.
+MAX_BATCH = 2**24
+MAX_WIDTH = 2**20
+
 
 @dataclass
 class WorkloadConfig:
     name: str = F("lm", "built-in workload (lm, tabular, vision), or 'entry'/'file' for your own")
-    entry: str = F("", "your workload as 'package.module:function' returning a trainwise Workload")
-    path: str = F("", "a CSV or Parquet file to train a tabular classifier on (with workload.target)")
-    target: str = F("", "the target column of workload.path")
-    column_types: list = F([], "override inferred column types, e.g. ['zip:categorical', 'age:numeric']")
+    entry: str = F("", "your workload as 'package.module:function' returning a trainwise Workload", needs=ENTRY_WORKLOAD, check=entry_problem)
+    path: str = F("", "a CSV or Parquet file to train a tabular classifier on (with workload.target)", needs=FILE_WORKLOAD)
+    target: str = F("", "the target column of workload.path", needs=FILE_WORKLOAD)
+    column_types: list = F([], "override inferred column types, e.g. ['zip:categorical', 'age:numeric']", needs=FILE_WORKLOAD)
 
 
 @dataclass
 class ModelConfig:
-    n_layers: int = F(4, "number of blocks (transformer blocks for lm, hidden layers for tabular)", min=1)
-    n_heads: int = F(4, "attention heads per block (lm)", min=1)
-    d_model: int = F(128, "model width: embedding size (lm), hidden width (tabular), channels (vision)", min=1)
-    context: int = F(128, "context length in bytes (lm)", min=2)
-    dropout: float = F(0.0, "dropout probability", min=0.0, max=0.9)
+    n_layers: int = F(4, "number of blocks (transformer blocks for lm, hidden layers for tabular)", min=1, max=4096)
+    n_heads: int = F(4, "attention heads per block (lm)", min=1, max=MAX_WIDTH, needs=NOT_TABLE_OR_IMAGE)
+    d_model: int = F(128, "model width: embedding size (lm), hidden width (tabular), channels (vision)", min=1, max=MAX_WIDTH)
+    context: int = F(128, "context length in bytes (lm)", min=2, max=MAX_WIDTH, needs=NOT_TABLE_OR_IMAGE)
+    dropout: float = F(0.0, "dropout probability", min=0.0, max=0.9, needs=NOT_VISION)
     init_from: str = F("", "start from the weights of a trainwise run or model directory (fine-tuning; same architecture), '' = fresh weights")
 
 
 @dataclass
 class DataConfig:
-    max_corpus_bytes: int = F(0, "cap on the lm corpus size in bytes (0 = the whole standard library)", min=0)
+    max_corpus_bytes: int = F(0, "cap on the lm corpus size in bytes (0 = the whole standard library)", min=0, needs=NOT_TABLE_OR_IMAGE)
     val_fraction: float = F(0.1, "share of files (lm) or rows (tabular, vision) held out for validation", min=0.01, max=0.5)
     test_fraction: float = F(0.1, "share of files or rows held out for test", min=0.01, max=0.5)
-    split_seed: int = F(0, "seed of the train/val/test split (independent of train.seed)", min=0)
+    split_seed: int = F(0, "seed of the train/val/test split (independent of train.seed)", min=0, max=SEED_MAX)
 
 
 @dataclass
 class TrainConfig:
     steps: int = F(200, "optimizer steps", min=1)
-    seed: int = F(0, "seed for weights, data order and dropout", min=0)
-    micro_batch_size: int = F(16, "examples per forward/backward pass on one process", min=1)
-    global_batch_size: int = F(16, "examples per optimizer step over all processes and accumulation steps", min=1)
-    lr: float = F(1e-3, "peak learning rate (AdamW)", min=0.0)
+    seed: int = F(0, "seed for weights, data order and dropout", min=0, max=SEED_MAX)
+    micro_batch_size: int = F(16, "examples per forward/backward pass on one process", min=1, max=MAX_BATCH)
+    global_batch_size: int = F(16, "examples per optimizer step over all processes and accumulation steps", min=1, max=MAX_BATCH)
+    # AdamW moves a weight by about lr per step, so above 10 nothing trains; near float32's limit
+    # (3.4e38) the optimizer's own kernels overflow.
+    lr: float = F(1e-3, "peak learning rate (AdamW)", min=0.0, max=10.0)
     min_lr_ratio: float = F(0.1, "final learning rate as a share of train.lr (cosine decay)", min=0.0, max=1.0)
     warmup_steps: int = F(20, "linear warm-up steps", min=0)
-    weight_decay: float = F(0.1, "AdamW weight decay (not applied to biases and norms)", min=0.0)
+    weight_decay: float = F(0.1, "AdamW weight decay (not applied to biases and norms)", min=0.0, max=10.0)
     beta1: float = F(0.9, "AdamW beta1", min=0.0, max=1.0)
     beta2: float = F(0.95, "AdamW beta2", min=0.0, max=1.0)
     grad_clip: float = F(1.0, "clip the global gradient norm to this (0 = off)", min=0.0)
     eval_every: int = F(50, "validate every this many steps (0 = only at the end)", min=0)
-    eval_batches: int = F(8, "micro-batches of the validation split per validation", min=1)
+    eval_batches: int = F(8, "micro-batches of the validation split per validation", min=1, max=MAX_BATCH)
     early_stopping_patience: int = F(0, "stop after this many validations without improvement (0 = off)", min=0)
     checkpoint_every: int = F(100, "write a resumable checkpoint every this many steps (0 = only at the end)", min=0)
     halt_after_steps: int = F(0, "stop this invocation after this many steps as if interrupted (0 = off)", min=0)
     compile: bool = F(False, "compile each block with torch.compile")
     device: str = F("auto", "device to train on", choices=["auto", "cpu", "cuda"])
-    threads: int = F(0, "CPU threads for torch (0 = torch's default)", min=0)
+    threads: int = F(0, "CPU threads for torch (0 = torch's default)", min=0, max=4096)
     log_every: int = F(10, "log a metrics.jsonl line every this many steps", min=1)
     on_nonfinite: str = F("skip", "what to do on a non-finite loss or gradient", choices=["skip", "stop"])
 
@@ -92,30 +124,32 @@ class TrainConfig:
 @dataclass
 class PrecisionConfig:
     policy: str = F("fp32", "precision policy", choices=PRECISION_POLICIES)
-    init_scale: float = F(65536.0, "fp16-mixed: initial loss scale", min=1.0)
-    loss_scale_floor: float = F(1.0, "fp16-mixed: alarm when the loss scale falls below this", min=0.0)
+    init_scale: float = F(65536.0, "fp16-mixed: initial loss scale", min=1.0, max=2.0**64, needs=FP16)
+    loss_scale_floor: float = F(1.0, "fp16-mixed: alarm when the loss scale falls below this", min=0.0, needs=FP16)
     max_skipped_share: float = F(0.05, "fp16-mixed: alarm when more than this share of steps is skipped", min=0.0, max=1.0)
-    allow_tf32: bool = F(False, "allow TF32 matmuls for fp32 on CUDA")
-    keep_high_precision: list = F([], "module-name patterns kept out of FP8, or ['auto']")
-    auto_gpu: str = F("h100", "keep_high_precision = ['auto']: GPU class whose FP8 speed verdict counts ('any' = numerics only)", choices=["h100", "h200", "l4", "a100", "any"])
+    allow_tf32: bool = F(False, "let fp32 matmuls and convolutions run as TF32 on CUDA (10-bit mantissa, sm_80+); env.json precision.fp32_matmul says what ran",
+                         needs=Needs("train.device", ("cpu",), unless=True))
+    keep_high_precision: list = F([], "module-name patterns kept out of FP8, or ['auto']", needs=FP8)
+    auto_gpu: str = F("h100", "keep_high_precision = ['auto']: GPU class whose FP8 speed verdict counts ('any' = numerics only)", choices=["h100", "h200", "l4", "a100", "any"],
+                      needs=Needs("precision.keep_high_precision", (["auto"],)))
     grad_spike_factor: float = F(10.0, "alarm when a gradient norm exceeds this times the median of recent steps", min=1.0)
 
 
 @dataclass
 class MemoryConfig:
     ac: str = F("none", "activation checkpointing mode", choices=AC_MODES)
-    ac_every: int = F(2, "every-n: checkpoint every n-th block", min=1)
-    budget_gib: float = F(0.0, "memory budget in GiB for ac='auto' and fit-batch (0 = none)", min=0.0)
+    ac_every: int = F(2, "every-n: checkpoint every n-th block (also what ac='auto' may choose)", min=1, max=4096, needs=Needs("memory.ac", ("every-n", "auto")))
+    budget_gib: float = F(0.0, "memory budget in GiB for ac='auto' and fit-batch (0 = none)", min=0.0, max=2.0**20)
     block_classes: list = F([], "module class names that are blocks (found automatically if empty)")
 
 
 @dataclass
 class ParallelConfig:
     strategy: str = F("single", "data-parallel strategy", choices=STRATEGIES)
-    reshard_after_forward: bool = F(True, "fsdp2: free gathered parameters after forward")
-    backend: str = F("auto", "process-group backend (auto = nccl on CUDA, gloo on CPU)", choices=["auto", "nccl", "gloo"])
-    param_dtype: str = F("auto", "fsdp2: dtype parameters are gathered in", choices=["auto", "fp32", "bf16"])
-    reduce_dtype: str = F("auto", "fsdp2: dtype gradients are reduced in", choices=["auto", "fp32", "bf16"])
+    reshard_after_forward: bool = F(True, "fsdp2: free gathered parameters after forward", needs=FSDP2)
+    backend: str = F("auto", "process-group backend (auto = nccl on CUDA, gloo on CPU)", choices=["auto", "nccl", "gloo"], needs=DISTRIBUTED)
+    param_dtype: str = F("auto", "fsdp2: dtype parameters are gathered in", choices=["auto", "fp32", "bf16"], needs=FSDP2)
+    reduce_dtype: str = F("auto", "fsdp2: dtype gradients are reduced in", choices=["auto", "fp32", "bf16"], needs=FSDP2)
 
 
 @dataclass
@@ -123,7 +157,7 @@ class EvalConfig:
     split: str = F("test", "split to evaluate", choices=["val", "test"])
     slices: list = F([], "columns to compute per-slice metrics on")
     min_slice_count: int = F(30, "slices with fewer examples are flagged", min=1)
-    batch_size: int = F(256, "examples per evaluation batch", min=1)
+    batch_size: int = F(256, "examples per evaluation batch", min=1, max=MAX_BATCH)
 
 
 @dataclass
@@ -134,7 +168,7 @@ class LogConfig:
 
 @dataclass
 class RegistryConfig:
-    tracking_uri: str = F("", "MLflow tracking/registry URI ('' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)")
+    tracking_uri: str = F("", "MLflow tracking/registry URI ('' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)", check=tracking_uri_problem)
     experiment: str = F("trainwise", "MLflow experiment that training and bench runs are logged to")
 
 
@@ -145,34 +179,39 @@ class MonitorConfig:
     min_js_distance: float = F(0.05, "categorical columns: smallest Jensen-Shannon distance (base 2) that counts as drift", min=0.0, max=1.0)
     min_auc: float = F(0.55, "multivariate: smallest domain-classifier AUC that counts as drift", min=0.5, max=1.0)
     min_window_rows: int = F(30, "windows (or columns) with fewer non-missing rows are reported as too small to judge", min=2)
-    n_resamples: int = F(200, "reference resamples per window size that calibrate the effect-size thresholds", min=20)
-    max_calibration_rows: int = F(5000, "resample at most this many rows; larger windows scale the threshold by 1/sqrt(n)", min=100)
+    n_resamples: int = F(200, "reference resamples per window size that calibrate the effect-size thresholds", min=20, max=100_000)
+    max_calibration_rows: int = F(5000, "resample at most this many rows; larger windows scale the threshold by 1/sqrt(n)", min=100, max=10_000_000)
     multivariate: bool = F(True, "run the domain-classifier test across all input columns")
-    multivariate_rows: int = F(2000, "rows sampled from each side for the domain classifier", min=100)
+    multivariate_rows: int = F(2000, "rows sampled from each side for the domain classifier", min=100, max=10_000_000, needs=Needs("monitor.multivariate", (True,)))
     label_column: str = F("label", "column holding true labels, where they have arrived")
     ignore_columns: list = F(["timestamp", "request_id", "id"], "columns never tested for drift")
     trigger_columns: list = F([], "retrain trigger: drift in any of these columns (['*'] = dataset-level drift)")
     trigger_est_accuracy_drop: float = F(0.0, "retrain trigger: estimated (label-free) accuracy drop above this (0 = off)", min=0.0, max=1.0)
     trigger_realised_drop: float = F(0.0, "retrain trigger: realised accuracy drop above this (0 = off)", min=0.0, max=1.0)
-    trigger_max_age_days: float = F(0.0, "retrain trigger: model older than this many days (0 = off)", min=0.0)
+    trigger_max_age_days: float = F(0.0, "retrain trigger: model older than this many days (0 = off)", min=0.0, max=36500.0)
 
 
 @dataclass
 class ServeConfig:
-    max_batch_size: int = F(64, "serve: most requests run together in one model call (1 = no batching)", min=1)
-    max_wait_ms: float = F(5.0, "serve: longest a request waits for others to fill its batch, in ms", min=0.0)
+    max_batch_size: int = F(64, "serve: most requests run together in one model call (1 = no batching)", min=1, max=MAX_BATCH)
+    max_wait_ms: float = F(5.0, "serve: longest a request waits for others to fill its batch, in ms", min=0.0, max=60_000.0)
     queue_size: int = F(1024, "serve: requests waiting at most; more are answered 503 with Retry-After", min=1)
-    max_instances: int = F(64, "serve: instances accepted in one request", min=1)
+    max_instances: int = F(64, "serve: instances accepted in one request", min=1, max=MAX_BATCH)
     precision: str = F("fp32", "serve: inference precision (int8 = int8 weight-only through torchao)", choices=["fp32", "bf16", "int8"])
-    threads: int = F(0, "serve: CPU threads for torch inference (0 = torch's default)", min=0)
-    log_dir: str = F("", "serve: prediction log folder or fsspec URL, a Parquet dataset ('' = off)")
-    log_flush_rows: int = F(256, "serve: flush the prediction log after this many rows", min=1)
-    log_flush_s: float = F(2.0, "serve: or after this many seconds", min=0.01)
+    threads: int = F(0, "serve: CPU threads for torch inference (0 = torch's default)", min=0, max=4096)
+    log_dir: str = F("", "serve: prediction log folder or fsspec URL, a Parquet dataset ('' = off)", check=fsspec_url_problem)
+    log_flush_rows: int = F(256, "serve: flush the prediction log after this many rows", min=1, needs=Needs("serve.log_dir", ("",), unless=True))
+    log_flush_s: float = F(2.0, "serve: or after this many seconds", min=0.01, max=86_400.0, needs=Needs("serve.log_dir", ("",), unless=True))
     api_keys_file: str = F("", "serve: file with one API key per line; when set, requests need 'Authorization: Bearer KEY'")
     max_body_bytes: int = F(1_000_000, "serve: larger request bodies are answered 413", min=1)
     rate_limit_per_s: float = F(0.0, "serve: requests per second allowed per API key or client (0 = no limit)", min=0.0)
-    rate_burst: int = F(20, "serve: requests a key may send at once above its rate", min=1)
-    poll_alias_s: float = F(5.0, "serve: check a NAME@ALIAS reference for a moved alias this often (0 = never)", min=0.0)
+    rate_burst: int = F(20, "serve: requests a key may send at once above its rate", min=1, needs=Needs("serve.rate_limit_per_s", (0.0,), unless=True))
+    auth_failures_burst: int = F(10, "serve: with API keys, requests with a wrong or missing key one client address may send at once; "
+                                     "past them it is answered 429 without its key being checked", min=1)
+    auth_failures_per_s: float = F(0.1, "serve: and then this many such requests per second (0.1 = one guess every 10 s)", min=0.001)
+    rate_limit_clients: int = F(100_000, "serve: most clients (API keys or addresses) the rate limits keep a bucket for; "
+                                         "the least recently seen is forgotten first", min=1)
+    poll_alias_s: float = F(5.0, "serve: check a NAME@ALIAS reference for a moved alias this often (0 = never)", min=0.0, max=86_400.0)
 
 
 @dataclass
@@ -234,8 +273,33 @@ def field_paths() -> list[str]:
     return [f"{s}.{n}" for s, cls in _sections().items() for n in _fields(cls)]
 
 
+def closest_choices(value: str, choices: list[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The valid values a mistyped `value` most likely meant, best first.
+
+    Ranked: a case-insensitive exact match; then choices that `value` begins (in declaration order,
+    which lists the recommended choice first, so 'bf16' means bf16-mixed, not bf16-true); then
+    choices that begin `value` ('fp16-mixed-precision' -> fp16-mixed); then difflib's similarity.
+
+    >>> closest_choices("bf16", ["fp32", "bf16-mixed", "fp16-mixed", "bf16-true"])
+    ['bf16-mixed']
+    >>> closest_choices("BF16-True", ["fp32", "bf16-mixed", "bf16-true"])
+    ['bf16-true']
+    >>> closest_choices("fp8", ["fp32", "fp8-tensorwise", "fp8-rowwise"], n=2)
+    ['fp8-tensorwise', 'fp8-rowwise']
+    >>> closest_choices("stpes", ["steps", "seed"])
+    ['steps']
+    """
+    v = str(value).strip().lower()
+    ranked = [c for c in choices if c.lower() == v]
+    ranked += [c for c in choices if c.lower().startswith(v) and v]
+    ranked += [c for c in choices if v.startswith(c.lower()) and c]
+    lowered = {c.lower(): c for c in choices}
+    ranked += [lowered[c] for c in difflib.get_close_matches(v, list(lowered), n=n, cutoff=cutoff)]
+    return list(dict.fromkeys(ranked))[:n]
+
+
 def _unknown(kind: str, name: str, valid: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    close = closest_choices(name, valid, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return ConfigError(f"{where}: unknown {kind} '{name}'{hint} (valid: {', '.join(valid)})")
 
@@ -257,17 +321,22 @@ def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
     if not ok:
         raise ConfigError(f"{path} = {value!r}: expected {_type_name(t)}, got {type(value).__name__}")
     if t is float:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float range, e.g. 10**400 written without a dot
+            raise ConfigError(f"{path} = {value}: expected a finite number") from None
+    if t is list and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path} = {value!r}: expected a list of strings")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1)
+        close = closest_choices(str(value), choices, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"{path} = {value!r}: expected one of {', '.join(choices)}{hint}")
-    lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None and value < lo:
-        raise ConfigError(f"{path} = {value!r}: must be >= {lo}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{path} = {value!r}: must be <= {hi}")
+    if t in (int, float):
+        check_number(path, value, meta.get("min"), meta.get("max"))
+    problem = meta["check"](value) if meta.get("check") else None
+    if problem:
+        raise ConfigError(f"{path} = {value!r}: {problem}")
     return value
 
 
@@ -318,8 +387,12 @@ def parse_override(item: str) -> tuple[str, str, str]:
     return section, name, text
 
 
-def build_config(data: dict, overrides: list[str] = (), source: str = "config") -> Config:
-    """Validate a nested dict (as read from TOML) plus overrides into a Config."""
+def build_config(data: dict, overrides: list[str] = (), source: str = "config", unused: str = "error") -> Config:
+    """Validate a nested dict (as read from TOML) plus overrides into a Config.
+
+    `unused`: what a value set for a field without effect under the config's choices gets (see
+    trainwise.config_checks): "error", or "keep" for a caller that applies its own rule (the bench).
+    """
     sections = _sections()
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a table of sections")
@@ -345,8 +418,25 @@ def build_config(data: dict, overrides: list[str] = (), source: str = "config") 
             checked[name] = _check_value(f"{section}.{name}", fields[name], value)
         kwargs[section] = cls(**checked)
     cfg = Config(**kwargs)
+    if unused == "error":
+        for path, value, needs in unused_fields(cfg, all_fields()):
+            raise ConfigError(unused_message(path, value, needs, cfg))
     validate_relations(cfg)
     return cfg
+
+
+def all_fields() -> dict[str, dict[str, dataclasses.Field]]:
+    """{section: {name: Field}} of the whole tree."""
+    return {section: _fields(cls) for section, cls in _sections().items()}
+
+
+def reset_fields(cfg: Config, paths: list[str]) -> Config:
+    """A copy of `cfg` with the fields at `paths` back at their defaults."""
+    sections = {}
+    for path in paths:
+        section, name = path.split(".")
+        sections.setdefault(section, {})[name] = field_default(_fields(_sections()[section])[name])
+    return dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s), **v) for s, v in sections.items()})
 
 
 def validate_relations(cfg: Config) -> None:
@@ -444,6 +534,8 @@ def explain() -> str:
             elif f.metadata.get("min") is not None or f.metadata.get("max") is not None:
                 lo, hi = f.metadata.get("min"), f.metadata.get("max")
                 allowed = f" ({'' if lo is None else f'>= {lo}'}{', ' if lo is not None and hi is not None else ''}{'' if hi is None else f'<= {hi}'})"
-            out.append(f"  {section}.{name} = {_toml_literal(default)}  {f.metadata['help']}{allowed}")
+            needs = f.metadata.get("needs")
+            used = f" [used only when {needs.describe()}]" if needs else ""
+            out.append(f"  {section}.{name} = {_toml_literal(default)}  {f.metadata['help']}{allowed}{used}")
         out.append("")
     return "\n".join(out)

@@ -7,9 +7,12 @@ pickle: tensors in safetensors, everything else in JSON.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -26,22 +29,77 @@ from trainwise.errors import ConfigError, DataError, TrainwiseError
 
 MODEL_WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
+REFERENCE_FILE = "reference.parquet"  # the monitor's training reference (trainwise.monitor.reference)
+
+
+class WriteError(TrainwiseError):
+    """A file could not be written (the disk is full, the folder read-only or not ours): one line, exit 2.
+
+    `reason` is short and lower-case ("no space left on device"), so callers can rephrase the
+    message around it (which checkpoint, which one is still good)."""
+
+    def __init__(self, reason: str, path: str | Path, message: str | None = None):
+        self.reason, self.path = reason, Path(path)
+        super().__init__(message or f"{reason} writing {path}")
+
+    def __reduce__(self):  # pickles (e.g. between ranks) with its arguments
+        return (WriteError, (self.reason, str(self.path), str(self)))
+
+
+# errno -> the words the user reads; anything else gets the system's own text
+_WRITE_REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.ENOTDIR: "a path component is a file, not a directory"}
+
+
+def write_failure_reason(e: BaseException, where: str | Path | None = None) -> str | None:
+    """Why a write failed, for an OSError or an error raised because of one: safetensors'
+    SafetensorError says only '... (os error 28)', torch.save's zip writer raises a RuntimeError
+    whose __context__ is the OSError. When that trail was lost (an exception pickled between
+    ranks) and the file system of `where` is full, it is "no space left on device". None for
+    errors that are no fault of the file system."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, WriteError):
+            return seen.reason
+        code = seen.errno if isinstance(seen, OSError) else None
+        found = re.search(r"os error (\d+)", str(seen)) if code is None else None
+        code = int(found.group(1)) if found else code
+        if code is not None:
+            return _WRITE_REASONS.get(code) or os.strerror(code).lower()
+        seen = seen.__cause__ or seen.__context__
+    if where is not None and _free_bytes(where) < (1 << 20):
+        return _WRITE_REASONS[errno.ENOSPC]
+    return None
+
+
+def _free_bytes(where: str | Path) -> int:
+    path = Path(where)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
+    """Write `data` to `path` through a temporary file and a rename; on failure no temporary file is
+    left and the old `path`, if any, is untouched. A full disk, a read-only folder and the like
+    raise WriteError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        reason = write_failure_reason(e) if isinstance(e, OSError) else None
+        if reason:
+            raise WriteError(reason, path) from None
         raise
 
 
@@ -70,16 +128,22 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """`write_atomic` for a safetensors file (the same guarantees, the same WriteError)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        reason = write_failure_reason(e) if isinstance(e, Exception) else None  # safetensors wraps the OSError
+        if reason:
+            raise WriteError(reason, path) from None
         raise
 
 
@@ -220,50 +284,75 @@ def check_fits_spec(shapes: dict[str, tuple], spec: dict, what: str) -> None:
         )
 
 
+class NonFiniteWeightsError(TrainwiseError):
+    """The weights hold NaN or infinity: the training diverged, and they are no model."""
+
+
+def check_finite_weights(state: dict[str, torch.Tensor], weights: Path) -> None:
+    """Refuse, before anything is written, weights that hold NaN or infinity."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise NonFiniteWeightsError(
+            f"refusing to write {weights}: {len(bad)} of {len(state)} weight tensors hold NaN or infinity (first: {bad[0]}); "
+            "the training diverged (a learning rate too high? see metrics.jsonl), so the run failed and no model was saved")
+
+
 def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
-    """Write model/weights.safetensors and model/model.json (spec, task, info, weights hash).
+    """Write model/weights.safetensors, model/model.json (spec, task, info, weights hash) and
+    model/manifest.json (the sha256 of each file, checked on every load: trainwise.seal).
 
     The weights are checked against `meta["spec"]` first: what could not be loaded back is
-    refused before anything is written.
+    refused before anything is written. A reference.parquet left from earlier weights is removed:
+    it holds their predictions, not these.
     """
+    from trainwise.seal import write_manifest
+
     model_dir = Path(model_dir)
     weights = model_dir / MODEL_WEIGHTS
     state = clean_state_dict(model)
     check_fits_spec({k: tuple(v.shape) for k, v in state.items()}, meta["spec"], f"refusing to write {weights}")
+    check_finite_weights(state, weights)
     save_tensors_atomic(state, weights)
+    (model_dir / REFERENCE_FILE).unlink(missing_ok=True)
     write_json(model_dir / MODEL_JSON, {**meta, "weights_sha256": file_sha256(weights)})
+    write_manifest(model_dir)
 
 
-def _model_files(model_dir: str | Path, verify: bool) -> tuple[Path, dict, Path]:
-    """(model dir, model.json contents, weights path) of a model or run directory, hash-checked."""
+def find_model_dir(model_dir: str | Path) -> Path:
+    """The model folder of a model or run directory (a run directory's model/)."""
     model_dir = Path(model_dir)
     if (model_dir / "model" / MODEL_JSON).is_file():
         model_dir = model_dir / "model"
     if not (model_dir / MODEL_JSON).is_file():
         raise DataError(f"{model_dir} holds no model (expected {MODEL_JSON} and {MODEL_WEIGHTS}; is it a finished run directory?)")
-    meta = read_json(model_dir / MODEL_JSON)
-    weights = model_dir / MODEL_WEIGHTS
-    if not weights.is_file():
-        raise DataError(f"{weights} is missing")
-    if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict):
-        raise DataError(f"{model_dir / MODEL_JSON} has no 'spec' object (builder and kwargs); it was not written by trainwise")
-    if verify and meta.get("weights_sha256") and file_sha256(weights) != meta["weights_sha256"]:
-        raise DataError(f"{weights} does not match the hash recorded in {model_dir / MODEL_JSON}: the file was modified or corrupted; refusing to load it")
-    return model_dir, meta, weights
+    return model_dir
 
 
-def load_model(model_dir: str | Path, verify: bool = True) -> tuple[nn.Module, dict]:
+def load_model(model_dir: str | Path, verify: bool = True, registered: dict | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the model from model.json's spec and load its weights; returns (model in eval mode, meta).
 
     The one loader of saved models: evaluate, compare, register, serve, export, the monitor's
     retraining and `model.init_from` all come through here. `model_dir` may be a run directory
-    (its model/ is used). With `verify`, a weights file whose hash differs from the one recorded
-    at save time is refused. Every parameter and buffer must be present with its shape.
+    (its model/ is used). With `verify`, a folder whose files differ from their seal is refused
+    (see `read_model_dir`; pass a registered version's meta["registry"] as `registered`). The
+    builder model.json names must be built in or come from the entry point the model was trained
+    with (`check_builder_trusted`), whatever `verify` says: it is code, and it runs. Every
+    parameter and buffer must be present with its shape.
     """
-    from trainwise.workloads.base import build_model_from_spec
+    from trainwise.seal import read_model_dir, recorded_entry
+    from trainwise.workloads.base import build_model_from_spec, check_builder_trusted
 
-    model_dir, meta, weights = _model_files(model_dir, verify)
-    model = build_model_from_spec(meta["spec"])
+    model_dir, meta = read_model_dir(model_dir, verify, registered)
+    entry = str(registered.get("entry") or "") if registered else recorded_entry(model_dir)
+    check_builder_trusted(meta["spec"].get("builder"), entry, f"{model_dir / MODEL_JSON}")
+    try:
+        model = build_model_from_spec(meta["spec"])
+    except TrainwiseError:
+        raise
+    except Exception as e:  # the builder itself failed (kwargs it does not take, ...)
+        raise DataError(f"{model_dir / MODEL_JSON}: builder {meta['spec'].get('builder')!r} failed with kwargs {meta['spec'].get('kwargs', {})}: "
+                        f"{type(e).__name__}: {e}") from None
+    weights = model_dir / MODEL_WEIGHTS
     try:
         saved = load_file(weights)
     except Exception as e:  # safetensors raises its own error type for a damaged file

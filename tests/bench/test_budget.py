@@ -24,7 +24,7 @@ from trainwise.bench.runner import finished_run
 from trainwise.cli import main
 from trainwise.errors import ConfigError
 
-RECIPE_STEPS = 100  # unpruned, the fp16 variant alone would take 100 x 1 s
+RECIPE_STEPS = 60  # unpruned, the fp16 variant alone would take 60 x 1 s
 SLOW_TOML = f"""
 [workload]
 name = "entry"
@@ -34,8 +34,8 @@ entry = "tests.bench.slow_workload:make"
 steps = {RECIPE_STEPS}
 micro_batch_size = 32
 global_batch_size = 32
-warmup_steps = 10
-eval_every = 50
+warmup_steps = 6
+eval_every = 30
 eval_batches = 4
 checkpoint_every = 0
 threads = 1

@@ -119,3 +119,15 @@ def test_time_to_target_and_mfu():
     assert time_to_target([[10, 3.0]], 2.6, 100.0) == (None, None)
     value, label = mfu(1e9, 100.0, "fp8-tensorwise", {"matmul_gflops": {"bf16": 20.0}})
     assert value == pytest.approx(0.5) and "bf16-equivalent" in label
+
+
+def test_control_seeds_are_added_once_and_tagged_in_order():
+    from trainwise.bench.grid import control_seeds, seed_hashes
+
+    vs = expand(["precision.policy=fp32,bf16-mixed"], [])
+    new = control_seeds(vs, 3)
+    assert [v.label for v in new] == ["fp32 control (seed 1)", "fp32 control (seed 2)"] and all(v.kind == "control-seed" for v in new)
+    assert seed_hashes(vs + new) == [vs[0].hash, new[0].hash, new[1].hash]
+    # a seed some variant already trains is not trained twice: that variant serves as the seed
+    vs = expand(["precision.policy=fp32,bf16-mixed"], ["train.seed=1"])
+    assert control_seeds(vs, 2) == [] and seed_hashes(vs) == [vs[0].hash, vs[2].hash] and vs[2].kind == "trainwise"

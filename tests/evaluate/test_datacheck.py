@@ -112,7 +112,22 @@ def test_data_check_cli(tmp_path, cli_main, capsys):
     out = capsys.readouterr().out
     assert "email (email, 100%)" in out and "FAILED: pii" in out
     assert json.loads((tmp_path / "r.json").read_text())["findings"]["pii"]["columns"]["email"]["pattern"] == "email"
-    assert cli_main(["data", "check", str(tmp_path / "t.csv"), "--fail-on", "leakage"]) == 0  # skipped without --against
+
+
+def test_a_check_asked_for_that_cannot_run_is_an_error(tmp_path, cli_main, capsys):
+    blobs(60, 6).to_csv(tmp_path / "t.csv", index=False)
+    for rule, needs in (("leakage", "--against OTHER"), ("label_issues>0.1", "--target COLUMN"), ("imbalance", "--target COLUMN")):
+        assert cli_main(["data", "check", str(tmp_path / "t.csv"), "--fail-on", rule, "--json", str(tmp_path / "r.json")]) == 2
+        err = capsys.readouterr().err
+        assert f"--fail-on {rule.split('>')[0]}" in err and needs in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not (tmp_path / "r.json").exists()  # refused before anything was written
+    # a CONFIG of tensors has no raw columns to look for personal data in: --fail-on pii cannot run there
+    from trainwise.config import config_to_toml, load_config
+
+    (tmp_path / "vision.toml").write_text(config_to_toml(load_config(None, ["workload.name=vision"])))
+    assert cli_main(["data", "check", str(tmp_path / "vision.toml"), "--fail-on", "pii"]) == 2
+    err = capsys.readouterr().err
+    assert "--fail-on pii: the pii check cannot run" in err and "holds tensors" in err
 
 
 @pytest.mark.parametrize("name,content,expected", [

@@ -13,6 +13,7 @@ from trainwise.config import load_config
 from trainwise.errors import DataError
 from trainwise.monitor.reference import REFERENCE_FILE, raw_table
 from trainwise.rundir import load_model
+from trainwise.seal import write_manifest
 from trainwise.train.loop import train
 from trainwise.train.rundir_setup import build_workload
 from trainwise.workloads.inputs import input_spec_of
@@ -121,5 +122,6 @@ def test_a_run_trained_before_references_gets_one_at_registration(store, tab_run
 
     old = copy_run(tab_run, tmp_path / "old-run")
     (old / "model" / REFERENCE_FILE).unlink()
+    write_manifest(old / "model")  # sealed without a reference, as when none could be written at the end of training
     mv = register_run(old, "old-model")
     pd.testing.assert_frame_equal(pd.read_parquet(download_reference(get_client(), mv)), pd.read_parquet(tab_run / "model" / REFERENCE_FILE))

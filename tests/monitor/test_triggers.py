@@ -6,12 +6,12 @@ from trainwise.config import MonitorConfig, load_config
 from trainwise.monitor.triggers import evaluate_triggers
 
 
-def _result(drifted=(), too_small=False, est_drop=None, realised_drop=None, dataset_drift=None):
+def _result(drifted=(), too_small=False, est_drop=None, realised_drop=None, dataset_drift=None, n=500):
     perf = {}
-    if est_drop is not None:
-        perf["estimated_accuracy_drop"] = est_drop
+    if est_drop is not None:  # the fields PerformanceState.check writes
+        perf.update(estimated_accuracy_drop=est_drop, estimated_accuracy_drop_ci=[est_drop - 0.02, est_drop + 0.02], estimated={"n": n})
     if realised_drop is not None:
-        perf["realised"] = {"accuracy_drop": {"value": realised_drop, "ci_low": realised_drop - 0.02, "ci_high": realised_drop + 0.02}}
+        perf["realised"] = {"current": {"n": n}, "accuracy_drop": {"value": realised_drop, "ci_low": realised_drop - 0.02, "ci_high": realised_drop + 0.02}}
     return {"window_too_small": too_small, "dataset_drift": bool(drifted) if dataset_drift is None else dataset_drift,
             "columns": [{"name": n, "drift": True} for n in drifted] + [{"name": "quiet", "drift": False}],
             "performance": perf, "verdict": "v"}

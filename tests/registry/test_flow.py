@@ -108,7 +108,10 @@ def test_alias_load_is_bit_identical(store, runs, workload):
     x = workload[1].test.inputs
     with torch.no_grad():
         assert torch.equal(loaded(x), trained(x))
-    assert meta["registry"] == {"name": "tab3", "version": str(mv.version), "alias": "champion", "tracking_uri": store}
+    record = {k: meta["registry"][k] for k in ("name", "version", "alias", "tracking_uri")}
+    assert record == {"name": "tab3", "version": str(mv.version), "alias": "champion", "tracking_uri": store}
+    assert meta["registry"]["model_files"] == json.loads(mv.tags["trainwise.model_files"])  # what loading checked the files against
+    assert set(meta["registry"]["model_files"]) == {"model.json", "weights.safetensors", "reference.parquet"}
 
 
 def test_tampered_artifact_refuses_to_load(store, runs, cli):

@@ -53,7 +53,9 @@ def test_register_lineage_and_artifacts(store, run):
     assert t["trainwise.weights_sha256"] == file_sha256(run / "model" / "weights.safetensors")
     c = MlflowClient(store)
     source_path = mv.source.split("/artifacts/", 1)[1]
-    assert sorted(a.path.rsplit("/", 1)[1] for a in c.list_artifacts(mv.run_id, source_path)) == ["model.json", "weights.safetensors"]
+    logged_files = ["manifest.json", "model.json", "reference.parquet", "weights.safetensors"]
+    assert sorted(a.path.rsplit("/", 1)[1] for a in c.list_artifacts(mv.run_id, source_path)) == logged_files
+    assert json.loads(t["trainwise.model_files"]) == {name: file_sha256(run / "model" / name) for name in logged_files if name != "manifest.json"}
 
 
 def test_resolve_model_ref_of_run_dir(run):

@@ -105,7 +105,9 @@ def cli_train(capsys, tmp_path, *sets):
     [
         (None, ["workload.target=nope"], "target column 'nope' is absent"),
         (lambda f: f.assign(label="same"), ["workload.target=label"], "has a single value"),
-        (lambda f: f.assign(x=np.where(np.arange(len(f)) == 3, np.nan, f["x"])), ["workload.target=label"], "numeric columns x have missing values"),
+        (lambda f: f.assign(x=np.where(np.arange(len(f)) == 3, np.inf, f["x"])), ["workload.target=label"], "numeric columns x hold infinite values"),
+        (lambda f: f.assign(label=np.where(np.arange(len(f)) == 3, "?", f["label"]), x=f["x"].astype(str).where(np.arange(len(f)) != 3, "?")),
+         ["workload.target=x"], "target column 'x' has 1 missing values ('?' x1)"),
     ],
 )
 def test_bad_csv_gives_one_error_and_no_run_dir(tmp_path, capsys, frame_edit, sets, message):

@@ -22,6 +22,7 @@ from pathlib import Path
 from statistics import median
 
 from trainwise.bench.budget import machine_fingerprint, plan_for_budget
+from trainwise.bench.grid import seed_hashes
 from trainwise.bench.plan import emulated, run_order, timing_rounds
 from trainwise.bench.progress import BenchProgress
 from trainwise.bench.recommend import recommend
@@ -46,7 +47,7 @@ def peak_info(cfg) -> dict:
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    return collect_info(pick_device(cfg.train.device), refresh=True)
+    return collect_info(pick_device(cfg.train.device), refresh=True, allow_tf32=cfg.precision.allow_tf32)
 
 
 def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), overrides: list[str] = (), out: str | Path = "bench",
@@ -59,7 +60,7 @@ def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), ove
     ends the timing phase after the round running then."""
     t_start = time.monotonic() if started_s is None else started_s
     sets = list(overrides) + [f"bench.{k}={v}" for k, v in (("cost_per_hour", cost_per_hour), ("budget_min", budget_min)) if v is not None]
-    base, vs, seed_hashes = plan(config, list(grid), list(variants), sets)  # every variant validated before anything runs
+    base, vs = plan(config, list(grid), list(variants), sets)  # every variant validated before anything runs
     check_retired(base.bench)
     out = Path(out)
     claim_out_dir(out, base, vs)
@@ -69,7 +70,7 @@ def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), ove
     if base.bench.budget_min:
         budget = plan_for_budget(out, load_base(config), BENCH_SETS + sets, str(config), base, vs, info, t_start, log)
         unplanned = base
-        base, vs, seed_hashes = plan(config, list(grid), list(variants), sets + budget.sets)
+        base, vs = plan(config, list(grid), list(variants), sets + budget.sets)
         claim_out_dir(out, unplanned, vs)  # the folder's identity is the bench before planning: a rerun finds it
         phases["measuring"] = time.monotonic() - t_start
     bc = base.bench
@@ -82,7 +83,7 @@ def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), ove
     phases["timing"], t = time.monotonic() - t, time.monotonic()
     rows = [aggregate(v, raw.get(v.hash), info, bc.cost_per_hour, ((timing or {}).get("variants") or {}).get(v.hash)) for v in vs]
     dirs = {v.hash: out / "variants" / v.dir_name for v in vs}
-    floor = add_quality(rows, dirs, bc.tolerance, bc.confidence, seed_hashes, base.train.micro_batch_size, base.train.eval_batches)
+    floor = add_quality(rows, dirs, bc.tolerance, bc.confidence, seed_hashes(vs), base.train.micro_batch_size, base.train.eval_batches)
     control = next(r for r in rows if r["is_control"])
     target = bc.target_val_loss or ((control["final_val_loss"] or 0) * (1 + bc.tolerance) if control["status"] in FINISHED else 0.0)
     add_time_to_target(rows, target)

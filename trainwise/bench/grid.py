@@ -4,6 +4,12 @@ Every variant is validated as a whole config before anything runs, so a bad grid
 with the config's own message (unknown field with the closest names, a value the field does not
 accept) and no variant is started.
 
+A field that has an effect only under some choice (trainwise.config_checks.Needs: e.g.
+precision.init_scale only under fp16-mixed) may be set in the base config or the grid when at
+least one variant makes that choice; the variants that do not make it get the field's default, so
+their config (and hash) holds only what changes their training. A field that has an effect in no
+variant is an error, as it is for `trainwise train`.
+
 >>> [v.label for v in expand(["precision.policy=fp32,bf16-mixed", "memory.ac=none,full"], [])]
 ['fp32, ac=none', 'fp32, ac=full', 'bf16-mixed, ac=none', 'bf16-mixed, ac=full']
 """
@@ -14,7 +20,8 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
-from trainwise.config import Config, build_config, config_hash, config_to_dict, parse_override
+from trainwise.config import Config, all_fields, build_config, config_hash, config_to_dict, parse_override, reset_fields
+from trainwise.config_checks import unused_fields, unused_message
 from trainwise.errors import ConfigError
 
 # Fields that do not change what a variant trains: left out of its identity (the config hash).
@@ -98,48 +105,77 @@ def expand(grid_items: list[str], variant_items: list[str], base_data: dict | No
     combos += [parse_variant(v) for v in variant_items]
     base_data = base_data or {}
     variants, seen = [], set()
-    control_cfg = _resolve(base_data, base_overrides, CONTROL, source)
+    control_cfg, control_unused = _resolve(base_data, base_overrides, CONTROL, source)
     control_hash = variant_hash(control_cfg)
-    for overrides in combos:
-        cfg = _resolve(base_data, base_overrides, overrides, source)
+    resolved = [(overrides, *_resolve(base_data, base_overrides, overrides, source)) for overrides in combos]
+    _refuse_fields_without_effect([(control_cfg, control_unused)] + [(cfg, unused) for _, cfg, unused in resolved])
+    if len({control_cfg.precision.allow_tf32} | {cfg.precision.allow_tf32 for _, cfg, _ in resolved}) > 1:
+        # MFU divides by one fp32 peak, measured once per bench under one setting (trainwise.env.collect_info)
+        raise ConfigError("precision.allow_tf32 differs between variants: a bench measures its fp32 peak under one TF32 setting; "
+                          "run one bench with precision.allow_tf32 = true and one without")
+    for overrides, cfg, unused in resolved:
         h = variant_hash(cfg)
         if h in seen:
             continue  # the same training twice (e.g. an explicit variant equal to a grid point)
         seen.add(h)
+        overrides = {k: v for k, v in overrides.items() if k not in unused}  # reset: not what this variant changes
         variants.append(Variant(overrides, make_label(overrides), cfg, h, is_control=h == control_hash))
     if not any(v.is_control for v in variants):
         variants.insert(0, Variant(dict(CONTROL), "fp32 control", control_cfg, control_hash, is_control=True))
     return variants
 
 
-def control_seeds(variants: list[Variant], n_seeds: int, base_data: dict | None = None, base_overrides=(), source: str = "config") -> tuple[list[Variant], list[str]]:
+SEED_TAG = "control seed "  # + its rank: 0 for the control itself, 1, 2, ... for its other seeds
+
+
+def control_seeds(variants: list[Variant], n_seeds: int, base_data: dict | None = None, base_overrides=(), source: str = "config") -> list[Variant]:
     """The fp32 control again with seeds train.seed + 1, ..., + n_seeds - 1: what two fp32 runs that
     differ only by chance differ by is the noise floor of every quality verdict.
 
-    Returns the variants to add and the config hashes of all the control's seeds (the control's
-    own first). A seed that some variant already trains (e.g. --variant train.seed=1) is not
+    Returns the variants to add; the control and every seed are tagged (SEED_TAG + rank, read back
+    by `seed_hashes`). A seed that some variant already trains (e.g. --variant train.seed=1) is not
     trained twice: that variant's run serves as the seed."""
     control = next(v for v in variants if v.is_control)
-    known = {v.hash for v in variants}
-    new, hashes = [], [control.hash]
+    control.tags.append(f"{SEED_TAG}0")
+    known = {v.hash: v for v in variants}
+    new = []
     for k in range(1, n_seeds):
         seed = str(control.cfg.train.seed + k)
-        cfg = _resolve(base_data or {}, base_overrides, {**CONTROL, "train.seed": seed}, source)
+        cfg, _ = _resolve(base_data or {}, base_overrides, {**CONTROL, "train.seed": seed}, source)
         h = variant_hash(cfg)
-        hashes.append(h)
         if h not in known:
-            new.append(Variant({**control.overrides, "train.seed": seed}, f"fp32 control (seed {seed})", cfg, h, kind="control-seed"))
-            known.add(h)
-    return new, hashes
+            known[h] = Variant({**control.overrides, "train.seed": seed}, f"fp32 control (seed {seed})", cfg, h, kind="control-seed")
+            new.append(known[h])
+        known[h].tags.append(f"{SEED_TAG}{k}")
+    return new
 
 
-def _resolve(base_data: dict, base_overrides, overrides: dict[str, str], source: str) -> Config:
+def seed_hashes(variants: list[Variant]) -> list[str]:
+    """The config hashes of the control's seeds, the control's own first."""
+    ranked = [(int(t[len(SEED_TAG):]), v.hash) for v in variants for t in v.tags if t.startswith(SEED_TAG)]
+    return [h for _, h in sorted(ranked)]
+
+
+def _resolve(base_data: dict, base_overrides, overrides: dict[str, str], source: str) -> tuple[Config, dict[str, str]]:
+    """The variant's config with every field that has no effect in it back at its default, and
+    {path: why} of those fields."""
     sets = list(base_overrides) + [f"{k}={v}" for k, v in overrides.items()]
     try:
-        return build_config(base_data, sets, source)
+        cfg = build_config(base_data, sets, source, unused="keep")
     except ConfigError as e:
         what = ", ".join(f"{k}={v}" for k, v in overrides.items())
         raise ConfigError(f"variant [{what}]: {e}") from None
+    unused = {path: unused_message(path, value, needs, cfg) for path, value, needs in unused_fields(cfg, all_fields())}
+    return reset_fields(cfg, list(unused)), unused
+
+
+def _refuse_fields_without_effect(resolved: list[tuple[Config, dict[str, str]]]) -> None:
+    """A field set for the bench must have an effect in at least one variant (the control included)."""
+    needs = {f"{s}.{n}": f.metadata["needs"] for s, fields in all_fields().items() for n, f in fields.items() if f.metadata.get("needs")}
+    for _, unused in resolved:
+        for path, why in unused.items():
+            if not any(needs[path].met(cfg) for cfg, _ in resolved):
+                raise ConfigError(f"no variant of this bench uses it: {why}")
 
 
 def identity(cfg: Config) -> dict:

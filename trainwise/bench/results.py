@@ -34,7 +34,7 @@ def mfu(flops_per_step: float | None, step_ms: float | None, policy: str, info: 
     path the model's shapes avoid), so the peak measured on the model's own GEMM shapes in that
     dtype (`gemm_gflops`, trainwise.env.measure_gemm_gflops) is used instead; above that too, no
     MFU is given: "peak unrepresentative". FP8 is divided by the bf16 peak ("bf16-equivalent"):
-    no fp8 peak is measured off an SM89+ GPU."""
+    `trainwise info` measures an fp8 peak too, and the GPU proof's summary divides by it as well."""
     dtype = PEAK_DTYPE.get(policy, "fp32")
     square = (info.get("matmul_gflops") or {}).get(dtype)
     fp8 = " (bf16-equivalent for fp8)" if policy.startswith("fp8") else ""
@@ -69,7 +69,8 @@ def aggregate(v: Variant, result: dict | None, info: dict, cost_per_hour: float,
     row = {"variant": v.overrides, "label": v.label, "kind": v.kind, "is_control": v.is_control, "config_hash": v.hash,
            "status": r.get("status"), "reason": r.get("reason"), "precision": policy, "ac": v.cfg.memory.ac,
            "median_step_ms": None, "tokens_per_s": None, "mfu": None, "peak_activation_bytes": r.get("peak_activation_bytes"),
-           "peak_memory_bytes": r.get("peak_memory_bytes"), "final_val_loss": r.get("final_val_loss"),
+           "peak_memory_bytes": r.get("peak_memory_bytes"), "max_memory_allocated": r.get("max_memory_allocated"),
+           "max_memory_reserved": r.get("max_memory_reserved"), "final_val_loss": r.get("final_val_loss"),
            "final_train_loss": r.get("final_train_loss"), "quality_verdict": "not compared",
            "val_examples": r.get("val_examples"), "pruned": r.get("prune"), "emulated": emulated_note(v, info), "steps": r.get("steps")}
     if r.get("status") not in FINISHED or not r.get("median_step_ms"):

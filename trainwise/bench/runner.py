@@ -46,20 +46,19 @@ def load_base(config_path: str | Path) -> dict:
     return read_toml(config_path, "config file", "a TOML recipe such as configs/lm-tiny.toml")
 
 
-def plan(config_path, grid: list[str], variants: list[str], overrides: list[str]) -> tuple[object, list[Variant], list[str]]:
-    """The base config, every validated variant (plus the control's other seeds, and the baseline
-    row when bench.baseline), and the config hashes of the control's seeds (the control's own first)."""
+def plan(config_path, grid: list[str], variants: list[str], overrides: list[str]) -> tuple[object, list[Variant]]:
+    """The base config and every validated variant, plus the control's other seeds (tagged:
+    grid.seed_hashes) and the baseline row when bench.baseline."""
     data = load_base(config_path)
     sets = BENCH_SETS + list(overrides)
-    base = build_config(data, sets, str(config_path))
+    base = build_config(data, sets, str(config_path), unused="keep")  # the bench's own rule: grid.expand
     out = expand(grid, variants, data, sets, str(config_path))
-    seeds, seed_hashes = control_seeds(out, base.bench.control_seeds, data, sets, str(config_path))
-    out += seeds
+    out += control_seeds(out, base.bench.control_seeds, data, sets, str(config_path))
     if base.bench.baseline:
         control = next(v for v in out if v.is_control)
         h = hashlib.sha256(f"baseline:{control.hash}".encode()).hexdigest()[:16]
         out.append(Variant({}, "plain PyTorch (fp32)", control.cfg, h, kind="baseline"))
-    return base, out, seed_hashes
+    return base, out
 
 
 def claim_out_dir(out: Path, base, variants: list[Variant]) -> None:

@@ -45,12 +45,9 @@ class TimedStep:
     def gemm_peak(self, dtype_name: str) -> tuple[float | None, int]:
         """Peak GFLOP/s of this model's matmul shapes (one forward + backward of a fresh fp32 copy
         on one micro-batch) run in `dtype_name`, on this process's device and threads."""
-        from trainwise.env import DTYPES, measure_gemm_gflops, record_gemm_shapes
-        from trainwise.workloads.base import build_model_from_spec
+        from trainwise.env import DTYPES, measure_gemm_gflops, model_gemm_shapes
 
-        model = build_model_from_spec(self.workload.spec).to(self.device)
-        x, y = (t.to(self.device) for t in self.workload.train.batch(torch.arange(min(self.tc.micro_batch_size, len(self.workload.train)))))
-        shapes = record_gemm_shapes(lambda: self.workload.loss_fn(model(x), y).backward())
+        shapes = model_gemm_shapes(self.workload, self.tc.micro_batch_size, self.device)
         return measure_gemm_gflops(shapes, DTYPES[dtype_name], self.device), len(shapes)
 
 
@@ -74,7 +71,7 @@ def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
     device = pick_device(tc.device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    policy = get_policy(cfg.precision.policy, device)
+    policy = get_policy(cfg.precision.policy, device, cfg.precision.allow_tf32)
     dist = setup_distributed(cfg.parallel.strategy, cfg.parallel.backend, device)
     device = local_device(dist, device)
     micro_per_step = tc.global_batch_size // (tc.micro_batch_size * dist.world_size)

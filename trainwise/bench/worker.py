@@ -43,7 +43,7 @@ def inject_fault(label: str) -> None:
 def flops_per_step(workload, tc) -> float:
     """Model FLOPs of one optimizer step (forward + backward, no recomputation): MFU's numerator.
 
-    Counted by torch's FlopCounterMode on one micro-batch through a fresh fp32 copy of the model,
+    Counted by torch's FlopCounterMode on two examples through a fresh fp32 copy of the model,
     scaled to the global batch. Its registry has no entry for the CPU flash-attention kernel that
     `F.scaled_dot_product_attention` runs on a CPU, so attention would count zero there; it is
     mapped to torch's own SDPA formulas. For a causal decoder the count is PaLM's model FLOPs
@@ -54,7 +54,10 @@ def flops_per_step(workload, tc) -> float:
     from trainwise.workloads.base import build_model_from_spec
 
     model = build_model_from_spec(workload.spec)
-    x, y = workload.train.batch(torch.arange(min(tc.micro_batch_size, len(workload.train))))
+    # two examples, scaled: the count is linear in the batch, and a whole micro-batch of a large
+    # model costs tens of seconds of CPU per variant (lm-small: 8 x 1024 tokens); two, not one, so
+    # that batch-norm layers still train
+    x, y = workload.train.batch(torch.arange(min(2, tc.micro_batch_size, len(workload.train))))
     with FlopCounterMode(display=False, custom_mapping=cpu_attention_flops()) as counter:
         workload.loss_fn(model(x), y).backward()
     return float(counter.get_total_flops()) * tc.global_batch_size / len(x)

@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--refresh", action="store_true", help="measure again instead of using the cache")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--config", help="also measure the peak on this recipe's own matmul shapes (one forward + backward of a micro-batch), "
+                   "e.g. configs/lm-small.toml; always measured now, never cached")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a field of --config (repeatable)")
     p.set_defaults(func=cmd_info)
 
 
@@ -57,16 +60,31 @@ def cmd_train(args) -> int:
         if args.config or args.run_dir:
             raise ConfigError("--resume RUN_DIR takes the config from RUN_DIR/config.toml: give no CONFIG or --run-dir with it")
         cfg = resume_config(run_dir, args.overrides)
+        check_tracking(cfg)
         result = train(cfg, run_dir, resume=True)
     else:
         if not args.config:
             raise ConfigError("give a CONFIG (e.g. configs/lm-tiny.toml) or --resume RUN_DIR")
         cfg = load_config(args.config, args.overrides)
+        check_tracking(cfg)
         result = train(cfg, args.run_dir)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports and logs
         print_summary(result.run_dir, result.summary)
         log_to_mlflow(result.run_dir, cfg)
     return 0 if result.summary["status"] in ("completed", "early_stopped", "halted") else 1
+
+
+def check_tracking(cfg) -> None:
+    """log.mlflow needs MLflow: say so before training, not after it (a GPU image may lack it)."""
+    import importlib.util
+
+    try:
+        missing = importlib.util.find_spec("mlflow") is None
+    except ImportError:
+        missing = True
+    if cfg.log.mlflow and missing:
+        raise ConfigError("log.mlflow = true, but MLflow is not installed here: pip install mlflow, or --set log.mlflow=false "
+                          "(the run directory holds everything MLflow would get)")
 
 
 def log_to_mlflow(run_dir: Path, cfg) -> None:
@@ -107,8 +125,18 @@ def cmd_config(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from trainwise.env import collect_info, format_info, pick_device
+    import torch
 
-    info = collect_info(pick_device(args.device), refresh=args.refresh)
+    from trainwise.env import collect_info, format_info, measure_model_peaks, pick_device
+
+    if args.overrides and not args.config:
+        raise ConfigError("--set needs --config: it overrides a field of that recipe")
+    cfg = load_config(args.config, args.overrides) if args.config else None  # a bad recipe fails before anything is measured
+    device = pick_device(args.device)
+    if cfg is not None and cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)  # both probes under the threads the recipe trains with
+    info = collect_info(device, refresh=args.refresh)
+    if cfg is not None:
+        info["model_gemm"] = {"config": args.config, **measure_model_peaks(cfg, device, info["matmul_gflops"])}
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0

@@ -117,7 +117,35 @@ def cmd_launch(args) -> int:
     # torchrun shares its rendezvous TCPStore with the workers by default; after a restart they can
     # read the previous attempt's keys and connect to dead peers (pytorch/pytorch#135712, #167288).
     # A store per attempt avoids it.
-    rc = subprocess.call(cmd, env={**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})
+    rc = run_torchrun(cmd, {**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})
     if rc != 0:
-        raise TrainwiseError(f"the training processes failed (torchrun exit code {rc}); the first error is printed above, the run is in {run_dir}")
+        where = f"; the run is in {run_dir} (continue it with --resume {run_dir})" if (run_dir / "config.toml").is_file() else "; no run directory was written"
+        raise TrainwiseError(f"the training processes failed (torchrun exit code {rc}); the ranks' own errors are printed above{where}")
     return 0
+
+
+def run_torchrun(cmd: list[str], env: dict) -> int:
+    """Run torchrun, passing the ranks' output through, but not torchrun's own report of a failed
+    group: a Python traceback of the launcher plus a ChildFailedError box, printed after the ranks
+    have already said what went wrong in one line each. A rank's own traceback is kept."""
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, bufsize=1)
+    held: list[str] = []  # a traceback being read: the launcher's (dropped) or a rank's (printed)
+    box_rules_left = 0  # the ChildFailedError box: a '=' rule, the report, a closing '=' rule
+    for line in proc.stderr:
+        if box_rules_left:
+            box_rules_left -= line.startswith("=")
+            continue
+        if held or line.startswith("Traceback (most recent call last):"):
+            held.append(line)
+            if LAUNCHER_FAILURE in line:
+                held, box_rules_left = [], 2
+            elif not line.startswith((" ", "Traceback")):  # the exception line ends a rank's own traceback
+                sys.stderr.write("".join(held))
+                held = []
+            continue
+        sys.stderr.write(line)
+    sys.stderr.write("".join(held))
+    return proc.wait()
+
+
+LAUNCHER_FAILURE = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError"

@@ -1,6 +1,8 @@
 """`trainwise data check CONFIG|FILE`: data-quality findings before training, and for CI.
 
-A FILE (CSV/Parquet table) is checked for schema, missing values, class imbalance (with
+A FILE (CSV/Parquet table) is read as `trainwise train` reads it (missing-value markers such as
+'?' or 'NA' in numeric columns are missing cells, reported with their tokens; a column that is
+mostly numbers but holds text is a schema finding), then checked for schema, missing values, class imbalance (with
 --target), duplicate and near-duplicate rows, label issues (cleanlab, with --target), columns that
 look like personal data, and, with --against OTHER (the test or serving table), leakage of OTHER's
 rows into FILE and schema differences. A CONFIG (TOML recipe) builds the workload and checks its
@@ -8,7 +10,9 @@ train/val/test splits the same way (leakage = val/test rows also in train).
 
 Every finding has `found` (its default verdict) and `value` (a number: rows, a share or a ratio);
 `--fail-on leakage,label_issues>0.05` fails the command when a named finding is found, or when its
-value exceeds the given threshold.
+value exceeds the given threshold. A `--fail-on` check that cannot run on this input (leakage of a
+FILE without --against, label checks without --target, personal data in a workload of tensors) is
+an error, exit code 2: a check that was asked for never passes by not running.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from trainwise.evaluate.labelissues import find_label_issues
 from trainwise.evaluate.pii import find_pii
 
 FINDINGS = ("schema", "missing", "imbalance", "duplicates", "leakage", "label_issues", "pii")
+FILE_NEEDS = {"leakage": "--against OTHER", "imbalance": "--target COLUMN", "label_issues": "--target COLUMN"}
 LABEL_ISSUE_SHARE = 0.01  # a few flagged labels are normal in real data; report above 1%
 
 
@@ -51,15 +56,17 @@ def table_fingerprint(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def check_table(frame: pd.DataFrame, target: str | None, other: pd.DataFrame | None = None, seed: int = 0) -> dict:
+def check_table(frame: pd.DataFrame, target: str | None, other: pd.DataFrame | None = None, seed: int = 0, readings: dict | None = None) -> dict:
+    """`readings` (from `workloads.user.load_table`) adds the missing-value markers per numeric
+    column and the columns that look numeric but hold text."""
     if target is not None and target not in frame.columns:
         raise DataError(f"--target {target!r} is not a column of the table (columns: {', '.join(map(str, frame.columns))})")
     features = frame.drop(columns=[target]) if target else frame
-    f: dict = {"schema": {**tc.schema(frame), "mismatches": []}}
+    f: dict = {"schema": {**tc.schema(frame), "mismatches": [], "suspect_columns": tc.suspect_columns(readings or {})}}
     if other is not None:
         f["schema"]["mismatches"] = tc.schema_mismatch(frame, other)
-    f["schema"]["value"] = len(f["schema"]["mismatches"])
-    f["missing"] = tc.missing_values(frame)
+    f["schema"]["value"] = len(f["schema"]["mismatches"]) + len(f["schema"]["suspect_columns"])
+    f["missing"] = {**tc.missing_values(frame), "markers": tc.missing_markers(readings or {})}
     f["duplicates"] = tc.duplicates(features)
     if other is not None:
         common = [c for c in features.columns if c in other.columns]
@@ -99,10 +106,14 @@ def check_workload(cfg, seed: int = 0) -> tuple[dict, dict]:
         f["label_issues"] = {**issues, "value": issues["share"]}
     else:
         f["imbalance"] = f["label_issues"] = {"skipped": f"not applicable to task {w.task!r}"}
-    if cfg.workload.name == "file":
-        from trainwise.workloads.user import read_table
+    if cfg.workload.name == "file":  # the raw table: its missing cells were imputed before the tensors
+        from trainwise.workloads.user import load_table
 
-        pii = find_pii(read_table(cfg.workload.path))
+        table, readings = load_table(cfg.workload.path, cfg.workload.column_types)
+        f["missing"] = {**tc.missing_values(table), "markers": tc.missing_markers(readings)}
+        f["schema"]["suspect_columns"] = tc.suspect_columns(readings)
+        f["schema"]["value"] = len(f["schema"]["suspect_columns"])
+        pii = find_pii(table)
         f["pii"] = {"columns": pii, "value": len(pii)}
     else:
         f["pii"] = {"skipped": f"workload {cfg.workload.name!r} holds tensors, not raw columns"}
@@ -117,10 +128,15 @@ def mark_found(findings: dict) -> None:
 
 def check_data(source: str | Path, against: str | Path | None = None, target: str | None = None, fail_on=(), overrides=(), seed: int = 0) -> dict:
     """Run every check on a CONFIG (.toml) or a FILE (CSV/Parquet); returns the JSON report."""
-    from trainwise.workloads.user import read_table
+    from trainwise.workloads.user import load_table, read_table
 
     rules = parse_fail_on(fail_on)
     source = Path(source)
+    if source.suffix.lower() != ".toml":  # refused before any file is read
+        given = {"--against OTHER": against is not None, "--target COLUMN": target is not None}
+        for name, _ in rules:
+            if name in FILE_NEEDS and not given[FILE_NEEDS[name]]:
+                raise TrainwiseError(f"--fail-on {name}: the {name} check of a FILE needs {FILE_NEEDS[name]}; without it the check cannot run")
     if source.suffix.lower() == ".toml":
         from trainwise.config import load_config
 
@@ -129,9 +145,9 @@ def check_data(source: str | Path, against: str | Path | None = None, target: st
         findings, fingerprints = check_workload(load_config(source, list(overrides)), seed)
         kind = "config"
     else:
-        frame = read_table(source)
+        frame, readings = load_table(source)
         other = read_table(against) if against is not None else None
-        findings = check_table(frame, target, other, seed)
+        findings = check_table(frame, target, other, seed, readings)
         fingerprints = {"file": table_fingerprint(frame)} | ({"against": table_fingerprint(other)} if other is not None else {})
         kind = "file"
     mark_found(findings)
@@ -139,7 +155,7 @@ def check_data(source: str | Path, against: str | Path | None = None, target: st
     for name, threshold in rules:
         f = findings[name]
         if "skipped" in f:
-            continue
+            raise TrainwiseError(f"--fail-on {name}: the {name} check cannot run on {source} ({f['skipped']})")
         if (f["value"] > threshold) if threshold is not None else f["found"]:
             failed.append(f"{name} (value {f['value']:g}{'' if threshold is None else f' > {threshold:g}'})")
     return {"source": str(source), "kind": kind, "against": None if against is None else str(against), "fingerprints": fingerprints,
@@ -162,9 +178,12 @@ def format_report(report: dict) -> str:
 
 def _summary(name: str, f: dict) -> str:
     if name == "schema":
-        return "; ".join(f.get("mismatches", [])) or "consistent"
+        return "; ".join(f.get("mismatches", []) + f.get("suspect_columns", [])) or "consistent"
     if name == "missing":
-        return f"{f['cells']} missing cells" + (f" in {', '.join(f['columns'])}" if f.get("columns") else "")
+        cols = f.get("columns") or {}
+        markers = f.get("markers") or {}
+        per_col = [f"{c} ({markers.get(c) or n})" for c, n in cols.items()]
+        return f"{f['cells']} missing cells" + (f" in {', '.join(per_col)}" if per_col else "")
     if name in ("duplicates", "leakage"):
         exact = f.get("exact", sum(v["exact"] for v in f.get("by_split", {}).values()))
         near = f.get("near", sum(v["near"] for v in f.get("by_split", {}).values()))

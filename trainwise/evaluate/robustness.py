@@ -85,6 +85,10 @@ def raw_columns(prep: dict, x: torch.Tensor) -> pd.DataFrame:
     for col in prep["numeric"]:
         frame[col["name"]] = z[:, start] * col["scale"] + col["mean"]
         start += 1
+    for col in prep["numeric"]:  # missing indicators of imputed columns: the raw cell was missing
+        if col.get("indicator"):
+            frame[col["name"]] = np.where(z[:, start] > 0.5, np.nan, frame[col["name"]])
+            start += 1
     for col in prep["categorical"]:
         block = z[:, start : start + len(col["categories"])]
         cats = np.asarray(col["categories"] + [UNKNOWN_CATEGORY], dtype=object)

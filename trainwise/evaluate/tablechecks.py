@@ -81,3 +81,18 @@ def schema_mismatch(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     out += [f"column {c!r} only in the other table" for c in sb if c not in sa]
     out += [f"column {c!r} is {sa[c]} in the first table but {sb[c]} in the other" for c in sa if c in sb and sa[c] != sb[c]]
     return out
+
+
+def missing_markers(readings: dict) -> dict[str, str]:
+    """Numeric column -> the text of the cells read as missing ("'?' x7"), from the table's readings."""
+    return {name: r.describe_tokens() for name, r in readings.items() if r.kind == "numeric" and r.missing_tokens}
+
+
+def suspect_columns(readings: dict) -> list[str]:
+    """Columns that are mostly numbers but hold other text, so they are read as categorical."""
+    out = []
+    for r in readings.values():
+        if r.looks_numeric_but_text():
+            sample = ", ".join(f"{t!r} x{n}" for t, n in r.other_text.items())
+            out.append(f"column {r.name!r} is {r.numeric_share:.1%} numbers but also holds {sample}: read as categorical")
+    return out

@@ -191,10 +191,17 @@ class DriftMonitor:
             c["drift"] = c["significant"] and c["effect_passes"]
 
     def _verdict(self, too_small: bool, inputs: list[dict], multi: dict | None, n: int) -> str:
+        """One sentence; columns and the multivariate test are counted apart (the test is not a column)."""
         if too_small:
             return f"window of {n} rows is too small to judge (minimum {self.min_window_rows})"
-        drifted = [c["name"] for c in inputs if c["drift"]] + (["(multivariate)"] if multi and multi["drift"] else [])
+        drifted = [c["name"] for c in inputs if c["drift"]]
         rate = f"expected false-alarm rate <= {self.alpha:.1%}"
-        if drifted:
-            return f"drift in {len(drifted)} of {len(inputs)} columns: {', '.join(drifted)} ({rate})"
-        return f"no drift in {len(inputs)} columns ({rate})"
+        columns = f"drift in {len(drifted)} of {len(inputs)} columns ({', '.join(drifted)})" if drifted else f"no drift in {len(inputs)} columns"
+        if multi is None:
+            return f"{columns}; {rate}"
+        auc = f"domain-classifier AUC {multi['effect_size']:.3f}" if multi.get("effect_size") is not None else "domain classifier"
+        if multi["drift"]:
+            test = f"and in the multivariate test ({auc})" if drifted else f"but the multivariate test finds drift ({auc})"
+        else:
+            test = f"not in the multivariate test ({auc})" if drifted else f"nor in the multivariate test ({auc})"
+        return f"{columns} {test}; {rate}"

@@ -32,24 +32,27 @@ class PerformanceState:
         self.probs_ = prob_columns(reference.columns)
         self.classes_ = [c[len(PROB_PREFIX):] for c in self.probs_]
         self.has_predictions_ = bool(self.probs_) or self.pred_column in reference.columns
-        self.reference_correct_ = self._correct(reference) if self.has_predictions_ else None
+        labelled, self.reference_correct_ = self._correct(reference) if self.has_predictions_ else (None, None)
         self.calibrator_ = None
         if self.probs_:
             probs, pred_index = self._probs(reference)
             top = probs[np.arange(len(probs)), pred_index]
-            labelled = self.reference_correct_ is not None
-            self.calibrator_ = ConfidenceCalibrator(self.seed).fit(top, self.reference_correct_ if labelled else None)
+            # calibrated on the labelled rows only: a prediction log's rows get labels late or never
+            self.calibrator_ = ConfidenceCalibrator(self.seed).fit(
+                top[labelled] if labelled is not None else top, self.reference_correct_)
             self.reference_estimate_ = estimate_performance(self.calibrator_, probs, pred_index, self.classes_)
         return self
 
-    def _correct(self, frame: pd.DataFrame) -> np.ndarray | None:
+    def _correct(self, frame: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(which rows have a label, whether the prediction was right on each of them); (None,
+        None) when no row has one."""
         if self.label_column not in frame.columns:
-            return None
+            return None, None
         labelled = frame[self.label_column].notna().to_numpy()
         if not labelled.any():
-            return None
+            return None, None
         pred = predicted_classes(frame, self.probs_, self.pred_column)
-        return (pred[labelled] == frame[self.label_column].astype(str).to_numpy()[labelled])
+        return labelled, (pred[labelled] == frame[self.label_column].astype(str).to_numpy()[labelled])
 
     def _probs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         probs = frame[self.probs_].to_numpy(dtype=np.float64)
@@ -63,7 +66,7 @@ class PerformanceState:
         if not self.has_predictions_:
             return None
         out: dict = {}
-        correct = self._correct(current)
+        _, correct = self._correct(current)
         if correct is not None:
             out["realised"] = realised_performance(self.reference_correct_, correct)
         if self.calibrator_ is not None:
@@ -73,4 +76,6 @@ class PerformanceState:
                        else self.reference_estimate_["accuracy"])
             out["estimated"] = est
             out["estimated_accuracy_drop"] = ref_acc - est["accuracy"]
+            # the estimate's interval carried over to the drop (the reference accuracy taken as known)
+            out["estimated_accuracy_drop_ci"] = [ref_acc - est["ci_high"], ref_acc - est["ci_low"]]
         return out

@@ -60,8 +60,8 @@ def real_steps(name: str, alias: str, label_column: str, work_dir: str | Path, t
     work = Path(work_dir)
     client = get_client(tracking_uri)
     champion = get_alias_version(client, name, alias)  # unknown name/alias: error listing what exists
-    champion_dir, _ = resolve_model_ref(f"{name}@{alias}", tracking_uri)
-    champion_model, champion_meta = load_model(champion_dir)
+    champion_dir, champion_ref = resolve_model_ref(f"{name}@{alias}", tracking_uri)
+    champion_model, champion_meta = load_model(champion_dir, registered=champion_ref["registry"])
     if "preprocessing" not in champion_meta.get("info", {}):
         raise DataError(f"{name}@{alias} is a {champion_meta.get('workload')!r} model; retraining on a data window supports tabular models (workload tabular or file)")
     config_path = _champion_config(client, champion, work)

@@ -41,7 +41,8 @@ SIGNIFICANT_DIGITS = 7
 def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None:
     """Write run_dir/model/reference.parquet for the saved model of `workload`; None when it declares no input."""
     from trainwise.errors import TrainwiseError
-    from trainwise.rundir import MODEL_JSON, load_model, read_json, write_atomic
+    from trainwise.rundir import MODEL_JSON, load_model, read_json
+    from trainwise.seal import add_model_file
     from trainwise.workloads.inputs import input_spec_of
 
     model_dir = Path(run_dir) / "model"
@@ -68,7 +69,7 @@ def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None
     path = model_dir / REFERENCE_FILE
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
-    write_atomic(path, buf.getvalue())
+    add_model_file(model_dir, REFERENCE_FILE, buf.getvalue())  # sealed with the model: its hash joins model/manifest.json
     return path
 
 
@@ -118,7 +119,7 @@ def source_rows(run_dir: Path, spec: dict, ids: np.ndarray, inputs: torch.Tensor
 
     try:
         cfg = load_config(run_dir / "config.toml", [])
-        frame = {"tabular": load_fair, "file": lambda: read_table(cfg.workload.path)}.get(cfg.workload.name, lambda: None)()
+        frame = {"tabular": load_fair, "file": lambda: read_table(cfg.workload.path, cfg.workload.column_types)}.get(cfg.workload.name, lambda: None)()
         names = [c["name"] for c in spec["columns"]]
         if frame is None or len(ids) == 0 or int(ids.max()) >= len(frame) or not set(names) <= set(frame.columns):
             return None
@@ -140,6 +141,10 @@ def raw_table(spec: dict, features: np.ndarray) -> dict[str, list]:
         values = features[:, at] * c["scale"] + c["mean"]
         out[c["name"]] = _round_significant(values).tolist()
         at += 1
+    for c in prep["numeric"]:  # missing indicators of imputed columns (tabular.feature_names): the cell was missing
+        if c.get("indicator"):
+            out[c["name"]] = [None if flag > 0.5 else v for v, flag in zip(out[c["name"]], features[:, at])]
+            at += 1
     for c in prep["categorical"]:
         block = features[:, at : at + len(c["categories"])]
         cats = np.asarray(c["categories"], dtype=object)

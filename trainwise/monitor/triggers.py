@@ -28,8 +28,11 @@ class FiredTrigger:
 def evaluate_triggers(drift_result: dict, policy, model_age_days: float | None = None) -> list[FiredTrigger]:
     """The triggers of `policy` (a MonitorConfig) that fire on one window's drift.json dictionary.
 
-    A window too small to judge fires no drift trigger; an estimate's drop counts only when it
-    is larger than the threshold (the estimate's own interval is reported beside it).
+    Like a column's drift (its effect above a threshold and its test significant), an accuracy
+    drop fires only when it is judged on enough rows (`policy.min_window_rows`: of the window for
+    the label-free estimate, of its labelled rows for the realised drop), its value exceeds the
+    threshold, and its confidence interval lies above zero (the window is shown worse, not only
+    noisier). A window too small to judge fires no drift or accuracy trigger.
     """
     fired: list[FiredTrigger] = []
     judged = not drift_result.get("window_too_small", False)
@@ -41,19 +44,31 @@ def evaluate_triggers(drift_result: dict, policy, model_age_days: float | None =
     if judged and drifted:
         fired.append(FiredTrigger("drift_columns", f"drift in watched columns: {', '.join(drifted)}", float(len(drifted)), 1.0))
     perf = drift_result.get("performance") or {}
-    est_drop = perf.get("estimated_accuracy_drop")
-    if policy.trigger_est_accuracy_drop > 0 and est_drop is not None and est_drop > policy.trigger_est_accuracy_drop:
-        fired.append(FiredTrigger("est_accuracy_drop", f"estimated accuracy dropped by {est_drop:.3f} (label-free)",
-                                  float(est_drop), policy.trigger_est_accuracy_drop))
-    realised = (perf.get("realised") or {}).get("accuracy_drop")
-    if policy.trigger_realised_drop > 0 and realised and realised["value"] > policy.trigger_realised_drop:
-        fired.append(FiredTrigger("realised_drop", f"realised accuracy dropped by {realised['value']:.3f} "
-                                  f"(95% CI {realised['ci_low']:.3f} to {realised['ci_high']:.3f})",
-                                  float(realised["value"]), policy.trigger_realised_drop))
+    est = _shown_drop(perf.get("estimated_accuracy_drop"), perf.get("estimated_accuracy_drop_ci"),
+                      (perf.get("estimated") or {}).get("n"), policy.trigger_est_accuracy_drop, policy.min_window_rows)
+    if judged and est:
+        fired.append(FiredTrigger("est_accuracy_drop", f"estimated accuracy dropped by {est[0]:.3f} (label-free; 95% CI {est[1]:.3f} to {est[2]:.3f})",
+                                  est[0], policy.trigger_est_accuracy_drop))
+    realised = perf.get("realised") or {}
+    drop = realised.get("accuracy_drop") or {}
+    real = _shown_drop(drop.get("value"), [drop.get("ci_low"), drop.get("ci_high")], (realised.get("current") or {}).get("n"),
+                       policy.trigger_realised_drop, policy.min_window_rows)
+    if judged and real:
+        fired.append(FiredTrigger("realised_drop", f"realised accuracy dropped by {real[0]:.3f} on {realised['current']['n']} labelled rows "
+                                  f"(95% CI {real[1]:.3f} to {real[2]:.3f})", real[0], policy.trigger_realised_drop))
     if policy.trigger_max_age_days > 0 and model_age_days is not None and model_age_days > policy.trigger_max_age_days:
         fired.append(FiredTrigger("max_age_days", f"model is {model_age_days:.1f} days old",
                                   float(model_age_days), policy.trigger_max_age_days))
     return fired
+
+
+def _shown_drop(value, ci, n_rows, threshold: float, min_rows: int) -> tuple[float, float, float] | None:
+    """(drop, ci low, ci high) when the rule is on and the drop is shown on enough rows, else None."""
+    if threshold <= 0 or value is None or not ci or None in ci or n_rows is None:
+        return None
+    if n_rows < min_rows or value <= threshold or ci[0] <= 0:
+        return None
+    return float(value), float(ci[0]), float(ci[1])
 
 
 def build_monitor(cfg, seed: int = 0):

@@ -8,6 +8,12 @@ entry is never half-written, it survives restarts, and it shows in the MLflow UI
 Entries are numbered (`seq`) and hash-chained (each holds the sha256 of its predecessor), so a
 deleted, edited or interleaved entry is detected by `check_chain`. The writer holds
 `store.move_lock` around (read alias -> append entry -> set alias -> mark entry FINISHED).
+
+The entry is the intent, written before the alias moves. A writer killed before it marks the entry
+FINISHED leaves it RUNNING; `reconcile` (run under the lock by the next promote, rollback or
+history) compares it with the real alias and records it as completed (FINISHED) or rolled back
+(FAILED), so the trail and the alias agree again. The entry's hashed fields are never changed:
+only its status and the tags `reconciled` / `reconciled_note`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ PREFIX = "trainwise.audit."
 FIELDS = ("seq", "when", "when_us", "who", "model", "alias", "action", "from_version", "to_version",
           "reason", "verdict", "failures", "evidence_sha256", "prev_sha256")
 MOVES = ("promote", "force", "rollback")  # actions that move the alias; "refused" does not
+EXTRA = ("entry_sha256", "writer_host", "reconciled", "reconciled_note")  # tags outside the hashed fields
+# An unfinished entry of a writer on another machine sharing a server store may still be in flight
+# (the lock orders one machine's processes only): it is reconciled only once this old.
+STALE_US = 10 * 60 * 1_000_000
 
 
 def audit_experiment(name: str) -> str:
@@ -74,7 +84,7 @@ def read_entries(client, name: str) -> list[dict]:
     while True:  # ViewType.ALL: an entry deleted in the UI is only soft-deleted and still counts
         page = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL, max_results=1000, page_token=token)
         for run in page:
-            e = {k: run.data.tags.get(PREFIX + k, "") for k in FIELDS + ("entry_sha256",)}
+            e = {k: run.data.tags.get(PREFIX + k, "") for k in FIELDS + EXTRA}
             e.update(seq=int(e["seq"] or 0), when_us=int(e["when_us"] or 0), status=run.info.status, run_id=run.info.run_id)
             entries.append(e)
         token = page.token
@@ -101,11 +111,48 @@ def append_entry(client, name: str, fields: dict, evidence: dict | None) -> dict
              evidence_sha256=canonical_sha256(evidence) if evidence is not None else "",
              prev_sha256=previous[-1]["entry_sha256"] if previous else "")
     e["entry_sha256"] = entry_hash(e)
+    e["writer_host"] = socket.gethostname()
     tags = {PREFIX + k: str(v) for k, v in e.items()}
     run = client.create_run(exp_id, start_time=when_us // 1000, tags=tags, run_name=f"{e['action']}-{e['seq']:06d}")
     if evidence is not None:
         client.log_dict(run.info.run_id, evidence, "evidence.json")
     return {**e, "run_id": run.info.run_id, "status": "RUNNING"}
+
+
+def reconcile(client, name: str, aliases: dict, local_store: bool) -> list[dict]:
+    """Finish the entries that a killed writer left RUNNING, against the real alias; returns them.
+
+    A move happened if the alias's next recorded move starts from its target, or, when it is the
+    alias's last move, if the alias holds its target now: then it is recorded as completed
+    (FINISHED), else as rolled back (FAILED: the alias never moved). An entry that moves no alias
+    (a refusal, a retraining event) is complete once written. The caller holds `store.move_lock`,
+    so no writer that the lock orders is in flight (see `_settled`).
+    """
+    entries = read_entries(client, name)
+    done = []
+    for i, e in enumerate(entries):
+        if e["status"] != "RUNNING" or not _settled(e, local_store):
+            continue
+        if e["action"] in MOVES:
+            later = next((f for f in entries[i + 1 :] if f["action"] in MOVES and f["alias"] == e["alias"] and f["status"] != "FAILED"), None)
+            holder = later["from_version"] if later else str(aliases.get(e["alias"], "")) or "-"
+            happened = holder == e["to_version"]
+            note = f"{e['alias']} held v{holder} after it" if later else f"{e['alias']} held v{holder}"
+        else:
+            happened, note = True, f"a {e['action'] or 'blank'} entry moves no alias"
+        outcome = "completed" if happened else "rolled back"
+        client.set_tag(e["run_id"], PREFIX + "reconciled", outcome)
+        client.set_tag(e["run_id"], PREFIX + "reconciled_note", f"{iso(now_us())} by {actor()}: its writer stopped before finishing it; {note}")
+        client.set_terminated(e["run_id"], "FINISHED" if happened else "FAILED")  # last: a kill before it leaves it to redo
+        done.append({**e, "status": "FINISHED" if happened else "FAILED", "reconciled": outcome})
+    return done
+
+
+def _settled(e: dict, local_store: bool) -> bool:
+    """Whether an unfinished entry's writer can no longer be moving: under the lock, any writer of a
+    local store or of this machine is done; one on another machine sharing a server may still be
+    in flight (the lock orders one machine's processes only) until the entry is STALE_US old."""
+    return local_store or e["writer_host"] == socket.gethostname() or now_us() - e["when_us"] > STALE_US
 
 
 def check_chain(entries: list[dict]) -> list[str]:

@@ -89,7 +89,8 @@ def build_card(name: str, version, tracking_uri: str | None = None) -> str:
              "## Precision and efficiency", "",
              *_table(("setting", "value"), [("precision", t("precision")), ("activation checkpointing", t("ac")), ("parallel strategy", t("strategy")),
                                           ("world size", t("world_size"))] + [(k, _fmt(run_metrics[f"summary.{k}"])) for k in EFFICIENCY_METRICS if f"summary.{k}" in run_metrics]), "",
-             f"Weights: `weights.safetensors`, sha256 `{t('weights_sha256')}` (checked on every load).", ""]
+             f"Weights: `weights.safetensors`, sha256 `{t('weights_sha256')}`; the whole model folder (model.json included): "
+             f"sha256 `{t('model_sha256')}` (every file checked against the registry on every load).", ""]
     lines += _metric_sections(metrics) if metrics is not None else ["## Metrics", "", "No evaluation data registered.", ""]
     if tags.get(TAG + "eval_report_sha256"):
         lines += [f"Evaluation report sha256: `{tags[TAG + 'eval_report_sha256']}`.", ""]

@@ -141,11 +141,16 @@ def cmd_rollback(args) -> int:
 @_store_errors
 def cmd_history(args) -> int:
     from trainwise.registry import audit
-    from trainwise.registry.store import get_client
+    from trainwise.registry.promote import reconcile_moves
+    from trainwise.registry.store import get_client, move_lock
     from trainwise.registry.versions import get_model
 
     client = get_client(args.tracking_uri)
     get_model(client, args.name)
+    with move_lock(client.tracking_uri):  # what a killed promoter left unfinished is settled first
+        for e in reconcile_moves(client, args.name):
+            print(f"reconciled audit entry {e['seq']} ({e['action']} {e['alias']}: v{e['from_version'] or '-'} -> v{e['to_version']}): "
+                  f"{e['reconciled']}; its writer stopped before finishing it", file=sys.stderr)
     entries = audit.read_entries(client, args.name)
     problems = audit.check_chain(entries) + audit.check_aliases(entries, get_model(client, args.name).aliases)
     if args.at is not None:
@@ -161,7 +166,7 @@ def cmd_history(args) -> int:
     else:
         for e in entries:
             print(f"{e['seq']:>4}  {e['when']}  {e['who']}  {e['action']:<8} {e['alias']}: v{e['from_version'] or '-'} -> v{e['to_version']}  "
-                  f"gate={e['verdict']}  evidence={e['evidence_sha256'][:12] or '-'}  [{e['status']}]  {e['reason']}")
+                  f"gate={e['verdict']}  evidence={e['evidence_sha256'][:12] or '-'}  [{e['status']}{', reconciled: ' + e['reconciled'] if e['reconciled'] else ''}]  {e['reason']}")
         if not entries:
             print(f"{args.name}: no alias moves recorded")
     for p in problems:

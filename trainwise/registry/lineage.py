@@ -20,18 +20,18 @@ MAX_METRIC_TAGS = 40  # a registry tag per metric; the full metrics.json is an a
 
 
 def check_model_dir(model_dir: Path) -> dict:
-    """model.json of `model_dir` (a run's model/) after checking that its weights match the recorded hash."""
+    """model.json of `model_dir` (a run's model/) after checking every file against model/manifest.json."""
+    from trainwise.seal import read_model_dir
+
     run_dir = model_dir.parent
     if not (model_dir / MODEL_JSON).is_file() or not (model_dir / MODEL_WEIGHTS).is_file():
         raise DataError(
             f"{run_dir} holds no model (expected {model_dir / MODEL_WEIGHTS} and {model_dir / MODEL_JSON}); "
             "register the directory of a finished `trainwise train` run"
         )
-    meta = read_json(model_dir / MODEL_JSON)
-    if "weights_sha256" not in meta or "spec" not in meta:
-        raise DataError(f"{model_dir / MODEL_JSON} lacks 'weights_sha256' or 'spec'; it was not written by trainwise.rundir.save_model")
-    if file_sha256(model_dir / MODEL_WEIGHTS) != meta["weights_sha256"]:
-        raise DataError(f"{model_dir / MODEL_WEIGHTS} does not match the hash in {MODEL_JSON}: modified or corrupted; refusing to register it")
+    _, meta = read_model_dir(model_dir, verify=True)
+    if "weights_sha256" not in meta:
+        raise DataError(f"{model_dir / MODEL_JSON} lacks 'weights_sha256'; it was not written by trainwise.rundir.save_model")
     return meta
 
 

@@ -2,18 +2,22 @@
 
 Every move runs under `move_lock`: read the alias's holder, judge, append the audit entry, set the
 alias, mark the entry FINISHED. So two promoters never interleave, and the alias always equals the
-last recorded move (benchmarks/registry_concurrency.py).
+last recorded move (benchmarks/registry_concurrency.py). A promoter killed between writing the
+entry and finishing it leaves the entry RUNNING; the next promote, rollback or history reconciles
+it with the real alias first (`audit.reconcile`).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from dataclasses import dataclass, field
 
 from trainwise.registry import audit
 from trainwise.registry import gate
 from trainwise.registry.lineage import TAG
-from trainwise.registry.store import RegistryError, get_client, move_lock
+from trainwise.registry.store import RegistryError, get_client, move_lock, sqlite_path
 from trainwise.registry.versions import download_version, get_alias_version, get_model, get_version, list_versions
 from trainwise.rundir import file_sha256
 
@@ -35,6 +39,18 @@ class MoveResult:
 
 
 LABELS = {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive"}  # gate verdict -> audit trail label
+# Tests only: "before-alias" or "after-alias" kills the promoter (SIGKILL) at that point of a move.
+FAULT_ENV = "TRAINWISE_REGISTRY_FAULT"
+
+
+def _fault(point: str) -> None:
+    if os.environ.get(FAULT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def reconcile_moves(client, name: str) -> list[dict]:
+    """Finish the audit entries a killed promoter left unfinished (the caller holds the move lock)."""
+    return audit.reconcile(client, name, get_model(client, name).aliases, local_store=sqlite_path(client.tracking_uri) is not None)
 
 
 def check_alias(alias: str) -> None:
@@ -77,11 +93,13 @@ def judge(client, name: str, baseline_version: str | None, candidate, gate_path:
 def _record_move(client, name: str, fields: dict, evidence: dict | None, alias: str, version: str) -> int:
     """Append the audit entry, then set the alias, then mark the entry FINISHED (caller holds the lock)."""
     entry = audit.append_entry(client, name, fields, evidence)
+    _fault("before-alias")
     try:
         client.set_registered_model_alias(name, alias, version)
     except BaseException:
         client.set_terminated(entry["run_id"], "FAILED")
         raise
+    _fault("after-alias")
     client.set_terminated(entry["run_id"], "FINISHED")
     return entry["seq"]
 
@@ -111,6 +129,8 @@ def promote(name: str, version, alias: str = "champion", reason: str = "", force
     candidate = get_version(client, name, version)
     version = str(candidate.version)  # MLflow returns int or str depending on the store
     with move_lock(client.tracking_uri):
+        if not check_only:  # --check writes nothing
+            reconcile_moves(client, name)
         current = get_model(client, name).aliases.get(alias)
         current = str(current) if current is not None else None
         if current == version:
@@ -147,6 +167,7 @@ def rollback(name: str, alias: str = "champion", to=None, reason: str = "", trac
     get_alias_version(client, name, alias)  # unknown name or alias: error listing what exists
     target = str(get_version(client, name, to).version) if to is not None else None
     with move_lock(client.tracking_uri):
+        reconcile_moves(client, name)
         current = str(get_model(client, name).aliases[alias])
         if target is None:
             stack = audit.holder_stack(audit.read_entries(client, name), alias)

@@ -14,6 +14,7 @@ import os
 import urllib.parse
 from pathlib import Path
 
+from trainwise.config_checks import tracking_uri_problem
 from trainwise.errors import TrainwiseError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -91,10 +92,8 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
         db = sqlite_path(uri)
         if db is None or not db.parent.is_dir():
             raise RegistryError(f"tracking store {uri}: folder {db.parent if db else '?'} does not exist; create it or use another --tracking-uri")
-    elif scheme not in ("postgresql", "mysql", "mssql", "file"):  # other SQLAlchemy stores: no probe
-        raise RegistryError(
-            f"tracking URI {uri!r} is not supported: expected sqlite:///PATH.db (local), http(s)://HOST:PORT (an MLflow server) or a postgresql:// / mysql:// database"
-        )
+    elif tracking_uri_problem(uri):  # the same rule registry.tracking_uri is held to when the config loads
+        raise RegistryError(f"tracking URI {uri!r}: {tracking_uri_problem(uri)}")
 
 
 def get_client(uri: str | None = None):
@@ -102,6 +101,10 @@ def get_client(uri: str | None = None):
     uri = resolve_tracking_uri(uri)
     check_reachable(uri)
     from mlflow import MlflowClient
+
+    from trainwise.registry.tracking import quiet_mlflow_logs
+
+    quiet_mlflow_logs()
 
     # Two processes creating a fresh sqlite schema at the same time race on its migrations, so the
     # first connection (which creates it) happens under the lock; a server migrates its own database.

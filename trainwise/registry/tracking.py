@@ -22,6 +22,22 @@ RUN_DIRS = ("model", "eval")
 MLFLOW_JSON = "mlflow.json"
 
 
+def quiet_mlflow_logs() -> None:
+    """Keep MLflow's INFO lines ("Creating initial MLflow database tables...") out of trainwise's
+    output: its loggers (and alembic's, which runs its schema migrations) report warnings and errors
+    only, unless the user asked for a level with $MLFLOW_LOGGING_LEVEL. Called before a client is made."""
+    import logging
+    import os
+
+    import mlflow  # noqa: F401  (importing it configures its loggers; adjust them afterwards)
+
+    if os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        return
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.WARNING))
+
+
 def flatten(d: dict, prefix: str = "") -> dict:
     """Nested dict -> {"a.b": leaf}.
 

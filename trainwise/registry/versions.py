@@ -1,14 +1,20 @@
 """Registered model versions: register a run directory, look a version up, load it back verified.
 
-A version's artifacts are the run's model/ (weights.safetensors + model.json, never pickle), its
-eval/ (the registered evaluation data that `promote` gates on) and its training reference
-(model/reference.parquet, the monitor's default reference; trainwise.monitor.reference), logged to the run's MLflow run
-under content-addressed paths (`registry/model-<sha12>`), so registering never overwrites what an
-earlier version points to.
+A version's artifacts are the run's model/ (weights.safetensors + model.json, never pickle, with
+reference.parquet and manifest.json), its eval/ (the registered evaluation data that `promote`
+gates on) and its training reference (model/reference.parquet again, the monitor's default
+reference; trainwise.monitor.reference), logged to the run's MLflow run under content-addressed
+paths (`registry/model-<sha12>`), so registering never overwrites what an earlier version points to.
+
+Registration records the sha256 of every file of model/ (tag `trainwise.model_files`) and the
+run's entry point (`trainwise.entry`) in the registry; loading a version checks the downloaded
+files against those tags before model.json is parsed, and resolves its builder from that entry
+point only (docs/registry.md, "What is trusted").
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,17 +22,26 @@ from pathlib import Path
 from trainwise.errors import DataError
 from trainwise.registry.lineage import EVAL_FILES, TAG, check_model_dir, collect_lineage, dir_sha256
 from trainwise.registry.store import RegistryError, get_client
-from trainwise.rundir import MODEL_JSON, MODEL_WEIGHTS, file_sha256, read_json
+from trainwise.rundir import MODEL_JSON, file_sha256
+from trainwise.seal import read_model_dir
 
 
-def _log_files(client, run_id: str, src: Path, names: tuple[str, ...], artifact_path: str) -> None:
-    """Log only `names` of `src` (no stray files) under `artifact_path`, unless already there."""
+def _log_files(client, run_id: str, src: Path, names: tuple[str, ...], artifact_path: str, expected: dict | None = None) -> None:
+    """Log only `names` of `src` (no stray files) under `artifact_path`, unless already there.
+
+    With `expected` ({name: sha256}), the copies are checked before they are logged: a file
+    changed after it was verified never reaches the registry under the verified hashes.
+    """
+    from trainwise.seal import Seal, check_sealed
+
     if client.list_artifacts(run_id, artifact_path):
         return  # content-addressed: same path, same bytes
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             if (src / name).is_file():
                 shutil.copy2(src / name, Path(tmp) / name)
+        if expected is not None:
+            check_sealed(Path(tmp), Seal(expected, "", f"the hashes verified in {src}"))
         client.log_artifacts(run_id, tmp, artifact_path)
 
 
@@ -38,21 +53,23 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
     from mlflow.exceptions import MlflowException
 
     from trainwise.registry.tracking import log_run_to_mlflow, logged_run_id
+    from trainwise.seal import MANIFEST, SEALED_FILES, read_seal
 
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise DataError(f"run directory {run_dir} does not exist")
     check_name(name)
-    meta = check_model_dir(run_dir / "model")
-    _check_loads(run_dir / "model")
+    meta = _check_loads(run_dir / "model")
     lineage = collect_lineage(run_dir, meta)
     missing_reference = ensure_reference(run_dir)
     if missing_reference:
         lineage[TAG + "reference_missing"] = missing_reference[:500]
+    seal = read_seal(run_dir / "model")  # with the reference ensure_reference may have added; the copies logged are checked against it
+    lineage.update({TAG + "model_sha256": seal.sha256, TAG + "model_files": json.dumps(seal.files, sort_keys=True), TAG + "entry": seal.entry})
     client = get_client(tracking_uri)
     run_id = logged_run_id(run_dir, client) or log_run_to_mlflow(run_dir, client.tracking_uri, experiment)
-    model_path = f"registry/model-{meta['weights_sha256'][:12]}"
-    _log_files(client, run_id, run_dir / "model", (MODEL_WEIGHTS, MODEL_JSON), model_path)
+    model_path = f"registry/model-{seal.sha256[:12]}"
+    _log_files(client, run_id, run_dir / "model", SEALED_FILES + (MANIFEST,), model_path, seal.files)
     if (run_dir / "eval" / "metrics.json").is_file():
         eval_path = f"registry/eval-{dir_sha256(run_dir / 'eval', EVAL_FILES)[:12]}"
         _log_files(client, run_id, run_dir / "eval", EVAL_FILES, eval_path)
@@ -67,14 +84,17 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
     return client.create_model_version(name, f"{artifact_uri}/{model_path}", run_id=run_id, tags=lineage)
 
 
-def _check_loads(model_dir: Path) -> None:
-    """Refuse to register a model that `load_model` (serve, export, evaluate) could not load."""
+def _check_loads(model_dir: Path) -> dict:
+    """model.json of a run's model/, after checking its files against their manifest and loading it:
+    a model that `load_model` (serve, export, evaluate) could not load is never registered."""
     from trainwise.rundir import load_model
 
     try:
+        meta = check_model_dir(model_dir)
         load_model(model_dir, verify=True)
     except DataError as e:
         raise DataError(f"refusing to register {model_dir.parent}: {e}") from None
+    return meta
 
 
 def ensure_reference(run_dir: Path) -> str | None:
@@ -183,26 +203,18 @@ def download_version(client, mv, what: str = "model") -> Path | None:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=client.tracking_uri))
 
 
-def verify_artifact(model_dir: Path, mv) -> dict:
-    """model.json of a downloaded version, after checking the weights against the registry's hash.
-
-    The hash recorded in the registry at register time is checked, not only the one in model.json,
-    so that replacing both files does not pass either.
-    """
-    weights = model_dir / MODEL_WEIGHTS
-    expected = mv.tags.get(TAG + "weights_sha256")
-    if not weights.is_file() or not (model_dir / MODEL_JSON).is_file():
-        raise DataError(f"model {mv.name!r} version {mv.version}: {model_dir} lacks {MODEL_WEIGHTS} or {MODEL_JSON}")
-    actual = file_sha256(weights)
-    if actual != expected:
-        raise DataError(
-            f"model {mv.name!r} version {mv.version}: {weights} has sha256 {actual[:12]}..., but the registry recorded "
-            f"{str(expected)[:12]}... at registration: the artifact was modified or corrupted; refusing to load it"
-        )
-    meta = read_json(model_dir / MODEL_JSON)
-    if meta.get("weights_sha256") != expected:
-        raise DataError(f"model {mv.name!r} version {mv.version}: {model_dir / MODEL_JSON} was modified after registration; refusing to load it")
-    return meta
+def registered_record(mv) -> dict:
+    """What the registry recorded for a version that its files must match: its file hashes and the
+    entry point it was trained with (a loaded meta's "registry" carries these; `load_model` checks them)."""
+    try:
+        files = json.loads(mv.tags.get(TAG + "model_files") or "null")
+    except ValueError:
+        files = None
+    if not isinstance(files, dict) or not files:
+        raise DataError(f"model {mv.name!r} version {mv.version} was registered before trainwise recorded the hash of every model file "
+                        "(model.json included); register its run directory again")
+    return {"name": mv.name, "version": str(mv.version), "model_sha256": mv.tags.get(TAG + "model_sha256", ""),
+            "model_files": files, "entry": mv.tags.get(TAG + "entry", "")}
 
 
 def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple[Path, dict]:
@@ -225,16 +237,19 @@ def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple
         raise DataError(f"model reference {text!r} is neither an existing run directory nor NAME@ALIAS / NAME/VERSION")
     client = get_client(tracking_uri)
     mv = get_alias_version(client, name, alias) if "@" in text else get_version(client, name, alias)
+    record = registered_record(mv)
     model_dir = download_version(client, mv)
-    meta = verify_artifact(model_dir, mv)
-    meta["registry"] = {"name": name, "version": str(mv.version), "alias": alias if "@" in text else None, "tracking_uri": client.tracking_uri}
+    if not (model_dir / MODEL_JSON).is_file():
+        raise DataError(f"model {name!r} version {mv.version}: {model_dir} lacks {MODEL_JSON}; the registered artifact is gone or damaged")
+    model_dir, meta = read_model_dir(model_dir, verify=True, registered=record)
+    meta["registry"] = {**record, "alias": alias if "@" in text else None, "tracking_uri": client.tracking_uri}
     return model_dir, meta
 
 
 def load_model_by_alias(name: str, alias: str, tracking_uri: str | None = None):
-    """(model in eval mode, meta) of the version holding `alias`, its artifact hash verified."""
+    """(model in eval mode, meta) of the version holding `alias`, its files checked against the registry."""
     from trainwise.rundir import load_model
 
     model_dir, meta = resolve_model_ref(f"{name}@{alias}", tracking_uri)
-    model, _ = load_model(model_dir, verify=True)
+    model, _ = load_model(model_dir, verify=True, registered=meta["registry"])
     return model, meta

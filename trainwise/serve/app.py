@@ -12,6 +12,7 @@ that reference is the whole swap (the batcher reads it once per batch).
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 import uuid
 
@@ -20,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from trainwise.serve.batcher import Batcher, Overloaded
+from trainwise.serve.finite import InstanceError
 
 # Young-generation collections every 50,000 allocations instead of 700: a request allocates a few
 # hundred objects, and fewer collections mean fewer pauses in the event loop (CPython gc docs).
@@ -27,8 +29,40 @@ GC_THRESHOLDS = (50_000, 20, 100)
 from trainwise.serve.metrics import ServeMetrics
 from trainwise.serve.predlog import PredictionLog
 from trainwise.serve.schemas import PredictResponse, request_model
-from trainwise.serve.security import GuardMiddleware, TokenBucket, load_api_keys
+from trainwise.serve.security import GuardMiddleware, TokenBucket, load_api_keys, send_json
 from trainwise.workloads.inputs import input_spec_of
+
+log = logging.getLogger("trainwise.serve")
+
+
+class ContainErrors:
+    """ASGI middleware: an exception no handler answered becomes a 500 JSON answer and one log line.
+
+    Starlette's own last-resort handler answers 500 too, but then re-raises, so uvicorn logs a
+    traceback and closes the connection: a keep-alive client lost its next request with it
+    (issue 16). Here the exception stops, and the connection stays usable.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as e:  # noqa: BLE001 - the last resort: no stack trace leaves the server, no connection is dropped
+            log.error("%s %s failed: %s: %s", scope.get("method"), scope.get("path"), type(e).__name__, e)
+            if started:
+                raise  # half an answer was sent: only closing the connection can end it
+            await send_json(send, 500, "internal error")
 
 
 class ServeState:
@@ -83,18 +117,17 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
                   description=f"Predictions of {runtime.meta.get('workload', 'a')} model {runtime.version}")
     app.state.serve = state
     keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else None
-    limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_burst) if settings.rate_limit_per_s > 0 else None
-    app.add_middleware(GuardMiddleware, keys=keys, max_body_bytes=settings.max_body_bytes, limiter=limiter,
-                       on_status=lambda s: state.metrics.requests.labels(status=str(s)).inc())
+    clients = settings.rate_limit_clients
+    state.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_burst, clients) if settings.rate_limit_per_s > 0 else None
+    state.auth_failures = TokenBucket(settings.auth_failures_per_s, settings.auth_failures_burst, clients) if keys else None  # key guessing
+    app.add_middleware(ContainErrors)  # inside the guards (added before them), so that its 500s are counted too
+    app.add_middleware(GuardMiddleware, keys=keys, max_body_bytes=settings.max_body_bytes, limiter=state.limiter,
+                       auth_failures=state.auth_failures, on_status=lambda s: state.metrics.requests.labels(status=str(s)).inc())
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         errors = [{"field": _field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception):  # no stack trace leaves the server
-        return JSONResponse({"detail": "internal error"}, status_code=500)
 
     @app.post("/v1/predict", response_model=PredictResponse)
     async def predict(body: Request_, request: Request):  # type: ignore[valid-type]
@@ -111,6 +144,10 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
         except Overloaded as e:
             return JSONResponse({"detail": "server busy: the request queue is full"}, status_code=503,
                                 headers={"Retry-After": str(int(round(e.retry_after_s)))})
+        refused = [{"field": f"instances[{i}]" + (f".{o.field}" if o.field else ""), "message": o.message, "type": "value_error"}
+                   for i, o in enumerate(result.outputs) if isinstance(o, InstanceError)]
+        if refused:  # a value the model's dtype cannot hold (serve/finite.py): this request only
+            return JSONResponse({"detail": refused}, status_code=422)
         latency_s = time.perf_counter() - arrived
         state.metrics.latency.observe(latency_s)
         state.metrics.queue_wait.observe(result.queue_wait_s)

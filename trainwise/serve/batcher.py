@@ -5,7 +5,9 @@ A batch closes when it holds `max_batch_size` instances or when its first reques
 TorchServe's batch_size/max_batch_delay). The model runs in one dedicated worker thread, so the
 event loop keeps accepting requests while a batch computes, and torch sees one caller at a time.
 A full queue raises `Overloaded` at once (the app answers 503 with Retry-After), so memory held
-by waiting requests is bounded by queue_size x max_instances.
+by waiting requests is bounded by queue_size x max_instances. A batch that raises is run again one
+request at a time, so one request's failure is never another's: an input the model cannot take is
+not an exception at all but an `InstanceError` for that instance (serve/finite.py, answered 422).
 """
 
 from __future__ import annotations
@@ -103,10 +105,11 @@ class Batcher:
             start = time.perf_counter()
             try:
                 outputs = await loop.run_in_executor(self.executor_, runtime.predict, flat)
-            except Exception as e:  # noqa: BLE001 - delivered to each waiting request, answered 500 there
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(e)
+            except Exception as e:  # noqa: BLE001 - some request broke the whole batch: find which
+                if len(batch) == 1:
+                    batch[0][1].set_exception(e)  # answered 500 there
+                else:
+                    await self._run_alone(batch, runtime)
                 continue
             compute_s = time.perf_counter() - start
             self.last_compute_s_ = compute_s
@@ -117,3 +120,20 @@ class Batcher:
                 if not future.done():
                     future.set_result(BatchResult(outputs[i : i + len(instances)], runtime.version, start - enqueued, compute_s, len(flat)))
                 i += len(instances)
+
+    async def _run_alone(self, batch: list, runtime) -> None:
+        """Run each request of a failed batch by itself, so that the request that failed it gets the
+        error (answered 500 there) and the others their predictions."""
+        loop = asyncio.get_running_loop()
+        for instances, future, enqueued in batch:
+            if future.done():
+                continue
+            start = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self.executor_, runtime.predict, instances)
+            except Exception as e:  # noqa: BLE001 - delivered to this request only
+                future.set_exception(e)
+                continue
+            compute_s = time.perf_counter() - start
+            if not future.done():
+                future.set_result(BatchResult(outputs, runtime.version, start - enqueued, compute_s, len(instances)))

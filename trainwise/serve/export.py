@@ -28,14 +28,16 @@ class ExportError(TrainwiseError):
 def example_input(spec: dict, batch: int, seed: int = 0) -> torch.Tensor:
     """A random batch the model accepts, built from its input spec (model.json `input`).
 
-    table: the preprocessed feature vector (standardised numbers, then one one-hot block per
-    categorical column); tensor: the declared shape and dtype, within value_range when declared;
+    table: the preprocessed feature vector (standardised numbers, the missing indicators of imputed
+    columns, then one one-hot block per categorical column); tensor: the declared shape and dtype, within value_range when declared;
     tokens: ids below vocab_size, `context` of them (the exported graph's fixed sequence length).
     """
     g = torch.Generator().manual_seed(seed)
     if spec["kind"] == "table":
         prep = spec["preprocessing"]
         parts = [torch.randn((batch, len(prep["numeric"])), generator=g)]
+        n_indicators = sum(1 for c in prep["numeric"] if c.get("indicator"))  # imputed columns' missing flags
+        parts.append(torch.randint(0, 2, (batch, n_indicators), generator=g).float())
         for col in prep["categorical"]:
             n = len(col["categories"])
             parts.append(torch.nn.functional.one_hot(torch.randint(0, n, (batch,), generator=g), n).float())
@@ -75,7 +77,7 @@ def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol
 
     model_dir, meta = resolve_ref(ref, tracking_uri)
     spec = require_input_spec(meta, "trainwise export", str(model_dir / "model.json"))  # before loading weights
-    model, _ = load_model(model_dir, verify=True)
+    model, _ = load_model(model_dir, verify=True, registered=meta.get("registry"))
     model.eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainwise.errors import ConfigError, DataError
+from trainwise.serve.finite import OVERFLOW_INSIDE, InstanceError, finite_output, nonfinite_inputs, output_error
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -79,7 +80,8 @@ class Runtime:
         if spec["kind"] == "table":
             from trainwise.workloads.tabular import apply_preprocessing
 
-            return torch.from_numpy(apply_preprocessing(spec["preprocessing"], pd.DataFrame(instances)))
+            with np.errstate(over="ignore", invalid="ignore"):  # a value that overflows is answered 422 (serve/finite.py), not warned about
+                return torch.from_numpy(apply_preprocessing(spec["preprocessing"], pd.DataFrame(instances)))
         if spec["kind"] == "tensor":
             from trainwise.serve.tensors import tensor_batch
 
@@ -87,20 +89,31 @@ class Runtime:
         return torch.tensor([token_ids(inst) for inst in instances])  # (B, T): the caller groups equal lengths
 
     @torch.inference_mode()
-    def predict(self, instances: list[dict]) -> list[dict]:
-        """Predictions for validated instances, one dict per instance (label, probabilities)."""
+    def predict(self, instances: list[dict]) -> list[dict | InstanceError]:
+        """Predictions for validated instances, one dict per instance (label, probabilities), or an
+        InstanceError for an instance whose input or output is not finite in the model's dtype."""
         if self.task == "lm":
             return [self._predict_next(inst) for inst in instances]
         if self.input is not None and self.input["kind"] == "tokens":
             return self._predict_by_length(instances)
-        return self._classify(self.to_tensor(instances))
+        x = self.to_tensor(instances)
+        out: list = [None] * len(instances)
+        refused = nonfinite_inputs(x, torch.bfloat16 if self.precision == "bf16" else None, instances, self.input)
+        keep = [i for i in range(len(instances)) if i not in refused]
+        answers = self._classify(x if len(keep) == len(x) else x[keep]) if keep else []
+        for i, answer in zip(keep, answers):
+            out[i] = answer or output_error(x[i], instances[i], self.input)
+        for i, error in refused.items():
+            out[i] = error
+        return out
 
-    def _classify(self, x: torch.Tensor) -> list[dict]:
+    def _classify(self, x: torch.Tensor) -> list[dict | None]:
+        """Label and probabilities per row of `x`; None for a row whose probabilities are not finite."""
         prob = F.softmax(self.model(x).float(), dim=-1).numpy()
         classes = self.meta.get("info", {}).get("classes") or [str(i) for i in range(prob.shape[1])]
-        return [{"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist()))} for p in prob]
+        return [{"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist()))} if finite_output(p) else None for p in prob]
 
-    def _predict_by_length(self, instances: list[dict]) -> list[dict]:
+    def _predict_by_length(self, instances: list[dict]) -> list[dict | InstanceError]:
         # token sequences of different lengths cannot share a tensor (no pad id is declared): one
         # model call per length, answers put back in request order
         by_length: dict[int, list[int]] = {}
@@ -109,15 +122,17 @@ class Runtime:
         out: list[dict] = [{}] * len(instances)
         for index in by_length.values():
             for i, pred in zip(index, self._classify(self.to_tensor([instances[i] for i in index]))):
-                out[i] = pred
+                out[i] = pred or InstanceError("prompt" if "prompt" in instances[i] else "ids", OVERFLOW_INSIDE)
         return out
 
-    def _predict_next(self, inst: dict) -> dict:
+    def _predict_next(self, inst: dict) -> dict | InstanceError:
         """A language model's next-token probabilities and, when asked, a greedy continuation."""
         context = int(self.input["context"]) if self.input else int(self.meta["spec"]["kwargs"]["context"])
         ids = token_ids(inst)
         first = self.model(torch.tensor([ids[-context:]]))[0, -1].float()  # (vocab,) logits of the next token
         result = {"label": None, "probabilities": F.softmax(first, dim=-1).tolist()}
+        if not finite_output(result["probabilities"]):
+            return InstanceError("prompt" if "prompt" in inst else "ids", OVERFLOW_INSIDE)
         n_new = inst.get("max_new_bytes", inst.get("max_new_tokens", 0))
         if n_new:
             logits, out = first, []
@@ -166,6 +181,6 @@ def load_runtime(ref: str, precision: str = "fp32", tracking_uri: str | None = N
 
     model_dir, meta = resolve_ref(ref, tracking_uri)
     spec = require_input_spec(meta, "trainwise serve", str(model_dir / "model.json"))  # before loading weights
-    model, _ = load_model(model_dir, verify=True)
+    model, _ = load_model(model_dir, verify=True, registered=meta.get("registry"))
     model = apply_precision(model.eval(), precision)
     return Runtime(model=model, meta=meta, version=version_of(meta, model_dir), precision=precision, model_dir=model_dir, input=spec)

@@ -32,7 +32,9 @@ def table_instance(columns: list[dict]) -> type[BaseModel]:
     fields = {}
     for col in columns:
         if col["type"] == "numeric":
-            fields[col["name"]] = (FiniteNumber, Field(..., description=f"numeric column {col['name']}"))
+            nullable = col.get("nullable", False)  # imputed in training: null is filled as it was then
+            fields[col["name"]] = (FiniteNumber | None if nullable else FiniteNumber, Field(
+                ..., description=f"numeric column {col['name']}" + ("; null when missing (filled with the training median)" if nullable else "")))
         else:
             cats = col.get("categories", [])
             fields[col["name"]] = (Annotated[str, Field(strict=True)], Field(

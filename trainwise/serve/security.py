@@ -1,10 +1,18 @@
-"""Request guards: API keys, a body size limit and a per-key rate limit, as one ASGI middleware.
+"""Request guards: API keys, a body size limit and rate limits, as one ASGI middleware.
 
 They run before the body is parsed, so an unauthenticated or oversized request costs no JSON
 decoding. API keys are compared with `hmac.compare_digest` against every configured key (no
-early exit), so the time taken says nothing about how much of a key matched. The rate limit is
-a token bucket per key (per client address when no keys are configured): `rate_per_s` sustained,
-`burst` at once; over it the answer is 429 with Retry-After.
+early exit), so the time taken says nothing about how much of a key matched.
+
+Two token buckets (Turner, 1986) bound what a client can do:
+- key guessing: with API keys, every wrong or missing key costs its client address a token of
+  `auth_failures_burst` (refilled at `auth_failures_per_s`). An address out of tokens is answered
+  429 before its key is even compared, so no guess is judged; a right key from another address is
+  unaffected. (Only failures count: valid clients behind one proxy address do not share a limit.)
+- load: the per-key bucket (per client address without keys), `rate_per_s` sustained and `burst`
+  at once, checked after authentication; over it the answer is 429 with Retry-After.
+The buckets' table is bounded: a bucket idle long enough to be full again is forgotten (it equals
+a new one), and past `rate_limit_clients` buckets the least recently seen is forgotten first.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import json
 import math
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
@@ -41,24 +50,47 @@ def match_key(given: bytes, keys: list[bytes]) -> bool:
 
 
 class TokenBucket:
-    """Per-identity token buckets (Turner, 1986); `take(identity)` -> seconds to wait (0 = allowed)."""
+    """Per-identity token buckets; `take(identity)` -> seconds to wait (0 = allowed, a token spent).
 
-    def __init__(self, rate_per_s: float, burst: int):
+    The table holds at most `max_identities` buckets, in order of last use: a bucket unused for
+    `burst / rate_per_s` seconds has refilled, so it is dropped (a new one starts full anyway); when
+    the table is full, the least recently used bucket is dropped. `clock` is for tests.
+    """
+
+    def __init__(self, rate_per_s: float, burst: int, max_identities: int = 100_000, clock=time.monotonic):
         self.rate_per_s = rate_per_s
         self.burst = burst
-        self.buckets_: dict[str, tuple[float, float]] = {}
+        self.max_identities = max_identities
+        self.clock = clock
+        self.buckets_: OrderedDict[str, tuple[float, float]] = OrderedDict()  # identity -> (tokens, last update)
         self.lock_ = threading.Lock()
 
     def take(self, identity: str) -> float:
-        now = time.monotonic()
         with self.lock_:
-            tokens, last = self.buckets_.get(identity, (float(self.burst), now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate_per_s)
-            if tokens >= 1:
-                self.buckets_[identity] = (tokens - 1, now)
-                return 0.0
-            self.buckets_[identity] = (tokens, now)
-            return (1 - tokens) / self.rate_per_s
+            tokens, now = self._tokens(identity)
+            self.buckets_[identity] = (tokens - 1 if tokens >= 1 else tokens, now)
+            self.buckets_.move_to_end(identity)
+            while len(self.buckets_) > self.max_identities:
+                self.buckets_.popitem(last=False)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate_per_s
+
+    def wait_s(self, identity: str) -> float:
+        """Seconds until `identity` has a token, without spending one."""
+        with self.lock_:
+            tokens, _ = self._tokens(identity)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate_per_s
+
+    def _tokens(self, identity: str) -> tuple[float, float]:
+        """(tokens now, now) of `identity`, after forgetting the buckets that have refilled."""
+        now = self.clock()
+        full_after_s = self.burst / self.rate_per_s
+        while self.buckets_:
+            oldest = next(iter(self.buckets_.values()))
+            if now - oldest[1] < full_after_s:
+                break
+            self.buckets_.popitem(last=False)
+        tokens, last = self.buckets_.get(identity, (float(self.burst), now))
+        return min(self.burst, tokens + (now - last) * self.rate_per_s), now
 
 
 class BodyTooLarge(HTTPException):
@@ -68,7 +100,7 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body exceeds the limit of {limit_bytes} bytes")
 
 
-async def _send_json(send, status: int, detail: str, headers: dict | None = None) -> None:
+async def send_json(send, status: int, detail: str, headers: dict | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -80,16 +112,17 @@ class GuardMiddleware:
     """ASGI middleware guarding paths under `protected_prefix` (the API, not health or metrics)."""
 
     def __init__(self, app, keys: list[bytes] | None, max_body_bytes: int, limiter: TokenBucket | None,
-                 protected_prefix: str = "/v1/", on_status=None):
+                 auth_failures: TokenBucket | None = None, protected_prefix: str = "/v1/", on_status=None):
         self.app = app
         self.keys = keys
         self.max_body_bytes = max_body_bytes
         self.limiter = limiter
+        self.auth_failures = auth_failures if keys is not None else None  # key guessing: per client address
         self.protected_prefix = protected_prefix
         self.on_status = on_status or (lambda status: None)
 
     async def reject(self, send, status: int, detail: str, headers: dict | None = None) -> None:
-        await _send_json(send, status, detail, headers)
+        await send_json(send, status, detail, headers)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith(self.protected_prefix):
@@ -104,10 +137,17 @@ class GuardMiddleware:
 
     async def _guard(self, scope, receive, send):
         headers = dict(scope["headers"])
-        identity = (scope.get("client") or ("unknown",))[0]
+        identity = address = (scope.get("client") or ("unknown",))[0]
         if self.keys is not None:
+            if self.auth_failures is not None:
+                wait_s = self.auth_failures.wait_s(address)  # before the key is compared: a blocked guess is not judged
+                if wait_s > 0:
+                    return await self.reject(send, 429, "too many requests with a wrong or missing API key from this address",
+                                             {"retry-after": str(max(1, math.ceil(wait_s)))})
             given = _bearer(headers)
             if given is None or not match_key(given, self.keys):
+                if self.auth_failures is not None:
+                    self.auth_failures.take(address)
                 return await self.reject(send, 401, "missing or invalid API key (send 'Authorization: Bearer KEY')",
                                          {"www-authenticate": "Bearer"})
             identity = hashlib.sha256(given).hexdigest()[:16]  # never keep the key itself in memory maps

@@ -6,9 +6,9 @@ nesting level by level, so a wrong size is named by its dimension, counted as in
 
     dimension 2 has 5 entries at x[1], expected 3 (shape [4, 3]; dimension 0 is the batch)
 
-Element types follow the dtype: JSON numbers for float dtypes (finite), integers for integer
-dtypes (within the dtype's range), true/false for bool. A declared `value_range` is enforced, not
-only documented: a pixel of 7.0 for a [0, 1] model is almost always a client sending 0-255 values,
+Element types follow the dtype: JSON numbers for float dtypes (finite and within the dtype's
+range: 1e39 would be infinity in float32), integers for integer dtypes (within the dtype's range),
+true/false for bool. A declared `value_range` is enforced, not only documented: a pixel of 7.0 for a [0, 1] model is almost always a client sending 0-255 values,
 and a 422 that says so is better than a confident answer on inputs the model never saw.
 """
 
@@ -76,8 +76,7 @@ def _check_values(value, spec: dict, kind: str) -> None:
         raise _error("tensor_integer", f"x holds an integer beyond int64 (dtype {spec['dtype']})") from None
     low, high = _allowed_range(spec, kind)
     bad = ~np.isfinite(arr) if kind == "number" else np.zeros(arr.shape, bool)
-    if low is not None:
-        bad |= (arr < low) | (arr > high)
+    bad |= (arr < low) | (arr > high)
     if bad.any():
         at = [int(i) for i in np.argwhere(bad)[0]]
         v = arr[tuple(at)]
@@ -86,12 +85,11 @@ def _check_values(value, spec: dict, kind: str) -> None:
 
 
 def _allowed_range(spec: dict, kind: str) -> tuple[float | None, float | None]:
-    """The declared value_range, narrowed to what the dtype can hold for integers."""
+    """The declared value_range, narrowed to what the dtype can hold (1e39 is infinity in float32)."""
     low, high = spec.get("value_range") or (None, None)
-    if kind == "integer":
-        info = torch.iinfo(TENSOR_DTYPES[spec["dtype"]])
-        low = info.min if low is None else max(low, info.min)
-        high = info.max if high is None else min(high, info.max)
+    info = torch.iinfo(TENSOR_DTYPES[spec["dtype"]]) if kind == "integer" else torch.finfo(TENSOR_DTYPES[spec["dtype"]])
+    low = info.min if low is None else max(low, info.min)
+    high = info.max if high is None else min(high, info.max)
     return low, high
 
 

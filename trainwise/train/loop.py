@@ -19,13 +19,15 @@ from trainwise.config import Config
 from trainwise.env import pick_device
 from trainwise.errors import TrainwiseError
 from trainwise.train.autoac import confirm_ac_mode, resolve_ac_mode
-from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainwise.rundir import WriteError
+from trainwise.train.checkpoint import load_checkpoint
 from trainwise.train.data import StepSampler, eval_indices
 from trainwise.numerics.hybrid import resolve_auto_split
 from trainwise.train.health import HealthMonitor, NonFiniteError, replay_forward
 from trainwise.train.memory import measure_step_memory
 from trainwise.train.parallel import broadcast_from_main, elastic_restart, grad_sync, kill_for_test, local_device, mean_over_ranks, setup_distributed, shard_fn, teardown_distributed
 from trainwise.train.precision import autocast_context, get_policy, make_grad_scaler
+from trainwise.train.preflight import check_model_output
 from trainwise.train.progress import Progress
 from trainwise.train.rundir_setup import RunFiles, build_workload, default_run_dir, open_run_dir
 from trainwise.train.setup import prepare
@@ -124,13 +126,22 @@ def train_step(parts: StepParts, step: int) -> tuple[torch.Tensor, torch.Tensor,
     return loss_sum, grad_norm, stepped
 
 
+STEP_MS_KEPT = 10_000  # step times carried across a resume: the median of the newest this many
+
+
+def _resumable(history: dict, val: dict, memory: dict, health, recent_losses: list[float], step_ms: list[float]) -> dict:
+    """What a checkpoint keeps besides the tensors: early stopping, the last evaluation, the memory
+    measurement, health counters, and what the summary needs (losses of the last steps, step times)."""
+    return {**history, "val": val, "memory": memory, "health": health.state(), "recent_losses": recent_losses, "step_ms": step_ms[-STEP_MS_KEPT:]}
+
+
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) -> RunResult:
     t_start = time.perf_counter()
     tc = cfg.train
     device = pick_device(tc.device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    policy = get_policy(cfg.precision.policy, device)
+    policy = get_policy(cfg.precision.policy, device, cfg.precision.allow_tf32)
     dist = setup_distributed(cfg.parallel.strategy, cfg.parallel.backend, device)
     device = local_device(dist, device)
     micro_per_step = tc.global_batch_size // (tc.micro_batch_size * dist.world_size)
@@ -140,6 +151,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     # Seed before the workload builds the model, so initial weights depend only on train.seed.
     torch.manual_seed(tc.seed)
     workload = build_workload(cfg)
+    check_model_output(workload, tc.micro_batch_size)  # output shape vs task and classes; same verdict on every rank
     ac_mode, ac_note = resolve_ac_mode(cfg, workload, dist.world_size)  # 'auto' -> a concrete mode
     keep_high_precision, fp8_auto = resolve_auto_split(cfg, workload, policy)  # ['auto'] -> layer names (numerics probe)
     prepared = prepare(
@@ -160,26 +172,29 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     run_dir, resume = broadcast_from_main(dist, (run_dir or default_run_dir(cfg), resume or (elastic_restart() and (Path(run_dir or "") / "config.toml").is_file())))
     run = open_run_dir(cfg, run_dir, resume, workload, policy, prepared, dist, device)
     start_step, history = 0, {"best_val": float("inf"), "bad_evals": 0}
-    ckpt = latest_checkpoint(run.checkpoints) if resume else None
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, model, optimizer, scaler)
+    if run.resume_from is not None:  # open_run_dir verified its manifest and chose it
+        state = load_checkpoint(run.resume_from, model, optimizer, scaler, verify=False)
         start_step, history = state["step"], state["history"]
     health = HealthMonitor(policy, cfg.precision, tc.on_nonfinite, model, state=history.get("health"))
     parts = StepParts(model, optimizer, scaler, health, workload, sampler, policy, device, dist, micro_per_step, tc.grad_clip)
 
-    step_ms: list[float] = []
-    recent_losses: list[float] = []
+    # carried in checkpoints, so a resumed run's summary equals an uninterrupted run's
+    step_ms: list[float] = history.get("step_ms", [])
+    recent_losses: list[float] = history.get("recent_losses", [])
     val: dict = history.get("val", {})
     memory: dict = history.get("memory", {})
     compile_warmup_s = 0.0
     measure_at = start_step + 1
     progress = Progress(tc.steps, start_step, enabled=cfg.log.progress and dist.is_main, unit="tok" if workload.task == "lm" else "samples")
-    status, step = "completed", start_step
+    status, step, checkpointed_step = "completed", start_step, start_step if run.resume_from else None
     model.train()
     try:
         for step in range(start_step, tc.steps):
             if tc.halt_after_steps and step - start_step >= tc.halt_after_steps:
                 status = "halted"
+                break
+            if tc.early_stopping_patience and history["bad_evals"] >= tc.early_stopping_patience:
+                status = "early_stopped"  # resumed from the checkpoint an early-stopped run wrote last
                 break
             lr = lr_at(step, tc.lr, tc.warmup_steps, tc.steps, tc.min_lr_ratio)
             for group in optimizer.param_groups:
@@ -222,13 +237,18 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                 step = done
                 break
             if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps:
-                run.checkpoint(done, model, optimizer, scaler, {**history, "val": val, "memory": memory, "health": health.state()})
+                run.checkpoint(done, model, optimizer, scaler, _resumable(history, val, memory, health, recent_losses, step_ms))
+                checkpointed_step = done
                 kill_for_test(dist, done)
             step = done
     except NonFiniteError as e:
         status = "failed"
         run.fail(str(e))
         raise TrainwiseError(str(e)) from None
+    except WriteError as e:  # a full disk or a read-only folder: one line, the last good checkpoint named
+        status = "failed"
+        run.fail(str(e))
+        raise
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -237,8 +257,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
         if status == "interrupted":
             run.write_summary({"status": "interrupted", "steps": step})
     final_step = step
-    extra = {**history, "val": val, "memory": memory, "health": health.state()}
-    run.checkpoint(final_step, model, optimizer, scaler, extra)
+    if checkpointed_step != final_step:  # rewriting the same step would only risk the one on disk
+        run.checkpoint(final_step, model, optimizer, scaler, _resumable(history, val, memory, health, recent_losses, step_ms))
+        kill_for_test(dist, final_step)  # the tests' kill between the last checkpoint and summary.json
     if status != "halted":
         run.save_model(model, workload)
     summary = {

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ class Policy:
     autocast_dtype: torch.dtype | None  # dtype of autocast regions, None = no autocast
     loss_scaling: bool = False
     fp8_recipe: str | None = None
+    fp32_matmul: str = "ieee"  # 'tf32' when precision.allow_tf32 took effect (CUDA only)
 
     def describe(self) -> dict:
         """The policy stated explicitly, for env.json."""
@@ -38,6 +40,7 @@ class Policy:
             "compute": (f"fp8 matmuls ({self.fp8_recipe} scaling) + " if self.fp8_recipe else "")
             + (f"autocast {str(self.autocast_dtype).removeprefix('torch.')}" if self.autocast_dtype else str(self.param_dtype).removeprefix("torch.")),
             "loss_scaling": "dynamic" if self.loss_scaling else "none",
+            "fp32_matmul": self.fp32_matmul,
         }
 
 
@@ -51,9 +54,10 @@ POLICIES = {
 }
 
 
-def get_policy(name: str, device: torch.device) -> Policy:
-    """The policy, after checking that `device` can run it (a clear error otherwise)."""
-    policy = POLICIES[name]
+def get_policy(name: str, device: torch.device, allow_tf32: bool = False) -> Policy:
+    """The policy, after checking that `device` can run it (a clear error otherwise), with the
+    precision of fp32 matmuls set for this process (`apply_fp32_matmul`)."""
+    policy = dataclasses.replace(POLICIES[name], fp32_matmul=apply_fp32_matmul(allow_tf32, device))
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         needs_bf16 = policy.autocast_dtype == torch.bfloat16 or policy.param_dtype == torch.bfloat16
@@ -67,6 +71,22 @@ def get_policy(name: str, device: torch.device) -> Policy:
         except ImportError:
             raise DeviceError(f"precision.policy = {name!r} needs torchao: pip install torchao") from None
     return policy
+
+
+def apply_fp32_matmul(allow_tf32: bool, device: torch.device) -> str:
+    """Let fp32 matmuls and convolutions on CUDA run as TF32 (inputs rounded to a 10-bit mantissa,
+    on tensor cores; sm_80 or newer) when `allow_tf32`, else as IEEE fp32; returns which.
+
+    Set explicitly either way, so an fp32 control is never TF32 because a library switched it on.
+    Only torch's newer per-backend API is used: torch refuses reads after a mix of it and the
+    legacy `allow_tf32` flags. A CPU has no TF32: there the setting has no effect, and says so.
+    """
+    if device.type != "cuda":
+        return "ieee (precision.allow_tf32 has no effect on cpu)" if allow_tf32 else "ieee"
+    mode = "tf32" if allow_tf32 else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = mode
+    torch.backends.cudnn.conv.fp32_precision = mode
+    return mode
 
 
 def autocast_context(policy: Policy, device: torch.device):

@@ -8,6 +8,9 @@ returning one (see `trainwise.workloads.user`).
 from __future__ import annotations
 
 import difflib
+import os
+import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trainwise.errors import ConfigError
+from trainwise.errors import ConfigError, DataError
 
 TASKS = ("lm", "classification")
 
@@ -139,7 +142,12 @@ def get_workload_fn(name: str) -> Callable[..., Workload]:
 
 
 def build_model_from_spec(spec: dict) -> nn.Module:
-    """Rebuild an untrained model from model.json's spec: {"builder": name, "kwargs": {...}}."""
+    """Rebuild an untrained model from a spec: {"builder": name, "kwargs": {...}}.
+
+    For specs that come from code (a Workload being trained or benchmarked). A spec read from a
+    file (model.json) goes through `trainwise.rundir.load_model`, which checks its builder with
+    `check_builder_trusted` first: a builder names code to run.
+    """
     _import_builtins()
     builder = spec.get("builder")
     if builder in MODEL_BUILDERS:
@@ -149,6 +157,63 @@ def build_model_from_spec(spec: dict) -> nn.Module:
 
         return import_entry(builder)(**spec.get("kwargs", {}))
     raise ConfigError(f"model spec names builder {builder!r}, which is not known (known: {', '.join(sorted(MODEL_BUILDERS))})")
+
+
+# ---------------------------------------------------------------------------------------------
+# which builders a saved model may name
+#
+# Loading a model calls its builder with model.json's kwargs, so a builder such as `os:system`
+# would run a command. A saved model's builder is therefore resolved only from MODEL_BUILDERS,
+# from the top-level package of the entry point the model was trained with (recorded in the run's
+# config.toml, and in the registry's tags at registration), or from modules the operator names
+# in $TRAINWISE_TRUSTED_BUILDERS. Docs: docs/registry.md, "What is trusted".
+
+TRUSTED_BUILDERS_ENV = "TRAINWISE_TRUSTED_BUILDERS"
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def trusted_modules(entry: str) -> list[str]:
+    """Modules (with their submodules) a 'module:function' builder may come from.
+
+    The top-level package of the training run's entry point, unless that is the standard library
+    or trainwise itself (no workload lives there, and `os:system` or `trainwise.rundir:write_atomic`
+    would run a command or write a file), then each module listed, comma-separated, in
+    $TRAINWISE_TRUSTED_BUILDERS.
+
+    >>> trusted_modules("mypkg.workloads:make")
+    ['mypkg']
+    >>> trusted_modules("os:system")
+    []
+    """
+    found = []
+    top = entry.split(":", 1)[0].split(".", 1)[0] if entry else ""
+    if top and _MODULE.fullmatch(top) and top not in sys.stdlib_module_names and top != "trainwise":
+        found.append(top)
+    for item in os.environ.get(TRUSTED_BUILDERS_ENV, "").split(","):
+        if item.strip():
+            if not _MODULE.fullmatch(item.strip()):
+                raise ConfigError(f"${TRUSTED_BUILDERS_ENV} item {item.strip()!r}: expected a module name such as mypkg.models (comma-separated)")
+            found.append(item.strip())
+    return found
+
+
+def check_builder_trusted(builder, entry: str, where: str) -> None:
+    """Refuse a saved model's builder that is neither built in, nor from the trained entry point's
+    package, nor named in $TRAINWISE_TRUSTED_BUILDERS; nothing is imported before the check."""
+    _import_builtins()
+    if isinstance(builder, str) and builder in MODEL_BUILDERS:
+        return
+    module, _, function = builder.partition(":") if isinstance(builder, str) else ("", "", "")
+    if not (_MODULE.fullmatch(module) and function.isidentifier()):
+        raise DataError(f"{where}: builder {builder!r} is neither a built-in model ({', '.join(sorted(MODEL_BUILDERS))}) "
+                        "nor 'package.module:function'; refusing to load it")
+    trusted = trusted_modules(entry)
+    if any(module == t or module.startswith(t + ".") for t in trusted):
+        return
+    source = (f"the package of the entry point the model was trained with ({entry})" if entry
+              else "an entry point of the run (a built-in workload trained it)")
+    raise DataError(f"{where}: builder {builder!r} is neither a built-in model nor from {source}; refusing to import and run it. "
+                    f"If you trust module {module!r}, set {TRUSTED_BUILDERS_ENV}={module}")
 
 
 def _import_builtins() -> None:

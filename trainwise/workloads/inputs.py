@@ -175,8 +175,10 @@ def check_split_matches(spec: dict, inputs: torch.Tensor, where: str) -> None:
 
 
 def table_width(preprocessing: dict) -> int:
-    """Features the table preprocessing makes: one per numeric column, one per trained category."""
-    return len(preprocessing["numeric"]) + sum(len(c["categories"]) for c in preprocessing["categorical"])
+    """Features the table preprocessing makes: one per numeric column, one missing-indicator per
+    imputed numeric column, one per trained category (`tabular.feature_names`)."""
+    n_indicators = sum(1 for c in preprocessing["numeric"] if c.get("indicator"))
+    return len(preprocessing["numeric"]) + n_indicators + sum(len(c["categories"]) for c in preprocessing["categorical"])
 
 
 def _number_kind(dtype: torch.dtype) -> str:

@@ -3,9 +3,9 @@
 The built-in table is the Fair (1969 Redbook survey) data that ships inside statsmodels: 6,366
 women, the target is whether they reported any extramarital affair, and education and occupation
 are categorical columns usable as evaluation slices. Preprocessing (standard scaling of numeric
-columns, one-hot encoding of categorical ones) is fitted on the training split only by
-scikit-learn, then exported as plain JSON so that serving applies exactly the same transform
-without pickle.
+columns, one-hot encoding of categorical ones, and for numeric columns with missing values a
+training-median fill plus a missing-indicator feature) is fitted on the training split only, then
+exported as plain JSON so that serving applies exactly the same transform without pickle.
 """
 
 from __future__ import annotations
@@ -60,13 +60,29 @@ def build_tabular_mlp(n_features: int, n_classes: int, d_hidden: int, n_layers: 
 # preprocessing as JSON
 
 
-def fit_preprocessing(train: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict:
-    """Fit scaling and one-hot encoding on the training rows; return the learned parameters as JSON."""
+def fit_preprocessing(train: pd.DataFrame, numeric: list[str], categorical: list[str], impute: list[str] = ()) -> dict:
+    """Fit scaling and one-hot encoding on the training rows; return the learned parameters as JSON.
+
+    Numeric columns in `impute` (those with missing values anywhere in the table) get their
+    training median as `fill`, applied before scaling, plus a 0/1 missing-indicator feature: the
+    same as scikit-learn's SimpleImputer(strategy="median") -> StandardScaler, with
+    MissingIndicator for the indicators (tested).
+    """
     prep: dict = {"numeric": [], "categorical": []}
     if numeric:
-        scaler = StandardScaler().fit(train[numeric].to_numpy(dtype=np.float64))
+        values = train[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+        fills = {}
+        for j, col in enumerate(numeric):
+            if col in impute:
+                observed = values[~np.isnan(values[:, j]), j]
+                if len(observed) == 0:
+                    raise DataError(f"numeric column {col!r} has no values in the training rows; nothing to impute from")
+                fills[col] = float(np.median(observed))
+                values[:, j] = np.where(np.isnan(values[:, j]), fills[col], values[:, j])
+        scaler = StandardScaler().fit(values)
         for col, mean, scale in zip(numeric, scaler.mean_, scaler.scale_):
-            prep["numeric"].append({"name": col, "mean": float(mean), "scale": float(scale)})
+            entry = {"name": col, "mean": float(mean), "scale": float(scale)}
+            prep["numeric"].append(entry | ({"fill": fills[col], "indicator": True} if col in fills else {}))
     if categorical:
         enc = OneHotEncoder(handle_unknown="ignore").fit(train[categorical].astype(str))
         for col, cats in zip(categorical, enc.categories_):
@@ -76,6 +92,7 @@ def fit_preprocessing(train: pd.DataFrame, numeric: list[str], categorical: list
 
 def feature_names(prep: dict) -> list[str]:
     names = [c["name"] for c in prep["numeric"]]
+    names += [f"{c['name']}=<missing>" for c in prep["numeric"] if c.get("indicator")]
     for c in prep["categorical"]:
         names += [f"{c['name']}={v}" for v in c["categories"]]
     return names
@@ -84,17 +101,26 @@ def feature_names(prep: dict) -> list[str]:
 def apply_preprocessing(prep: dict, frame: pd.DataFrame) -> np.ndarray:
     """Transform raw rows with fitted parameters; equals scikit-learn's transform (tested).
 
-    Unknown categories encode as all zeros, as OneHotEncoder(handle_unknown="ignore") does.
+    Features: scaled numeric columns, then the missing indicators of imputed columns, then the
+    one-hot columns. Unknown categories encode as all zeros, as OneHotEncoder(handle_unknown="ignore")
+    does. A missing number in a column that was not imputed in training is refused: the model
+    never saw one there.
     """
     missing = [c["name"] for c in prep["numeric"] + prep["categorical"] if c["name"] not in frame.columns]
     if missing:
         raise DataError(f"input rows lack the columns {', '.join(missing)} that the model was trained on")
-    cols = []
+    cols, indicators = [], []
     for c in prep["numeric"]:
         values = pd.to_numeric(frame[c["name"]], errors="coerce").to_numpy(dtype=np.float64)
-        if np.isnan(values).any():
+        absent = np.isnan(values)
+        if "fill" in c:
+            values = np.where(absent, c["fill"], values)
+        elif absent.any():
             raise DataError(f"column {c['name']!r} has missing or non-numeric values; expected numbers")
+        if c.get("indicator"):
+            indicators.append(absent[:, None].astype(np.float64))
         cols.append(((values - c["mean"]) / c["scale"])[:, None])
+    cols += indicators
     for c in prep["categorical"]:
         values = frame[c["name"]].astype(str).to_numpy()
         cols.append((values[:, None] == np.asarray(c["categories"])[None, :]).astype(np.float64))
@@ -117,7 +143,8 @@ def table_workload(cfg, frame: pd.DataFrame, target: str, numeric: list[str], ca
     class_index = {c: i for i, c in enumerate(classes)}
     y = y_raw.astype(str).map(class_index).to_numpy()
     rows = split_rows(len(frame), cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
-    prep = fit_preprocessing(frame.iloc[rows["train"]], numeric, categorical)
+    impute = [c for c in numeric if frame[c].isna().any()]  # anywhere in the table: val/test rows are transformed too
+    prep = fit_preprocessing(frame.iloc[rows["train"]], numeric, categorical, impute)
     splits = {}
     for split, idx in rows.items():
         part = frame.iloc[idx]
@@ -125,7 +152,7 @@ def table_workload(cfg, frame: pd.DataFrame, target: str, numeric: list[str], ca
         meta = part[slice_columns].astype(str).reset_index(drop=True) if slice_columns else None
         splits[split] = Split(inputs=x, targets=torch.from_numpy(y[idx]).long(), ids=idx.astype(np.int64), meta=meta)
     kwargs = dict(n_features=splits["train"].inputs.shape[1], n_classes=len(classes), d_hidden=cfg.model.d_model, n_layers=cfg.model.n_layers, dropout=cfg.model.dropout)
-    schema = [{"name": c, "type": "numeric"} for c in numeric] + [
+    schema = [{"name": c, "type": "numeric"} | ({"nullable": True} if c in impute else {}) for c in numeric] + [
         {"name": c["name"], "type": "categorical", "categories": c["categories"]} for c in prep["categorical"]
     ]
     return Workload(
