@@ -169,6 +169,10 @@ def test_serve_log_monitor_retrain_and_hot_swap(tmp_path, capsys, monkeypatch, e
     for event, t in timeline.items():
         print(f"  {t - start:7.2f} s  {event}")
     print(f"  decision: {record['decision']} (gate {'passed' if record['gate_passed'] else 'failed'}: {record['gate_reasons']})")
+    if os.environ.get("TRAINWISE_E2E_TIMELINE_JSON"):  # benchmarks/serve_monitor_e2e.py commits it
+        Path(os.environ["TRAINWISE_E2E_TIMELINE_JSON"]).write_text(json.dumps(
+            {"seconds_after_first_request": {e: round(t - start, 2) for e, t in timeline.items()}, "decision": record["decision"],
+             "gate_verdict": record.get("gate_verdict"), "triggers": [t["name"] for t in drift["triggers"]]}, indent=2))
 
     # the log the real server wrote was read with no renaming; metadata was never tested; predictions were
     assert {"timestamp", "request_id", "instance", "model_version", "latency_ms", "in_age", "prediction", "prob_yes", "label"} <= set(log.columns)
