@@ -21,7 +21,15 @@ from statistics import median
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/lm-tiny.toml"
 # log_every=1 on both sides: the bench logs every step (for pruning), so the config run alone does too
-SETS = ["train.steps=20", "train.eval_every=0", "train.eval_batches=2", "train.checkpoint_every=0", "train.threads=2", "train.log_every=1", "log.progress=false"]
+SETS = [
+    "train.steps=20",
+    "train.eval_every=0",
+    "train.eval_batches=2",
+    "train.checkpoint_every=0",
+    "train.threads=2",
+    "train.log_every=1",
+    "log.progress=false",
+]
 
 
 def cli(*args: str) -> None:
@@ -36,8 +44,21 @@ def alone(tmp: Path, i: int) -> float:
 
 def in_bench(tmp: Path, i: int) -> float:
     out = tmp / f"bench-{i}"
-    cli("bench", CONFIG, "--grid", "precision.policy=fp32", *sum((["--set", s] for s in SETS + ["bench.baseline=false", "bench.control_seeds=1", "bench.timing_rounds=0"]), []), "--out", str(out))
-    return json.loads((out / "results.json").read_text())[0]["train_median_step_ms"]  # the training run's own steps, not the timing phase's
+    cli(
+        "bench",
+        CONFIG,
+        "--grid",
+        "precision.policy=fp32",
+        *sum(
+            (["--set", s] for s in SETS + ["bench.baseline=false", "bench.control_seeds=1", "bench.timing_rounds=0"]),
+            [],
+        ),
+        "--out",
+        str(out),
+    )
+    return json.loads((out / "results.json").read_text())[0][
+        "train_median_step_ms"
+    ]  # the training run's own steps, not the timing phase's
 
 
 def main(rounds: int = 5) -> None:
@@ -50,9 +71,19 @@ def main(rounds: int = 5) -> None:
             print(f"round {i + 1}: alone {a[-1]:.1f} ms, in bench {b[-1]:.1f} ms", flush=True)
     ratio = median(b) / median(a)
     paired = median(y / x for x, y in zip(a, b))
-    result = {"config": CONFIG, "overrides": SETS, "rounds": rounds, "alone_step_ms": a, "bench_step_ms": b,
-              "alone_median_step_ms": median(a), "bench_median_step_ms": median(b), "ratio_bench_over_alone": ratio,
-              "median_paired_ratio": paired, "target": "within 3%", "date": time.strftime("%Y-%m-%d")}
+    result = {
+        "config": CONFIG,
+        "overrides": SETS,
+        "rounds": rounds,
+        "alone_step_ms": a,
+        "bench_step_ms": b,
+        "alone_median_step_ms": median(a),
+        "bench_median_step_ms": median(b),
+        "ratio_bench_over_alone": ratio,
+        "median_paired_ratio": paired,
+        "target": "within 3%",
+        "date": time.strftime("%Y-%m-%d"),
+    }
     stem = ROOT / "benchmarks" / f"bench_overhead_cpu-2core_{time.strftime('%Y%m%d')}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".md").write_text(
@@ -61,7 +92,8 @@ def main(rounds: int = 5) -> None:
         f"(A = `trainwise train`, B = `trainwise bench --grid precision.policy=fp32`), shared 2-core CPU.\n\n"
         f"| | median step ms | min | max |\n|---|---|---|---|\n"
         f"| alone | {median(a):.1f} | {min(a):.1f} | {max(a):.1f} |\n| in bench | {median(b):.1f} | {min(b):.1f} | {max(b):.1f} |\n\n"
-        f"ratio of medians (bench / alone): **{ratio:.3f}** ({ratio - 1:+.1%}); median of the paired per-round ratios: {paired:.3f} ({paired - 1:+.1%}). Target: within 3%.\n")
+        f"ratio of medians (bench / alone): **{ratio:.3f}** ({ratio - 1:+.1%}); median of the paired per-round ratios: {paired:.3f} ({paired - 1:+.1%}). Target: within 3%.\n"
+    )
     print(stem.with_suffix(".md").read_text())
 
 

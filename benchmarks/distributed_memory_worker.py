@@ -32,18 +32,30 @@ def main(strategy: str, out_dir: str) -> None:
     dist = setup_distributed(strategy, "gloo", device)
     torch.manual_seed(cfg.train.seed)
     workload = build_workload(cfg)
-    model = prepare(workload.model, policy=policy, device=device, block_classes=workload.block_classes,
-                    shard=shard_fn(strategy, dist, device, policy, cfg.parallel, workload.block_classes)).model
+    model = prepare(
+        workload.model,
+        policy=policy,
+        device=device,
+        block_classes=workload.block_classes,
+        shard=shard_fn(strategy, dist, device, policy, cfg.parallel, workload.block_classes),
+    ).model
     opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.95))
     x, y = workload.train.batch(torch.arange(dist.rank * 8, dist.rank * 8 + 8))
     workload.loss_fn(model(x), y).backward()
     grads = sum(local_bytes(p.grad) for p in model.parameters() if p.grad is not None)
     opt.step()
     row = {
-        "strategy": strategy, "rank": dist.rank, "world_size": dist.world_size,
+        "strategy": strategy,
+        "rank": dist.rank,
+        "world_size": dist.world_size,
         "parameter_bytes": sum(local_bytes(p) for p in model.parameters()),
         "gradient_bytes": grads,
-        "optimizer_state_bytes": sum(local_bytes(v) for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor) and v.dim() > 0),
+        "optimizer_state_bytes": sum(
+            local_bytes(v)
+            for st in opt.state.values()
+            for v in st.values()
+            if isinstance(v, torch.Tensor) and v.dim() > 0
+        ),
     }
     row["total_bytes"] = row["parameter_bytes"] + row["gradient_bytes"] + row["optimizer_state_bytes"]
     with open(os.path.join(out_dir, f"{strategy}_rank{dist.rank}.json"), "w") as f:

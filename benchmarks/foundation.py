@@ -37,7 +37,13 @@ def minimal_loop(cfg, steps: int) -> list[float]:
     w = get_workload_fn(cfg.workload.name)(cfg)
     model = w.model
     policy = POLICIES[cfg.precision.policy]
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), weight_decay=cfg.train.weight_decay, foreach=True)
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.train.lr,
+        betas=(cfg.train.beta1, cfg.train.beta2),
+        weight_decay=cfg.train.weight_decay,
+        foreach=True,
+    )
     g = torch.Generator().manual_seed(0)
     times = []
     for step in range(steps):
@@ -69,12 +75,17 @@ def speed(repeats: int, steps: int) -> dict:
                 s = train(cfg, Path(d) / "run").summary
             runs.setdefault(f"trainwise {policy}", []).append(s["median_step_ms"])
             runs.setdefault(f"minimal {policy}", []).append(statistics.median(minimal_loop(cfg, steps)))
-            print(f"repeat {r}: {policy}: trainwise {runs[f'trainwise {policy}'][-1]:.1f} ms, minimal {runs[f'minimal {policy}'][-1]:.1f} ms", flush=True)
+            print(
+                f"repeat {r}: {policy}: trainwise {runs[f'trainwise {policy}'][-1]:.1f} ms, minimal {runs[f'minimal {policy}'][-1]:.1f} ms",
+                flush=True,
+            )
     out = {k: spread(v) for k, v in runs.items()}
     out["bf16_over_fp32"] = out["trainwise bf16-mixed"]["median"] / out["trainwise fp32"]["median"]
     out["paired_bf16_over_fp32"] = spread([b / a for a, b in zip(runs["trainwise fp32"], runs["trainwise bf16-mixed"])])
     for policy in ("fp32", "bf16-mixed"):
-        out[f"overhead_{policy}"] = spread([t / m - 1 for t, m in zip(runs[f"trainwise {policy}"], runs[f"minimal {policy}"])])
+        out[f"overhead_{policy}"] = spread(
+            [t / m - 1 for t, m in zip(runs[f"trainwise {policy}"], runs[f"minimal {policy}"])]
+        )
     return out
 
 
@@ -87,8 +98,14 @@ def quality(policies: list[str]) -> dict:
             result = train(cfg, Path(d) / "run")
             losses = [json.loads(x)["loss"] for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
         s = result.summary
-        out[policy] = {"final_val_loss": s["final_val_loss"], "final_train_loss": s["final_train_loss"], "first_logged_loss": losses[0],
-                       "median_step_ms": s["median_step_ms"], "skipped_steps": s["skipped_steps"], "wall_s": time.perf_counter() - t0}
+        out[policy] = {
+            "final_val_loss": s["final_val_loss"],
+            "final_train_loss": s["final_train_loss"],
+            "first_logged_loss": losses[0],
+            "median_step_ms": s["median_step_ms"],
+            "skipped_steps": s["skipped_steps"],
+            "wall_s": time.perf_counter() - t0,
+        }
         print(f"quality {policy}: val {s['final_val_loss']:.4f} in {out[policy]['wall_s']:.0f} s", flush=True)
     base = out["fp32"]["final_val_loss"]
     for policy in policies:
@@ -110,7 +127,10 @@ def write_report(result: dict, out: Path) -> None:
         "|---|---|---|",
     ]
     for loop in ("trainwise", "minimal"):
-        cells = [f"{s[f'{loop} {p}']['median']:.1f} ({s[f'{loop} {p}']['min']:.1f}-{s[f'{loop} {p}']['max']:.1f})" for p in ("fp32", "bf16-mixed")]
+        cells = [
+            f"{s[f'{loop} {p}']['median']:.1f} ({s[f'{loop} {p}']['min']:.1f}-{s[f'{loop} {p}']['max']:.1f})"
+            for p in ("fp32", "bf16-mixed")
+        ]
         lines.append(f"| {loop} | {cells[0]} | {cells[1]} |")
     p = s["paired_bf16_over_fp32"]
     lines += [
@@ -119,12 +139,25 @@ def write_report(result: dict, out: Path) -> None:
     ]
     for policy in ("fp32", "bf16-mixed"):
         o = s[f"overhead_{policy}"]
-        lines.append(f"- trainwise overhead vs minimal loop, {policy}: **{o['median']:+.1%}** (per repeat {o['min']:+.1%} to {o['max']:+.1%}); target within 3%")
-    lines += ["", "## Quality (full recipe, 200 steps, same seed and data order)", "", "| policy | first logged train loss | final val loss | vs fp32 | skipped steps | median step ms |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"- trainwise overhead vs minimal loop, {policy}: **{o['median']:+.1%}** (per repeat {o['min']:+.1%} to {o['max']:+.1%}); target within 3%"
+        )
+    lines += [
+        "",
+        "## Quality (full recipe, 200 steps, same seed and data order)",
+        "",
+        "| policy | first logged train loss | final val loss | vs fp32 | skipped steps | median step ms |",
+        "|---|---|---|---|---|---|",
+    ]
     for policy, v in q.items():
-        lines.append(f"| {policy} | {v['first_logged_loss']:.4f} | {v['final_val_loss']:.4f} | {v['val_loss_vs_fp32']:+.2%} | {v['skipped_steps']} | {v['median_step_ms']:.1f} |")
-    lines += ["", "Targets: bf16-mixed within 2% of fp32's validation loss; fp8-tensorwise trains (loss falls) and ends within 5%.",
-              "fp8 runs emulated on CPU (real fp8 casts and scales, fp32 GEMM of the dequantised values): its speed here means nothing."]
+        lines.append(
+            f"| {policy} | {v['first_logged_loss']:.4f} | {v['final_val_loss']:.4f} | {v['val_loss_vs_fp32']:+.2%} | {v['skipped_steps']} | {v['median_step_ms']:.1f} |"
+        )
+    lines += [
+        "",
+        "Targets: bf16-mixed within 2% of fp32's validation loss; fp8-tensorwise trains (loss falls) and ends within 5%.",
+        "fp8 runs emulated on CPU (real fp8 casts and scales, fp32 GEMM of the dequantised values): its speed here means nothing.",
+    ]
     (out.with_suffix(".md")).write_text("\n".join(lines) + "\n")
     (out.with_suffix(".json")).write_text(json.dumps(result, indent=2) + "\n")
 
@@ -143,7 +176,11 @@ def main() -> None:
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "command": f"python benchmarks/foundation.py --repeats {args.repeats} --speed-steps {args.speed_steps}",
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "speed": speed(args.repeats, args.speed_steps),
         "quality": quality(args.quality.split(",")),
     }

@@ -52,8 +52,10 @@ from trainwise.evaluate.intervals import matched_proportions_from_counts, paired
 BASE_ACCURACY = 0.80
 Z_MEAN, Z_SD = 1.6, 1.2  # baseline logit of the true class: mean log loss ~0.30, accuracy ~0.90
 RULES = {"accuracy": Rule("accuracy", 0.005), "log_loss": Rule("log_loss", 0.01)}
-SCENARIOS = {"accuracy": {"retrained-like": 0.90, "low-precision-like": 0.98},  # agreement of correctness
-             "log_loss": {"retrained-like": 0.5, "low-precision-like": 0.15}}  # tau: candidate's own logit noise
+SCENARIOS = {
+    "accuracy": {"retrained-like": 0.90, "low-precision-like": 0.98},  # agreement of correctness
+    "log_loss": {"retrained-like": 0.5, "low-precision-like": 0.15},
+}  # tau: candidate's own logit noise
 MULTIPLES = (0.0, 0.5, 1.0, 2.0)  # true worsening in units of the tolerance
 CELLS_PER_CHUNK = 4_000_000  # simulated examples held in memory at once
 
@@ -120,8 +122,17 @@ def simulate_cell(rule_name: str, scenario: float, multiple: float, n: int, reps
         se_sum += float(np.sum(change.se))
         done += r
     mean_se = se_sum / reps
-    out = {"rule": rule_name, "tolerance": rule.tolerance, "scenario_param": scenario, "multiple": multiple, "true_worsening": worsening,
-           "n": n, "reps": reps, "mean_se": mean_se, "tolerance_in_se": rule.tolerance / mean_se if mean_se > 0 else None}
+    out = {
+        "rule": rule_name,
+        "tolerance": rule.tolerance,
+        "scenario_param": scenario,
+        "multiple": multiple,
+        "true_worsening": worsening,
+        "n": n,
+        "reps": reps,
+        "mean_se": mean_se,
+        "tolerance_in_se": rule.tolerance / mean_se if mean_se > 0 else None,
+    }
     for s, k in counts.items():
         lo, hi = proportion_confint(k, reps, method="wilson")
         out[s] = {"rate": k / reps, "wilson95": [lo, hi]}
@@ -134,9 +145,13 @@ def check_properties(cell: dict) -> list[str]:
     rate of equal models is Phi(3 - 1.645) = 91%, so a point rate of 89% on 2,000 pairs is noise)."""
     problems = []
     if cell["multiple"] >= 2.0 and cell["pass"]["wilson95"][0] > 0.05:
-        problems.append(f"a true worsening of {cell['multiple']:g}x the tolerance passed {cell['pass']['rate']:.1%} > 5% (n = {cell['n']})")
+        problems.append(
+            f"a true worsening of {cell['multiple']:g}x the tolerance passed {cell['pass']['rate']:.1%} > 5% (n = {cell['n']})"
+        )
     if cell["multiple"] == 0.0 and (cell["tolerance_in_se"] or 0) >= 3 and cell["pass"]["wilson95"][1] < 0.90:
-        problems.append(f"equal models passed {cell['pass']['rate']:.1%} < 90% with the tolerance {cell['tolerance_in_se']:.1f} SE (n = {cell['n']})")
+        problems.append(
+            f"equal models passed {cell['pass']['rate']:.1%} < 90% with the tolerance {cell['tolerance_in_se']:.1f} SE (n = {cell['n']})"
+        )
     return problems
 
 
@@ -163,10 +178,18 @@ def consistency_check(pairs: int, n: int, seed: int) -> dict:
     rule = RULES["accuracy"]
     base, cand = draw_correctness(rng, pairs, n, accuracy_cells(0.01, 0.90))
     vectorised = judge_change(rule, paired_interval("accuracy", base, cand), rule.confidence, n)["status"]
-    full = [compare_predictions(*frames_from_correctness(rng, base[i], cand[i]), "classification", Gate([rule]), n_boot=100).rules[0]["status"]
-            for i in range(pairs)]
-    return {"pairs": pairs, "n": n, "agree": int(sum(a == b for a, b in zip(vectorised, full))),
-            "statuses": {s: full.count(s) for s in ("pass", "fail", "inconclusive")}}
+    full = [
+        compare_predictions(
+            *frames_from_correctness(rng, base[i], cand[i]), "classification", Gate([rule]), n_boot=100
+        ).rules[0]["status"]
+        for i in range(pairs)
+    ]
+    return {
+        "pairs": pairs,
+        "n": n,
+        "agree": int(sum(a == b for a, b in zip(vectorised, full))),
+        "statuses": {s: full.count(s) for s in ("pass", "fail", "inconclusive")},
+    }
 
 
 def coverage_check(reps: int, n_boot: int, seed: int, worsening: float = 0.03, disagree: float = 0.10) -> list[dict]:
@@ -175,7 +198,9 @@ def coverage_check(reps: int, n_boot: int, seed: int, worsening: float = 0.03, d
     z95 = stats.norm.ppf(0.95)
     rows = []
     for n in (30, 50, 100, 300, 1000):
-        p = np.array([(disagree + worsening) / 2, (disagree - worsening) / 2, 1 - disagree])  # base only, cand only, agree
+        p = np.array(
+            [(disagree + worsening) / 2, (disagree - worsening) / 2, 1 - disagree]
+        )  # base only, cand only, agree
         counts = rng.multinomial(n, p, size=reps)
         b, c = counts[:, 0], counts[:, 1]
         am_upper = -matched_proportions_from_counts(b, c, n).bounds(0.95)[0]
@@ -184,9 +209,16 @@ def coverage_check(reps: int, n_boot: int, seed: int, worsening: float = 0.03, d
         t_upper = w + stats.t.ppf(0.95, n - 1) * sd / np.sqrt(n)
         boot = rng.multinomial(n, counts / n, size=(n_boot, reps))  # percentile bootstrap, resampling examples
         p_upper = np.quantile((boot[..., 0] - boot[..., 1]) / n, 0.95, axis=0)
-        rows.append({"n": n, "reps": reps, "agresti_min": float(np.mean(worsening <= am_upper)),
-                     "paired_t": float(np.mean(worsening <= t_upper)), "percentile_bootstrap": float(np.mean(worsening <= p_upper)),
-                     "z": z95})
+        rows.append(
+            {
+                "n": n,
+                "reps": reps,
+                "agresti_min": float(np.mean(worsening <= am_upper)),
+                "paired_t": float(np.mean(worsening <= t_upper)),
+                "percentile_bootstrap": float(np.mean(worsening <= p_upper)),
+                "z": z95,
+            }
+        )
     return rows
 
 
@@ -195,7 +227,9 @@ def coverage_check(reps: int, n_boot: int, seed: int, worsening: float = 0.03, d
 
 
 def hardware_tag() -> str:
-    return f"{platform.machine().lower() or 'cpu'}-{os.cpu_count()}core".replace("x86_64", "cpu").replace("amd64", "cpu")
+    return f"{platform.machine().lower() or 'cpu'}-{os.cpu_count()}core".replace("x86_64", "cpu").replace(
+        "amd64", "cpu"
+    )
 
 
 def rate(cell: dict, s: str) -> str:
@@ -203,48 +237,91 @@ def rate(cell: dict, s: str) -> str:
 
 
 def markdown(out: dict, command: str) -> str:
-    lines = [f"# Gate calibration by simulation: pass / fail / inconclusive rates ({out['reps']} simulated pairs per cell)", "",
-             f"Command: `{command}` ({out['elapsed_s']:.0f} s, load average {out['load_average_end']:.1f} at the end). "
-             "Every verdict comes from the gate's own functions (`paired_interval` -> `judge_change`), one-sided 95% bounds.", "",
-             "Properties (issue 15): a true worsening of 2x the tolerance passes <= 5% at every n; equal models pass >= 90% "
-             "once the tolerance is >= 3 standard errors of the paired difference (column 'tol / SE'). At 1x (the margin) the "
-             "pass rate is the test's size, nominally 5%.", ""]
+    lines = [
+        f"# Gate calibration by simulation: pass / fail / inconclusive rates ({out['reps']} simulated pairs per cell)",
+        "",
+        f"Command: `{command}` ({out['elapsed_s']:.0f} s, load average {out['load_average_end']:.1f} at the end). "
+        "Every verdict comes from the gate's own functions (`paired_interval` -> `judge_change`), one-sided 95% bounds.",
+        "",
+        "Properties (issue 15): a true worsening of 2x the tolerance passes <= 5% at every n; equal models pass >= 90% "
+        "once the tolerance is >= 3 standard errors of the paired difference (column 'tol / SE'). At 1x (the margin) the "
+        "pass rate is the test's size, nominally 5%.",
+        "",
+    ]
     for rule_name, scenarios in SCENARIOS.items():
         for label, param in scenarios.items():
             what = f"agreement {param:.0%}" if rule_name == "accuracy" else f"tau = {param}"
-            lines += [f"## {rule_name} (tolerance {RULES[rule_name].tolerance:g}), {label} ({what})", "",
-                      "| n | tol / SE | " + " | ".join(f"true worsening {m:g}x: pass / fail / inconclusive" for m in MULTIPLES) + " |",
-                      "|---|---|" + "---|" * len(MULTIPLES)]
+            lines += [
+                f"## {rule_name} (tolerance {RULES[rule_name].tolerance:g}), {label} ({what})",
+                "",
+                "| n | tol / SE | "
+                + " | ".join(f"true worsening {m:g}x: pass / fail / inconclusive" for m in MULTIPLES)
+                + " |",
+                "|---|---|" + "---|" * len(MULTIPLES),
+            ]
             for n in out["n"]:
-                cells = [c for c in out["cells"] if c["rule"] == rule_name and c["scenario_param"] == param and c["n"] == n]
+                cells = [
+                    c for c in out["cells"] if c["rule"] == rule_name and c["scenario_param"] == param and c["n"] == n
+                ]
                 cells.sort(key=lambda c: c["multiple"])
                 tol_se = cells[0]["tolerance_in_se"]
-                lines.append(f"| {n:,} | {tol_se:.2f} | " + " | ".join(f"{rate(c, 'pass')} / {rate(c, 'fail')} / {rate(c, 'inconclusive')}" for c in cells) + " |")
+                lines.append(
+                    f"| {n:,} | {tol_se:.2f} | "
+                    + " | ".join(f"{rate(c, 'pass')} / {rate(c, 'fail')} / {rate(c, 'inconclusive')}" for c in cells)
+                    + " |"
+                )
             lines.append("")
     problems = [p for c in out["cells"] for p in c["problems"]]
     margin = max((c for c in out["cells"] if c["multiple"] == 1.0), key=lambda c: c["pass"]["rate"])
-    lines += [f"Size at the margin (true worsening = tolerance): the largest pass rate is {rate(margin, 'pass')} "
-              f"({margin['rule']}, n = {margin['n']:,}, Wilson 95% [{margin['pass']['wilson95'][0]:.1%}, {margin['pass']['wilson95'][1]:.1%}]).", ""]
-    lines += ["## Verdict", "", ("All properties hold." if not problems else "Violations:\n" + "\n".join(f"- {p}" for p in problems)), ""]
+    lines += [
+        f"Size at the margin (true worsening = tolerance): the largest pass rate is {rate(margin, 'pass')} "
+        f"({margin['rule']}, n = {margin['n']:,}, Wilson 95% [{margin['pass']['wilson95'][0]:.1%}, {margin['pass']['wilson95'][1]:.1%}]).",
+        "",
+    ]
+    lines += [
+        "## Verdict",
+        "",
+        ("All properties hold." if not problems else "Violations:\n" + "\n".join(f"- {p}" for p in problems)),
+        "",
+    ]
     cc = out["consistency"]
-    lines += [f"Consistency: on {cc['pairs']} simulated pairs (n = {cc['n']}, true accuracy drop 0.01), `compare_predictions` and the "
-              f"vectorised path gave the same accuracy-rule status {cc['agree']} of {cc['pairs']} times ({cc['statuses']}).", ""]
-    lines += ["## Coverage of the one-sided 95% upper bound of an accuracy worsening (true 0.03, 10% discordant)", "",
-              "| n | Agresti-Min (the gate) | paired t | percentile bootstrap |", "|---|---|---|---|"]
-    lines += [f"| {r['n']} | {r['agresti_min']:.3f} | {r['paired_t']:.3f} | {r['percentile_bootstrap']:.3f} |" for r in out["coverage"]]
+    lines += [
+        f"Consistency: on {cc['pairs']} simulated pairs (n = {cc['n']}, true accuracy drop 0.01), `compare_predictions` and the "
+        f"vectorised path gave the same accuracy-rule status {cc['agree']} of {cc['pairs']} times ({cc['statuses']}).",
+        "",
+    ]
+    lines += [
+        "## Coverage of the one-sided 95% upper bound of an accuracy worsening (true 0.03, 10% discordant)",
+        "",
+        "| n | Agresti-Min (the gate) | paired t | percentile bootstrap |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['n']} | {r['agresti_min']:.3f} | {r['paired_t']:.3f} | {r['percentile_bootstrap']:.3f} |"
+        for r in out["coverage"]
+    ]
     half = 1.96 * np.sqrt(0.25 / out["reps"])
-    lines += ["", f"Each rate has a 95% Wilson interval (in the .json) of at most +-{half:.1%} at {out['reps']:,} pairs per cell; "
-              "a property counts as violated only when that whole interval is on the wrong side."]
+    lines += [
+        "",
+        f"Each rate has a 95% Wilson interval (in the .json) of at most +-{half:.1%} at {out['reps']:,} pairs per cell; "
+        "a property counts as violated only when that whole interval is on the wrong side.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=2000, help="simulated pairs per cell (default 2000: rates to about +-2%%)")
+    ap.add_argument(
+        "--reps", type=int, default=2000, help="simulated pairs per cell (default 2000: rates to about +-2%%)"
+    )
     ap.add_argument("--n", type=int, nargs="+", default=[200, 600, 2000, 10000, 50000], help="test-set sizes")
     ap.add_argument("--coverage-reps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None, help="output path without extension (default: benchmarks/gate_calibration_<hardware>_<yyyymmdd>)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="output path without extension (default: benchmarks/gate_calibration_<hardware>_<yyyymmdd>)",
+    )
     args = ap.parse_args()
     out_path = args.out or str(Path(__file__).parent / f"gate_calibration_{hardware_tag()}_{time.strftime('%Y%m%d')}")
     t0 = time.perf_counter()
@@ -254,17 +331,33 @@ def main() -> None:
         cell = simulate_cell(rule_name, param, multiple, n, args.reps, seed=args.seed * 100_003 + i)
         cell["problems"] = check_properties(cell)
         cells.append(cell)
-        print(f"[{i + 1}/{len(grid)}] {rule_name} param={param} n={n} worsening={multiple:g}x: pass {rate(cell, 'pass')}, "
-              f"fail {rate(cell, 'fail')}, inconclusive {rate(cell, 'inconclusive')} (tol/SE {cell['tolerance_in_se']:.2f})"
-              + (f"  VIOLATION: {cell['problems']}" if cell["problems"] else ""), flush=True)
+        print(
+            f"[{i + 1}/{len(grid)}] {rule_name} param={param} n={n} worsening={multiple:g}x: pass {rate(cell, 'pass')}, "
+            f"fail {rate(cell, 'fail')}, inconclusive {rate(cell, 'inconclusive')} (tol/SE {cell['tolerance_in_se']:.2f})"
+            + (f"  VIOLATION: {cell['problems']}" if cell["problems"] else ""),
+            flush=True,
+        )
     consistency = consistency_check(pairs=min(40, args.reps), n=600, seed=args.seed + 1)
     coverage = coverage_check(args.coverage_reps, n_boot=1000, seed=args.seed + 2)
-    out = {"what": "pass/fail/inconclusive rates of the gate's rules by simulation", "reps": args.reps, "n": args.n, "multiples": MULTIPLES,
-           "rules": {k: {"metric": r.metric, "tolerance": r.tolerance, "confidence": r.confidence} for k, r in RULES.items()},
-           "scenarios": SCENARIOS, "base_accuracy": BASE_ACCURACY, "logit_of_true_class": [Z_MEAN, Z_SD],
-           "cells": cells, "consistency": consistency, "coverage": coverage,
-           "elapsed_s": time.perf_counter() - t0, "load_average_end": os.getloadavg()[0], "hardware": hardware_tag(),
-           "all_properties_hold": not any(c["problems"] for c in cells) and consistency["agree"] == consistency["pairs"]}
+    out = {
+        "what": "pass/fail/inconclusive rates of the gate's rules by simulation",
+        "reps": args.reps,
+        "n": args.n,
+        "multiples": MULTIPLES,
+        "rules": {
+            k: {"metric": r.metric, "tolerance": r.tolerance, "confidence": r.confidence} for k, r in RULES.items()
+        },
+        "scenarios": SCENARIOS,
+        "base_accuracy": BASE_ACCURACY,
+        "logit_of_true_class": [Z_MEAN, Z_SD],
+        "cells": cells,
+        "consistency": consistency,
+        "coverage": coverage,
+        "elapsed_s": time.perf_counter() - t0,
+        "load_average_end": os.getloadavg()[0],
+        "hardware": hardware_tag(),
+        "all_properties_hold": not any(c["problems"] for c in cells) and consistency["agree"] == consistency["pairs"],
+    }
     command = "python benchmarks/gate_calibration.py " + " ".join(sys.argv[1:])
     Path(out_path + ".json").write_text(json.dumps(out, indent=2) + "\n")
     Path(out_path + ".md").write_text(markdown(out, command.strip()))

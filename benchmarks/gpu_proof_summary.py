@@ -30,8 +30,10 @@ from trainwise.rundir import write_atomic, write_json
 ESTIMATE_TARGET = 0.15  # issue 17: the estimate within ±15% of max_memory_allocated
 MFU_GOAL_BF16 = 0.40
 MAX_RATIO_CI = 0.10  # as bench.max_ratio_ci's default
-TORCHAO_REFERENCE = ("torchao's published float8 training figure: +25% tokens/s for tensorwise scaling on Llama3-8B, "
-                     "8x H100, torch.compile (torchao float8 README)")
+TORCHAO_REFERENCE = (
+    "torchao's published float8 training figure: +25% tokens/s for tensorwise scaling on Llama3-8B, "
+    "8x H100, torch.compile (torchao float8 README)"
+)
 
 
 def read_json(path: Path):
@@ -78,7 +80,11 @@ def setting(overrides: dict, is_control: bool) -> tuple[str, str, bool]:
     """(precision, ac, compile) of a variant; the control is the base: fp32, no AC, eager."""
     if is_control:
         return "fp32", "none", False
-    return overrides.get("precision.policy", "fp32"), overrides.get("memory.ac", "none"), overrides.get("train.compile", "false") == "true"
+    return (
+        overrides.get("precision.policy", "fp32"),
+        overrides.get("memory.ac", "none"),
+        overrides.get("train.compile", "false") == "true",
+    )
 
 
 def variant_rows(stages: list[dict], trained: dict, info: dict) -> list[dict]:
@@ -96,20 +102,40 @@ def variant_rows(stages: list[dict], trained: dict, info: dict) -> list[dict]:
         precision, ac, compiled = setting(v.get("overrides", {}), v.get("is_control", False))
         step_ms = row.get("median_step_ms")
         flops = t.get("flops_per_step")
-        out.append({
-            "label": v["label"], "config_hash": h, "stage": row.get("stage"), "precision": precision, "ac": ac, "compile": compiled,
-            "is_control": v.get("is_control", False), "status": t.get("status"), "reason": t.get("reason"),
-            "median_step_ms": step_ms, "step_ms_min": row.get("step_ms_min"), "step_ms_max": row.get("step_ms_max"),
-            "timing_source": row.get("timing_source"), "tokens_per_s": row.get("tokens_per_s"),
-            "achieved_tflops": flops / (step_ms / 1e3) / 1e12 if flops and step_ms else None,
-            "mfu": row.get("mfu"), "mfu_basis": row.get("mfu_basis"), "mfu_vs_fp8_peak": fp8_mfu(precision, flops, step_ms, info),
-            "max_memory_allocated": t.get("max_memory_allocated"), "max_memory_reserved": t.get("max_memory_reserved"),
-            "peak_activation_bytes": t.get("peak_activation_bytes"), "peak_memory_bytes": t.get("peak_memory_bytes"),
-            "memory_measurement_note": t.get("memory_measurement_note"), "compile_warmup_s": t.get("compile_warmup_s"),
-            "fp8_layers": t.get("fp8_layers"), "final_val_loss": t.get("final_val_loss"),
-            "val_loss_rise_vs_control": row.get("val_loss_rise"), "quality_verdict": row.get("quality_verdict", "not compared"),
-            "quality_detail": row.get("quality_detail"), "speed_ratio_vs_control": row.get("speed_ratio_vs_control"),
-        })
+        out.append(
+            {
+                "label": v["label"],
+                "config_hash": h,
+                "stage": row.get("stage"),
+                "precision": precision,
+                "ac": ac,
+                "compile": compiled,
+                "is_control": v.get("is_control", False),
+                "status": t.get("status"),
+                "reason": t.get("reason"),
+                "median_step_ms": step_ms,
+                "step_ms_min": row.get("step_ms_min"),
+                "step_ms_max": row.get("step_ms_max"),
+                "timing_source": row.get("timing_source"),
+                "tokens_per_s": row.get("tokens_per_s"),
+                "achieved_tflops": flops / (step_ms / 1e3) / 1e12 if flops and step_ms else None,
+                "mfu": row.get("mfu"),
+                "mfu_basis": row.get("mfu_basis"),
+                "mfu_vs_fp8_peak": fp8_mfu(precision, flops, step_ms, info),
+                "max_memory_allocated": t.get("max_memory_allocated"),
+                "max_memory_reserved": t.get("max_memory_reserved"),
+                "peak_activation_bytes": t.get("peak_activation_bytes"),
+                "peak_memory_bytes": t.get("peak_memory_bytes"),
+                "memory_measurement_note": t.get("memory_measurement_note"),
+                "compile_warmup_s": t.get("compile_warmup_s"),
+                "fp8_layers": t.get("fp8_layers"),
+                "final_val_loss": t.get("final_val_loss"),
+                "val_loss_rise_vs_control": row.get("val_loss_rise"),
+                "quality_verdict": row.get("quality_verdict", "not compared"),
+                "quality_detail": row.get("quality_detail"),
+                "speed_ratio_vs_control": row.get("speed_ratio_vs_control"),
+            }
+        )
     order = {"fp32": 0, "bf16-mixed": 1, "fp8-tensorwise": 2, "fp8-rowwise": 3}
     return sorted(out, key=lambda r: (r["compile"], r["ac"] != "none", order.get(r["precision"], 9), r["label"]))
 
@@ -119,9 +145,16 @@ def fallback_row(v: dict, info: dict) -> dict:
     t = v["trained"]
     precision = setting(v.get("overrides", {}), v.get("is_control", False))[0]
     value, basis = mfu(t.get("flops_per_step"), t.get("median_step_ms"), precision, info or {})
-    return {"median_step_ms": t.get("median_step_ms"), "step_ms_min": t.get("min_step_ms"), "step_ms_max": t.get("max_step_ms"),
-            "tokens_per_s": t.get("tokens_per_s"), "mfu": value, "mfu_basis": basis,
-            "timing_source": "training run only (its stage ended before the timing phase): not paired", "quality_verdict": "not compared"}
+    return {
+        "median_step_ms": t.get("median_step_ms"),
+        "step_ms_min": t.get("min_step_ms"),
+        "step_ms_max": t.get("max_step_ms"),
+        "tokens_per_s": t.get("tokens_per_s"),
+        "mfu": value,
+        "mfu_basis": basis,
+        "timing_source": "training run only (its stage ended before the timing phase): not paired",
+        "quality_verdict": "not compared",
+    }
 
 
 def fp8_mfu(precision: str, flops: float | None, step_ms: float | None, info: dict) -> float | None:
@@ -145,15 +178,26 @@ def paired_speedup(stage: dict, slow_hash: str, fast_hash: str, what: str) -> di
     if slow_hash not in per or fast_hash not in per:
         return None
     ratios = round_ratios(per[slow_hash].get("step_ms", []), per[fast_hash].get("step_ms", []))
-    return {**ratio_summary(ratios, timing.get("unreliable_reason"), MAX_RATIO_CI, what), "stage": stage["stage"], "paired": True}
+    return {
+        **ratio_summary(ratios, timing.get("unreliable_reason"), MAX_RATIO_CI, what),
+        "stage": stage["stage"],
+        "paired": True,
+    }
 
 
 def unpaired_speedup(slow: dict, fast: dict, what: str) -> dict | None:
     if not slow.get("median_step_ms") or not fast.get("median_step_ms"):
         return None
     mid = slow["median_step_ms"] / fast["median_step_ms"]
-    return {"median": mid, "ci95": None, "n_rounds": 0, "reliable": False, "paired": False, "stage": fast.get("stage"),
-            "note": f"{what}: {mid:.2f}x from two training runs' medians, not paired in timing rounds: indicative only"}
+    return {
+        "median": mid,
+        "ci95": None,
+        "n_rounds": 0,
+        "reliable": False,
+        "paired": False,
+        "stage": fast.get("stage"),
+        "note": f"{what}: {mid:.2f}x from two training runs' medians, not paired in timing rounds: indicative only",
+    }
 
 
 def speedup(stages: list[dict], slow: dict, fast: dict, what: str) -> dict | None:
@@ -166,7 +210,14 @@ def speedup(stages: list[dict], slow: dict, fast: dict, what: str) -> dict | Non
 
 
 def find(rows: list[dict], precision: str, ac: str = "none", compiled: bool = False) -> dict | None:
-    return next((r for r in rows if (r["precision"], r["ac"], r["compile"]) == (precision, ac, compiled) and r["median_step_ms"]), None)
+    return next(
+        (
+            r
+            for r in rows
+            if (r["precision"], r["ac"], r["compile"]) == (precision, ac, compiled) and r["median_step_ms"]
+        ),
+        None,
+    )
 
 
 def fp8_figures(stages: list[dict], rows: list[dict]) -> list[dict]:
@@ -178,10 +229,23 @@ def fp8_figures(stages: list[dict], rows: list[dict]) -> list[dict]:
                 fp8 = find(rows, recipe, ac, compiled)
                 if not bf16 or not fp8:
                     continue
-                loss = (fp8["final_val_loss"] - bf16["final_val_loss"]) if fp8["final_val_loss"] is not None and bf16["final_val_loss"] is not None else None
-                out.append({"recipe": recipe, "ac": ac, "compile": compiled,
-                            "speedup_vs_bf16": speedup(stages, bf16, fp8, f"{recipe} over bf16-mixed (ac={ac}, compile={compiled})"),
-                            "val_loss_minus_bf16": loss, "quality_verdict_vs_fp32": fp8["quality_verdict"]})
+                loss = (
+                    (fp8["final_val_loss"] - bf16["final_val_loss"])
+                    if fp8["final_val_loss"] is not None and bf16["final_val_loss"] is not None
+                    else None
+                )
+                out.append(
+                    {
+                        "recipe": recipe,
+                        "ac": ac,
+                        "compile": compiled,
+                        "speedup_vs_bf16": speedup(
+                            stages, bf16, fp8, f"{recipe} over bf16-mixed (ac={ac}, compile={compiled})"
+                        ),
+                        "val_loss_minus_bf16": loss,
+                        "quality_verdict_vs_fp32": fp8["quality_verdict"],
+                    }
+                )
     return out
 
 
@@ -193,12 +257,24 @@ def estimate_errors(work: Path, rows: list[dict]) -> list[dict]:
         est = read_json(work / "estimate" / f"{r['precision']}-{r['ac']}.json")
         if not est:
             continue
-        measured, basis = (r["max_memory_allocated"], "max_memory_allocated") if r["max_memory_allocated"] else (r["peak_memory_bytes"], "peak tracked memory (no CUDA allocator here)")
+        measured, basis = (
+            (r["max_memory_allocated"], "max_memory_allocated")
+            if r["max_memory_allocated"]
+            else (r["peak_memory_bytes"], "peak tracked memory (no CUDA allocator here)")
+        )
         error = est["peak_memory_bytes"] / measured - 1 if measured else None
-        out.append({"label": r["label"], "estimate_bytes": est["peak_memory_bytes"], "measured_bytes": measured, "measured_basis": basis,
-                    "max_memory_reserved": r["max_memory_reserved"], "error": error,
-                    "within_target": abs(error) <= ESTIMATE_TARGET if error is not None else None,
-                    "note": "the estimate does not model torch.compile" if r["compile"] else None})
+        out.append(
+            {
+                "label": r["label"],
+                "estimate_bytes": est["peak_memory_bytes"],
+                "measured_bytes": measured,
+                "measured_basis": basis,
+                "max_memory_reserved": r["max_memory_reserved"],
+                "error": error,
+                "within_target": abs(error) <= ESTIMATE_TARGET if error is not None else None,
+                "note": "the estimate does not model torch.compile" if r["compile"] else None,
+            }
+        )
     return out
 
 
@@ -212,10 +288,21 @@ def preflight_check(work: Path, fp8: list[dict], device: str) -> dict | None:
     predicted = bool(pf["fp8_layers"])
     largest = max((v["gemm"] for v in pf["layers"].values()), key=lambda g: g[1] * g[2], default=None)
     estimates = [v["speed"]["speedup"] for v in pf["layers"].values() if v["speed"].get("speedup")]
-    out = {"gpu": pf["gpu"], "verdict": pf["verdict"], "predicted_fp8_pays": predicted, "fp8_layers": len(pf["fp8_layers"]),
-           "linear_layers": len(pf["layers"]), "largest_gemm_mxkxn": largest, "measured": None, "matched": None,
-           "estimated_speedup_range": (f"{min(estimates):.2f}x to {max(estimates):.2f}x" if len(set(estimates)) > 1 else f"{estimates[0]:.2f}x")
-                                      if estimates else "no estimate"}
+    out = {
+        "gpu": pf["gpu"],
+        "verdict": pf["verdict"],
+        "predicted_fp8_pays": predicted,
+        "fp8_layers": len(pf["fp8_layers"]),
+        "linear_layers": len(pf["layers"]),
+        "largest_gemm_mxkxn": largest,
+        "measured": None,
+        "matched": None,
+        "estimated_speedup_range": (
+            f"{min(estimates):.2f}x to {max(estimates):.2f}x" if len(set(estimates)) > 1 else f"{estimates[0]:.2f}x"
+        )
+        if estimates
+        else "no estimate",
+    }
     candidates = [f for f in fp8 if f["recipe"] == "fp8-tensorwise" and f["ac"] == "none" and f["speedup_vs_bf16"]]
     chosen = next((f for f in candidates if f["compile"]), None) or next(iter(candidates), None)
     if device != "cuda":
@@ -228,8 +315,13 @@ def preflight_check(work: Path, fp8: list[dict], device: str) -> dict | None:
     faster = _side_of_one(sp)
     out["measured"] = {"compile": chosen["compile"], "speedup": sp["median"], "ci95": sp["ci95"], "faster": faster}
     out["matched"] = None if faster is None else faster == predicted
-    out["note"] = ("inconclusive: the 95% interval of the measured ratio includes 1 (or was not paired)" if faster is None
-                   else "the preflight was right" if out["matched"] else "the preflight was wrong")
+    out["note"] = (
+        "inconclusive: the 95% interval of the measured ratio includes 1 (or was not paired)"
+        if faster is None
+        else "the preflight was right"
+        if out["matched"]
+        else "the preflight was wrong"
+    )
     return out
 
 
@@ -252,12 +344,26 @@ def summarise(out: Path, work: Path, date: str, command: str, dry_run: bool) -> 
     control, bf16 = find(rows, "fp32"), find(rows, "bf16-mixed")
     fp8 = fp8_figures(stages, rows)
     result = {
-        "what": "GPU proof of configs/lm-small.toml (issue 17)", "dry_run": dry_run, "hardware": hardware_name(info, dry_run), "date": date,
-        "command": command, "device": {k: info.get(k) for k in ("device", "gpu_name", "compute_capability", "gpu_memory_bytes", "cpu_model", "cpu_cores")},
-        "peak_gflops": {"square": info.get("matmul_gflops"), "model_shapes": (info.get("model_gemm") or {}).get("gflops")},
-        "stages": [{k: s.get(k) for k in ("stage", "title", "status", "seconds", "reason", "variants")} for s in stages],
+        "what": "GPU proof of configs/lm-small.toml (issue 17)",
+        "dry_run": dry_run,
+        "hardware": hardware_name(info, dry_run),
+        "date": date,
+        "command": command,
+        "device": {
+            k: info.get(k)
+            for k in ("device", "gpu_name", "compute_capability", "gpu_memory_bytes", "cpu_model", "cpu_cores")
+        },
+        "peak_gflops": {
+            "square": info.get("matmul_gflops"),
+            "model_shapes": (info.get("model_gemm") or {}).get("gflops"),
+        },
+        "stages": [
+            {k: s.get(k) for k in ("stage", "title", "status", "seconds", "reason", "variants")} for s in stages
+        ],
         "figures": {
-            "bf16_vs_fp32_speedup": speedup(stages, control, bf16, "bf16-mixed over fp32") if control and bf16 else None,
+            "bf16_vs_fp32_speedup": speedup(stages, control, bf16, "bf16-mixed over fp32")
+            if control and bf16
+            else None,
             "fp8_vs_bf16": fp8,
             "mfu": {r["label"]: r["mfu"] for r in rows},
             "mfu_goal_bf16": MFU_GOAL_BF16,
@@ -296,49 +402,93 @@ def render_markdown(res: dict) -> str:
     f = res["figures"]
     lines = [f"# lm-small GPU proof: {res['hardware']}, {res['date']}", ""]
     if res["dry_run"]:
-        lines += ["**DRY RUN on a CPU with a tiny model and a few steps: it checks that benchmarks/gpu_proof.sh runs end to end. "
-                  "None of its figures says anything about a GPU or about lm-small.**", ""]
+        lines += [
+            "**DRY RUN on a CPU with a tiny model and a few steps: it checks that benchmarks/gpu_proof.sh runs end to end. "
+            "None of its figures says anything about a GPU or about lm-small.**",
+            "",
+        ]
     dev = res["device"]
-    lines += [f"Device: {dev.get('gpu_name') or dev.get('cpu_model')} ({dev.get('device')}, compute capability {dev.get('compute_capability') or '-'}). "
-              f"Command: `{res['command']}`.", "", "## Figures", ""]
+    lines += [
+        f"Device: {dev.get('gpu_name') or dev.get('cpu_model')} ({dev.get('device')}, compute capability {dev.get('compute_capability') or '-'}). "
+        f"Command: `{res['command']}`.",
+        "",
+        "## Figures",
+        "",
+    ]
     lines.append(f"- bf16-mixed vs fp32 speed-up (eager, no AC): {_x(f['bf16_vs_fp32_speedup'])}")
     for x in f["fp8_vs_bf16"]:
-        lines.append(f"- {x['recipe']} vs bf16-mixed (ac={x['ac']}, compile={'on' if x['compile'] else 'off'}): {_x(x['speedup_vs_bf16'])}; "
-                     f"validation loss {_num(x['val_loss_minus_bf16'], '+.4f')} vs bf16; quality vs fp32: {x['quality_verdict_vs_fp32']}")
+        lines.append(
+            f"- {x['recipe']} vs bf16-mixed (ac={x['ac']}, compile={'on' if x['compile'] else 'off'}): {_x(x['speedup_vs_bf16'])}; "
+            f"validation loss {_num(x['val_loss_minus_bf16'], '+.4f')} vs bf16; quality vs fp32: {x['quality_verdict_vs_fp32']}"
+        )
     bf16 = [r for r in res["variants"] if r["precision"] == "bf16-mixed" and r["mfu"] is not None]
-    lines.append(f"- MFU goal for bf16 >= {MFU_GOAL_BF16:.0%}: " + (", ".join(f"{r['label']} {_pct(r['mfu'])}" for r in bf16) or "not measured"))
+    lines.append(
+        f"- MFU goal for bf16 >= {MFU_GOAL_BF16:.0%}: "
+        + (", ".join(f"{r['label']} {_pct(r['mfu'])}" for r in bf16) or "not measured")
+    )
     for e in f["estimate_vs_measured"]:
-        lines.append(f"- estimate vs {e['measured_basis']}, {e['label']}: {_gib(e['estimate_bytes'])} vs {_gib(e['measured_bytes'])} GiB, "
-                     f"error {_pct(e['error'], True)} ({'within' if e['within_target'] else 'outside'} ±{ESTIMATE_TARGET:.0%})" + (f"; {e['note']}" if e["note"] else ""))
+        lines.append(
+            f"- estimate vs {e['measured_basis']}, {e['label']}: {_gib(e['estimate_bytes'])} vs {_gib(e['measured_bytes'])} GiB, "
+            f"error {_pct(e['error'], True)} ({'within' if e['within_target'] else 'outside'} ±{ESTIMATE_TARGET:.0%})"
+            + (f"; {e['note']}" if e["note"] else "")
+        )
     pf = f["preflight"]
     if pf:
         m = pf["measured"]
-        lines.append(f"- FP8 preflight ({pf['gpu']}): \"{pf['verdict']}\" ({pf['fp8_layers']} of {pf['linear_layers']} Linear layers; largest GEMM "
-                     f"M x K x N {pf['largest_gemm_mxkxn']}). Measured fp8-tensorwise / bf16: "
-                     + (f"{m['speedup']:.2f}x (compile {'on' if m['compile'] else 'off'})" if m else "-") + f". Matched: {pf['matched']} ({pf.get('note')})")
+        lines.append(
+            f'- FP8 preflight ({pf["gpu"]}): "{pf["verdict"]}" ({pf["fp8_layers"]} of {pf["linear_layers"]} Linear layers; largest GEMM '
+            f"M x K x N {pf['largest_gemm_mxkxn']}). Measured fp8-tensorwise / bf16: "
+            + (f"{m['speedup']:.2f}x (compile {'on' if m['compile'] else 'off'})" if m else "-")
+            + f". Matched: {pf['matched']} ({pf.get('note')})"
+        )
     else:
         lines.append("- FP8 preflight: no numerics report (trainwise numerics did not finish)")
-    lines += ["", f"Reference: {res['torchao_reference']}. Llama3-8B's Linear layers are 4096 wide with a 14336-wide MLP; "
-              + (f"lm-small's largest GEMM is M x K x N = {pf['largest_gemm_mxkxn']}, and the preflight's roofline, which charges each fp8 "
-                 f"GEMM the casts of its operands, estimated {pf['estimated_speedup_range']} per layer on {pf['gpu']}." if pf else ""), ""]
-    lines += ["## Peak GEMM throughput (GFLOP/s, measured in this run)", "", "| kind | square | lm-small's shapes |", "|---|---|---|"]
+    lines += [
+        "",
+        f"Reference: {res['torchao_reference']}. Llama3-8B's Linear layers are 4096 wide with a 14336-wide MLP; "
+        + (
+            f"lm-small's largest GEMM is M x K x N = {pf['largest_gemm_mxkxn']}, and the preflight's roofline, which charges each fp8 "
+            f"GEMM the casts of its operands, estimated {pf['estimated_speedup_range']} per layer on {pf['gpu']}."
+            if pf
+            else ""
+        ),
+        "",
+    ]
+    lines += [
+        "## Peak GEMM throughput (GFLOP/s, measured in this run)",
+        "",
+        "| kind | square | lm-small's shapes |",
+        "|---|---|---|",
+    ]
     square, model = res["peak_gflops"]["square"] or {}, res["peak_gflops"]["model_shapes"] or {}
     for k in dict.fromkeys([*square, *model]):
         lines.append(f"| {k} | {square.get(k, '-')} | {model.get(k, '-')} |")
-    lines += ["", "## Variants", "", "| variant | stage | median step ms (min-max) | tokens/s | TFLOP/s | MFU | MFU vs fp8 peak | max allocated GiB "
-              "| max reserved GiB | activations GiB | val loss | vs control | quality | timing |", "|" + "---|" * 14]
+    lines += [
+        "",
+        "## Variants",
+        "",
+        "| variant | stage | median step ms (min-max) | tokens/s | TFLOP/s | MFU | MFU vs fp8 peak | max allocated GiB "
+        "| max reserved GiB | activations GiB | val loss | vs control | quality | timing |",
+        "|" + "---|" * 14,
+    ]
     for r in res["variants"]:
         spread = f"{_num(r['median_step_ms'], '.1f')} ({_num(r['step_ms_min'], '.1f')}-{_num(r['step_ms_max'], '.1f')})"
-        lines.append(f"| {r['label']} | {r['stage'] or '-'} | {spread} | {_num(r['tokens_per_s'], ',.0f')} | {_num(r['achieved_tflops'], '.3g')} "
-                     f"| {_pct(r['mfu'])} | {_pct(r['mfu_vs_fp8_peak'])} | {_gib(r['max_memory_allocated'])} | {_gib(r['max_memory_reserved'])} "
-                     f"| {_gib(r['peak_activation_bytes'])} | {_num(r['final_val_loss'], '.4f')} | {_pct(r['val_loss_rise_vs_control'], True)} "
-                     f"| {r['quality_verdict']} | {r['timing_source'] or r['status']} |")
+        lines.append(
+            f"| {r['label']} | {r['stage'] or '-'} | {spread} | {_num(r['tokens_per_s'], ',.0f')} | {_num(r['achieved_tflops'], '.3g')} "
+            f"| {_pct(r['mfu'])} | {_pct(r['mfu_vs_fp8_peak'])} | {_gib(r['max_memory_allocated'])} | {_gib(r['max_memory_reserved'])} "
+            f"| {_gib(r['peak_activation_bytes'])} | {_num(r['final_val_loss'], '.4f')} | {_pct(r['val_loss_rise_vs_control'], True)} "
+            f"| {r['quality_verdict']} | {r['timing_source'] or r['status']} |"
+        )
     lines += ["", "## Stages", "", "| stage | what it answers | status | seconds | note |", "|---|---|---|---|---|"]
     for s in res["stages"]:
         lines.append(f"| {s['stage']} | {s['title']} | {s['status']} | {s['seconds']} | {s['reason']} |")
-    lines += ["", "MFU: model FLOPs (PaLM's count) over the measured bf16 square peak for bf16 and fp8 (bf16-equivalent), fp32's for fp32; "
-              "`mfu_basis` in the JSON says which. Speed ratios: median of per-round paired ratios with a distribution-free 95% interval "
-              "(trainwise.bench.timing_stats).", ""]
+    lines += [
+        "",
+        "MFU: model FLOPs (PaLM's count) over the measured bf16 square peak for bf16 and fp8 (bf16-equivalent), fp32's for fp32; "
+        "`mfu_basis` in the JSON says which. Speed ratios: median of per-round paired ratios with a distribution-free 95% interval "
+        "(trainwise.bench.timing_stats).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ def make_step(model, optimizer, workload, batches):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
     return step
 
 
@@ -54,8 +55,14 @@ def main(rounds: int, threads: int) -> None:
     batches = [workload.train.batch(torch.arange(i * mb, (i + 1) * mb)) for i in range(8)]
     steps, memory = {}, {}
     for mode in MODES:
-        model = prepare(copy.deepcopy(workload.model), policy=policy, device=device, ac_mode=mode,
-                        ac_every=2, block_classes=workload.block_classes).model
+        model = prepare(
+            copy.deepcopy(workload.model),
+            policy=policy,
+            device=device,
+            ac_mode=mode,
+            ac_every=2,
+            block_classes=workload.block_classes,
+        ).model
         opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.95))
         steps[mode] = make_step(model, opt, workload, batches)
         steps[mode](0)  # warm-up; creates the optimizer state, like the trainer's first step
@@ -65,7 +72,7 @@ def main(rounds: int, threads: int) -> None:
         print(mode, memory[mode]["peak_activation_bytes"], flush=True)
     times = {m: [] for m in MODES}
     for r in range(rounds):
-        order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
+        order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
         for mode in order:
             t0 = time.perf_counter()
             steps[mode](r)
@@ -75,30 +82,50 @@ def main(rounds: int, threads: int) -> None:
     rows = []
     for mode in MODES:
         ratio_per_round = [a / b for a, b in zip(times[mode], times["none"])]
-        rows.append({
-            "mode": mode, "peak_activation_bytes": memory[mode]["peak_activation_bytes"],
-            "peak_memory_bytes": memory[mode]["peak_memory_bytes"], "memory_breakdown": memory[mode]["memory_breakdown"],
-            "activation_share_of_none": memory[mode]["peak_activation_bytes"] / base_act,
-            "median_step_ms": median(times[mode]), "min_step_ms": min(times[mode]), "max_step_ms": max(times[mode]),
-            "step_time_ratio_to_none": median(times[mode]) / base_ms,
-            "paired_ratio_median": median(ratio_per_round), "paired_ratio_min": min(ratio_per_round), "paired_ratio_max": max(ratio_per_round),
-        })
+        rows.append(
+            {
+                "mode": mode,
+                "peak_activation_bytes": memory[mode]["peak_activation_bytes"],
+                "peak_memory_bytes": memory[mode]["peak_memory_bytes"],
+                "memory_breakdown": memory[mode]["memory_breakdown"],
+                "activation_share_of_none": memory[mode]["peak_activation_bytes"] / base_act,
+                "median_step_ms": median(times[mode]),
+                "min_step_ms": min(times[mode]),
+                "max_step_ms": max(times[mode]),
+                "step_time_ratio_to_none": median(times[mode]) / base_ms,
+                "paired_ratio_median": median(ratio_per_round),
+                "paired_ratio_min": min(ratio_per_round),
+                "paired_ratio_max": max(ratio_per_round),
+            }
+        )
     m = cfg.model
-    meta = {"workload": f"lm-tiny, model.n_layers=8 (d_model {m.d_model}, {m.n_heads} heads, context {m.context})", "precision": "fp32",
-            "micro_batch_size": mb, "rounds": rounds, "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    meta = {
+        "workload": f"lm-tiny, model.n_layers=8 (d_model {m.d_model}, {m.n_heads} heads, context {m.context})",
+        "precision": "fp32",
+        "micro_batch_size": mb,
+        "rounds": rounds,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     write_json(OUT.with_suffix(".json"), {"meta": meta, "rows": rows})
     write_report(meta, rows)
 
 
 def write_report(meta: dict, rows: list[dict]) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for r in rows:
         ax.scatter(r["step_time_ratio_to_none"], r["peak_activation_bytes"] / 2**20, s=40)
-        ax.annotate(r["mode"], (r["step_time_ratio_to_none"], r["peak_activation_bytes"] / 2**20), textcoords="offset points", xytext=(5, 5))
+        ax.annotate(
+            r["mode"],
+            (r["step_time_ratio_to_none"], r["peak_activation_bytes"] / 2**20),
+            textcoords="offset points",
+            xytext=(5, 5),
+        )
     ax.set_xlabel("median step time / none's")
     ax.set_ylabel("peak activation MiB (held for backward)")
     ax.set_title("AC modes, lm-tiny x 8 blocks, fp32, CPU")
@@ -106,26 +133,37 @@ def write_report(meta: dict, rows: list[dict]) -> None:
     fig.tight_layout()
     fig.savefig(OUT.with_suffix(".png"), dpi=110)
     lines = [
-        "# Activation checkpointing modes: memory vs step time (cpu-2core, 2026-11-22)", "",
+        "# Activation checkpointing modes: memory vs step time (cpu-2core, 2026-11-22)",
+        "",
         f"{meta['workload']}, {meta['precision']}, micro-batch {meta['micro_batch_size']}, {meta['rounds']} interleaved rounds, "
-        f"{meta['torch_threads']} torch threads, torch {meta['torch']}. Command: `PYTHONPATH=. python benchmarks/memory_ac_modes.py`.", "",
+        f"{meta['torch_threads']} torch threads, torch {meta['torch']}. Command: `PYTHONPATH=. python benchmarks/memory_ac_modes.py`.",
+        "",
         "| mode | peak activations MiB | share of none | peak tracked total MiB | median step ms (min-max) | time / none (median of paired ratios, min-max) |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['mode']} | {r['peak_activation_bytes'] / 2**20:.1f} | {r['activation_share_of_none']:.1%} | {r['peak_memory_bytes'] / 2**20:.1f} | "
-                     f"{r['median_step_ms']:.1f} ({r['min_step_ms']:.1f}-{r['max_step_ms']:.1f}) | {r['step_time_ratio_to_none']:.2f}x "
-                     f"({r['paired_ratio_median']:.2f}x, {r['paired_ratio_min']:.2f}-{r['paired_ratio_max']:.2f}) |")
+        lines.append(
+            f"| {r['mode']} | {r['peak_activation_bytes'] / 2**20:.1f} | {r['activation_share_of_none']:.1%} | {r['peak_memory_bytes'] / 2**20:.1f} | "
+            f"{r['median_step_ms']:.1f} ({r['min_step_ms']:.1f}-{r['max_step_ms']:.1f}) | {r['step_time_ratio_to_none']:.2f}x "
+            f"({r['paired_ratio_median']:.2f}x, {r['paired_ratio_min']:.2f}-{r['paired_ratio_max']:.2f}) |"
+        )
     by = {r["mode"]: r for r in rows}
     lines += ["", "Against the issue's targets (shares and ratios from this run):", ""]
     for mode, max_share, max_ratio in (("full", 0.35, 1.4), ("selective", 0.70, 1.15)):
         r = by[mode]
         ok = r["activation_share_of_none"] <= max_share and r["step_time_ratio_to_none"] <= max_ratio
-        lines.append(f"- {mode}: {r['activation_share_of_none']:.1%} of none's activation bytes (target <= {max_share:.0%}) at "
-                     f"{r['step_time_ratio_to_none']:.2f}x its median step time (target <= {max_ratio}x): {'met' if ok else 'MISSED'}.")
-    lines += ["", "selective keeps matmul and attention outputs and drops the block's trailing projection output "
-              "(see trainwise/train/ac.py); no matmul is rerun in its backward (tests/train/test_ac.py).",
-              "", f"![Pareto chart]({OUT.with_suffix('.png').name})", ""]
+        lines.append(
+            f"- {mode}: {r['activation_share_of_none']:.1%} of none's activation bytes (target <= {max_share:.0%}) at "
+            f"{r['step_time_ratio_to_none']:.2f}x its median step time (target <= {max_ratio}x): {'met' if ok else 'MISSED'}."
+        )
+    lines += [
+        "",
+        "selective keeps matmul and attention outputs and drops the block's trailing projection output "
+        "(see trainwise/train/ac.py); no matmul is rerun in its backward (tests/train/test_ac.py).",
+        "",
+        f"![Pareto chart]({OUT.with_suffix('.png').name})",
+        "",
+    ]
     write_atomic(OUT.with_suffix(".md"), "\n".join(lines))
 
 

@@ -91,7 +91,12 @@ def main() -> None:
         "what": f"compute_metrics on {args.n:,} predictions x {args.classes} classes",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}",
         "repeats": args.repeats,
-        "compute_metrics_s": {"median": statistics.median(ours_s), "min": min(ours_s), "max": max(ours_s), "all": ours_s},
+        "compute_metrics_s": {
+            "median": statistics.median(ours_s),
+            "min": min(ours_s),
+            "max": max(ours_s),
+            "all": ours_s,
+        },
         "sklearn_direct_calls_s": {"median": statistics.median(sk_s), "min": min(sk_s), "max": max(sk_s)},
         "ratio_ours_to_sklearn_calls": statistics.median(ours_s) / statistics.median(sk_s),
         "max_abs_diff_from_sklearn": max(diffs.values()),
@@ -104,26 +109,26 @@ def main() -> None:
     }
     Path(args.out + ".json").write_text(json.dumps(result, indent=2) + "\n")
     c, s = result["compute_metrics_s"], result["sklearn_direct_calls_s"]
-    md = f"""# compute_metrics speed and equality with scikit-learn ({result['what']})
+    md = f"""# compute_metrics speed and equality with scikit-learn ({result["what"]})
 
 Command: `/work/main/.venv/bin/python benchmarks/metrics_speed.py --n {args.n} --repeats {args.repeats}`
 
-Machine: {result['machine']}.
+Machine: {result["machine"]}.
 
 | measurement | median | min | max |
 |---|---|---|---|
-| `compute_metrics` (all headline metrics, ECE variants, confusion matrix) | {c['median']:.2f} s | {c['min']:.2f} s | {c['max']:.2f} s |
-| the sklearn-only subset by direct sklearn calls (same run) | {s['median']:.2f} s | {s['min']:.2f} s | {s['max']:.2f} s |
+| `compute_metrics` (all headline metrics, ECE variants, confusion matrix) | {c["median"]:.2f} s | {c["min"]:.2f} s | {c["max"]:.2f} s |
+| the sklearn-only subset by direct sklearn calls (same run) | {s["median"]:.2f} s | {s["min"]:.2f} s | {s["max"]:.2f} s |
 | `compute_metrics` + one 10-value slice column, 200 bootstrap replicates (1 run) | {slice_s[0]:.2f} s | | |
 
-Ratio compute_metrics / sklearn calls: {result['ratio_ours_to_sklearn_calls']:.2f}. compute_metrics does more (calibration metrics, the Wilson
+Ratio compute_metrics / sklearn calls: {result["ratio_ours_to_sklearn_calls"]:.2f}. compute_metrics does more (calibration metrics, the Wilson
 interval, per-class tables) but takes the AUC from scipy's Mann-Whitney U instead of sklearn's ROC curve, which is faster.
 The 2 cores were shared with other jobs during the run (see the load average above).
 
 Largest absolute difference from scikit-learn over accuracy, balanced accuracy, macro precision/recall/F1,
-micro F1, one-vs-rest AUC, log loss and Brier score: {result['max_abs_diff_from_sklearn']:.1e}; confusion matrix equal: {cm_equal}.
+micro F1, one-vs-rest AUC, log loss and Brier score: {result["max_abs_diff_from_sklearn"]:.1e}; confusion matrix equal: {cm_equal}.
 
-Target: <= 10 s and equal to scikit-learn: {'met' if result['meets_target'] else 'NOT met'}.
+Target: <= 10 s and equal to scikit-learn: {"met" if result["meets_target"] else "NOT met"}.
 """
     Path(args.out + ".md").write_text(md)
     print(md)

@@ -19,8 +19,9 @@ def _zipf_shares(k: int, a: float = 1.1) -> np.ndarray:
     return w / w.sum()
 
 
-def make_mixed(n_rows: int, seed: int, drift: bool = False, n_numeric: int = 10, n_categorical: int = 10,
-               as_category: bool = False) -> pd.DataFrame:
+def make_mixed(
+    n_rows: int, seed: int, drift: bool = False, n_numeric: int = 10, n_categorical: int = 10, as_category: bool = False
+) -> pd.DataFrame:
     """`as_category`: categorical columns as pandas category dtype (as Parquet dictionary columns read), faster to build."""
     rng = np.random.default_rng(seed)
     numeric = {
@@ -29,7 +30,9 @@ def make_mixed(n_rows: int, seed: int, drift: bool = False, n_numeric: int = 10,
         "num_uniform": lambda: rng.uniform(0.0, 1.0, n_rows),
         "num_age": lambda: rng.integers(18, 90, n_rows).astype(np.float64),
         "num_exponential": lambda: rng.exponential(2.0, n_rows),
-        "num_bimodal": lambda: np.where(rng.random(n_rows) < 0.3, rng.normal(-2, 0.5, n_rows), rng.normal(2, 1.0, n_rows)),
+        "num_bimodal": lambda: np.where(
+            rng.random(n_rows) < 0.3, rng.normal(-2, 0.5, n_rows), rng.normal(2, 1.0, n_rows)
+        ),
         "num_student_t": lambda: rng.standard_t(3, n_rows),
         "num_counts": lambda: rng.poisson(3.0, n_rows).astype(np.float64),
         "num_beta": lambda: rng.beta(2.0, 5.0, n_rows),

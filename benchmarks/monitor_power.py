@@ -77,11 +77,18 @@ def run_stream(monitor, scenario, window_rows, n_windows, seed, ref_sd) -> dict:
         r = monitor.check(frame)
         flags.append(bool(r["dataset_drift"]))
         if col and r["dataset_drift"]:
-            names = [c["name"] for c in r["columns"] if c["drift"]] + (["(multivariate)"] if r["multivariate"]["drift"] else [])
+            names = [c["name"] for c in r["columns"] if c["drift"]] + (
+                ["(multivariate)"] if r["multivariate"]["drift"] else []
+            )
             attributed.append(col in names)
     judged_from = start + (ramp_windows if scenario.startswith("gradual") else 0)
     first = next((w for w in range(start, n_windows) if flags[w]), None)
-    return {"pre": flags[:start], "post": flags[judged_from:], "delay": None if first is None else first - start, "attributed": attributed}
+    return {
+        "pre": flags[:start],
+        "post": flags[judged_from:],
+        "delay": None if first is None else first - start,
+        "attributed": attributed,
+    }
 
 
 def synthetic(args) -> list[dict]:
@@ -92,11 +99,17 @@ def synthetic(args) -> list[dict]:
     for window_rows in [int(s) for s in args.window_rows.split(",")]:
         for scenario in args.scenarios.split(","):
             t0 = time.perf_counter()
-            streams = [run_stream(monitor, scenario, window_rows, args.stream_windows, 100 + s, ref_sd) for s in range(args.streams)]
+            streams = [
+                run_stream(monitor, scenario, window_rows, args.stream_windows, 100 + s, ref_sd)
+                for s in range(args.streams)
+            ]
             delays = [s["delay"] for s in streams if s["delay"] is not None]
             attributed = sum((s["attributed"] for s in streams), [])
             row = {
-                "scenario": scenario, "window_rows": window_rows, "streams": args.streams, "windows_per_stream": args.stream_windows,
+                "scenario": scenario,
+                "window_rows": window_rows,
+                "streams": args.streams,
+                "windows_per_stream": args.stream_windows,
                 "false_alarm_rate_before_drift": float(np.mean(sum((s["pre"] for s in streams), []))),
                 "detection_rate_after_drift": float(np.mean(sum((s["post"] for s in streams), []))),
                 "streams_detected": len(delays),
@@ -128,15 +141,24 @@ def fair(args) -> list[dict]:
             flags, flagged = [], {}
             for w in range(args.fair_windows):
                 n_other = int(round(share * window_rows))
-                window = pd.concat([pool_same.sample(window_rows - n_other, random_state=rng.integers(1 << 31)),
-                                    pool_other.sample(n_other, random_state=rng.integers(1 << 31))])
+                window = pd.concat(
+                    [
+                        pool_same.sample(window_rows - n_other, random_state=rng.integers(1 << 31)),
+                        pool_other.sample(n_other, random_state=rng.integers(1 << 31)),
+                    ]
+                )
                 r = monitor.check(window)
                 flags.append(bool(r["dataset_drift"]))
                 for c in r["columns"] + [r["multivariate"]]:
                     if c["drift"]:
                         flagged[c["name"]] = flagged.get(c["name"], 0) + 1
-            row = {"window_rows": window_rows, "share_college_educated": share, "windows": args.fair_windows,
-                   "alarm_rate": float(np.mean(flags)), "columns_flagged_count": dict(sorted(flagged.items(), key=lambda kv: -kv[1]))}
+            row = {
+                "window_rows": window_rows,
+                "share_college_educated": share,
+                "windows": args.fair_windows,
+                "alarm_rate": float(np.mean(flags)),
+                "columns_flagged_count": dict(sorted(flagged.items(), key=lambda kv: -kv[1])),
+            }
             print(json.dumps(row), flush=True)
             out.append(row)
     return out
@@ -145,7 +167,9 @@ def fair(args) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--window-rows", default="1000,10000")
-    ap.add_argument("--scenarios", default="mean_0.1,mean_0.2,mean_0.5,gradual_0.5,variance_1.3,categorical_shares,joint_only")
+    ap.add_argument(
+        "--scenarios", default="mean_0.1,mean_0.2,mean_0.5,gradual_0.5,variance_1.3,categorical_shares,joint_only"
+    )
     ap.add_argument("--streams", type=int, default=3)
     ap.add_argument("--stream-windows", type=int, default=30)
     ap.add_argument("--reference-rows", type=int, default=100_000)

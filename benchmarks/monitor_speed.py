@@ -47,7 +47,9 @@ def time_trainwise(ref_path: Path, cur_path: Path, out_dir: Path) -> dict:
     write_outputs(result, out_dir)
     t["write_s"] = time.perf_counter() - t0
     t["total_s"] = sum(t.values())
-    t["drifted"] = [c["name"] for c in result["columns"] if c["drift"]] + (["(multivariate)"] if result["multivariate"]["drift"] else [])
+    t["drifted"] = [c["name"] for c in result["columns"] if c["drift"]] + (
+        ["(multivariate)"] if result["multivariate"]["drift"] else []
+    )
     return t
 
 
@@ -74,21 +76,38 @@ def main() -> None:
         trainwise["drifted"] = runs[0]["drifted"]
         evidently = None
         if args.evidently_python:
-            cmd = [args.evidently_python, str(Path(__file__).parent / "evidently_datadrift.py"), str(ref_path), str(cur_path), str(args.evidently_repeats)]
+            cmd = [
+                args.evidently_python,
+                str(Path(__file__).parent / "evidently_datadrift.py"),
+                str(ref_path),
+                str(cur_path),
+                str(args.evidently_repeats),
+            ]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.evidently_timeout_s)
-                evidently = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {"error": proc.stderr[-2000:]}
+                evidently = (
+                    json.loads(proc.stdout.strip().splitlines()[-1])
+                    if proc.returncode == 0
+                    else {"error": proc.stderr[-2000:]}
+                )
             except subprocess.TimeoutExpired:
                 evidently = {"error": f"did not finish within {args.evidently_timeout_s} s"}
-    result = {"rows": args.rows, "columns": 20, "machine": platform.processor() or platform.machine(),
-              "cpu_count": os.cpu_count(), "load_average_1_5_15_min_at_end": os.getloadavg(),
-              "trainwise": trainwise, "evidently": evidently}
+    result = {
+        "rows": args.rows,
+        "columns": 20,
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15_min_at_end": os.getloadavg(),
+        "trainwise": trainwise,
+        "evidently": evidently,
+    }
     if evidently and "seconds" in evidently:
         ev_median = statistics.median(evidently["seconds"])
         # Evidently's Report.run does no file reading; compare with trainwise's fit + check + write.
         result["ratio_evidently_over_trainwise"] = ev_median / trainwise["total_s"]["median"]
         result["ratio_evidently_over_trainwise_without_read"] = ev_median / statistics.median(
-            [r["fit_s"] + r["check_s"] + r["write_s"] for r in runs])
+            [r["fit_s"] + r["check_s"] + r["write_s"] for r in runs]
+        )
     Path(args.out + ".json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

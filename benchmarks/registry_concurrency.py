@@ -59,7 +59,11 @@ def make_versions(uri: str, root: Path, n: int = 2) -> list[str]:
         spec = {"builder": "tabular_mlp", "kwargs": {"n_features": 4, "n_classes": 2, "d_hidden": 8, "n_layers": 1}}
         torch.manual_seed(i)
         run_dir = root / f"run{i}"
-        save_model(build_model_from_spec(spec), run_dir / "model", {"spec": spec, "task": "classification", "info": {}, "workload": "tiny"})
+        save_model(
+            build_model_from_spec(spec),
+            run_dir / "model",
+            {"spec": spec, "task": "classification", "info": {}, "workload": "tiny"},
+        )
         (run_dir / "config.toml").write_text("")
         write_json(run_dir / "summary.json", {"status": "finished"})
         versions.append(str(register_run(run_dir, NAME, uri).version))
@@ -75,9 +79,31 @@ def run_trial(rounds: int, lock: bool, workdir: Path) -> dict:
     versions = make_versions(uri, workdir)
     barrier = workdir / "barrier"
     barrier.mkdir()
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", "--uri", uri, "--version", v, "--rounds", str(rounds),
-                               "--barrier", str(barrier), "--n-workers", str(len(versions))] + ([] if lock else ["--no-lock"]),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for v in versions]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--uri",
+                uri,
+                "--version",
+                v,
+                "--rounds",
+                str(rounds),
+                "--barrier",
+                str(barrier),
+                "--n-workers",
+                str(len(versions)),
+            ]
+            + ([] if lock else ["--no-lock"]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for v in versions
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=600)
@@ -91,21 +117,33 @@ def run_trial(rounds: int, lock: bool, workdir: Path) -> dict:
     final = str(client.get_registered_model(NAME).aliases.get(ALIAS))
     problems = audit.check_chain(entries)
     return {
-        "lock": lock, "rounds_per_worker": rounds, "attempts": len(results),
-        "moves_reported": len(reported), "moves_recorded": len(moves),
-        "noops": sum(r["action"] == "noop" for r in results), "errors": sum(r["action"] == "error" for r in results),
+        "lock": lock,
+        "rounds_per_worker": rounds,
+        "attempts": len(results),
+        "moves_reported": len(reported),
+        "moves_recorded": len(moves),
+        "noops": sum(r["action"] == "noop" for r in results),
+        "errors": sum(r["action"] == "error" for r in results),
         "lost_entries": len(set(reported) - {e["seq"] for e in moves}),
         "duplicate_seqs": len(reported) - len(set(reported)),
-        "chain_problems": len(problems), "first_problems": problems[:3],
-        "final_alias": final, "last_recorded_to": moves[-1]["to_version"] if moves else None,
+        "chain_problems": len(problems),
+        "first_problems": problems[:3],
+        "final_alias": final,
+        "last_recorded_to": moves[-1]["to_version"] if moves else None,
         "final_alias_equals_last_move": bool(moves) and final == moves[-1]["to_version"],
         "promote_ms": [r["ms"] for r in results if r["action"] != "error"],
     }
 
 
 def passed(t: dict) -> bool:
-    return (t["lost_entries"] == 0 and t["duplicate_seqs"] == 0 and t["chain_problems"] == 0 and t["errors"] == 0
-            and t["moves_reported"] == t["moves_recorded"] and t["final_alias_equals_last_move"])
+    return (
+        t["lost_entries"] == 0
+        and t["duplicate_seqs"] == 0
+        and t["chain_problems"] == 0
+        and t["errors"] == 0
+        and t["moves_reported"] == t["moves_recorded"]
+        and t["final_alias_equals_last_move"]
+    )
 
 
 def summarise(t: dict) -> dict:
@@ -130,33 +168,56 @@ def main() -> None:
     if a.worker:
         return worker(a.uri, a.version, a.rounds, a.barrier, a.n_workers, not a.no_lock)
     trials = []
-    for lock in ([True] if a.skip_unlocked else [True, False]):
+    for lock in [True] if a.skip_unlocked else [True, False]:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.time()
             t = summarise(run_trial(a.rounds, lock, Path(tmp)))
             t["wall_s"] = time.time() - t0
             trials.append(t)
             print(json.dumps(t))
-    report = {"what": "registry alias moves by 2 concurrent processes", "machine": os.uname().nodename, "trials": trials}
+    report = {
+        "what": "registry alias moves by 2 concurrent processes",
+        "machine": os.uname().nodename,
+        "trials": trials,
+    }
     if a.out:
         Path(a.out + ".json").write_text(json.dumps(report, indent=2) + "\n")
         Path(a.out + ".md").write_text(to_markdown(report))
 
 
 def to_markdown(report: dict) -> str:
-    rows = ["| move lock | attempts | moves reported | moves recorded | no-ops | errors | lost | dup seq | chain problems | final alias = last move | promote ms median (min-max) | verdict |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| move lock | attempts | moves reported | moves recorded | no-ops | errors | lost | dup seq | chain problems | final alias = last move | promote ms median (min-max) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for t in report["trials"]:
         ms = t["promote_ms"]
         ms_txt = f"{ms['median']:.0f} ({ms['min']:.0f}-{ms['max']:.0f})" if ms else "-"
-        rows.append(f"| {'on' if t['lock'] else 'off'} | {t['attempts']} | {t['moves_reported']} | {t['moves_recorded']} | {t['noops']} | {t['errors']} | "
-                    f"{t['lost_entries']} | {t['duplicate_seqs']} | {t['chain_problems']} | {t['final_alias_equals_last_move']} | {ms_txt} | {'PASS' if t['passed'] else 'FAIL'} |")
-    return "\n".join([f"# {report['what']}", "", "Command: `python benchmarks/registry_concurrency.py --rounds "
-                      f"{report['trials'][0]['rounds_per_worker']} --out benchmarks/registry_concurrency_cpu-2core_20261122`", "",
-                      "Two worker processes start together (a file barrier after both have imported and connected); each promotes its own version to `champion` "
-                      f"{report['trials'][0]['rounds_per_worker']} times (`--force`, so the gate is not what is timed), on a fresh `sqlite:///` store.",
-                      "No-ops are attempts whose version already held the alias (nothing to record).", "", *rows, "",
-                      *[f"- lock {'on' if t['lock'] else 'off'}, first problems: {'; '.join(t['first_problems'])}" for t in report["trials"] if t["first_problems"]], ""])
+        rows.append(
+            f"| {'on' if t['lock'] else 'off'} | {t['attempts']} | {t['moves_reported']} | {t['moves_recorded']} | {t['noops']} | {t['errors']} | "
+            f"{t['lost_entries']} | {t['duplicate_seqs']} | {t['chain_problems']} | {t['final_alias_equals_last_move']} | {ms_txt} | {'PASS' if t['passed'] else 'FAIL'} |"
+        )
+    return "\n".join(
+        [
+            f"# {report['what']}",
+            "",
+            "Command: `python benchmarks/registry_concurrency.py --rounds "
+            f"{report['trials'][0]['rounds_per_worker']} --out benchmarks/registry_concurrency_cpu-2core_20261122`",
+            "",
+            "Two worker processes start together (a file barrier after both have imported and connected); each promotes its own version to `champion` "
+            f"{report['trials'][0]['rounds_per_worker']} times (`--force`, so the gate is not what is timed), on a fresh `sqlite:///` store.",
+            "No-ops are attempts whose version already held the alias (nothing to record).",
+            "",
+            *rows,
+            "",
+            *[
+                f"- lock {'on' if t['lock'] else 'off'}, first problems: {'; '.join(t['first_problems'])}"
+                for t in report["trials"]
+                if t["first_problems"]
+            ],
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

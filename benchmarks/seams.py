@@ -37,8 +37,13 @@ def cpu_model() -> str:
 
 def pytest(target: str, env: dict) -> tuple[float, str]:
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:randomly", target], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:randomly", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall_s = time.perf_counter() - t0
     if done.returncode != 0:
         sys.exit(f"{target} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
@@ -54,16 +59,21 @@ def main() -> int:
         e2e_s, _ = pytest("tests/monitor/test_serve_monitor_e2e.py", env)
         timeline = json.loads(timeline_path.read_text())
     load_after = os.getloadavg()[0]
-    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-              "load_average_1min_before": load_before, "load_average_1min_after": load_after,
-              "artifact_matrix": {"cells_tabular": 36, "cells_user_gru": 27, "pytest_wall_s": round(matrix_s, 1)},
-              "serve_monitor_e2e": {"pytest_wall_s": round(e2e_s, 1), **timeline}}
+    result = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"),
+        "load_average_1min_before": load_before,
+        "load_average_1min_after": load_after,
+        "artifact_matrix": {"cells_tabular": 36, "cells_user_gru": 27, "pytest_wall_s": round(matrix_s, 1)},
+        "serve_monitor_e2e": {"pytest_wall_s": round(e2e_s, 1), **timeline},
+    }
     stem = ROOT / "benchmarks" / f"seams_cpu-2core_{time.strftime('%Y%m%d')}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     rows = "\n".join(f"| {event} | {s:.2f} |" for event, s in timeline["seconds_after_first_request"].items())
-    stem.with_suffix(".md").write_text(f"""# Seams between stages, {result['date']}
+    stem.with_suffix(".md").write_text(f"""# Seams between stages, {result["date"]}
 
-Command: `python benchmarks/seams.py` on {result['cpu']} ({result['cores']} cores); load average (1 min)
+Command: `python benchmarks/seams.py` on {result["cpu"]} ({result["cores"]} cores); load average (1 min)
 {load_before:.2f} before, {load_after:.2f} after.
 
 ## Artifact matrix (tests/train/test_artifact_matrix.py)
@@ -74,8 +84,8 @@ all pass; the file's tests took {matrix_s:.1f} s (pytest wall time, interpreter 
 
 ## Serve -> monitor -> retrain -> hot swap (tests/monitor/test_serve_monitor_e2e.py)
 
-Test wall time {e2e_s:.1f} s. Decision: {timeline['decision']} (gate verdict {timeline.get('gate_verdict')}), triggers
-{', '.join(timeline['triggers'])}. Seconds after the first request:
+Test wall time {e2e_s:.1f} s. Decision: {timeline["decision"]} (gate verdict {timeline.get("gate_verdict")}), triggers
+{", ".join(timeline["triggers"])}. Seconds after the first request:
 
 | event | s |
 |---|---|

@@ -30,8 +30,16 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 PY = sys.executable
-INSTANCE = {"rate_marriage": 3.0, "age": 32.0, "yrs_married": 9.0, "children": 2.0, "religious": 2.0,
-            "education": "college graduate", "occupation": "white collar", "occupation_husb": "managerial/business"}
+INSTANCE = {
+    "rate_marriage": 3.0,
+    "age": 32.0,
+    "yrs_married": 9.0,
+    "children": 2.0,
+    "religious": 2.0,
+    "education": "college graduate",
+    "occupation": "white collar",
+    "occupation_husb": "managerial/business",
+}
 
 
 def free_port() -> int:
@@ -44,14 +52,30 @@ def train_model(run_dir: Path, d_model: int, n_layers: int, seed: int = 0) -> No
     from trainwise.config import load_config
     from trainwise.train.loop import train
 
-    train(load_config(None, ["workload.name=tabular", f"model.d_model={d_model}", f"model.n_layers={n_layers}", "train.steps=30",
-                             "train.micro_batch_size=64", "train.global_batch_size=64", "log.progress=false", f"train.seed={seed}"]), run_dir)
+    train(
+        load_config(
+            None,
+            [
+                "workload.name=tabular",
+                f"model.d_model={d_model}",
+                f"model.n_layers={n_layers}",
+                "train.steps=30",
+                "train.micro_batch_size=64",
+                "train.global_batch_size=64",
+                "log.progress=false",
+                f"train.seed={seed}",
+            ],
+        ),
+        run_dir,
+    )
 
 
 class Server:
     def __init__(self, ref: str, sets: list[str], env: dict | None = None):
         self.port = free_port()
-        cmd = [PY, "-m", "trainwise.cli", "serve", ref, "--port", str(self.port)] + [a for s in sets for a in ("--set", s)]
+        cmd = [PY, "-m", "trainwise.cli", "serve", ref, "--port", str(self.port)] + [
+            a for s in sets for a in ("--set", s)
+        ]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 120
@@ -79,8 +103,23 @@ class Server:
 
 
 def wrk(url: str, duration_s: float, connections: int, script: Path) -> dict:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(duration_s)}s", "--latency", "--timeout", "10s", "-s", str(script),
-                          f"{url}/v1/predict"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{int(duration_s)}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"{url}/v1/predict",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
     def ms(label):
@@ -89,10 +128,15 @@ def wrk(url: str, duration_s: float, connections: int, script: Path) -> dict:
 
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "p50_ms": ms("50%"), "p90_ms": ms("90%"), "p99_ms": ms("99%"),
-            "socket_errors": sum(map(int, errors.groups())) if errors else 0, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50_ms": ms("50%"),
+        "p90_ms": ms("90%"),
+        "p99_ms": ms("99%"),
+        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
 
 
 def run_variant(ref: str, sets: list[str], duration_s: float, connections: int, script: Path) -> dict:
@@ -105,12 +149,18 @@ def run_variant(ref: str, sets: list[str], duration_s: float, connections: int, 
     finally:
         server.stop()
     d = lambda k: after.get(k, 0.0) - before.get(k, 0.0)  # noqa: E731
-    result["batch_compute_ms"] = 1000 * d("trainwise_compute_seconds_sum") / max(d("trainwise_compute_seconds_count"), 1)
-    result["queue_wait_ms"] = 1000 * d("trainwise_queue_wait_seconds_sum") / max(d("trainwise_queue_wait_seconds_count"), 1)
+    result["batch_compute_ms"] = (
+        1000 * d("trainwise_compute_seconds_sum") / max(d("trainwise_compute_seconds_count"), 1)
+    )
+    result["queue_wait_ms"] = (
+        1000 * d("trainwise_queue_wait_seconds_sum") / max(d("trainwise_queue_wait_seconds_count"), 1)
+    )
     result["server_p50_ms"] = histogram_quantile(0.5, before, after, "trainwise_request_latency_seconds")
     result["server_p99_ms"] = histogram_quantile(0.99, before, after, "trainwise_request_latency_seconds")
     result["average_batch"] = d("trainwise_inferences_total") / max(d("trainwise_batches_total"), 1)
-    result["server_5xx"] = sum(v - before.get(k, 0) for k, v in after.items() if k.startswith('trainwise_requests_total{status="5'))
+    result["server_5xx"] = sum(
+        v - before.get(k, 0) for k, v in after.items() if k.startswith('trainwise_requests_total{status="5')
+    )
     return result
 
 
@@ -135,10 +185,19 @@ def histogram_quantile(q: float, before: dict, after: dict, name: str) -> float:
 
 def summarize(runs: list[dict]) -> dict:
     keys = [k for k in runs[0] if isinstance(runs[0][k], (int, float))]
-    return {k: {"median": statistics.median(r[k] for r in runs), "min": min(r[k] for r in runs), "max": max(r[k] for r in runs)} for k in keys}
+    return {
+        k: {
+            "median": statistics.median(r[k] for r in runs),
+            "min": min(r[k] for r in runs),
+            "max": max(r[k] for r in runs),
+        }
+        for k in keys
+    }
 
 
-def hot_swap(run_a: Path, run_b: Path, sets: list[str], duration_s: float, connections: int, script: Path, tmp: Path) -> dict:
+def hot_swap(
+    run_a: Path, run_b: Path, sets: list[str], duration_s: float, connections: int, script: Path, tmp: Path
+) -> dict:
     uri = f"sqlite:///{tmp}/mlflow.db"
     env = {"MLFLOW_TRACKING_URI": uri, "TRAINWISE_ACTOR": "benchmark"}
     os.environ.update(env)
@@ -151,8 +210,22 @@ def hot_swap(run_a: Path, run_b: Path, sets: list[str], duration_s: float, conne
     server = Server("tabbench@champion", sets + ["serve.poll_alias_s=0.5"], env)
     try:
         wrk(server.url, 2, connections, script)
-        proc = subprocess.Popen(["wrk", "-t1", f"-c{connections}", f"-d{int(duration_s)}s", "--latency", "--timeout", "10s", "-s", str(script),
-                                 f"{server.url}/v1/predict"], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{int(duration_s)}s",
+                "--latency",
+                "--timeout",
+                "10s",
+                "-s",
+                str(script),
+                f"{server.url}/v1/predict",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(duration_s / 3)
         promote("tabbench", 2, alias="champion", force=True, reason="benchmark hot swap")
         out = proc.communicate()[0]
@@ -162,46 +235,70 @@ def hot_swap(run_a: Path, run_b: Path, sets: list[str], duration_s: float, conne
         server.stop()
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"requests": int(re.search(r"(\d+) requests in", out).group(1)), "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": sum(map(int, errors.groups())) if errors else 0, "swaps": metrics.get("trainwise_model_swaps_total", 0),
-            "served_5xx": sum(v for k, v in metrics.items() if k.startswith('trainwise_requests_total{status="5')),
-            "version_after": version_now, "promote_at_s": duration_s / 3}
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+        "swaps": metrics.get("trainwise_model_swaps_total", 0),
+        "served_5xx": sum(v for k, v in metrics.items() if k.startswith('trainwise_requests_total{status="5')),
+        "version_after": version_now,
+        "promote_at_s": duration_s / 3,
+    }
 
 
 def render_markdown(r: dict, command: str) -> str:
     s, d = r["summary"], r["defaults"]
     b, u = s["batched (defaults)"], s["max_batch_size=1"]
     f = lambda x, k, nd=1: f"{x[k]['median']:.{nd}f} [{x[k]['min']:.{nd}f}, {x[k]['max']:.{nd}f}]"  # noqa: E731
-    lines = [f"# trainwise serve under load: wrk, {r['connections']} connections, localhost", "",
-             f"Command: `{command}`", "",
-             f"Machine: {r['cpu_count']} cores shared with other work (load average {r['load_average_before']:.1f} before, "
-             f"{r['load_average_after']:.1f} after); server and wrk on the same cores. Model: tabular MLP, "
-             f"d_model={r['model']['d_model']}, n_layers={r['model']['n_layers']}, fp32; one instance per request. "
-             f"{r['repeats']} interleaved repeats of {r['duration_s']:.0f} s each after a 2 s warm-up; median [min, max].", "",
-             "| server | requests/s | p50 ms | p99 ms (wrk) | p99 ms (server histogram) | compute ms / batch | average batch | 5xx + errors |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# trainwise serve under load: wrk, {r['connections']} connections, localhost",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {r['cpu_count']} cores shared with other work (load average {r['load_average_before']:.1f} before, "
+        f"{r['load_average_after']:.1f} after); server and wrk on the same cores. Model: tabular MLP, "
+        f"d_model={r['model']['d_model']}, n_layers={r['model']['n_layers']}, fp32; one instance per request. "
+        f"{r['repeats']} interleaved repeats of {r['duration_s']:.0f} s each after a 2 s warm-up; median [min, max].",
+        "",
+        "| server | requests/s | p50 ms | p99 ms (wrk) | p99 ms (server histogram) | compute ms / batch | average batch | 5xx + errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, x in s.items():
         bad = sum(run["non_2xx"] + run["socket_errors"] + run["server_5xx"] for run in r["runs"][name])
-        lines.append(f"| {name} | {f(x, 'rps', 0)} | {f(x, 'p50_ms')} | {f(x, 'p99_ms')} | {f(x, 'server_p99_ms')} | "
-                     f"{f(x, 'batch_compute_ms')} | {x['average_batch']['median']:.1f} | {bad} |")
+        lines.append(
+            f"| {name} | {f(x, 'rps', 0)} | {f(x, 'p50_ms')} | {f(x, 'p99_ms')} | {f(x, 'server_p99_ms')} | "
+            f"{f(x, 'batch_compute_ms')} | {x['average_batch']['median']:.1f} | {bad} |"
+        )
     ratios = ", ".join(f"{v:.1f}" for v in r["ratio_per_repeat"])
     ok_ratio = r["throughput_ratio"] >= 4
     ok_p99 = b["p99_ms"]["median"] <= r["p99_bound_ms"]
-    lines += ["", f"- Throughput, batching vs max_batch_size=1: **{r['throughput_ratio']:.1f}x** (ratio of medians; per repeat {ratios}); "
-              f"target >= 4x: {'met' if ok_ratio else 'NOT met'}.",
-              f"- p99 with batching (defaults max_batch_size={d['max_batch_size']}, max_wait_ms={d['max_wait_ms']:g}): "
-              f"**{b['p99_ms']['median']:.0f} ms** (wrk), bound max_wait_ms + 3 x compute per batch = {r['p99_bound_ms']:.0f} ms: "
-              f"{'met' if ok_p99 else 'NOT met'}.",
-              "", "## Sweep of (max_batch_size, max_wait_ms), one run each", "",
-              "| max_batch_size:max_wait_ms | requests/s | p50 ms | p99 ms | compute ms / batch | average batch |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"- Throughput, batching vs max_batch_size=1: **{r['throughput_ratio']:.1f}x** (ratio of medians; per repeat {ratios}); "
+        f"target >= 4x: {'met' if ok_ratio else 'NOT met'}.",
+        f"- p99 with batching (defaults max_batch_size={d['max_batch_size']}, max_wait_ms={d['max_wait_ms']:g}): "
+        f"**{b['p99_ms']['median']:.0f} ms** (wrk), bound max_wait_ms + 3 x compute per batch = {r['p99_bound_ms']:.0f} ms: "
+        f"{'met' if ok_p99 else 'NOT met'}.",
+        "",
+        "## Sweep of (max_batch_size, max_wait_ms), one run each",
+        "",
+        "| max_batch_size:max_wait_ms | requests/s | p50 ms | p99 ms | compute ms / batch | average batch |",
+        "|---|---|---|---|---|---|",
+    ]
     for pair, x in r["sweep"].items():
-        lines.append(f"| {pair} | {x['rps']:.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {x['batch_compute_ms']:.1f} | {x['average_batch']:.1f} |")
+        lines.append(
+            f"| {pair} | {x['rps']:.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {x['batch_compute_ms']:.1f} | {x['average_batch']:.1f} |"
+        )
     h = r["hot_swap"]
-    lines += ["", "## Hot swap under the same load", "",
-              f"`tabbench@champion` served with serve.poll_alias_s=0.5; the alias moved v1 -> v2 (`promote --force`) "
-              f"{h['promote_at_s']:.0f} s into a wrk run. Requests: {h['requests']}; non-2xx: **{h['non_2xx']}**; "
-              f"socket errors: {h['socket_errors']}; 5xx counted by the server: {h['served_5xx']:.0f}; swaps: {h['swaps']:.0f}; "
-              f"version served afterwards: {h['version_after']}."]
+    lines += [
+        "",
+        "## Hot swap under the same load",
+        "",
+        f"`tabbench@champion` served with serve.poll_alias_s=0.5; the alias moved v1 -> v2 (`promote --force`) "
+        f"{h['promote_at_s']:.0f} s into a wrk run. Requests: {h['requests']}; non-2xx: **{h['non_2xx']}**; "
+        f"socket errors: {h['socket_errors']}; 5xx counted by the server: {h['served_5xx']:.0f}; swaps: {h['swaps']:.0f}; "
+        f"version served afterwards: {h['version_after']}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -228,7 +325,9 @@ def main() -> int:
     train_model(run_a, args.d_model, args.n_layers, seed=0)
     train_model(run_b, args.d_model, args.n_layers, seed=1)
     script = tmp / "post.lua"
-    script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(json.dumps({"instances": [INSTANCE]}))}\n')
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(json.dumps({"instances": [INSTANCE]}))}\n'
+    )
     load_before = os.getloadavg()[0]
     variants = {"batched (defaults)": [], "max_batch_size=1": ["serve.max_batch_size=1"]}
     runs = {name: [] for name in variants}
@@ -239,19 +338,33 @@ def main() -> int:
     sweep = {}
     for pair in filter(None, args.sweep.split(",")):
         b, w = pair.split(":")
-        sweep[pair] = run_variant(str(run_a), [f"serve.max_batch_size={b}", f"serve.max_wait_ms={w}"], args.duration, args.connections, script)
+        sweep[pair] = run_variant(
+            str(run_a), [f"serve.max_batch_size={b}", f"serve.max_wait_ms={w}"], args.duration, args.connections, script
+        )
         print("sweep", pair, sweep[pair], flush=True)
     swap = hot_swap(run_a, run_b, [], max(args.duration, 15), args.connections, script, tmp)
     print("hot swap", swap, flush=True)
     from trainwise.config import ServeConfig
 
-    result = {"connections": args.connections, "duration_s": args.duration, "repeats": args.repeats, "model": {"d_model": args.d_model, "n_layers": args.n_layers},
-              "defaults": {"max_batch_size": ServeConfig().max_batch_size, "max_wait_ms": ServeConfig().max_wait_ms},
-              "load_average_before": load_before, "load_average_after": os.getloadavg()[0], "cpu_count": os.cpu_count(),
-              "runs": runs, "summary": {k: summarize(v) for k, v in runs.items()}, "sweep": sweep, "hot_swap": swap}
+    result = {
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "repeats": args.repeats,
+        "model": {"d_model": args.d_model, "n_layers": args.n_layers},
+        "defaults": {"max_batch_size": ServeConfig().max_batch_size, "max_wait_ms": ServeConfig().max_wait_ms},
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
+        "runs": runs,
+        "summary": {k: summarize(v) for k, v in runs.items()},
+        "sweep": sweep,
+        "hot_swap": swap,
+    }
     s = result["summary"]
     result["throughput_ratio"] = s["batched (defaults)"]["rps"]["median"] / s["max_batch_size=1"]["rps"]["median"]
-    result["ratio_per_repeat"] = [a["rps"] / b["rps"] for a, b in zip(runs["batched (defaults)"], runs["max_batch_size=1"])]
+    result["ratio_per_repeat"] = [
+        a["rps"] / b["rps"] for a, b in zip(runs["batched (defaults)"], runs["max_batch_size=1"])
+    ]
     d = result["defaults"]
     result["p99_bound_ms"] = d["max_wait_ms"] + 3 * s["batched (defaults)"]["batch_compute_ms"]["median"]
     result["command"] = command

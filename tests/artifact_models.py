@@ -53,9 +53,18 @@ def _sequences(n: int, seed: int, t: int = 8, c: int = 16) -> Split:
 def sequence_workload(cfg) -> Workload:
     """Test-only entry point: SequenceClassifier on synthetic sequences."""
     kwargs = {"n_channels": 16, "d_model": 32, "n_blocks": 2, "n_classes": 2}
-    return Workload(name="sequence", task="classification", model=SequenceClassifier(**kwargs), train=_sequences(256, 0),
-                    val=_sequences(64, 1), test=_sequences(128, 2), spec={"builder": "tests.artifact_models:SequenceClassifier", "kwargs": kwargs},
-                    info={"classes": ["0", "1"]}, block_classes=(GRUBlock,), input=tensor_input((8, 16)))
+    return Workload(
+        name="sequence",
+        task="classification",
+        model=SequenceClassifier(**kwargs),
+        train=_sequences(256, 0),
+        val=_sequences(64, 1),
+        test=_sequences(128, 2),
+        spec={"builder": "tests.artifact_models:SequenceClassifier", "kwargs": kwargs},
+        info={"classes": ["0", "1"]},
+        block_classes=(GRUBlock,),
+        input=tensor_input((8, 16)),
+    )
 
 
 def misfit_spec_workload(cfg) -> Workload:

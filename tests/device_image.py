@@ -15,7 +15,17 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MISSING_ON_DEVICE = ("mlflow", "fastapi", "starlette", "pydantic", "pydantic_core", "uvicorn", "httptools", "duckdb", "cleanlab")
+MISSING_ON_DEVICE = (
+    "mlflow",
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "pydantic_core",
+    "uvicorn",
+    "httptools",
+    "duckdb",
+    "cleanlab",
+)
 
 SITECUSTOMIZE = '''
 import sys

@@ -10,10 +10,23 @@ from trainwise.config import load_config
 from trainwise.workloads.base import Split, Workload
 
 TINY_LM = [
-    "workload.name=lm", "model.n_layers=2", "model.n_heads=2", "model.d_model=32", "model.context=32",
-    "data.max_corpus_bytes=400000", "train.micro_batch_size=8", "train.global_batch_size=8", "train.steps=8",
-    "train.warmup_steps=2", "train.eval_every=4", "train.eval_batches=2", "train.checkpoint_every=4",
-    "train.log_every=1", "train.threads=1", "log.progress=false", "log.mlflow=false",
+    "workload.name=lm",
+    "model.n_layers=2",
+    "model.n_heads=2",
+    "model.d_model=32",
+    "model.context=32",
+    "data.max_corpus_bytes=400000",
+    "train.micro_batch_size=8",
+    "train.global_batch_size=8",
+    "train.steps=8",
+    "train.warmup_steps=2",
+    "train.eval_every=4",
+    "train.eval_batches=2",
+    "train.checkpoint_every=4",
+    "train.log_every=1",
+    "train.threads=1",
+    "log.progress=false",
+    "log.mlflow=false",
 ]
 
 
@@ -42,8 +55,16 @@ def _blobs(n: int, seed: int) -> Split:
 
 def overflow_workload(cfg) -> Workload:
     """Test-only entry point: a model built to overflow fp16."""
-    return Workload(name="overflow", task="classification", model=Overflow(), train=_blobs(256, 0), val=_blobs(64, 1),
-                    test=_blobs(64, 2), spec={"builder": "tests.helpers:Overflow", "kwargs": {}}, info={"classes": ["0", "1"]})
+    return Workload(
+        name="overflow",
+        task="classification",
+        model=Overflow(),
+        train=_blobs(256, 0),
+        val=_blobs(64, 1),
+        test=_blobs(64, 2),
+        spec={"builder": "tests.helpers:Overflow", "kwargs": {}},
+        info={"classes": ["0", "1"]},
+    )
 
 
 def not_a_workload(cfg):

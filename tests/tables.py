@@ -18,10 +18,24 @@ def churn_table(n_rows: int = 600, seed: int = 0, n_missing: int = 7, marker: st
     contract = rng.choice(["month-to-month", "one year", "two year"], n_rows, p=[0.5, 0.3, 0.2])
     payment = rng.choice(["card", "bank transfer", "check"], n_rows)
     calls = rng.poisson(2.0, n_rows)
-    logit = -1.0 + 0.03 * (charges - 70) - 0.04 * (tenure - 36) + 0.4 * (calls - 2) + np.where(contract == "month-to-month", 1.0, -0.5)
+    logit = (
+        -1.0
+        + 0.03 * (charges - 70)
+        - 0.04 * (tenure - 36)
+        + 0.4 * (calls - 2)
+        + np.where(contract == "month-to-month", 1.0, -0.5)
+    )
     churned = np.where(rng.random(n_rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
-    frame = pd.DataFrame({"tenure_months": tenure, "monthly_charges": charges.astype(object), "contract": contract,
-                          "payment": payment, "support_calls": calls, "churned": churned})
+    frame = pd.DataFrame(
+        {
+            "tenure_months": tenure,
+            "monthly_charges": charges.astype(object),
+            "contract": contract,
+            "payment": payment,
+            "support_calls": calls,
+            "churned": churned,
+        }
+    )
     frame.loc[rng.choice(n_rows, n_missing, replace=False), "monthly_charges"] = marker
     return frame
 

@@ -23,6 +23,12 @@ def test_a_closed_pipe_ends_the_verb_without_a_traceback(argv):
 
 
 def test_head_gets_its_lines():
-    out = subprocess.run(f"set -o pipefail; {TRAINWISE} config --explain | head -n 3", shell=True, executable="/bin/bash",
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        f"set -o pipefail; {TRAINWISE} config --explain | head -n 3",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert len(out.stdout.splitlines()) == 3 and "Traceback" not in out.stderr, out.stderr

@@ -24,8 +24,23 @@ def test_every_recipe_loads_and_round_trips(recipe, tmp_path):
 
 
 def test_overrides_are_typed():
-    cfg = load_config(None, ["train.steps=7", "train.lr=0.5", "train.compile=true", "memory.block_classes=A,B", "precision.policy=bf16-mixed"])
-    assert (cfg.train.steps, cfg.train.lr, cfg.train.compile, cfg.memory.block_classes, cfg.precision.policy) == (7, 0.5, True, ["A", "B"], "bf16-mixed")
+    cfg = load_config(
+        None,
+        [
+            "train.steps=7",
+            "train.lr=0.5",
+            "train.compile=true",
+            "memory.block_classes=A,B",
+            "precision.policy=bf16-mixed",
+        ],
+    )
+    assert (cfg.train.steps, cfg.train.lr, cfg.train.compile, cfg.memory.block_classes, cfg.precision.policy) == (
+        7,
+        0.5,
+        True,
+        ["A", "B"],
+        "bf16-mixed",
+    )
 
 
 def test_explain_lists_every_field_with_help():

@@ -15,8 +15,24 @@ from trainwise.config_checks import Needs, field_default
 from trainwise.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-TABULAR = ["--set", "model.n_layers=1", "--set", "model.d_model=8", "--set", "train.steps=3", "--set", "train.threads=1",
-           "--set", "log.progress=false", "--set", "log.mlflow=false", "--set", "train.eval_every=0", "--set", "train.checkpoint_every=0"]
+TABULAR = [
+    "--set",
+    "model.n_layers=1",
+    "--set",
+    "model.d_model=8",
+    "--set",
+    "train.steps=3",
+    "--set",
+    "train.threads=1",
+    "--set",
+    "log.progress=false",
+    "--set",
+    "log.mlflow=false",
+    "--set",
+    "train.eval_every=0",
+    "--set",
+    "train.checkpoint_every=0",
+]
 
 
 def refused(capsys, tmp_path, *sets: str) -> str:
@@ -32,18 +48,33 @@ def refused(capsys, tmp_path, *sets: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("sets,expected", [
-    (["train.seed=1180591620717411303424"], "train.seed = 1180591620717411303424: must be <= 4294967295"),  # 2**70
-    (["train.micro_batch_size=100000000000000000000", "train.global_batch_size=100000000000000000000"], "train.micro_batch_size = 100000000000000000000: must be <="),
-    (["train.lr=1e999"], "train.lr = inf: expected a finite number"),
-    (["train.lr=nan"], "train.lr = nan: expected a finite number"),
-    (["model.dropout=nan"], "model.dropout = nan: expected a finite number"),
-    (["train.lr=1e300"], "train.lr = 1e+300: must be <= 10.0"),
-    (["log.mlflow=true", "registry.tracking_uri=foo://bar"], "registry.tracking_uri = 'foo://bar': scheme 'foo' is not supported"),
-    (["registry.tracking_uri=sqlite://mlflow.db"], "registry.tracking_uri = 'sqlite://mlflow.db': expected sqlite:///"),
-    (["serve.log_dir=nosuch://bucket/log"], "serve.log_dir = 'nosuch://bucket/log': protocol 'nosuch' is unknown to fsspec"),
-    (["memory.budget_gib=1e300"], "memory.budget_gib = 1e+300: must be <="),
-])
+@pytest.mark.parametrize(
+    "sets,expected",
+    [
+        (["train.seed=1180591620717411303424"], "train.seed = 1180591620717411303424: must be <= 4294967295"),  # 2**70
+        (
+            ["train.micro_batch_size=100000000000000000000", "train.global_batch_size=100000000000000000000"],
+            "train.micro_batch_size = 100000000000000000000: must be <=",
+        ),
+        (["train.lr=1e999"], "train.lr = inf: expected a finite number"),
+        (["train.lr=nan"], "train.lr = nan: expected a finite number"),
+        (["model.dropout=nan"], "model.dropout = nan: expected a finite number"),
+        (["train.lr=1e300"], "train.lr = 1e+300: must be <= 10.0"),
+        (
+            ["log.mlflow=true", "registry.tracking_uri=foo://bar"],
+            "registry.tracking_uri = 'foo://bar': scheme 'foo' is not supported",
+        ),
+        (
+            ["registry.tracking_uri=sqlite://mlflow.db"],
+            "registry.tracking_uri = 'sqlite://mlflow.db': expected sqlite:///",
+        ),
+        (
+            ["serve.log_dir=nosuch://bucket/log"],
+            "serve.log_dir = 'nosuch://bucket/log': protocol 'nosuch' is unknown to fsspec",
+        ),
+        (["memory.budget_gib=1e300"], "memory.budget_gib = 1e+300: must be <="),
+    ],
+)
 def test_absurd_values_are_refused_at_load(sets, expected, capsys, tmp_path):
     assert expected in refused(capsys, tmp_path, *sets)
 
@@ -69,16 +100,28 @@ def test_every_float_field_must_be_finite(path):
 
 @pytest.mark.parametrize("path", _paths_of(int))
 def test_every_integer_field_stays_within_int64(path):
-    with pytest.raises(ConfigError, match=rf"^{path} = 9223372036854775808: (must be <=|expected an integer within int64)"):
+    with pytest.raises(
+        ConfigError, match=rf"^{path} = 9223372036854775808: (must be <=|expected an integer within int64)"
+    ):
         load_config(None, [f"{path}={2**63}"])
 
 
 def test_non_finite_weights_are_never_saved_as_a_finished_model(tmp_path, capsys):
     # an entry workload whose model holds a NaN weight that training never touches (no gradient
     # reaches it), as a diverged run leaves its weights: the run trains, then must not be saved
-    code = main(["train", str(ROOT / "configs" / "tabular.toml"), "--set", "workload.name=entry",
-                 "--set", "workload.entry=tests.test_config_hardening:nan_weight_workload",
-                 *TABULAR, "--run-dir", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            str(ROOT / "configs" / "tabular.toml"),
+            "--set",
+            "workload.name=entry",
+            "--set",
+            "workload.entry=tests.test_config_hardening:nan_weight_workload",
+            *TABULAR,
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
     assert "hold NaN or infinity (first: spare)" in err.strip().splitlines()[-1]
@@ -103,7 +146,9 @@ def nan_weight_workload(cfg):
     """Test-only entry point: the blobs of tests.helpers, on a NanSpare model."""
     from tests.helpers import overflow_workload
 
-    return dataclasses.replace(overflow_workload(cfg), model=NanSpare(), spec={"builder": "tests.test_config_hardening:NanSpare", "kwargs": {}})
+    return dataclasses.replace(
+        overflow_workload(cfg), model=NanSpare(), spec={"builder": "tests.test_config_hardening:NanSpare", "kwargs": {}}
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,7 +157,10 @@ def nan_weight_workload(cfg):
 
 def test_a_file_path_under_the_builtin_workload_is_refused(capsys, tmp_path):
     err = refused(capsys, tmp_path, "workload.path=data.csv")
-    assert "workload.path = 'data.csv' has no effect here: it is used only when workload.name is 'file' (here workload.name = 'tabular')" in err
+    assert (
+        "workload.path = 'data.csv' has no effect here: it is used only when workload.name is 'file' (here workload.name = 'tabular')"
+        in err
+    )
 
 
 def _other(f: dataclasses.Field, avoid=()):
@@ -132,7 +180,13 @@ def _other(f: dataclasses.Field, avoid=()):
 
 
 def _literal(v) -> str:
-    return ("true" if v else "false") if isinstance(v, bool) else "[" + ",".join(f"'{x}'" for x in v) + "]" if isinstance(v, list) else str(v)
+    return (
+        ("true" if v else "false")
+        if isinstance(v, bool)
+        else "[" + ",".join(f"'{x}'" for x in v) + "]"
+        if isinstance(v, list)
+        else str(v)
+    )
 
 
 def _choose(needs: Needs, met: bool) -> list[str]:
@@ -157,8 +211,10 @@ def test_every_field_that_depends_on_a_choice_is_refused_without_it(path, f):
     value = f"{path}={_literal(_other(f))}"
     with pytest.raises(ConfigError, match=rf"^{path} = .* has no effect here: it is used only when {needs.path} is"):
         load_config(None, _choose(needs, met=False) + [value])
-    for sets in (_choose(needs, met=True) + [value],  # under the choice it is accepted
-                 _choose(needs, met=False) + [f"{path}={_literal(field_default(f))}"]):  # its default is never an error
+    for sets in (
+        _choose(needs, met=True) + [value],  # under the choice it is accepted
+        _choose(needs, met=False) + [f"{path}={_literal(field_default(f))}"],
+    ):  # its default is never an error
         try:
             load_config(None, sets)
         except ConfigError as e:  # another rule (workload.name = 'file' needs a path and a target too) may object
@@ -174,7 +230,9 @@ def test_bench_accepts_a_base_setting_some_variants_use_and_resets_it_in_the_oth
 
     recipe = tmp_path / "r.toml"
     recipe.write_text((ROOT / "configs" / "lm-tiny.toml").read_text() + "init_scale = 1024.0\n")  # in [precision]
-    _, variants = plan(recipe, ["precision.policy=fp32,fp16-mixed", "memory.ac=none,every-n", "memory.ac_every=2,3"], [], [])
+    _, variants = plan(
+        recipe, ["precision.policy=fp32,fp16-mixed", "memory.ac=none,every-n", "memory.ac_every=2,3"], [], []
+    )
     by_label = {v.label: v for v in variants if v.kind == "trainwise"}
     assert by_label["fp16-mixed, ac=none, ac_every=2"].cfg.precision.init_scale == 1024.0
     assert by_label["fp32, ac=none, ac_every=2"].cfg.precision.init_scale == 65536.0  # no effect there: the default
@@ -188,5 +246,7 @@ def test_bench_accepts_a_base_setting_some_variants_use_and_resets_it_in_the_oth
 def test_bench_refuses_a_setting_no_variant_uses(tmp_path):
     from trainwise.bench.runner import plan
 
-    with pytest.raises(ConfigError, match="no variant of this bench uses it: precision.init_scale = 1024.0 has no effect here"):
+    with pytest.raises(
+        ConfigError, match="no variant of this bench uses it: precision.init_scale = 1024.0 has no effect here"
+    ):
         plan(ROOT / "configs" / "lm-tiny.toml", ["precision.policy=fp32,bf16-mixed"], [], ["precision.init_scale=1024"])

@@ -39,14 +39,37 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 
 UNITS = {  # unit (lower-cased) -> factors that turn a committed number into the quoted one
-    "ns": (1, 1e9, 1e6, 1e3), "µs": (1, 1e6, 1e3, 1e-3), "us": (1, 1e6, 1e3, 1e-3), "ms": (1, 1e3, 1e-3, 1e-6),
-    "s": (1, 1e-3, 1e3), "sec": (1, 1e-3), "seconds": (1, 1e-3), "min": (1, 1 / 60), "minutes": (1, 1 / 60), "h": (1, 1 / 3600), "hours": (1, 1 / 3600),
-    "b": (1,), "bytes": (1,), "kb": (1, 1e-3), "kib": (1, 2**-10), "mb": (1, 1e-6, 2**-20), "mib": (1, 2**-20, 1e-6),
-    "gb": (1, 1e-9, 2**-30), "gib": (1, 2**-30, 1e-9), "tb": (1, 1e-12, 2**-40), "tib": (1, 2**-40, 1e-12),
-    "%": (1, 100), "pp": (1, 100), "x": (1,), "×": (1,), "flop": (1, 1e-9, 1e-12),
+    "ns": (1, 1e9, 1e6, 1e3),
+    "µs": (1, 1e6, 1e3, 1e-3),
+    "us": (1, 1e6, 1e3, 1e-3),
+    "ms": (1, 1e3, 1e-3, 1e-6),
+    "s": (1, 1e-3, 1e3),
+    "sec": (1, 1e-3),
+    "seconds": (1, 1e-3),
+    "min": (1, 1 / 60),
+    "minutes": (1, 1 / 60),
+    "h": (1, 1 / 3600),
+    "hours": (1, 1 / 3600),
+    "b": (1,),
+    "bytes": (1,),
+    "kb": (1, 1e-3),
+    "kib": (1, 2**-10),
+    "mb": (1, 1e-6, 2**-20),
+    "mib": (1, 2**-20, 1e-6),
+    "gb": (1, 1e-9, 2**-30),
+    "gib": (1, 2**-30, 1e-9),
+    "tb": (1, 1e-12, 2**-40),
+    "tib": (1, 2**-40, 1e-12),
+    "%": (1, 100),
+    "pp": (1, 100),
+    "x": (1,),
+    "×": (1,),
+    "flop": (1, 1e-9, 1e-12),
 }
-UNIT_RE = (r"(?P<unit>%|×|x(?![\w])|\s?(?:ns|µs|us|ms|sec|seconds|s|min|minutes|h|hours|bytes|B|KB|KiB|MB|MiB|GB|GiB|TB|TiB|pp|"
-           r"[GTMK]?FLOP(?:s)?(?:/s)?|[A-Za-z]+/s)(?![\w/]))")
+UNIT_RE = (
+    r"(?P<unit>%|×|x(?![\w])|\s?(?:ns|µs|us|ms|sec|seconds|s|min|minutes|h|hours|bytes|B|KB|KiB|MB|MiB|GB|GiB|TB|TiB|pp|"
+    r"[GTMK]?FLOP(?:s)?(?:/s)?|[A-Za-z]+/s)(?![\w/]))"
+)
 NUMBER_RE = re.compile(
     r"(?<![\w.^])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\d,]*\.\d)(?![\w\-]*\d)"  # not inside words, versions, 3x224
     r"(?:" + UNIT_RE + r")?"
@@ -109,7 +132,17 @@ def quoted_figures(path: Path) -> list[Figure]:
                 continue
             num = m.group("num").replace(",", "")
             unit = (m.group("unit") or "").strip() or None
-            out.append(Figure(path.name, i, m.group().strip(), float(num), len(num.split(".")[1]) if "." in num else 0, unit, m.group("cite")))
+            out.append(
+                Figure(
+                    path.name,
+                    i,
+                    m.group().strip(),
+                    float(num),
+                    len(num.split(".")[1]) if "." in num else 0,
+                    unit,
+                    m.group("cite"),
+                )
+            )
     return out
 
 
@@ -164,7 +197,7 @@ def unsupported(path: Path, pool) -> list[Figure]:
 def _in_pool(fig: Figure, pool) -> bool:
     import numpy as np
 
-    half = 0.5 * 10.0 ** -fig.decimals + 1e-9
+    half = 0.5 * 10.0**-fig.decimals + 1e-9
     unit = (fig.unit or "").lower()
     factors = (1, 1e-3, 1e-6, 1e-9, 1e-12) if unit.endswith("/s") else UNITS.get(unit, (1,))
     return any(bool(np.any(np.abs(pool * k - fig.value) <= half)) for k in factors)
@@ -174,7 +207,8 @@ def _in_pool(fig: Figure, pool) -> bool:
 def test_every_quoted_figure_is_committed_or_cited(path, pool):
     bad = unsupported(path, pool)
     assert not bad, f"{path.name}: figures in no committed benchmark result and not marked External: " + "; ".join(
-        f"line {f.line}: {f.text!r}" for f in bad)
+        f"line {f.line}: {f.text!r}" for f in bad
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,10 +221,18 @@ def test_extraction_takes_measurements_and_leaves_identifiers(tmp_path):
         "Throughput 4,107 req/s, p99 21.2 ms, 11.3x faster, 12% less memory, accuracy 0.7049, 2011 [1862, 2701].\n"
         "Not figures: fp16, p99, sm_89, torch 2.13.0, Python 3.11, 3x224x224, 1e-4, 95% CI, 64 workers, 35,691 rows, `9.99 ms`.\n"
         "```\n12.5 ms in a code block\n```\n"
-        "A page holds 65,504 bytes[^fp16].\n\n[^fp16]: External: a made-up source.\n")
+        "A page holds 65,504 bytes[^fp16].\n\n[^fp16]: External: a made-up source.\n"
+    )
     got = [(f.text, f.unit) for f in quoted_figures(doc)]
-    assert got == [("4,107 req/s", "req/s"), ("21.2 ms", "ms"), ("11.3x", "x"), ("12%", "%"), ("0.7049", None),
-                   ("2011 [1862, 2701]", None), ("65,504 bytes[^fp16]", "bytes")]
+    assert got == [
+        ("4,107 req/s", "req/s"),
+        ("21.2 ms", "ms"),
+        ("11.3x", "x"),
+        ("12%", "%"),
+        ("0.7049", None),
+        ("2011 [1862, 2701]", None),
+        ("65,504 bytes[^fp16]", "bytes"),
+    ]
     assert external_notes(doc) == {"fp16"}
 
 

@@ -10,7 +10,15 @@ import torch
 import trainwise.env as env_module
 from trainwise.cli import main
 from trainwise.config import load_config
-from trainwise.env import PEAK_KINDS, dtype_warnings, fp8_operands, matmul_mode, measure_gemm_gflops, measure_matmul_gflops, measure_model_peaks
+from trainwise.env import (
+    PEAK_KINDS,
+    dtype_warnings,
+    fp8_operands,
+    matmul_mode,
+    measure_gemm_gflops,
+    measure_matmul_gflops,
+    measure_model_peaks,
+)
 
 
 def test_info_json_has_measured_throughput(tmp_path, monkeypatch, capsys):
@@ -37,15 +45,33 @@ def test_measurement_is_positive_and_finite():
     assert 0 < rate < 1e6
 
 
-TINY = ["--set", "train.threads=1", "--set", "data.max_corpus_bytes=200000", "--set", "model.n_layers=1", "--set", "model.d_model=32",
-        "--set", "model.n_heads=2", "--set", "model.context=32", "--set", "train.micro_batch_size=4", "--set", "train.global_batch_size=4"]
+TINY = [
+    "--set",
+    "train.threads=1",
+    "--set",
+    "data.max_corpus_bytes=200000",
+    "--set",
+    "model.n_layers=1",
+    "--set",
+    "model.d_model=32",
+    "--set",
+    "model.n_heads=2",
+    "--set",
+    "model.context=32",
+    "--set",
+    "train.micro_batch_size=4",
+    "--set",
+    "train.global_batch_size=4",
+]
 
 
 def test_info_measures_fp8_tf32_only_on_cuda_and_the_models_own_gemm_shapes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TRAINWISE_CACHE", str(tmp_path))
     assert main(["info", "--json", "--device", "cpu", "--refresh", "--config", "configs/lm-tiny.toml", *TINY]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["matmul_gflops"]["fp8"] > 0 and info["matmul_gflops"]["fp8_rowwise"] > 0  # torch._scaled_mm runs on this CPU
+    assert (
+        info["matmul_gflops"]["fp8"] > 0 and info["matmul_gflops"]["fp8_rowwise"] > 0
+    )  # torch._scaled_mm runs on this CPU
     assert "tf32" not in info["matmul_gflops"]  # a CUDA matmul mode: on a CPU it would be fp32 measured twice
     model = info["model_gemm"]
     assert list(model["gflops"]) == list(PEAK_KINDS) and model["config"] == "configs/lm-tiny.toml"
@@ -59,7 +85,9 @@ def test_info_measures_fp8_tf32_only_on_cuda_and_the_models_own_gemm_shapes(tmp_
 
 def test_a_kind_too_slow_for_the_models_shapes_is_skipped_with_its_reason():
     cfg = load_config("configs/lm-tiny.toml", [t for t in TINY if t != "--set"])
-    got = measure_model_peaks(cfg, torch.device("cpu"), {"fp16": 1e-6, "fp32": None}, kinds=("fp16", "fp32"), seconds=0.05)
+    got = measure_model_peaks(
+        cfg, torch.device("cpu"), {"fp16": 1e-6, "fp32": None}, kinds=("fp16", "fp32"), seconds=0.05
+    )
     assert got["gflops"]["fp16"] is None and "would take" in got["not_measured"]["fp16"]
     assert got["gflops"]["fp32"] > 0  # no square figure: measured
 
@@ -75,16 +103,29 @@ def test_the_fp8_probe_multiplies_what_it_says(rowwise):
     ref = (a.float() * sa) @ (b.float() * sb)
     assert out.shape == (32, 48) and out.dtype == torch.bfloat16
     assert (out.float() - ref).norm() / ref.norm() < 1e-2  # bf16 output rounding
-    assert measure_matmul_gflops("fp8_rowwise" if rowwise else "fp8", torch.device("cpu"), n=64, seconds=0.05, repeats=3) > 0
+    assert (
+        measure_matmul_gflops("fp8_rowwise" if rowwise else "fp8", torch.device("cpu"), n=64, seconds=0.05, repeats=3)
+        > 0
+    )
 
 
 def test_the_fp8_model_shape_probe_keeps_batched_and_unaligned_gemms_in_bf16(monkeypatch):
     built = []
     real = env_module._gemm_call
     monkeypatch.setattr(env_module, "_gemm_call", lambda *args: built.append(args) or real(*args))
-    shapes = [("mm", (32, 48), (48, 64), False, False), ("bmm", (2, 32, 16), (2, 16, 32), False, False), ("mm", (30, 48), (48, 64), False, True)]
+    shapes = [
+        ("mm", (32, 48), (48, 64), False, False),
+        ("bmm", (2, 32, 16), (2, 16, 32), False, False),
+        ("mm", (30, 48), (48, 64), False, True),
+    ]
     assert measure_gemm_gflops(shapes, "fp8", torch.device("cpu"), seconds=0.05) > 0
-    assert [(args[0], args[5]) for args in built] == [("mm", "fp8"), ("bmm", "fp8"), ("bmm", torch.bfloat16), ("mm", "fp8"), ("mm", torch.bfloat16)]
+    assert [(args[0], args[5]) for args in built] == [
+        ("mm", "fp8"),
+        ("bmm", "fp8"),
+        ("bmm", torch.bfloat16),
+        ("mm", "fp8"),
+        ("mm", torch.bfloat16),
+    ]
 
 
 def test_tf32_mode_is_set_inside_and_restored_after():

@@ -10,13 +10,39 @@ import sys
 
 from tests.device_image import MISSING_ON_DEVICE, ROOT, device_image_env
 
-TINY = ["--set", "train.threads=1", "--set", "data.max_corpus_bytes=200000", "--set", "log.progress=false",
-        "--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2", "--set", "model.context=32",
-        "--set", "train.micro_batch_size=4", "--set", "train.global_batch_size=4", "--set", "train.eval_batches=1"]
+TINY = [
+    "--set",
+    "train.threads=1",
+    "--set",
+    "data.max_corpus_bytes=200000",
+    "--set",
+    "log.progress=false",
+    "--set",
+    "model.n_layers=1",
+    "--set",
+    "model.d_model=32",
+    "--set",
+    "model.n_heads=2",
+    "--set",
+    "model.context=32",
+    "--set",
+    "train.micro_batch_size=4",
+    "--set",
+    "train.global_batch_size=4",
+    "--set",
+    "train.eval_batches=1",
+]
 
 
 def run_as_on_device(tmp_path, code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], env=device_image_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=device_image_env(tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_info_train_estimate_numerics_run_without_what_the_device_image_lacks(tmp_path):
@@ -47,11 +73,30 @@ def test_the_device_image_really_lacks_them(tmp_path):
 
 def test_tracking_on_without_mlflow_is_one_clear_line_before_training(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "trainwise.cli", "train", "configs/lm-tiny.toml", "--run-dir", str(run_dir), *TINY,
-                           "--set", "train.steps=2", "--set", "log.mlflow=true"],
-                          env=device_image_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainwise.cli",
+            "train",
+            "configs/lm-tiny.toml",
+            "--run-dir",
+            str(run_dir),
+            *TINY,
+            "--set",
+            "train.steps=2",
+            "--set",
+            "log.mlflow=true",
+        ],
+        env=device_image_env(tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "trainwise train: error: log.mlflow = true, but MLflow is not installed here: pip install mlflow, or --set log.mlflow=false "
-        "(the run directory holds everything MLflow would get)"]
+        "(the run directory holds everything MLflow would get)"
+    ]
     assert not run_dir.exists()  # refused before training: nothing trained for hours and then lost its tracking

@@ -43,7 +43,11 @@ def test_make_targets_and_ci():
     for target in ("demo:", "test:"):
         assert re.search(rf"^{target}", makefile, re.M), target
     assert "make demo" in README and "make test" in README
-    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    ci = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "set ", "cd "))
+    ]
     assert ci[-1] == "make test" and ci[-1] in README
 
 
@@ -57,7 +61,7 @@ SMALL_RUN = "--set train.steps=30 --set train.threads=1 --set log.progress=false
 
 def quickstart_blocks() -> list[tuple[str, str]]:
     """(language, text) of each fenced block in the quickstart section, in order."""
-    section = README[README.index(QUICKSTART):]
+    section = README[README.index(QUICKSTART) :]
     section = section[: section.index("\n## ", len(QUICKSTART))]
     return re.findall(r"```(\w+)\n(.*?)```", section, re.S)
 
@@ -65,14 +69,21 @@ def quickstart_blocks() -> list[tuple[str, str]]:
 def shell_commands(block: str) -> list[str]:
     """Commands of a bash block: continuation lines joined, trailing comments dropped."""
     joined = re.sub(r"\\\n\s*", " ", block)
-    return [re.sub(r"\s+#.*$", "", line).strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [
+        re.sub(r"\s+#.*$", "", line).strip()
+        for line in joined.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def resolve_placeholders(command: str, runs: list[tuple[str, str]]) -> str:
     """runs/<run> -> the latest run; runs/<fp32-run>, runs/<bf16-run> -> the latest run of that precision."""
+
     def real(match: re.Match) -> str:
         name = match.group(1)
-        candidates = [path for path, precision in runs if name == "run" or precision.startswith(name.removesuffix("-run"))]
+        candidates = [
+            path for path, precision in runs if name == "run" or precision.startswith(name.removesuffix("-run"))
+        ]
         assert candidates, f"README placeholder <{name}> matches none of the runs trained so far: {runs}"
         return candidates[-1]
 
@@ -86,7 +97,9 @@ def test_the_quickstart_runs_as_written(tmp_path):
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     write_churn_csv(tmp_path / "data" / "customers.csv", n_missing=7)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_LOGGING_LEVEL")}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"  # a fresh store: its creation must not log INFO lines
+    env["MLFLOW_TRACKING_URI"] = (
+        f"sqlite:///{tmp_path}/mlflow.db"  # a fresh store: its creation must not log INFO lines
+    )
     runs: list[tuple[str, str]] = []
     outputs: dict[str, str] = {}
     blocks = quickstart_blocks()
@@ -94,7 +107,9 @@ def test_the_quickstart_runs_as_written(tmp_path):
     for lang, text in blocks:
         if lang == "python":
             first = text.splitlines()[0]
-            assert first.startswith("# ") and first.endswith(".py"), f"a Python block must start with '# path/file.py': {first!r}"
+            assert first.startswith("# ") and first.endswith(".py"), (
+                f"a Python block must start with '# path/file.py': {first!r}"
+            )
             target = tmp_path / first[2:].strip()
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
@@ -104,9 +119,13 @@ def test_the_quickstart_runs_as_written(tmp_path):
             command = resolve_placeholders(command.replace(".venv/bin/trainwise", TRAINWISE, 1), runs)
             if " train " in command:
                 command += " " + SMALL_RUN
-            out = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+            out = subprocess.run(
+                command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+            )
             both = out.stdout + out.stderr
-            allowed = (0, 1, 3) if " compare " in command else (0,)  # compare: 1 gate failed, 3 inconclusive; answers, not errors
+            allowed = (
+                (0, 1, 3) if " compare " in command else (0,)
+            )  # compare: 1 gate failed, 3 inconclusive; answers, not errors
             assert out.returncode in allowed, f"{command}\n{both[-3000:]}"
             assert "Traceback" not in both and " INFO " not in both, f"{command}\n{both[-3000:]}"
             outputs[command] = both
@@ -123,7 +142,9 @@ def test_the_quickstart_runs_as_written(tmp_path):
     assert (tmp_path / evaluated / "eval" / "metrics.json").is_file()
     # `trainwise history NAME --json | head`: the reader leaves early; no BrokenPipe traceback
     name = re.search(r"--name (\S+)", next(c for c in outputs if " register " in c)).group(1)
-    p = subprocess.Popen([TRAINWISE, "history", name, "--json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [TRAINWISE, "history", name, "--json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(timeout=300) == 141 and "Traceback" not in err, err

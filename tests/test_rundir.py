@@ -34,7 +34,9 @@ def torch_checkpoint_wrapper(model):
 
 
 def fp8_then_ac(model):
-    assert apply_fp8(model, "tensorwise", emulate=True) == ["blocks.1.fc"]  # 20 input features: blocks.0 stays nn.Linear
+    assert apply_fp8(model, "tensorwise", emulate=True) == [
+        "blocks.1.fc"
+    ]  # 20 input features: blocks.0 stays nn.Linear
     return apply_ac(model, "selective", block_classes=(MLPBlock,))
 
 
@@ -99,14 +101,23 @@ class Unknown(nn.Module):
         return self.inner(x)
 
 
-@pytest.mark.parametrize("model, spec, expected", [
-    (lambda: Unknown(plain_model()), SPEC, "unexpected (10): ['inner.blocks.0.fc.bias'"),
-    (plain_model, {"builder": "tabular_mlp", "kwargs": {**KWARGS, "d_hidden": 16}}, "shape (9): ['blocks.0.fc.bias (32,) vs (16,)'"),
-])
+@pytest.mark.parametrize(
+    "model, spec, expected",
+    [
+        (lambda: Unknown(plain_model()), SPEC, "unexpected (10): ['inner.blocks.0.fc.bias'"),
+        (
+            plain_model,
+            {"builder": "tabular_mlp", "kwargs": {**KWARGS, "d_hidden": 16}},
+            "shape (9): ['blocks.0.fc.bias (32,) vs (16,)'",
+        ),
+    ],
+)
 def test_save_model_refuses_weights_the_spec_cannot_load_before_writing(model, spec, expected, tmp_path):
     with pytest.raises(TrainwiseError) as e:
         save_model(model(), tmp_path / "model", {"spec": spec})
-    assert f"refusing to write {tmp_path / 'model' / MODEL_WEIGHTS}" in str(e.value) and expected in str(e.value), str(e.value)
+    assert f"refusing to write {tmp_path / 'model' / MODEL_WEIGHTS}" in str(e.value) and expected in str(e.value), str(
+        e.value
+    )
     assert not (tmp_path / "model").exists()
 
 
@@ -119,25 +130,63 @@ def test_load_model_refuses_an_artifact_with_wrapper_names(tmp_path):
     with pytest.raises(DataError) as e:
         load_model(model_dir, verify=False)
     assert f"{model_dir / MODEL_WEIGHTS} does not fit the architecture in {MODEL_JSON}" in str(e.value)
-    assert "missing (4): ['blocks.0.fc.bias'" in str(e.value) and "unexpected (4): ['blocks.0.block.fc.bias'" in str(e.value)
+    assert "missing (4): ['blocks.0.fc.bias'" in str(e.value) and "unexpected (4): ['blocks.0.block.fc.bias'" in str(
+        e.value
+    )
     with pytest.raises(DataError, match="does not match the hash"):
         load_model(model_dir)  # and with the hash check (the default), the edited file is refused first
 
 
-@pytest.mark.parametrize("entry, expected", [
-    ("misfit_spec_workload", ["the weights do not fit the model that model.json's spec rebuilds", "blocks.0.gru.weight_hh_l0 (96, 32) vs (48, 16)"]),
-    ("no_builder_workload", ["model.json's spec cannot rebuild the model (builder 'tests.artifact_models:no_builder_workload' failed with kwargs {}: TypeError"]),
-])
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        (
+            "misfit_spec_workload",
+            [
+                "the weights do not fit the model that model.json's spec rebuilds",
+                "blocks.0.gru.weight_hh_l0 (96, 32) vs (48, 16)",
+            ],
+        ),
+        (
+            "no_builder_workload",
+            [
+                "model.json's spec cannot rebuild the model (builder 'tests.artifact_models:no_builder_workload' failed with kwargs {}: TypeError"
+            ],
+        ),
+    ],
+)
 def test_a_spec_that_cannot_rebuild_the_model_is_refused_before_training(entry, expected, tmp_path, capsys):
     from trainwise.cli import main
 
     run = tmp_path / "run"
-    code = main(["train", "configs/tabular.toml", "--set", "workload.name=entry", "--set", f"workload.entry=tests.artifact_models:{entry}",
-                 "--set", "eval.slices=[]", "--set", "train.steps=2", "--set", "train.threads=1", "--set", "log.progress=false",
-                 "--set", "log.mlflow=false", "--run-dir", str(run)])
+    code = main(
+        [
+            "train",
+            "configs/tabular.toml",
+            "--set",
+            "workload.name=entry",
+            "--set",
+            f"workload.entry=tests.artifact_models:{entry}",
+            "--set",
+            "eval.slices=[]",
+            "--set",
+            "train.steps=2",
+            "--set",
+            "train.threads=1",
+            "--set",
+            "log.progress=false",
+            "--set",
+            "log.mlflow=false",
+            "--run-dir",
+            str(run),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert err.startswith("trainwise train: error: workload 'sequence': ") and "make Workload.spec rebuild the model you train" in err, err
+    assert (
+        err.startswith("trainwise train: error: workload 'sequence': ")
+        and "make Workload.spec rebuild the model you train" in err
+    ), err
     assert all(e in err for e in expected), err
     assert not run.exists()
 

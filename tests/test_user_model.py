@@ -21,10 +21,32 @@ from tests.user_models import CHANNELS, CLASSES, STEPS, trend_split
 from trainwise.rundir import load_model, read_json
 from trainwise.workloads.inputs import tensor_input
 
-RECIPE = str(Path(__file__).resolve().parents[1] / "configs" / "vision.toml")  # a small classifier's recipe, as README uses
-TRAIN = [RECIPE, "--set", "workload.name=entry", "--set", "model.d_model=16", "--set", "model.n_layers=1", "--set", "train.steps=30",
-         "--set", "train.micro_batch_size=64", "--set", "train.global_batch_size=64", "--set", "train.threads=1",
-         "--set", "train.checkpoint_every=0", "--set", "log.mlflow=false", "--set", "log.progress=false"]
+RECIPE = str(
+    Path(__file__).resolve().parents[1] / "configs" / "vision.toml"
+)  # a small classifier's recipe, as README uses
+TRAIN = [
+    RECIPE,
+    "--set",
+    "workload.name=entry",
+    "--set",
+    "model.d_model=16",
+    "--set",
+    "model.n_layers=1",
+    "--set",
+    "train.steps=30",
+    "--set",
+    "train.micro_batch_size=64",
+    "--set",
+    "train.global_batch_size=64",
+    "--set",
+    "train.threads=1",
+    "--set",
+    "train.checkpoint_every=0",
+    "--set",
+    "log.mlflow=false",
+    "--set",
+    "log.progress=false",
+]
 
 
 def _train(run_dir, entry: str):
@@ -71,7 +93,11 @@ def test_evaluate_reports_robustness_fitting_a_sequence(seq_run, tmp_path, capsy
         assert rob[name]["accuracy"]["delta"] == pytest.approx(rob[name]["accuracy"]["value"] - m["accuracy"])
     # the shifted split's numbers are the model's own on that split
     model, _ = load_model(seq_run)
-    shifted = compute_metrics(predict_split(model, trend_split(256, 4, noise_sd=0.8), "classification", list(CLASSES)), "classification", list(CLASSES))
+    shifted = compute_metrics(
+        predict_split(model, trend_split(256, 4, noise_sd=0.8), "classification", list(CLASSES)),
+        "classification",
+        list(CLASSES),
+    )
     assert rob["shifted_split"]["accuracy"]["value"] == pytest.approx(shifted["accuracy"])
     assert "dropout_0.1" in (tmp_path / "report.html").read_text()
 
@@ -111,12 +137,23 @@ def test_serve_answers_tensor_requests_like_the_model(seq_run):
     got = np.array([[p["probabilities"][c] for c in CLASSES] for p in ok.json()["predictions"]])
     np.testing.assert_allclose(got, _probabilities(seq_run, x), rtol=1e-5, atol=1e-6)
     assert bad_shape.status_code == 422 and bad_shape.json()["detail"][0] == {
-        "field": "instances[0].x", "type": "tensor_shape",
-        "message": "dimension 2 has 2 entries at x[4], expected 3 (shape [10, 3]; dimension 0 is the batch)"}
-    assert too_few.status_code == 422 and too_few.json()["detail"][0]["message"].startswith("dimension 1 has 9 entries, expected 10")
-    assert text.status_code == 422 and text.json()["detail"][0]["message"] == "x[0][0] = 'a': expected a JSON number (dtype float32)"
+        "field": "instances[0].x",
+        "type": "tensor_shape",
+        "message": "dimension 2 has 2 entries at x[4], expected 3 (shape [10, 3]; dimension 0 is the batch)",
+    }
+    assert too_few.status_code == 422 and too_few.json()["detail"][0]["message"].startswith(
+        "dimension 1 has 9 entries, expected 10"
+    )
+    assert (
+        text.status_code == 422
+        and text.json()["detail"][0]["message"] == "x[0][0] = 'a': expected a JSON number (dtype float32)"
+    )
     x_schema = openapi["components"]["schemas"]["TensorInstance"]["properties"]["x"]
-    assert (x_schema["minItems"], x_schema["items"]["maxItems"], x_schema["items"]["items"]["type"]) == (10, 3, "number")
+    assert (x_schema["minItems"], x_schema["items"]["maxItems"], x_schema["items"]["items"]["type"]) == (
+        10,
+        3,
+        "number",
+    )
     assert info["input"] == tensor_input((STEPS, CHANNELS), "float32")
 
 
@@ -156,7 +193,10 @@ def test_evaluate_without_a_spec_skips_robustness_and_says_why(bare_run, tmp_pat
     assert "robustness perturbations skipped: the model declares no input" in capsys.readouterr().out
     rob = json.loads((tmp_path / "metrics.json").read_text())["robustness"]
     assert set(rob) == {"skipped", "shifted_split"} and "declares no input" in rob["skipped"]
-    assert "Workload(..., shifted=Split(...))" in rob["shifted_split"]["note"] and "workload.shifted" not in rob["shifted_split"]["note"]
+    assert (
+        "Workload(..., shifted=Split(...))" in rob["shifted_split"]["note"]
+        and "workload.shifted" not in rob["shifted_split"]["note"]
+    )
     assert "skipped: the model declares no input" in (tmp_path / "report.html").read_text()
 
 

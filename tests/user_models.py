@@ -59,8 +59,12 @@ def trend_split(n: int, seed: int, noise_sd: float = 0.3) -> Split:
 def _workload(cfg, declare: bool) -> Workload:
     kwargs = {"width": cfg.model.d_model, "n_layers": cfg.model.n_layers}
     return Workload(
-        name="sequences", task="classification", model=SequenceNet(**kwargs),
-        train=trend_split(512, 1), val=trend_split(128, 2), test=trend_split(256, 3),
+        name="sequences",
+        task="classification",
+        model=SequenceNet(**kwargs),
+        train=trend_split(512, 1),
+        val=trend_split(128, 2),
+        test=trend_split(256, 3),
         spec={"builder": "tests.user_models:SequenceNet", "kwargs": kwargs},
         info={"classes": list(CLASSES)},
         block_classes=(GRUBlock,),

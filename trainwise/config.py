@@ -70,26 +70,44 @@ MAX_WIDTH = 2**20
 @dataclass
 class WorkloadConfig:
     name: str = F("lm", "built-in workload (lm, tabular, vision), or 'entry'/'file' for your own")
-    entry: str = F("", "your workload as 'package.module:function' returning a trainwise Workload", needs=ENTRY_WORKLOAD, check=entry_problem)
-    path: str = F("", "a CSV or Parquet file to train a tabular classifier on (with workload.target)", needs=FILE_WORKLOAD)
+    entry: str = F(
+        "",
+        "your workload as 'package.module:function' returning a trainwise Workload",
+        needs=ENTRY_WORKLOAD,
+        check=entry_problem,
+    )
+    path: str = F(
+        "", "a CSV or Parquet file to train a tabular classifier on (with workload.target)", needs=FILE_WORKLOAD
+    )
     target: str = F("", "the target column of workload.path", needs=FILE_WORKLOAD)
-    column_types: list = F([], "override inferred column types, e.g. ['zip:categorical', 'age:numeric']", needs=FILE_WORKLOAD)
+    column_types: list = F(
+        [], "override inferred column types, e.g. ['zip:categorical', 'age:numeric']", needs=FILE_WORKLOAD
+    )
 
 
 @dataclass
 class ModelConfig:
     n_layers: int = F(4, "number of blocks (transformer blocks for lm, hidden layers for tabular)", min=1, max=4096)
     n_heads: int = F(4, "attention heads per block (lm)", min=1, max=MAX_WIDTH, needs=NOT_TABLE_OR_IMAGE)
-    d_model: int = F(128, "model width: embedding size (lm), hidden width (tabular), channels (vision)", min=1, max=MAX_WIDTH)
+    d_model: int = F(
+        128, "model width: embedding size (lm), hidden width (tabular), channels (vision)", min=1, max=MAX_WIDTH
+    )
     context: int = F(128, "context length in bytes (lm)", min=2, max=MAX_WIDTH, needs=NOT_TABLE_OR_IMAGE)
     dropout: float = F(0.0, "dropout probability", min=0.0, max=0.9, needs=NOT_VISION)
-    init_from: str = F("", "start from the weights of a trainwise run or model directory (fine-tuning; same architecture), '' = fresh weights")
+    init_from: str = F(
+        "",
+        "start from the weights of a trainwise run or model directory (fine-tuning; same architecture), '' = fresh weights",
+    )
 
 
 @dataclass
 class DataConfig:
-    max_corpus_bytes: int = F(0, "cap on the lm corpus size in bytes (0 = the whole standard library)", min=0, needs=NOT_TABLE_OR_IMAGE)
-    val_fraction: float = F(0.1, "share of files (lm) or rows (tabular, vision) held out for validation", min=0.01, max=0.5)
+    max_corpus_bytes: int = F(
+        0, "cap on the lm corpus size in bytes (0 = the whole standard library)", min=0, needs=NOT_TABLE_OR_IMAGE
+    )
+    val_fraction: float = F(
+        0.1, "share of files (lm) or rows (tabular, vision) held out for validation", min=0.01, max=0.5
+    )
     test_fraction: float = F(0.1, "share of files or rows held out for test", min=0.01, max=0.5)
     split_seed: int = F(0, "seed of the train/val/test split (independent of train.seed)", min=0, max=SEED_MAX)
 
@@ -99,7 +117,9 @@ class TrainConfig:
     steps: int = F(200, "optimizer steps", min=1)
     seed: int = F(0, "seed for weights, data order and dropout", min=0, max=SEED_MAX)
     micro_batch_size: int = F(16, "examples per forward/backward pass on one process", min=1, max=MAX_BATCH)
-    global_batch_size: int = F(16, "examples per optimizer step over all processes and accumulation steps", min=1, max=MAX_BATCH)
+    global_batch_size: int = F(
+        16, "examples per optimizer step over all processes and accumulation steps", min=1, max=MAX_BATCH
+    )
     # AdamW moves a weight by about lr per step, so above 10 nothing trains; near float32's limit
     # (3.4e38) the optimizer's own kernels overflow.
     lr: float = F(1e-3, "peak learning rate (AdamW)", min=0.0, max=10.0)
@@ -126,19 +146,36 @@ class PrecisionConfig:
     policy: str = F("fp32", "precision policy", choices=PRECISION_POLICIES)
     init_scale: float = F(65536.0, "fp16-mixed: initial loss scale", min=1.0, max=2.0**64, needs=FP16)
     loss_scale_floor: float = F(1.0, "fp16-mixed: alarm when the loss scale falls below this", min=0.0, needs=FP16)
-    max_skipped_share: float = F(0.05, "fp16-mixed: alarm when more than this share of steps is skipped", min=0.0, max=1.0)
-    allow_tf32: bool = F(False, "let fp32 matmuls and convolutions run as TF32 on CUDA (10-bit mantissa, sm_80+); env.json precision.fp32_matmul says what ran",
-                         needs=Needs("train.device", ("cpu",), unless=True))
+    max_skipped_share: float = F(
+        0.05, "fp16-mixed: alarm when more than this share of steps is skipped", min=0.0, max=1.0
+    )
+    allow_tf32: bool = F(
+        False,
+        "let fp32 matmuls and convolutions run as TF32 on CUDA (10-bit mantissa, sm_80+); env.json precision.fp32_matmul says what ran",
+        needs=Needs("train.device", ("cpu",), unless=True),
+    )
     keep_high_precision: list = F([], "module-name patterns kept out of FP8, or ['auto']", needs=FP8)
-    auto_gpu: str = F("h100", "keep_high_precision = ['auto']: GPU class whose FP8 speed verdict counts ('any' = numerics only)", choices=["h100", "h200", "l4", "a100", "any"],
-                      needs=Needs("precision.keep_high_precision", (["auto"],)))
-    grad_spike_factor: float = F(10.0, "alarm when a gradient norm exceeds this times the median of recent steps", min=1.0)
+    auto_gpu: str = F(
+        "h100",
+        "keep_high_precision = ['auto']: GPU class whose FP8 speed verdict counts ('any' = numerics only)",
+        choices=["h100", "h200", "l4", "a100", "any"],
+        needs=Needs("precision.keep_high_precision", (["auto"],)),
+    )
+    grad_spike_factor: float = F(
+        10.0, "alarm when a gradient norm exceeds this times the median of recent steps", min=1.0
+    )
 
 
 @dataclass
 class MemoryConfig:
     ac: str = F("none", "activation checkpointing mode", choices=AC_MODES)
-    ac_every: int = F(2, "every-n: checkpoint every n-th block (also what ac='auto' may choose)", min=1, max=4096, needs=Needs("memory.ac", ("every-n", "auto")))
+    ac_every: int = F(
+        2,
+        "every-n: checkpoint every n-th block (also what ac='auto' may choose)",
+        min=1,
+        max=4096,
+        needs=Needs("memory.ac", ("every-n", "auto")),
+    )
     budget_gib: float = F(0.0, "memory budget in GiB for ac='auto' and fit-batch (0 = none)", min=0.0, max=2.0**20)
     block_classes: list = F([], "module class names that are blocks (found automatically if empty)")
 
@@ -147,9 +184,18 @@ class MemoryConfig:
 class ParallelConfig:
     strategy: str = F("single", "data-parallel strategy", choices=STRATEGIES)
     reshard_after_forward: bool = F(True, "fsdp2: free gathered parameters after forward", needs=FSDP2)
-    backend: str = F("auto", "process-group backend (auto = nccl on CUDA, gloo on CPU)", choices=["auto", "nccl", "gloo"], needs=DISTRIBUTED)
-    param_dtype: str = F("auto", "fsdp2: dtype parameters are gathered in", choices=["auto", "fp32", "bf16"], needs=FSDP2)
-    reduce_dtype: str = F("auto", "fsdp2: dtype gradients are reduced in", choices=["auto", "fp32", "bf16"], needs=FSDP2)
+    backend: str = F(
+        "auto",
+        "process-group backend (auto = nccl on CUDA, gloo on CPU)",
+        choices=["auto", "nccl", "gloo"],
+        needs=DISTRIBUTED,
+    )
+    param_dtype: str = F(
+        "auto", "fsdp2: dtype parameters are gathered in", choices=["auto", "fp32", "bf16"], needs=FSDP2
+    )
+    reduce_dtype: str = F(
+        "auto", "fsdp2: dtype gradients are reduced in", choices=["auto", "fp32", "bf16"], needs=FSDP2
+    )
 
 
 @dataclass
@@ -163,74 +209,193 @@ class EvalConfig:
 @dataclass
 class LogConfig:
     progress: bool = F(True, "show a progress line (step, loss, tokens/s, ETA) on stderr")
-    mlflow: bool = F(True, "log params, metrics and artifacts to MLflow (registry.tracking_uri, default sqlite:///mlflow.db)")
+    mlflow: bool = F(
+        True, "log params, metrics and artifacts to MLflow (registry.tracking_uri, default sqlite:///mlflow.db)"
+    )
 
 
 @dataclass
 class RegistryConfig:
-    tracking_uri: str = F("", "MLflow tracking/registry URI ('' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)", check=tracking_uri_problem)
+    tracking_uri: str = F(
+        "",
+        "MLflow tracking/registry URI ('' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
+        check=tracking_uri_problem,
+    )
     experiment: str = F("trainwise", "MLflow experiment that training and bench runs are logged to")
 
 
 @dataclass
 class MonitorConfig:
-    alpha: float = F(0.025, "drift tests: Benjamini-Hochberg level; the dataset-level false-alarm rate is at most this", min=0.0001, max=0.5)
-    min_wasserstein_sd: float = F(0.1, "numeric columns: smallest Wasserstein distance, in reference SDs, that counts as drift", min=0.0)
-    min_js_distance: float = F(0.05, "categorical columns: smallest Jensen-Shannon distance (base 2) that counts as drift", min=0.0, max=1.0)
+    alpha: float = F(
+        0.025,
+        "drift tests: Benjamini-Hochberg level; the dataset-level false-alarm rate is at most this",
+        min=0.0001,
+        max=0.5,
+    )
+    min_wasserstein_sd: float = F(
+        0.1, "numeric columns: smallest Wasserstein distance, in reference SDs, that counts as drift", min=0.0
+    )
+    min_js_distance: float = F(
+        0.05, "categorical columns: smallest Jensen-Shannon distance (base 2) that counts as drift", min=0.0, max=1.0
+    )
     min_auc: float = F(0.55, "multivariate: smallest domain-classifier AUC that counts as drift", min=0.5, max=1.0)
-    min_window_rows: int = F(30, "windows (or columns) with fewer non-missing rows are reported as too small to judge", min=2)
-    n_resamples: int = F(200, "reference resamples per window size that calibrate the effect-size thresholds", min=20, max=100_000)
-    max_calibration_rows: int = F(5000, "resample at most this many rows; larger windows scale the threshold by 1/sqrt(n)", min=100, max=10_000_000)
+    min_window_rows: int = F(
+        30, "windows (or columns) with fewer non-missing rows are reported as too small to judge", min=2
+    )
+    n_resamples: int = F(
+        200, "reference resamples per window size that calibrate the effect-size thresholds", min=20, max=100_000
+    )
+    max_calibration_rows: int = F(
+        5000,
+        "resample at most this many rows; larger windows scale the threshold by 1/sqrt(n)",
+        min=100,
+        max=10_000_000,
+    )
     multivariate: bool = F(True, "run the domain-classifier test across all input columns")
-    multivariate_rows: int = F(2000, "rows sampled from each side for the domain classifier", min=100, max=10_000_000, needs=Needs("monitor.multivariate", (True,)))
+    multivariate_rows: int = F(
+        2000,
+        "rows sampled from each side for the domain classifier",
+        min=100,
+        max=10_000_000,
+        needs=Needs("monitor.multivariate", (True,)),
+    )
     label_column: str = F("label", "column holding true labels, where they have arrived")
     ignore_columns: list = F(["timestamp", "request_id", "id"], "columns never tested for drift")
     trigger_columns: list = F([], "retrain trigger: drift in any of these columns (['*'] = dataset-level drift)")
-    trigger_est_accuracy_drop: float = F(0.0, "retrain trigger: estimated (label-free) accuracy drop above this (0 = off)", min=0.0, max=1.0)
-    trigger_realised_drop: float = F(0.0, "retrain trigger: realised accuracy drop above this (0 = off)", min=0.0, max=1.0)
-    trigger_max_age_days: float = F(0.0, "retrain trigger: model older than this many days (0 = off)", min=0.0, max=36500.0)
+    trigger_est_accuracy_drop: float = F(
+        0.0, "retrain trigger: estimated (label-free) accuracy drop above this (0 = off)", min=0.0, max=1.0
+    )
+    trigger_realised_drop: float = F(
+        0.0, "retrain trigger: realised accuracy drop above this (0 = off)", min=0.0, max=1.0
+    )
+    trigger_max_age_days: float = F(
+        0.0, "retrain trigger: model older than this many days (0 = off)", min=0.0, max=36500.0
+    )
 
 
 @dataclass
 class ServeConfig:
-    max_batch_size: int = F(64, "serve: most requests run together in one model call (1 = no batching)", min=1, max=MAX_BATCH)
-    max_wait_ms: float = F(5.0, "serve: longest a request waits for others to fill its batch, in ms", min=0.0, max=60_000.0)
+    max_batch_size: int = F(
+        64, "serve: most requests run together in one model call (1 = no batching)", min=1, max=MAX_BATCH
+    )
+    max_wait_ms: float = F(
+        5.0, "serve: longest a request waits for others to fill its batch, in ms", min=0.0, max=60_000.0
+    )
     queue_size: int = F(1024, "serve: requests waiting at most; more are answered 503 with Retry-After", min=1)
     max_instances: int = F(64, "serve: instances accepted in one request", min=1, max=MAX_BATCH)
-    precision: str = F("fp32", "serve: inference precision (int8 = int8 weight-only through torchao)", choices=["fp32", "bf16", "int8"])
+    precision: str = F(
+        "fp32", "serve: inference precision (int8 = int8 weight-only through torchao)", choices=["fp32", "bf16", "int8"]
+    )
     threads: int = F(0, "serve: CPU threads for torch inference (0 = torch's default)", min=0, max=4096)
-    log_dir: str = F("", "serve: prediction log folder or fsspec URL, a Parquet dataset ('' = off)", check=fsspec_url_problem)
-    log_flush_rows: int = F(256, "serve: flush the prediction log after this many rows", min=1, needs=Needs("serve.log_dir", ("",), unless=True))
-    log_flush_s: float = F(2.0, "serve: or after this many seconds", min=0.01, max=86_400.0, needs=Needs("serve.log_dir", ("",), unless=True))
-    api_keys_file: str = F("", "serve: file with one API key per line; when set, requests need 'Authorization: Bearer KEY'")
+    log_dir: str = F(
+        "", "serve: prediction log folder or fsspec URL, a Parquet dataset ('' = off)", check=fsspec_url_problem
+    )
+    log_flush_rows: int = F(
+        256,
+        "serve: flush the prediction log after this many rows",
+        min=1,
+        needs=Needs("serve.log_dir", ("",), unless=True),
+    )
+    log_flush_s: float = F(
+        2.0,
+        "serve: or after this many seconds",
+        min=0.01,
+        max=86_400.0,
+        needs=Needs("serve.log_dir", ("",), unless=True),
+    )
+    api_keys_file: str = F(
+        "", "serve: file with one API key per line; when set, requests need 'Authorization: Bearer KEY'"
+    )
     max_body_bytes: int = F(1_000_000, "serve: larger request bodies are answered 413", min=1)
     rate_limit_per_s: float = F(0.0, "serve: requests per second allowed per API key or client (0 = no limit)", min=0.0)
-    rate_burst: int = F(20, "serve: requests a key may send at once above its rate", min=1, needs=Needs("serve.rate_limit_per_s", (0.0,), unless=True))
-    auth_failures_burst: int = F(10, "serve: with API keys, requests with a wrong or missing key one client address may send at once; "
-                                     "past them it is answered 429 without its key being checked", min=1)
-    auth_failures_per_s: float = F(0.1, "serve: and then this many such requests per second (0.1 = one guess every 10 s)", min=0.001)
-    rate_limit_clients: int = F(100_000, "serve: most clients (API keys or addresses) the rate limits keep a bucket for; "
-                                         "the least recently seen is forgotten first", min=1)
-    poll_alias_s: float = F(5.0, "serve: check a NAME@ALIAS reference for a moved alias this often (0 = never)", min=0.0, max=86_400.0)
+    rate_burst: int = F(
+        20,
+        "serve: requests a key may send at once above its rate",
+        min=1,
+        needs=Needs("serve.rate_limit_per_s", (0.0,), unless=True),
+    )
+    auth_failures_burst: int = F(
+        10,
+        "serve: with API keys, requests with a wrong or missing key one client address may send at once; "
+        "past them it is answered 429 without its key being checked",
+        min=1,
+    )
+    auth_failures_per_s: float = F(
+        0.1, "serve: and then this many such requests per second (0.1 = one guess every 10 s)", min=0.001
+    )
+    rate_limit_clients: int = F(
+        100_000,
+        "serve: most clients (API keys or addresses) the rate limits keep a bucket for; "
+        "the least recently seen is forgotten first",
+        min=1,
+    )
+    poll_alias_s: float = F(
+        5.0, "serve: check a NAME@ALIAS reference for a moved alias this often (0 = never)", min=0.0, max=86_400.0
+    )
 
 
 @dataclass
 class BenchConfig:
-    tolerance: float = F(0.02, "quality gate: largest accepted rise of the validation loss over the fp32 control, as a share of the control's loss", min=0.0, max=1.0)
+    tolerance: float = F(
+        0.02,
+        "quality gate: largest accepted rise of the validation loss over the fp32 control, as a share of the control's loss",
+        min=0.0,
+        max=1.0,
+    )
     confidence: float = F(0.95, "quality gate: one-sided confidence of the paired bootstrap bound", min=0.5, max=0.999)
-    target_val_loss: float = F(0.0, "validation loss whose first crossing times each variant (0 = the fp32 control's final loss x (1 + tolerance))", min=0.0)
-    memory_budget_gib: float = F(0.0, "recommend only variants whose peak tracked memory fits this many GiB (0 = no budget)", min=0.0)
-    repeats: int = F(1, "retired (must be 1): each variant trains once; its speed comes from the interleaved timing rounds (bench.timing_rounds)", min=1)
+    target_val_loss: float = F(
+        0.0,
+        "validation loss whose first crossing times each variant (0 = the fp32 control's final loss x (1 + tolerance))",
+        min=0.0,
+    )
+    memory_budget_gib: float = F(
+        0.0, "recommend only variants whose peak tracked memory fits this many GiB (0 = no budget)", min=0.0
+    )
+    repeats: int = F(
+        1,
+        "retired (must be 1): each variant trains once; its speed comes from the interleaved timing rounds (bench.timing_rounds)",
+        min=1,
+    )
     cost_per_hour: float = F(0.0, "price of the machine per hour: turns run times into money (0 = not shown)", min=0.0)
     baseline: bool = F(True, "add a row trained by a minimal plain-PyTorch loop, to show trainwise's own overhead")
-    timing_rounds: int = F(10, "after training, time every variant's step in this many interleaved rounds (A B C A B C); each speed ratio is the median of the per-round ratios (0 = no timing phase: speeds from the training runs)", min=0)
-    timing_steps_per_round: int = F(2, "timed steps of each variant per timing round (after 2 untimed warm-up steps per process)", min=1)
-    max_ratio_ci: float = F(0.10, "a speed ratio whose 95% confidence interval reaches further than this share from its median is reported as unreliable instead of quoted", min=0.0)
-    max_load_per_core: float = F(1.0, "timings are unreliable when the load average from other processes (the timed process's own threads subtracted) exceeds this per core during the timing rounds", min=0.0)
-    control_seeds: int = F(2, "train the fp32 control with this many seeds (train.seed, +1, ...): their spread is the noise floor the quality verdicts allow for", min=1)
-    prune_slowdown: float = F(4.0, "stop a variant once its steps take at least this many times the control's same steps (its first two can be enough) and it saves no memory over a faster finished variant (> 1; emulated fp8 is never pruned)", min=0.0)
-    budget_min: float = F(0.0, "time budget in minutes: plan train.steps from measured speed so that the whole bench fits (0 = no budget: train.steps as given)", min=0.0)
-    min_gain: float = F(0.10, "recommend a more complex variant over a simpler one only when its speed-up is clear of the measured noise by more than this share", min=0.0)
+    timing_rounds: int = F(
+        10,
+        "after training, time every variant's step in this many interleaved rounds (A B C A B C); each speed ratio is the median of the per-round ratios (0 = no timing phase: speeds from the training runs)",
+        min=0,
+    )
+    timing_steps_per_round: int = F(
+        2, "timed steps of each variant per timing round (after 2 untimed warm-up steps per process)", min=1
+    )
+    max_ratio_ci: float = F(
+        0.10,
+        "a speed ratio whose 95% confidence interval reaches further than this share from its median is reported as unreliable instead of quoted",
+        min=0.0,
+    )
+    max_load_per_core: float = F(
+        1.0,
+        "timings are unreliable when the load average from other processes (the timed process's own threads subtracted) exceeds this per core during the timing rounds",
+        min=0.0,
+    )
+    control_seeds: int = F(
+        2,
+        "train the fp32 control with this many seeds (train.seed, +1, ...): their spread is the noise floor the quality verdicts allow for",
+        min=1,
+    )
+    prune_slowdown: float = F(
+        4.0,
+        "stop a variant once its steps take at least this many times the control's same steps (its first two can be enough) and it saves no memory over a faster finished variant (> 1; emulated fp8 is never pruned)",
+        min=0.0,
+    )
+    budget_min: float = F(
+        0.0,
+        "time budget in minutes: plan train.steps from measured speed so that the whole bench fits (0 = no budget: train.steps as given)",
+        min=0.0,
+    )
+    min_gain: float = F(
+        0.10,
+        "recommend a more complex variant over a simpler one only when its speed-up is clear of the measured noise by more than this share",
+        min=0.0,
+    )
 
 
 @dataclass
@@ -455,8 +620,10 @@ def validate_relations(cfg: Config) -> None:
     if cfg.workload.name == "file" and not (cfg.workload.path and cfg.workload.target):
         raise ConfigError("workload.name = 'file' needs workload.path (a CSV/Parquet file) and workload.target")
     if cfg.bench.prune_slowdown <= 1:
-        raise ConfigError(f"bench.prune_slowdown = {cfg.bench.prune_slowdown!r}: must be > 1 (a variant is stopped when its steps take at least "
-                          "this many times the fp32 control's; 4 stops what is 4x slower)")
+        raise ConfigError(
+            f"bench.prune_slowdown = {cfg.bench.prune_slowdown!r}: must be > 1 (a variant is stopped when its steps take at least "
+            "this many times the fp32 control's; 4 stops what is 4x slower)"
+        )
     if cfg.workload.name == "entry" and not cfg.workload.entry:
         raise ConfigError("workload.name = 'entry' needs workload.entry = 'package.module:function'")
 

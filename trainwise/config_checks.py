@@ -49,7 +49,11 @@ class Needs:
     def describe(self) -> str:
         names = [repr(v) for v in self.values]
         if self.unless:
-            return f"{self.path} is not {' or '.join(names)}" if len(names) < 3 else f"{self.path} is none of {', '.join(names)}"
+            return (
+                f"{self.path} is not {' or '.join(names)}"
+                if len(names) < 3
+                else f"{self.path} is none of {', '.join(names)}"
+            )
         return f"{self.path} is {' or '.join(names)}"
 
 
@@ -79,8 +83,10 @@ def unused_fields(cfg, fields_by_section: dict[str, dict]) -> list[tuple[str, An
 
 
 def unused_message(path: str, value: Any, needs: Needs, cfg) -> str:
-    return (f"{path} = {value!r} has no effect here: it is used only when {needs.describe()} "
-            f"(here {needs.path} = {needs.current(cfg)!r}); remove it, or change {needs.path}")
+    return (
+        f"{path} = {value!r} has no effect here: it is used only when {needs.describe()} "
+        f"(here {needs.path} = {needs.current(cfg)!r}); remove it, or change {needs.path}"
+    )
 
 
 def field_default(f: dataclasses.Field) -> Any:
@@ -104,9 +110,14 @@ def tracking_uri_problem(uri: str) -> str | None:
         return None
     scheme = urllib.parse.urlparse(uri).scheme
     if scheme not in TRACKING_SCHEMES:
-        return (f"scheme {scheme!r} is not supported: expected sqlite:///PATH.db, http(s)://HOST:PORT (an MLflow server), "
-                "a postgresql://, mysql:// or mssql:// database, or file:///PATH") if scheme else (
-                "expected a URI such as sqlite:///mlflow.db or http://HOST:5000, not a bare path")
+        return (
+            (
+                f"scheme {scheme!r} is not supported: expected sqlite:///PATH.db, http(s)://HOST:PORT (an MLflow server), "
+                "a postgresql://, mysql:// or mssql:// database, or file:///PATH"
+            )
+            if scheme
+            else ("expected a URI such as sqlite:///mlflow.db or http://HOST:5000, not a bare path")
+        )
     if scheme == "sqlite" and (not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///")):
         return "expected sqlite:///RELATIVE.db or sqlite:////ABSOLUTE.db (three slashes, then the file)"
     if scheme in ("http", "https") and not urllib.parse.urlparse(uri).hostname:

@@ -41,7 +41,11 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         from trainwise.errors import DeviceError
 
-        raise DeviceError("train.device = 'cuda' but no CUDA device is available (torch was built " + ("without CUDA" if torch.version.cuda is None else f"for CUDA {torch.version.cuda}") + "); use train.device = 'cpu'")
+        raise DeviceError(
+            "train.device = 'cuda' but no CUDA device is available (torch was built "
+            + ("without CUDA" if torch.version.cuda is None else f"for CUDA {torch.version.cuda}")
+            + "); use train.device = 'cpu'"
+        )
     return torch.device(name)
 
 
@@ -50,7 +54,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_matmul_gflops(dtype: torch.dtype | str, device: torch.device, n: int | None = None, seconds: float = 0.3, repeats: int = 5) -> float:
+def measure_matmul_gflops(
+    dtype: torch.dtype | str, device: torch.device, n: int | None = None, seconds: float = 0.3, repeats: int = 5
+) -> float:
     """Median achieved GFLOP/s of an n x n matmul in `dtype` (a torch dtype, or one of PEAK_KINDS)
     over `repeats` timed windows (one call after the warm-up when a call takes longer than a
     window: fp16 on many CPUs takes seconds)."""
@@ -83,7 +89,9 @@ def _median_rate(call, flops: int, device: torch.device, seconds: float, repeats
         _sync(device)
         elapsed = time.perf_counter() - t0
         if attempt == 0 and elapsed >= seconds:
-            return flops / elapsed / 1e9  # one call outlasts the whole budget (fp16 on a CPU: ~10 s); its warm-up costs are lost in it
+            return (
+                flops / elapsed / 1e9
+            )  # one call outlasts the whole budget (fp16 on a CPU: ~10 s); its warm-up costs are lost in it
         if elapsed >= seconds / repeats:
             t0 = time.perf_counter()
             call()
@@ -160,7 +168,9 @@ def gemm_flops(op: str, shape_a: tuple, shape_b: tuple) -> int:
     return 2 * batch * m * k * shape_b[-1]
 
 
-def measure_gemm_gflops(shapes: list[tuple], dtype: torch.dtype | str, device: torch.device, seconds: float = 0.5) -> float | None:
+def measure_gemm_gflops(
+    shapes: list[tuple], dtype: torch.dtype | str, device: torch.device, seconds: float = 0.5
+) -> float | None:
     """Achieved GFLOP/s of the matmuls `shapes` (from `record_gemm_shapes`) run in `dtype` (a torch
     dtype, or one of PEAK_KINDS), each as often as the model runs it, under the threads now set:
     the peak the model's own kernels can reach, for MFU when the square-matrix probe
@@ -172,7 +182,9 @@ def measure_gemm_gflops(shapes: list[tuple], dtype: torch.dtype | str, device: t
         return None
     budget_s = seconds / len(counts)
     with matmul_mode(dtype):
-        pass_s = sum(n * _seconds_per_call(_gemm_call(*shape, dtype, device), device, budget_s) for shape, n in counts.items())
+        pass_s = sum(
+            n * _seconds_per_call(_gemm_call(*shape, dtype, device), device, budget_s) for shape, n in counts.items()
+        )
     flops_per_pass = sum(gemm_flops(op, a, b) * n for (op, a, b, _, _), n in counts.items())
     return flops_per_pass / pass_s / 1e9
 
@@ -196,7 +208,9 @@ def _seconds_per_call(call, device: torch.device, budget_s: float) -> float:
     return median(windows)
 
 
-def _gemm_call(op: str, shape_a: tuple, shape_b: tuple, a_t: bool, b_t: bool, dtype: torch.dtype | str, device: torch.device):
+def _gemm_call(
+    op: str, shape_a: tuple, shape_b: tuple, a_t: bool, b_t: bool, dtype: torch.dtype | str, device: torch.device
+):
     if dtype in ("fp8", "fp8_rowwise"):
         return _fp8_call(op, shape_a, shape_b, dtype == "fp8_rowwise", device)
     dtype = DTYPES.get(dtype, torch.float32) if isinstance(dtype, str) else dtype  # 'tf32' multiplies fp32 operands
@@ -247,7 +261,13 @@ def model_gemm_shapes(workload, micro_batch_size: int, device: torch.device) -> 
     return record_gemm_shapes(lambda: workload.loss_fn(model(x), y).backward())
 
 
-def measure_model_peaks(cfg, device: torch.device, square_gflops: dict | None = None, kinds: tuple[str, ...] = PEAK_KINDS, seconds: float = 0.5) -> dict:
+def measure_model_peaks(
+    cfg,
+    device: torch.device,
+    square_gflops: dict | None = None,
+    kinds: tuple[str, ...] = PEAK_KINDS,
+    seconds: float = 0.5,
+) -> dict:
     """Peak GFLOP/s of the configured model's own matmul shapes in each matmul kind: what
     `trainwise info --config` adds to the square-matrix probe. A kind that does not run on this
     device (tf32 off CUDA; fp8 where torch._scaled_mm is missing) is None, and so is one whose
@@ -266,17 +286,25 @@ def measure_model_peaks(cfg, device: torch.device, square_gflops: dict | None = 
         if not _kind_runs(kind, device):
             skipped[kind] = f"{kind} is a CUDA matmul mode"
         elif rate and pass_gflop / rate > MAX_MODEL_PROBE_BUDGETS * seconds:
-            skipped[kind] = f"one call of each shape would take ~{pass_gflop / rate:.0f} s at the square probe's {rate:g} GFLOP/s"
+            skipped[kind] = (
+                f"one call of each shape would take ~{pass_gflop / rate:.0f} s at the square probe's {rate:g} GFLOP/s"
+            )
         else:
             try:
                 gflops[kind] = round(measure_gemm_gflops(shapes, kind, device, seconds), 1)
             except (RuntimeError, NotImplementedError) as e:  # fp8 without torch._scaled_mm on this device
                 skipped[kind] = f"{type(e).__name__}: {str(e)[:200]}"
         gflops.setdefault(kind, None)
-    return {"micro_batch_size": cfg.train.micro_batch_size, "gemm_calls": len(shapes), "distinct_shapes": len(set(shapes)),
-            "shapes": [list(s[:3]) for s in sorted(set(shapes))], "gflops": gflops, "not_measured": skipped,
-            "method": "each distinct (op, a, b) of one forward + backward timed alone, weighted by how often the model runs it; "
-                      "fp8: Linear GEMMs through torch._scaled_mm, batched and unaligned ones in bf16"}
+    return {
+        "micro_batch_size": cfg.train.micro_batch_size,
+        "gemm_calls": len(shapes),
+        "distinct_shapes": len(set(shapes)),
+        "shapes": [list(s[:3]) for s in sorted(set(shapes))],
+        "gflops": gflops,
+        "not_measured": skipped,
+        "method": "each distinct (op, a, b) of one forward + backward timed alone, weighted by how often the model runs it; "
+        "fp8: Linear GEMMs through torch._scaled_mm, batched and unaligned ones in bf16",
+    }
 
 
 def _kind_runs(kind: str, device: torch.device) -> bool:
@@ -301,7 +329,12 @@ def device_facts(device: torch.device) -> dict:
     facts = {"device": device.type, "hostname": socket.gethostname(), "platform": platform.platform()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        facts |= {"gpu_name": props.name, "compute_capability": f"{props.major}.{props.minor}", "gpu_memory_bytes": props.total_memory, "gpu_count": torch.cuda.device_count()}
+        facts |= {
+            "gpu_name": props.name,
+            "compute_capability": f"{props.major}.{props.minor}",
+            "gpu_memory_bytes": props.total_memory,
+            "gpu_count": torch.cuda.device_count(),
+        }
     facts |= {"cpu_model": _cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     return facts
 
@@ -348,8 +381,13 @@ def collect_info(device: torch.device | None = None, refresh: bool = False, allo
         except (RuntimeError, NotImplementedError):
             gflops[name], supported[name] = None, False
     supported |= fp8_support(device)
-    info = {**device_facts(device), "dtypes_supported": supported, "matmul_gflops": gflops, "fp32_matmul": fp32_matmul,
-            "warnings": dtype_warnings(gflops, device)}
+    info = {
+        **device_facts(device),
+        "dtypes_supported": supported,
+        "matmul_gflops": gflops,
+        "fp32_matmul": fp32_matmul,
+        "warnings": dtype_warnings(gflops, device),
+    }
     info["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     from trainwise.rundir import write_json
 
@@ -366,9 +404,13 @@ def dtype_warnings(gflops: dict[str, float | None], device: torch.device) -> lis
         if rate is None:
             out.append(f"{name} matmuls do not run on this {device.type}; policies using {name} are unavailable")
         elif base and rate < SLOW_FACTOR * base:
-            out.append(f"{name} matmuls measured {base / rate:.1f}x slower than fp32 on this {device.type} ({rate:.0f} vs {base:.0f} GFLOP/s): {name} policies will be slower, not faster")
+            out.append(
+                f"{name} matmuls measured {base / rate:.1f}x slower than fp32 on this {device.type} ({rate:.0f} vs {base:.0f} GFLOP/s): {name} policies will be slower, not faster"
+            )
     if device.type == "cpu":
-        out.append("fp8 runs as numerics only on CPU (real casts, no fast kernels): use it here to check quality, not speed")
+        out.append(
+            "fp8 runs as numerics only on CPU (real casts, no fast kernels): use it here to check quality, not speed"
+        )
     return out
 
 
@@ -386,7 +428,9 @@ def library_versions() -> dict[str, str]:
 
 def git_sha(path: str | Path = ".") -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
     except (subprocess.SubprocessError, FileNotFoundError, OSError):
         return None
 
@@ -396,16 +440,22 @@ def format_info(info: dict) -> str:
     if info["device"] == "cuda":
         lines.append(f"gpu: {info['gpu_name']} (compute capability {info['compute_capability']})")
     lines.append(f"cpu: {info['cpu_model']}, {info['cpu_cores']} cores, torch threads {info['torch_threads']}")
-    lines.append("dtypes supported: " + ", ".join(k for k, v in info["dtypes_supported"].items() if v and not k.endswith("fast")))
+    lines.append(
+        "dtypes supported: " + ", ".join(k for k, v in info["dtypes_supported"].items() if v and not k.endswith("fast"))
+    )
     lines.append("measured peak matmul throughput (GFLOP/s, median of 5):")
     for k, v in info["matmul_gflops"].items():
         lines.append(f"  {k:11s} {v if v is not None else 'unsupported'}")
     model = info.get("model_gemm")
     if model:
-        lines.append(f"measured on {model['config']}'s own matmul shapes ({model['distinct_shapes']} distinct, {model['gemm_calls']} per "
-                     f"forward + backward of a micro-batch of {model['micro_batch_size']}; GFLOP/s):")
+        lines.append(
+            f"measured on {model['config']}'s own matmul shapes ({model['distinct_shapes']} distinct, {model['gemm_calls']} per "
+            f"forward + backward of a micro-batch of {model['micro_batch_size']}; GFLOP/s):"
+        )
         for k, v in model["gflops"].items():
-            lines.append(f"  {k:11s} {v if v is not None else 'not measured: ' + model.get('not_measured', {}).get(k, 'unsupported')}")
+            lines.append(
+                f"  {k:11s} {v if v is not None else 'not measured: ' + model.get('not_measured', {}).get(k, 'unsupported')}"
+            )
     for w in info["warnings"]:
         lines.append(f"warning: {w}")
     lines.append(f"(measured {info.get('measured_at')}; `trainwise info --refresh` to measure again)")

@@ -47,8 +47,14 @@ class WriteError(TrainwiseError):
 
 
 # errno -> the words the user reads; anything else gets the system's own text
-_WRITE_REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
-                  errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.ENOTDIR: "a path component is a file, not a directory"}
+_WRITE_REASONS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a path component is a file, not a directory",
+}
 
 
 def write_failure_reason(e: BaseException, where: str | Path | None = None) -> str | None:
@@ -127,7 +133,9 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{p} is not valid JSON: {e}") from None
 
 
-def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+def save_tensors_atomic(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
     """`write_atomic` for a safetensors file (the same guarantees, the same WriteError)."""
     path = Path(path)
     tmp = None
@@ -212,7 +220,9 @@ def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     held = {id(t): t for t in model.state_dict(keep_vars=True).values()}
     out = {name: held[id(t)] for name, t in _plain_names(model) if id(t) in held}
     if len({id(t) for t in out.values()}) != len(held):
-        raise TrainwiseError(f"{type(model).__name__}: some entries of its state_dict are not parameters or buffers of its modules; cannot name them in the plain model")
+        raise TrainwiseError(
+            f"{type(model).__name__}: some entries of its state_dict are not parameters or buffers of its modules; cannot name them in the plain model"
+        )
     return out
 
 
@@ -250,7 +260,9 @@ def spec_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
             except TrainwiseError:
                 raise
             except Exception as e:  # the user's builder failed (e.g. it is not a model builder at all)
-                raise ConfigError(f"builder {spec.get('builder')!r} failed with kwargs {spec.get('kwargs', {})}: {type(e).__name__}: {e}") from None
+                raise ConfigError(
+                    f"builder {spec.get('builder')!r} failed with kwargs {spec.get('kwargs', {})}: {type(e).__name__}: {e}"
+                ) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"builder {spec.get('builder')!r} returned {type(model).__name__}, not a torch.nn.Module")
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
@@ -263,7 +275,11 @@ def describe_misfit(have: dict[str, tuple], want: dict[str, tuple]) -> str | Non
     wrong = [f"{k} {have[k]} vs {want[k]}" for k in sorted(set(have) & set(want)) if tuple(have[k]) != tuple(want[k])]
     if not (missing or unexpected or wrong):
         return None
-    parts = [f"{label} ({len(items)}): {items[:3]}" for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)) if items]
+    parts = [
+        f"{label} ({len(items)}): {items[:3]}"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
+        if items
+    ]
     return "; ".join(parts)
 
 
@@ -294,7 +310,8 @@ def check_finite_weights(state: dict[str, torch.Tensor], weights: Path) -> None:
     if bad:
         raise NonFiniteWeightsError(
             f"refusing to write {weights}: {len(bad)} of {len(state)} weight tensors hold NaN or infinity (first: {bad[0]}); "
-            "the training diverged (a learning rate too high? see metrics.jsonl), so the run failed and no model was saved")
+            "the training diverged (a learning rate too high? see metrics.jsonl), so the run failed and no model was saved"
+        )
 
 
 def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
@@ -324,7 +341,9 @@ def find_model_dir(model_dir: str | Path) -> Path:
     if (model_dir / "model" / MODEL_JSON).is_file():
         model_dir = model_dir / "model"
     if not (model_dir / MODEL_JSON).is_file():
-        raise DataError(f"{model_dir} holds no model (expected {MODEL_JSON} and {MODEL_WEIGHTS}; is it a finished run directory?)")
+        raise DataError(
+            f"{model_dir} holds no model (expected {MODEL_JSON} and {MODEL_WEIGHTS}; is it a finished run directory?)"
+        )
     return model_dir
 
 
@@ -350,16 +369,22 @@ def load_model(model_dir: str | Path, verify: bool = True, registered: dict | No
     except TrainwiseError:
         raise
     except Exception as e:  # the builder itself failed (kwargs it does not take, ...)
-        raise DataError(f"{model_dir / MODEL_JSON}: builder {meta['spec'].get('builder')!r} failed with kwargs {meta['spec'].get('kwargs', {})}: "
-                        f"{type(e).__name__}: {e}") from None
+        raise DataError(
+            f"{model_dir / MODEL_JSON}: builder {meta['spec'].get('builder')!r} failed with kwargs {meta['spec'].get('kwargs', {})}: "
+            f"{type(e).__name__}: {e}"
+        ) from None
     weights = model_dir / MODEL_WEIGHTS
     try:
         saved = load_file(weights)
     except Exception as e:  # safetensors raises its own error type for a damaged file
         raise DataError(f"{weights} is not a readable safetensors file: {type(e).__name__}: {e}") from None
-    misfit = describe_misfit({k: tuple(v.shape) for k, v in saved.items()}, {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    misfit = describe_misfit(
+        {k: tuple(v.shape) for k, v in saved.items()}, {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    )
     if misfit:
-        raise DataError(f"{weights} does not fit the architecture in {MODEL_JSON} (builder {meta['spec'].get('builder')!r}): {misfit}")
+        raise DataError(
+            f"{weights} does not fit the architecture in {MODEL_JSON} (builder {meta['spec'].get('builder')!r}): {misfit}"
+        )
     model.load_state_dict(saved, strict=True)
     return model.eval(), meta
 

@@ -79,12 +79,16 @@ def read_seal(model_dir: Path) -> Seal:
     """The seal a folder carries: its manifest.json, and the entry point of the run it belongs to."""
     path = model_dir / MANIFEST
     if not path.is_file():
-        raise DataError(f"{model_dir} has no {MANIFEST} (the sha256 of each file, written when trainwise saves a model); "
-                        "it was not written by this version of trainwise: train it again, or load the registered version")
+        raise DataError(
+            f"{model_dir} has no {MANIFEST} (the sha256 of each file, written when trainwise saves a model); "
+            "it was not written by this version of trainwise: train it again, or load the registered version"
+        )
     try:
         files = json.loads(path.read_bytes())["files"]
     except (ValueError, KeyError, TypeError):
-        raise DataError(f"{path} is not a trainwise manifest (expected {{\"files\": {{name: sha256}}}}); refusing to load {model_dir}") from None
+        raise DataError(
+            f'{path} is not a trainwise manifest (expected {{"files": {{name: sha256}}}}); refusing to load {model_dir}'
+        ) from None
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise DataError(f"{path}: 'files' must map file names to sha256 strings; refusing to load {model_dir}")
     return Seal(files, recorded_entry(model_dir), str(path))
@@ -95,8 +99,10 @@ def registered_seal(registered: dict) -> Seal:
     where = f"the registry (model {registered.get('name')!r} version {registered.get('version')})"
     files = registered.get("model_files")
     if not isinstance(files, dict) or not files:
-        raise DataError(f"{where} recorded no file hashes for it: it was registered before trainwise sealed model folders; "
-                        "register its run directory again")
+        raise DataError(
+            f"{where} recorded no file hashes for it: it was registered before trainwise sealed model folders; "
+            "register its run directory again"
+        )
     return Seal(files, str(registered.get("entry") or ""), where)
 
 
@@ -122,7 +128,9 @@ def check_sealed(model_dir: Path, seal: Seal, model_json: bytes | None = None) -
         raise DataError(f"{model_dir / name} {why}; refusing to load it")
     unknown = sorted(set(seal.files) - set(SEALED_FILES))
     if unknown:
-        raise DataError(f"{seal.source} records files a model folder does not hold ({', '.join(unknown)}); refusing to load {model_dir}")
+        raise DataError(
+            f"{seal.source} records files a model folder does not hold ({', '.join(unknown)}); refusing to load {model_dir}"
+        )
 
 
 def recorded_entry(model_dir: Path) -> str:
@@ -138,7 +146,9 @@ def recorded_entry(model_dir: Path) -> str:
     try:
         workload = tomllib.loads(config.read_text()).get("workload", {})
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{config} is not valid TOML ({e}); cannot tell which entry point trained {model_dir}") from None
+        raise DataError(
+            f"{config} is not valid TOML ({e}); cannot tell which entry point trained {model_dir}"
+        ) from None
     if not isinstance(workload, dict) or workload.get("name") != "entry":
         return ""
     return str(workload.get("entry") or "")
@@ -164,7 +174,9 @@ def read_model_dir(model_dir: str | Path, verify: bool = True, registered: dict 
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{model_dir / MODEL_JSON} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict):
-        raise DataError(f"{model_dir / MODEL_JSON} has no 'spec' object (builder and kwargs); it was not written by trainwise")
+        raise DataError(
+            f"{model_dir / MODEL_JSON} has no 'spec' object (builder and kwargs); it was not written by trainwise"
+        )
     return model_dir, meta
 
 

@@ -36,11 +36,20 @@ class SlowUnderFp16(nn.Module):
 def _blobs(n: int, seed: int) -> Split:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 16, generator=g)
-    y = ((x[:, 0] + 0.5 * x[:, 1] + 0.8 * torch.randn(n, generator=g)) > 0).long()  # noisy labels: the loss stays well above 0
+    y = (
+        (x[:, 0] + 0.5 * x[:, 1] + 0.8 * torch.randn(n, generator=g)) > 0
+    ).long()  # noisy labels: the loss stays well above 0
     return Split(inputs=x, targets=y, ids=np.arange(n))
 
 
 def make(cfg) -> Workload:
-    return Workload(name="slow-under-fp16", task="classification", model=SlowUnderFp16(), train=_blobs(1024, 0), val=_blobs(256, 1),
-                    test=_blobs(256, 2), spec={"builder": "tests.bench.slow_workload:SlowUnderFp16", "kwargs": {}}, info={"classes": ["0", "1"]})
-
+    return Workload(
+        name="slow-under-fp16",
+        task="classification",
+        model=SlowUnderFp16(),
+        train=_blobs(1024, 0),
+        val=_blobs(256, 1),
+        test=_blobs(256, 2),
+        spec={"builder": "tests.bench.slow_workload:SlowUnderFp16", "kwargs": {}},
+        info={"classes": ["0", "1"]},
+    )

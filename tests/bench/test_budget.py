@@ -59,8 +59,14 @@ def by_label(rows):
 
 def cli(*args, **kw):
     """`trainwise ARGS` in its own process group (as a terminal runs it), with the cached matmul peak."""
-    return subprocess.Popen([sys.executable, "-m", "tests.bench.cached_peak", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.cached_peak", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +93,28 @@ def _benches(tmp_path_factory):
     control_result = next(out.glob("variants/fp32-*/run.json"))
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    interrupted = {"returncode": proc.returncode, "stderr": err, "pgid": proc.pid, "control_mtime": control_result.stat().st_mtime_ns,
-                   "control_result": control_result}
+    interrupted = {
+        "returncode": proc.returncode,
+        "stderr": err,
+        "pgid": proc.pid,
+        "control_mtime": control_result.stat().st_mtime_ns,
+        "control_result": control_result,
+    }
     lines: list[str] = []
     t0 = time.monotonic()
     first = run_bench(config, GRID, [], [], out, budget_min=BUDGET_MIN, log=lines.append)
     wall_s = time.monotonic() - t0
     # the same bench again, into another folder (without a budget: the recipe's steps, which the roomy budget planned too)
     second = run_bench(config, GRID, [], [], d / "b", log=[].append)
-    return {"config": config, "out": out, "interrupted": interrupted, "first": first, "lines": lines, "wall_s": wall_s, "second": second}
+    return {
+        "config": config,
+        "out": out,
+        "interrupted": interrupted,
+        "first": first,
+        "lines": lines,
+        "wall_s": wall_s,
+        "second": second,
+    }
 
 
 @pytest.mark.slow
@@ -119,8 +138,12 @@ def test_steps_are_planned_and_the_bench_fits_its_budget(benches):
     assert plan["steps"] in step_ladder(RECIPE_STEPS) and meta["steps"] == plan["steps"]
     assert plan["pruned_predicted"] == [] or plan["pruned_predicted"] == ["fp16-mixed"]
     for path in benches["out"].glob("variants/*/variant.json"):
-        if "probe" not in path.parent.name and json.loads(path.read_text())["config_hash"] in {r["config_hash"] for r in benches["first"]["results"]}:
-            assert f"steps = {plan['steps']}  #" in (path.parent / "config.toml").read_text()  # the same steps for every variant
+        if "probe" not in path.parent.name and json.loads(path.read_text())["config_hash"] in {
+            r["config_hash"] for r in benches["first"]["results"]
+        }:
+            assert (
+                f"steps = {plan['steps']}  #" in (path.parent / "config.toml").read_text()
+            )  # the same steps for every variant
 
 
 @pytest.mark.slow
@@ -130,22 +153,33 @@ def test_the_slow_variant_is_pruned_from_its_own_steps(benches):
     assert fp16["status"] == "pruned" and fp16["quality_verdict"] == "not compared"
     ev = fp16["pruned"]
     # pruned as soon as its memory was known: its warm-up and memory-measured steps, each >= 4x the control's same step
-    assert ev["step_kinds"][:2] == ["warm-up", "memory-measured"] and min(ev["step_ratios"][-2:]) >= 4 and ev["slowdown"] >= 4
+    assert (
+        ev["step_kinds"][:2] == ["warm-up", "memory-measured"]
+        and min(ev["step_ratios"][-2:]) >= 4
+        and ev["slowdown"] >= 4
+    )
     assert fp16["steps"] <= 3 and ev["no_saving_over"] == "bf16-mixed"
-    assert fp16["reason"].startswith(f"{ev['slowdown']:.0f}x slower than fp32 on this cpu (measured over {ev['observed_steps']} steps")
+    assert fp16["reason"].startswith(
+        f"{ev['slowdown']:.0f}x slower than fp32 on this cpu (measured over {ev['observed_steps']} steps"
+    )
     timing = json.loads((benches["out"] / "timing.json").read_text())
     assert timing["order"] == ["fp32", "bf16-mixed"]  # neither the pruned variant nor the control's other seed is timed
     rec = benches["first"]["recommendation"]
     assert "fp16-mixed: pruned: " in {r["label"]: r["reason"] for r in rec["rejected"]}["fp16-mixed"]
     report = (benches["out"] / "report.md").read_text()
-    assert "| fp16-mixed | pruned |" in report and "samples/s" in report and "tokens/s" not in report  # issue 14: a tabular unit
+    assert (
+        "| fp16-mixed | pruned |" in report and "samples/s" in report and "tokens/s" not in report
+    )  # issue 14: a tabular unit
     # a rerun on this machine keeps the pruned result; on another machine it would run again
     d = next(benches["out"].glob("variants/fp16-mixed-*"))
     meta = json.loads((d / "variant.json").read_text())
     v = Variant(meta["overrides"], meta["label"], None, meta["config_hash"])
     record = json.loads((d / "run.json").read_text())
     assert finished_run(d, v, {"machine": record["machine"], "prune_slowdown": 4.0})["status"] == "pruned"
-    assert finished_run(d, v, {"machine": {**record["machine"], "cpu_model": "another CPU"}, "prune_slowdown": 4.0}) is None
+    assert (
+        finished_run(d, v, {"machine": {**record["machine"], "cpu_model": "another CPU"}, "prune_slowdown": 4.0})
+        is None
+    )
     assert finished_run(d, v, {"machine": record["machine"], "prune_slowdown": 40.0}) is None
 
 
@@ -155,14 +189,26 @@ def test_noise_floor_is_measured_and_shown(benches):
     seed = rows["fp32 control (seed 1)"]
     assert seed["status"] == "completed" and seed["quality_verdict"] == "noise floor" and seed["tokens_per_s"] is None
     floor = benches["first"]["meta"]["noise_floor"]
-    assert floor["measured"] and floor["seeds"] == 2 and floor["metric"] == "log_loss" and floor["primary_metric"] == "accuracy"
+    assert (
+        floor["measured"]
+        and floor["seeds"] == 2
+        and floor["metric"] == "log_loss"
+        and floor["primary_metric"] == "accuracy"
+    )
     per_seed = floor["per_metric"]["log_loss"]["per_seed"]
     assert floor["per_metric"]["log_loss"]["floor"] == pytest.approx(abs(per_seed[1] - per_seed[0]))
-    assert floor["margin"] == pytest.approx(0.02 * rows["fp32"]["final_val_loss"] + floor["per_metric"]["log_loss"]["floor"])
+    assert floor["margin"] == pytest.approx(
+        0.02 * rows["fp32"]["final_val_loss"] + floor["per_metric"]["log_loss"]["floor"]
+    )
     bf16 = rows["bf16-mixed"]
-    assert bf16["quality_verdict"] in ("pass", "inconclusive", "fail") and bf16["quality_margin"] == pytest.approx(floor["margin"])
+    assert bf16["quality_verdict"] in ("pass", "inconclusive", "fail") and bf16["quality_margin"] == pytest.approx(
+        floor["margin"]
+    )
     report = (benches["out"] / "report.md").read_text()
-    assert "noise floor: 2 seeds of the fp32 control differ by" in report and "| fp32 control (seed 1) [noise floor] | completed | not timed |" in report
+    assert (
+        "noise floor: 2 seeds of the fp32 control differ by" in report
+        and "| fp32 control (seed 1) [noise floor] | completed | not timed |" in report
+    )
 
 
 @pytest.mark.slow
@@ -175,16 +221,25 @@ def test_two_benches_give_the_same_recommendation(benches):
 
 
 def test_bad_budget_and_bench_fields_are_one_clear_error(capsys, tmp_path):
-    for argv, expected in ((["demo", "--budget-min", "0"], "--budget-min 0: expected a number of minutes > 0"),
-                           (["demo", "--budget-min", "-2"], "--budget-min -2: expected a number of minutes > 0"),
-                           (["bench", "configs/lm-tiny.toml", "--grid", "precision.policy=fp32", "--budget-min", "-1"], "--budget-min -1"),
-                           (["bench", "configs/lm-tiny.toml", "--grid", "precision.policy=fp32", "--set", "bench.control_seeds=0"],
-                            "bench.control_seeds = 0: must be >= 1"),
-                           (["bench", "configs/lm-tiny.toml", "--grid", "precision.policy=fp32", "--set", "bench.prune_slowdown=1"],
-                            "bench.prune_slowdown = 1.0: must be > 1")):
+    for argv, expected in (
+        (["demo", "--budget-min", "0"], "--budget-min 0: expected a number of minutes > 0"),
+        (["demo", "--budget-min", "-2"], "--budget-min -2: expected a number of minutes > 0"),
+        (["bench", "configs/lm-tiny.toml", "--grid", "precision.policy=fp32", "--budget-min", "-1"], "--budget-min -1"),
+        (
+            ["bench", "configs/lm-tiny.toml", "--grid", "precision.policy=fp32", "--set", "bench.control_seeds=0"],
+            "bench.control_seeds = 0: must be >= 1",
+        ),
+        (
+            ["bench", "configs/lm-tiny.toml", "--grid", "precision.policy=fp32", "--set", "bench.prune_slowdown=1"],
+            "bench.prune_slowdown = 1.0: must be > 1",
+        ),
+    ):
         code = main([*argv, "--out", str(tmp_path / "o")])
         err = capsys.readouterr().err
-        assert code == 2 and expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+        assert code == 2 and expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (
+            argv,
+            err,
+        )
         assert not (tmp_path / "o").exists()
 
 

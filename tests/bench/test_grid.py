@@ -72,16 +72,37 @@ def test_out_dir_of_another_bench_is_refused_and_kept(capsys, tmp_path):
 
 
 def _row(label, tps, verdict="pass", control=False, status="completed", mem=100, rise=0.0, alarms=()):
-    return {"label": label, "variant": {"x": label}, "config_hash": label, "kind": "trainwise", "is_control": control, "status": status,
-            "reason": "boom" if status != "completed" else None, "tokens_per_s": tps, "median_step_ms": 1000 / tps if tps else None,
-            "peak_memory_bytes": mem, "peak_activation_bytes": mem / 2, "final_val_loss": 2.0 * (1 + rise), "val_loss_rise": rise,
-            "quality_verdict": "control" if control else verdict, "health_issues": list(alarms),
-            "quality_detail": f"validation loss {rise:+.1%} vs the control", "step_ms_samples": [1000 / tps] * 20 if tps else []}
+    return {
+        "label": label,
+        "variant": {"x": label},
+        "config_hash": label,
+        "kind": "trainwise",
+        "is_control": control,
+        "status": status,
+        "reason": "boom" if status != "completed" else None,
+        "tokens_per_s": tps,
+        "median_step_ms": 1000 / tps if tps else None,
+        "peak_memory_bytes": mem,
+        "peak_activation_bytes": mem / 2,
+        "final_val_loss": 2.0 * (1 + rise),
+        "val_loss_rise": rise,
+        "quality_verdict": "control" if control else verdict,
+        "health_issues": list(alarms),
+        "quality_detail": f"validation loss {rise:+.1%} vs the control",
+        "step_ms_samples": [1000 / tps] * 20 if tps else [],
+    }
 
 
 def test_recommendation_takes_the_fastest_that_passes_and_says_why_not_the_others():
-    rows = [_row("fp32", 100, control=True), _row("bf16", 300, mem=60), _row("fp8", 400, verdict="fail", rise=0.06),
-            _row("fp16", 20), _row("crash", None, status="crashed"), _row("big", 350, mem=2**31), _row("alarm", 500, alarms=["loss-scale collapse: the fp16 loss scale fell to 0.5"])]
+    rows = [
+        _row("fp32", 100, control=True),
+        _row("bf16", 300, mem=60),
+        _row("fp8", 400, verdict="fail", rise=0.06),
+        _row("fp16", 20),
+        _row("crash", None, status="crashed"),
+        _row("big", 350, mem=2**31),
+        _row("alarm", 500, alarms=["loss-scale collapse: the fp16 loss scale fell to 0.5"]),
+    ]
     rec = recommend(rows, budget_gib=1.0, tolerance=0.02, device="cpu")
     assert rec["label"] == "bf16"
     assert rec["speedup_vs_fp32"] == pytest.approx(3.0)
@@ -102,9 +123,19 @@ def test_no_recommendation_without_a_control():
 def test_health_issues_judge_the_end_of_the_run():
     from trainwise.bench.results import health_issues
 
-    early = {"alarms": ["skipped steps: 1 of 10 steps (10%) were skipped"], "skipped_steps": 1, "steps": 30, "skipped_share": 1 / 30}
+    early = {
+        "alarms": ["skipped steps: 1 of 10 steps (10%) were skipped"],
+        "skipped_steps": 1,
+        "steps": 30,
+        "skipped_share": 1 / 30,
+    }
     assert health_issues(early, 0.05) == []
-    bad = {"alarms": ["loss-scale collapse: the fp16 loss scale fell to 0.5"], "skipped_steps": 9, "steps": 30, "skipped_share": 0.3}
+    bad = {
+        "alarms": ["loss-scale collapse: the fp16 loss scale fell to 0.5"],
+        "skipped_steps": 9,
+        "steps": 30,
+        "skipped_share": 0.3,
+    }
     issues = health_issues(bad, 0.05)
     assert len(issues) == 2 and issues[0].startswith("loss-scale collapse") and "9 of 30 steps (30%)" in issues[1]
 
@@ -126,7 +157,9 @@ def test_control_seeds_are_added_once_and_tagged_in_order():
 
     vs = expand(["precision.policy=fp32,bf16-mixed"], [])
     new = control_seeds(vs, 3)
-    assert [v.label for v in new] == ["fp32 control (seed 1)", "fp32 control (seed 2)"] and all(v.kind == "control-seed" for v in new)
+    assert [v.label for v in new] == ["fp32 control (seed 1)", "fp32 control (seed 2)"] and all(
+        v.kind == "control-seed" for v in new
+    )
     assert seed_hashes(vs + new) == [vs[0].hash, new[0].hash, new[1].hash]
     # a seed some variant already trains is not trained twice: that variant serves as the seed
     vs = expand(["precision.policy=fp32,bf16-mixed"], ["train.seed=1"])

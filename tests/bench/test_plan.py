@@ -6,14 +6,28 @@ from __future__ import annotations
 import pytest
 
 from trainwise.bench.grid import control_seeds, expand
-from trainwise.bench.plan import (SAFETY, BudgetPlan, Probe, plan_budget, plan_sets, predicted_slowdown, run_cost_s, run_order,
-                                  step_ladder, timing_cost_s, timing_rounds)
+from trainwise.bench.plan import (
+    SAFETY,
+    BudgetPlan,
+    Probe,
+    plan_budget,
+    plan_sets,
+    predicted_slowdown,
+    run_cost_s,
+    run_order,
+    step_ladder,
+    timing_cost_s,
+    timing_rounds,
+)
 from trainwise.config import load_config
 from trainwise.errors import ConfigError
 
 # what `trainwise info` measured on the 2-core AMD EPYC of issue 15 (fp16 has no fast units there)
 AMD = {"device": "cpu", "matmul_gflops": {"fp32": 221.9, "bf16": 966.1, "fp16": 1.2}}
-INTEL = {"device": "cpu", "matmul_gflops": {"fp32": 325.9, "bf16": 1274.7, "fp16": 320.5}}  # the quiet Intel 2-core of the committed demo
+INTEL = {
+    "device": "cpu",
+    "matmul_gflops": {"fp32": 325.9, "bf16": 1274.7, "fp16": 320.5},
+}  # the quiet Intel 2-core of the committed demo
 GRID = ["precision.policy=fp32,bf16-mixed,fp16-mixed", "memory.ac=none,full"]
 
 
@@ -43,9 +57,16 @@ def test_predicted_slowdown_follows_the_measured_matmul_speed():
     assert slow["fp8-tensorwise"] == 3.0  # emulated off an SM89+ GPU
     order = [v.label for v in run_order(list(vs.values()), AMD, 4.0)]
     assert order[:2] == ["fp32, ac=none", "fp32 control (seed 1)"]
-    assert order.index("bf16-mixed, ac=full") < order.index("fp16-mixed, ac=full")  # the fast one finishes first: memory is judged against it
-    assert order[-2:] == ["fp16-mixed, ac=none", "fp16-mixed, ac=full"]  # predicted hopeless: last, the first not run when time is short
-    assert order.index("fp8-tensorwise") < order.index("fp16-mixed, ac=none")  # emulated fp8 is never pruned: it runs for its quality
+    assert order.index("bf16-mixed, ac=full") < order.index(
+        "fp16-mixed, ac=full"
+    )  # the fast one finishes first: memory is judged against it
+    assert order[-2:] == [
+        "fp16-mixed, ac=none",
+        "fp16-mixed, ac=full",
+    ]  # predicted hopeless: last, the first not run when time is short
+    assert order.index("fp8-tensorwise") < order.index(
+        "fp16-mixed, ac=none"
+    )  # emulated fp8 is never pruned: it runs for its quality
 
 
 def test_plan_takes_the_most_steps_that_fit():
@@ -65,7 +86,9 @@ def test_plan_takes_the_most_steps_that_fit():
     # a slower machine gets fewer steps, the same for every variant
     assert plan_budget(360.0, 25.0, Probe(0.8, 5.0, 1.0, 8.0), tc, vs, INTEL, bench_cfg(), cores=2).steps < plan.steps
     # the timing phase is in the plan: without it (bench.timing_rounds = 0) the training phase gets more steps
-    assert plan_budget(360.0, 25.0, probe, tc, vs, INTEL, bench_cfg("bench.timing_rounds=0"), cores=2).steps > plan.steps
+    assert (
+        plan_budget(360.0, 25.0, probe, tc, vs, INTEL, bench_cfg("bench.timing_rounds=0"), cores=2).steps > plan.steps
+    )
 
 
 def test_on_a_cpu_without_fp16_units_the_fp16_variants_are_planned_as_pruned():
@@ -76,13 +99,19 @@ def test_on_a_cpu_without_fp16_units_the_fp16_variants_are_planned_as_pruned():
     assert plan.pruned_predicted == ["fp16-mixed, ac=none", "fp16-mixed, ac=full"]
     # their reserve is their start, warm-up and memory-measured steps (pruned at the end of the 2nd step), whatever the steps
     slow = 0.2 * 221.9 / 1.2 + 0.8
-    assert plan.predicted_s["fp16-mixed, ac=none"] == pytest.approx(run_cost_s(probe, tc, 200, slow, pruned=True)) == pytest.approx(5.0 + 0.45 * slow * 3)
+    assert (
+        plan.predicted_s["fp16-mixed, ac=none"]
+        == pytest.approx(run_cost_s(probe, tc, 200, slow, pruned=True))
+        == pytest.approx(5.0 + 0.45 * slow * 3)
+    )
     # the timing phase times neither them, nor emulated fp8, nor the control's other seed
     assert plan.timed == ["fp32, ac=none", "fp32, ac=full", "bf16-mixed, ac=none", "bf16-mixed, ac=full"]
     assert plan.timing_rounds_reserved == 6
     steps_s = [0.45 * predicted_slowdown(v.cfg, v.kind, AMD) for v in vs if v.label in plan.timed]
     assert plan.timing_reserve_s == pytest.approx(timing_cost_s(steps_s, 5.0, 6, 2, cores=2))
-    assert plan.steps == 10 and "only part of the grid" in plan.note  # 6 minutes is tight there: the runs planned last may not run
+    assert (
+        plan.steps == 10 and "only part of the grid" in plan.note
+    )  # 6 minutes is tight there: the runs planned last may not run
 
 
 def test_warmup_and_validation_keep_their_share():
@@ -99,7 +128,12 @@ def test_a_budget_too_small_for_the_control_says_the_minimum():
     assert "too small for this machine" in msg and "0.45 s a step" in msg
     needed = float(msg.split("--budget-min ")[1].split()[0])
     # and that minimum is enough for a plan
-    assert plan_budget(needed * 60, 30.0, Probe(0.45, 6.0, 2.0, 10.0), tc, vs, AMD, bench_cfg("bench.timing_rounds=0"), cores=2).steps >= 10
+    assert (
+        plan_budget(
+            needed * 60, 30.0, Probe(0.45, 6.0, 2.0, 10.0), tc, vs, AMD, bench_cfg("bench.timing_rounds=0"), cores=2
+        ).steps
+        >= 10
+    )
 
 
 def test_timing_rounds_fit_the_time_left_or_none_run():

@@ -19,8 +19,13 @@ def test_a_variant_many_times_slower_without_a_memory_saving_is_pruned_after_its
     assert ev["step_ratios"] == [30.0, 30.0] and ev["slowdown"] == 30.0 and ev["median_step_ms"] == 15000.0
     assert ev["observed_steps"] == 2 and ev["no_saving_over"] == "bf16-mixed, ac=none"
     reason = prune_reason(ev, "cpu")
-    assert reason.startswith("30x slower than fp32 on this cpu (measured over 2 steps, each against the control's same step: "
-                             "the warm-up and memory-measured steps") and "no quality claim" in reason
+    assert (
+        reason.startswith(
+            "30x slower than fp32 on this cpu (measured over 2 steps, each against the control's same step: "
+            "the warm-up and memory-measured steps"
+        )
+        and "no quality claim" in reason
+    )
     # with plain steps too, the median of all the ratios
     ev = prune_evidence(StepTimes(18000.0, 21000.0, [16000.0, 15500.0]), None, CONTROL, 200, [BF16], 4.0)
     assert ev["slowdown"] == 30.5 and ev["step_kinds"] == ["warm-up", "memory-measured", "plain", "plain"]
@@ -28,7 +33,9 @@ def test_a_variant_many_times_slower_without_a_memory_saving_is_pruned_after_its
 
 def test_one_step_is_not_enough_unless_the_next_runs_past_the_threshold():
     assert prune_evidence(StepTimes(None, 21000.0, []), None, CONTROL, 200, [BF16], 4.0) is None
-    assert prune_evidence(StepTimes(None, 21000.0, []), 1500.0, CONTROL, 200, [BF16], 4.0) is None  # 1.5 s < 4 x 0.5 s: not yet
+    assert (
+        prune_evidence(StepTimes(None, 21000.0, []), 1500.0, CONTROL, 200, [BF16], 4.0) is None
+    )  # 1.5 s < 4 x 0.5 s: not yet
     ev = prune_evidence(StepTimes(None, 21000.0, []), 2100.0, CONTROL, 200, [BF16], 4.0)
     assert ev is not None and ev["observed_steps"] == 2 and "the last one was still running" in prune_reason(ev, "cpu")
 
@@ -41,7 +48,9 @@ def test_a_slow_first_step_alone_is_not_slowness():
 
 
 def test_below_the_slowdown_it_runs_on():
-    assert prune_evidence(StepTimes(2200.0, 2600.0, [1900.0, 1950.0, 1800.0]), None, CONTROL, 200, [BF16], 4.0) is None  # 3.7-3.9x < 4x
+    assert (
+        prune_evidence(StepTimes(2200.0, 2600.0, [1900.0, 1950.0, 1800.0]), None, CONTROL, 200, [BF16], 4.0) is None
+    )  # 3.7-3.9x < 4x
 
 
 def test_a_memory_saving_keeps_a_slow_variant():
@@ -57,21 +66,35 @@ def test_a_memory_saving_keeps_a_slow_variant():
 
 
 def test_control_steps_are_read_by_kind(tmp_path):
-    rows = [{"step": 1, "loss": 5.0, "step_ms": 600.0}, {"step": 2, "loss": 4.0, "step_ms": 700.0, "peak_memory_bytes": 1},
-            {"step": 3, "loss": 3.0, "step_ms": 480.0}, {"step": 3, "val_loss": 3.1}]
+    rows = [
+        {"step": 1, "loss": 5.0, "step_ms": 600.0},
+        {"step": 2, "loss": 4.0, "step_ms": 700.0, "peak_memory_bytes": 1},
+        {"step": 3, "loss": 3.0, "step_ms": 480.0},
+        {"step": 3, "val_loss": 3.1},
+    ]
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert ControlSteps.from_metrics(path, 500.0) == ControlSteps(600.0, 700.0, 500.0)
 
 
 def test_step_watch_reads_rows_as_they_are_written(tmp_path):
-    tc = load_config(None, ["train.steps=20", "train.eval_every=5", "train.log_every=1", "train.checkpoint_every=0"]).train
+    tc = load_config(
+        None, ["train.steps=20", "train.eval_every=5", "train.log_every=1", "train.checkpoint_every=0"]
+    ).train
     path = tmp_path / "metrics.jsonl"
     watch = StepWatch(path, tc)
     watch.poll()  # no file yet
-    rows = [{"step": 1, "loss": 5.0, "step_ms": 900.0},  # warm-up: not timed
-            {"step": 2, "loss": 4.0, "step_ms": 800.0, "peak_memory_bytes": 123, "peak_activation_bytes": 100},  # memory step: not timed
-            {"step": 3, "loss": 3.5, "step_ms": 300.0}]
+    rows = [
+        {"step": 1, "loss": 5.0, "step_ms": 900.0},  # warm-up: not timed
+        {
+            "step": 2,
+            "loss": 4.0,
+            "step_ms": 800.0,
+            "peak_memory_bytes": 123,
+            "peak_activation_bytes": 100,
+        },  # memory step: not timed
+        {"step": 3, "loss": 3.5, "step_ms": 300.0},
+    ]
     with open(path, "w") as f:
         f.write("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "lo')  # a line still being written
     watch.poll()

@@ -13,7 +13,9 @@ from trainwise.bench.quality import examples_needed, noise_floor, settle_advice,
 def lm_frame(loss: np.ndarray, seed: int = 0) -> pd.DataFrame:
     """Per-window predictions as the bench's worker writes them for an lm (id, loss, correct, n_positions)."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"id": np.arange(len(loss)), "loss": loss, "correct": rng.uniform(0.3, 0.5, len(loss)), "n_positions": 128})
+    return pd.DataFrame(
+        {"id": np.arange(len(loss)), "loss": loss, "correct": rng.uniform(0.3, 0.5, len(loss)), "n_positions": 128}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,7 @@ def frames():
     rng = np.random.default_rng(0)
     base = 2.0 + rng.normal(0, 0.3, 400)
     seed1 = base + 0.06 + rng.normal(0, 0.005, 400)  # another seed of the control: 0.06 apart (3% of the loss)
-    cand = base + 0.07 + rng.normal(0, 0.005, 400)   # 0.07 worse: beyond the 2% tolerance, within tolerance + floor
+    cand = base + 0.07 + rng.normal(0, 0.005, 400)  # 0.07 worse: beyond the 2% tolerance, within tolerance + floor
     return lm_frame(base), lm_frame(seed1, 1), lm_frame(cand, 2)
 
 
@@ -79,10 +81,24 @@ def test_an_inconclusive_candidate_says_what_would_settle_it():
 
     rng = np.random.default_rng(3)
     base = 2.0 + rng.normal(0, 0.3, 128)
-    cand = base + 0.03 + rng.normal(0, 0.3, 128)  # 0.03 worse on average, but per-window noise of 0.3: the bounds straddle 0.04
-    rule = QualityRule("loss", "next_byte_accuracy", margin=0.04, control_loss=2.0, tolerance=0.02, floor=0.0, confidence=0.95,
-                       examples_per_batch=32, eval_batches=4)
+    cand = (
+        base + 0.03 + rng.normal(0, 0.3, 128)
+    )  # 0.03 worse on average, but per-window noise of 0.3: the bounds straddle 0.04
+    rule = QualityRule(
+        "loss",
+        "next_byte_accuracy",
+        margin=0.04,
+        control_loss=2.0,
+        tolerance=0.02,
+        floor=0.0,
+        confidence=0.95,
+        examples_per_batch=32,
+        eval_batches=4,
+    )
     out = judge(lm_frame(base), lm_frame(cand, 1), rule, 0.015, val_examples=100_000)
     assert out["quality_verdict"] == "inconclusive"
     assert out["quality_lower_bound"] < 0.04 < out["quality_upper_bound"]
-    assert out["quality_n_needed"] > 128 and f"--set train.eval_batches={-(-out['quality_n_needed'] // 32)}" in out["quality_settle"]
+    assert (
+        out["quality_n_needed"] > 128
+        and f"--set train.eval_batches={-(-out['quality_n_needed'] // 32)}" in out["quality_settle"]
+    )

@@ -22,14 +22,29 @@ from trainwise.bench.bench import run_bench
 from trainwise.bench.worker import FAULT_ENV
 from trainwise.errors import ConfigError
 
-TINY = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.context=32", "train.steps=8", "train.warmup_steps=0",
-        "train.eval_every=4", "train.eval_batches=8", "train.checkpoint_every=0", "data.max_corpus_bytes=400000",
-        "train.threads=1", "log.progress=false", "bench.timing_rounds=6", "bench.timing_steps_per_round=1"]
-VARIANTS = ["memory.ac=full",      # identical numerics to the control: must pass the gate
-            "train.lr=0.00001",    # sabotaged learning rate: must fail it; its timing process is made to die
-            "model.dropout=0.1",   # made to crash (SIGKILL, like the OOM killer)
-            "train.seed=1",        # made to raise MemoryError; also the control's second seed (the noise floor)
-            "precision.policy=fp8-tensorwise"]  # emulated FP8 on CPU: trains, predicts, is gated; not pruned, not timed
+TINY = [
+    "model.d_model=32",
+    "model.n_layers=1",
+    "model.n_heads=2",
+    "model.context=32",
+    "train.steps=8",
+    "train.warmup_steps=0",
+    "train.eval_every=4",
+    "train.eval_batches=8",
+    "train.checkpoint_every=0",
+    "data.max_corpus_bytes=400000",
+    "train.threads=1",
+    "log.progress=false",
+    "bench.timing_rounds=6",
+    "bench.timing_steps_per_round=1",
+]
+VARIANTS = [
+    "memory.ac=full",  # identical numerics to the control: must pass the gate
+    "train.lr=0.00001",  # sabotaged learning rate: must fail it; its timing process is made to die
+    "model.dropout=0.1",  # made to crash (SIGKILL, like the OOM killer)
+    "train.seed=1",  # made to raise MemoryError; also the control's second seed (the noise floor)
+    "precision.policy=fp8-tensorwise",
+]  # emulated FP8 on CPU: trains, predicts, is gated; not pruned, not timed
 BASELINE = "plain PyTorch (fp32)"
 
 
@@ -63,9 +78,22 @@ def test_crash_is_recorded_and_the_others_complete(bench):
         assert rows[label]["median_step_ms"] > 0 and rows[label]["tokens_per_s"] > 0
     assert rows["fp32 control"]["mfu"] > 0 and rows["fp32 control"]["peak_activation_bytes"] > 0
     fp8 = rows["fp8-tensorwise"]
-    assert fp8["status"] == "completed" and fp8["quality_verdict"] in ("pass", "fail", "inconclusive") and "bf16-equivalent" in fp8["mfu_basis"]
+    assert (
+        fp8["status"] == "completed"
+        and fp8["quality_verdict"] in ("pass", "fail", "inconclusive")
+        and "bf16-equivalent" in fp8["mfu_basis"]
+    )
     assert fp8["emulated"].startswith("emulated on this cpu") and fp8["timing_source"].startswith("training run")
-    for key in ("variant", "status", "median_step_ms", "tokens_per_s", "mfu", "peak_activation_bytes", "final_val_loss", "quality_verdict"):
+    for key in (
+        "variant",
+        "status",
+        "median_step_ms",
+        "tokens_per_s",
+        "mfu",
+        "peak_activation_bytes",
+        "final_val_loss",
+        "quality_verdict",
+    ):
         assert all(key in r for r in rows.values())
 
 
@@ -103,7 +131,10 @@ def test_finished_variants_are_timed_in_interleaved_rounds(bench):
     assert ratio["reliable"] == (timing["reliable"] and ratio["note"].startswith("step time of ac=full"))
     assert ratio["reliable"] or ratio["note"].startswith("timings unreliable")
     overhead = timing["baseline_overhead"]
-    assert overhead["n_rounds"] == 6 and (result["recommendation"]["trainwise_overhead_vs_plain_pytorch"] is not None) == overhead["reliable"]
+    assert (
+        overhead["n_rounds"] == 6
+        and (result["recommendation"]["trainwise_overhead_vs_plain_pytorch"] is not None) == overhead["reliable"]
+    )
 
 
 @pytest.mark.slow
@@ -120,10 +151,15 @@ def test_report_says_how_speeds_were_measured_and_caps_mfu(bench):
     out, result, _ = bench
     rec, timing = result["recommendation"], result["timing"]
     report = (out / "report.md").read_text()
-    assert "speeds from 6 interleaved timing rounds x 1 steps after training; load " in report and "step time vs control (95% CI)" in report
+    assert (
+        "speeds from 6 interleaved timing rounds x 1 steps after training; load " in report
+        and "step time vs control (95% CI)" in report
+    )
     assert "trainwise's step time vs a plain PyTorch loop: " in report
     if timing["reliable"]:
-        assert "timings reliable" in report or "speed ratios scattered too widely to quote (bench.max_ratio_ci)" in report
+        assert (
+            "timings reliable" in report or "speed ratios scattered too widely to quote (bench.max_ratio_ci)" in report
+        )
     else:
         assert timing["unreliable_reason"] in report and rec["speedup_vs_fp32"] is None and "speed not quoted" in report
     for r in result["results"]:
@@ -153,7 +189,9 @@ def test_rerun_skips_finished_variants_and_reruns_failed_ones(bench, monkeypatch
         if "dropout" not in p.parent.name and "seed" not in p.parent.name:
             assert p.stat().st_mtime_ns == t
     # without the timing phase: speeds from the training runs, and no overhead from two unpaired runs
-    assert second["timing"] is None and rows["ac=full"]["timing_source"].startswith("training run (the timing phase did not run)")
+    assert second["timing"] is None and rows["ac=full"]["timing_source"].startswith(
+        "training run (the timing phase did not run)"
+    )
     assert second["recommendation"]["trainwise_overhead_vs_plain_pytorch"] is None
     assert second["recommendation"]["speed_source"] == "training runs' timed steps"
 
@@ -168,7 +206,9 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (scripts/install-test-deps.sh installs it)")
+@pytest.mark.skipif(
+    chromium() is None, reason="Debian's chromium is not installed (scripts/install-test-deps.sh installs it)"
+)
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(bench, tmp_path):
     out, _, _ = bench
@@ -177,12 +217,30 @@ def test_report_renders_in_headless_chromium(bench, tmp_path):
     assert "http://" not in html and "https://" not in html  # self-contained: nothing fetched
     assert html.count("data:image/png;base64,") == 3
     shot = tmp_path / "report.png"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-             "--window-size=1200,2400"]
-    proc = subprocess.run([chromium(), *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=120)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1200,2400",
+    ]
+    proc = subprocess.run(
+        [chromium(), *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert shot.is_file() and shot.stat().st_size > 10_000, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if "Uncaught" in line or ("CONSOLE" in line and "error" in line.lower())]
+    errors = [
+        line
+        for line in proc.stderr.splitlines()
+        if "Uncaught" in line or ("CONSOLE" in line and "error" in line.lower())
+    ]
     assert not errors, errors
-    dom = subprocess.run([chromium(), *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [chromium(), *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     assert "Recommendation" in dom and "fp32 control" in dom

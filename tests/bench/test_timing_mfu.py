@@ -15,8 +15,16 @@ from trainwise.config import build_config, load_config
 from trainwise.env import gemm_flops, measure_gemm_gflops, record_gemm_shapes
 from trainwise.train.rundir_setup import build_workload
 
-LM = ["workload.name=lm", "model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.context=16",
-      "data.max_corpus_bytes=100000", "train.micro_batch_size=4", "train.global_batch_size=8"]
+LM = [
+    "workload.name=lm",
+    "model.d_model=32",
+    "model.n_layers=2",
+    "model.n_heads=2",
+    "model.context=16",
+    "data.max_corpus_bytes=100000",
+    "train.micro_batch_size=4",
+    "train.global_batch_size=8",
+]
 
 
 def linear_weights(model: torch.nn.Module) -> list[torch.nn.Linear]:
@@ -87,27 +95,53 @@ def test_gemm_shapes_of_a_linear_forward_and_backward():
     x = torch.randn(4, 5, 8, requires_grad=True)
     shapes = record_gemm_shapes(lambda: lin(x).pow(2).sum().backward())
     # forward addmm (20x8 @ 8x16, the weight transposed); backward: input grad and weight grad
-    assert shapes == [("addmm", (20, 8), (8, 16), False, True), ("mm", (20, 16), (16, 8), False, False), ("mm", (16, 20), (20, 8), True, False)]
+    assert shapes == [
+        ("addmm", (20, 8), (8, 16), False, True),
+        ("mm", (20, 16), (16, 8), False, False),
+        ("mm", (16, 20), (20, 8), True, False),
+    ]
     assert sum(gemm_flops(*s[:3]) for s in shapes) == 3 * 2 * 20 * 8 * 16
     assert gemm_flops("bmm", (3, 4, 5), (3, 5, 6)) == 2 * 3 * 4 * 5 * 6
     assert measure_gemm_gflops(shapes, torch.bfloat16, torch.device("cpu"), seconds=0.05) > 0
     assert measure_gemm_gflops([], torch.float32, torch.device("cpu")) is None
 
 
-TRAINED = {"status": "completed", "median_step_ms": 10.0, "min_step_ms": 8.0, "max_step_ms": 30.0, "tokens_per_s": 409600.0,
-           "flops_per_step": 1e9, "steps": 8, "timed_steps": 7, "final_val_loss": 1.0}
+TRAINED = {
+    "status": "completed",
+    "median_step_ms": 10.0,
+    "min_step_ms": 8.0,
+    "max_step_ms": 30.0,
+    "tokens_per_s": 409600.0,
+    "flops_per_step": 1e9,
+    "steps": 8,
+    "timed_steps": 7,
+    "final_val_loss": 1.0,
+}
 
 
 def test_row_speed_comes_from_the_timing_phase_and_falls_back_to_training():
     control, full = expand(["memory.ac=none,full"], [])
-    timed = {"median_step_ms": 20.0, "min_step_ms": 19.0, "max_step_ms": 22.0, "timed_steps": 12, "units_per_step": 4096,
-             "step_ms": [[20.0, 20.0]] * 6, "round_median_ms": [20.0] * 6, "gemm_gflops": 50.0,
-             "speed_ratio_vs_control": {"median": 1.3, "ci95": [1.2, 1.4], "n_rounds": 6, "reliable": True, "note": "x"}}
+    timed = {
+        "median_step_ms": 20.0,
+        "min_step_ms": 19.0,
+        "max_step_ms": 22.0,
+        "timed_steps": 12,
+        "units_per_step": 4096,
+        "step_ms": [[20.0, 20.0]] * 6,
+        "round_median_ms": [20.0] * 6,
+        "gemm_gflops": 50.0,
+        "speed_ratio_vs_control": {"median": 1.3, "ci95": [1.2, 1.4], "n_rounds": 6, "reliable": True, "note": "x"},
+    }
     row = aggregate(full, TRAINED, INFO, 0.0, timed)
     assert row["median_step_ms"] == 20.0 and row["tokens_per_s"] == pytest.approx(4096 / 0.02)
-    assert row["timing_source"] == "timing phase: 12 steps in 6 interleaved rounds" and row["speed_ratio_vs_control"]["median"] == 1.3
+    assert (
+        row["timing_source"] == "timing phase: 12 steps in 6 interleaved rounds"
+        and row["speed_ratio_vs_control"]["median"] == 1.3
+    )
     assert row["mfu"] == pytest.approx(1e9 / 0.02 / 100e9)
     untimed = aggregate(full, TRAINED, INFO, 0.0, {"reason": "the timing process killed by signal 9"})
     assert untimed["median_step_ms"] == 10.0 and untimed["tokens_per_s"] == pytest.approx(409600.0)
     assert untimed["timing_source"].startswith("training run (the timing process killed by signal 9)")
-    assert aggregate(control, TRAINED, INFO, 0.0)["timing_source"].startswith("training run (the timing phase did not run)")
+    assert aggregate(control, TRAINED, INFO, 0.0)["timing_source"].startswith(
+        "training run (the timing phase did not run)"
+    )

@@ -64,5 +64,7 @@ def test_the_baseline_moves_model_and_batches_to_its_device():
 
 def test_the_baseline_shares_no_trainwise_code():
     tree = ast.parse(Path(baseline.__file__).read_text())
-    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + [
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    ]
     assert not [m for m in imported if m and m.startswith("trainwise")], imported

@@ -3,7 +3,9 @@ import pandas as pd
 import pytest
 
 
-def make_predictions(n: int, n_classes: int, seed: int = 0, signal: float = 1.5, labels=None, ties: bool = False) -> pd.DataFrame:
+def make_predictions(
+    n: int, n_classes: int, seed: int = 0, signal: float = 1.5, labels=None, ties: bool = False
+) -> pd.DataFrame:
     """A classification predictions frame with softmax probabilities and one slice column."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, n) if labels is None else labels
@@ -52,7 +54,14 @@ def make_run(run_dir, overrides, steps=40, seed=0, lr=3e-3):
 
 
 TABULAR = ["workload.name=tabular", "model.n_layers=1", "model.d_model=16"]
-LM = ["workload.name=lm", "model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.context=16", "data.max_corpus_bytes=100000"]
+LM = [
+    "workload.name=lm",
+    "model.n_layers=1",
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.context=16",
+    "data.max_corpus_bytes=100000",
+]
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +80,18 @@ def cli_main(monkeypatch):
     return cli.main
 
 
-TRAIN = ["workload.name=tabular", "model.n_layers=1", "model.d_model=16", "train.steps=60", "train.micro_batch_size=64",
-         "train.global_batch_size=64", "train.lr=1e-2", "log.progress=false", "log.mlflow=false", "train.threads=1"]
+TRAIN = [
+    "workload.name=tabular",
+    "model.n_layers=1",
+    "model.d_model=16",
+    "train.steps=60",
+    "train.micro_batch_size=64",
+    "train.global_batch_size=64",
+    "train.lr=1e-2",
+    "log.progress=false",
+    "log.mlflow=false",
+    "train.threads=1",
+]
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,11 @@ def test_same_predictions_pass_with_zero_deltas(preds):
     assert c.deltas["log_loss"]["ci95"] == [0, 0] and c.deltas["ece"]["ci95"] == [0, 0]
     assert c.tests["mcnemar"]["p_value"] == 1.0
     d = c.to_dict()
-    assert d["passed"] is True and d["verdict"] == "pass" and {r["status"] for r in d["rules"]} <= {"pass", "not applicable"}
+    assert (
+        d["passed"] is True
+        and d["verdict"] == "pass"
+        and {r["status"] for r in d["rules"]} <= {"pass", "not applicable"}
+    )
 
 
 def test_planted_accuracy_drop_fails_the_default_gate(preds):
@@ -65,7 +69,14 @@ def test_slice_rule_catches_decay_in_one_slice(preds):
 def test_lm_loss_rule(preds):
     rng = np.random.default_rng(0)
     n = 2000
-    base = pd.DataFrame({"id": np.arange(n), "loss": rng.gamma(4, 0.4, n), "correct": rng.uniform(0.3, 0.7, n), "group": np.arange(n) % 4})
+    base = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "loss": rng.gamma(4, 0.4, n),
+            "correct": rng.uniform(0.3, 0.7, n),
+            "group": np.arange(n) % 4,
+        }
+    )
     same = base.assign(loss=base["loss"] + rng.normal(0, 0.01, n))
     worse = base.assign(loss=base["loss"] * 1.05)
     same_c = compare_predictions(base, same, "lm", n_boot=300)
@@ -92,7 +103,9 @@ def test_different_labels_are_refused(preds):
 
 def test_gate_file_and_unknown_metric(tmp_path):
     good = tmp_path / "gate.toml"
-    good.write_text('[[rule]]\nmetric = "f1_macro"\ntolerance = 0.01\n\n[[rule]]\nmetric = "accuracy"\nscope = "slices"\nmin_count = 50\ntolerance = 0.03\n')
+    good.write_text(
+        '[[rule]]\nmetric = "f1_macro"\ntolerance = 0.01\n\n[[rule]]\nmetric = "accuracy"\nscope = "slices"\nmin_count = 50\ntolerance = 0.03\n'
+    )
     gate = load_gate(good)
     assert [r.metric for r in gate.rules] == ["f1_macro", "accuracy"] and gate.rules[1].min_count == 50
     bad = tmp_path / "bad.toml"
@@ -115,7 +128,9 @@ def test_compare_cli_exit_codes(preds, tmp_path, cli_main, capsys):
     assert "gate: PASSED" in capsys.readouterr().out
     assert cli_main(["compare", str(tmp_path / "base"), str(tmp_path / "worse" / "predictions.parquet"), "--json"]) == 1
     d = json.loads(capsys.readouterr().out)
-    assert d["passed"] is False and d["verdict"] == "fail" and d["failures"] and d["tests"]["mcnemar"]["p_value"] < 0.001
+    assert (
+        d["passed"] is False and d["verdict"] == "fail" and d["failures"] and d["tests"]["mcnemar"]["p_value"] < 0.001
+    )
 
 
 def test_compare_exit_codes_on_trained_runs(trained_runs, cli_main, capsys):
@@ -147,7 +162,16 @@ def test_compare_cli_bad_input(preds, tmp_path, cli_main, capsys):
     (tmp_path / "junk.parquet").write_text("hello")
     cases = [
         (["compare", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], "cover different examples"),
-        (["compare", str(tmp_path / "a.parquet"), str(tmp_path / "a.parquet"), "--gate", str(tmp_path / "gate.toml")], "unknown metric 'acc'"),
+        (
+            [
+                "compare",
+                str(tmp_path / "a.parquet"),
+                str(tmp_path / "a.parquet"),
+                "--gate",
+                str(tmp_path / "gate.toml"),
+            ],
+            "unknown metric 'acc'",
+        ),
         (["compare", str(tmp_path / "a.parquet"), str(tmp_path / "junk.parquet")], "not a readable predictions table"),
         (["compare", str(tmp_path / "a.parquet"), str(tmp_path / "nowhere")], "neither an evaluation directory"),
     ]
@@ -163,4 +187,6 @@ def test_auc_rule_uses_the_bootstrapped_auc(preds):
     c = compare_predictions(df, cand, "classification", Gate([Rule("roc_auc", 0.01)]), n_boot=200)
     assert not c.passed and c.failures[0].startswith("roc_auc dropped")
     assert c.deltas["roc_auc"]["delta"] == pytest.approx(c.tests["delong"]["delta"])
-    assert "roc_auc" not in compare_predictions(df, cand, "classification", n_boot=200).deltas  # default gate: DeLong only
+    assert (
+        "roc_auc" not in compare_predictions(df, cand, "classification", n_boot=200).deltas
+    )  # default gate: DeLong only

@@ -64,13 +64,15 @@ def test_planted_label_errors_are_found(tmp_path):
 def test_email_column_is_flagged_and_others_are_not():
     rng = np.random.default_rng(0)
     n = 200
-    df = pd.DataFrame({
-        "contact": [f"user{i}@example.{'com' if i % 2 else 'org'}" for i in range(n)],
-        "note": rng.choice(["ok", "late payment", "call back"], n),
-        "amount": rng.normal(size=n),
-        "card": ["4111 1111 1111 1111", "5500 0000 0000 0004"] * (n // 2),
-        "customer_id": np.arange(10_000, 10_000 + n),
-    })
+    df = pd.DataFrame(
+        {
+            "contact": [f"user{i}@example.{'com' if i % 2 else 'org'}" for i in range(n)],
+            "note": rng.choice(["ok", "late payment", "call back"], n),
+            "amount": rng.normal(size=n),
+            "card": ["4111 1111 1111 1111", "5500 0000 0000 0004"] * (n // 2),
+            "customer_id": np.arange(10_000, 10_000 + n),
+        }
+    )
     pii = find_pii(df)
     assert pii["contact"]["pattern"] == "email" and pii["contact"]["share"] == 1.0
     assert pii["card"]["pattern"] == "card_number"
@@ -83,7 +85,11 @@ def test_fingerprint_is_content_not_format(tmp_path):
     df.to_csv(tmp_path / "a.csv", index=False)
     df.to_parquet(tmp_path / "a.parquet")
     a = check_data(tmp_path / "a.csv")["fingerprints"]["file"]
-    assert a == check_data(tmp_path / "a.parquet")["fingerprints"]["file"] == table_fingerprint(pd.read_csv(tmp_path / "a.csv"))
+    assert (
+        a
+        == check_data(tmp_path / "a.parquet")["fingerprints"]["file"]
+        == table_fingerprint(pd.read_csv(tmp_path / "a.csv"))
+    )
     assert table_fingerprint(df.iloc[:-1]) != a
 
 
@@ -108,7 +114,10 @@ def test_data_check_cli(tmp_path, cli_main, capsys):
     df = blobs(100, 6)
     df["email"] = [f"a{i}@b.io" for i in range(len(df))]
     df.to_csv(tmp_path / "t.csv", index=False)
-    assert cli_main(["data", "check", str(tmp_path / "t.csv"), "--fail-on", "pii", "--json", str(tmp_path / "r.json")]) == 1
+    assert (
+        cli_main(["data", "check", str(tmp_path / "t.csv"), "--fail-on", "pii", "--json", str(tmp_path / "r.json")])
+        == 1
+    )
     out = capsys.readouterr().out
     assert "email (email, 100%)" in out and "FAILED: pii" in out
     assert json.loads((tmp_path / "r.json").read_text())["findings"]["pii"]["columns"]["email"]["pattern"] == "email"
@@ -116,10 +125,22 @@ def test_data_check_cli(tmp_path, cli_main, capsys):
 
 def test_a_check_asked_for_that_cannot_run_is_an_error(tmp_path, cli_main, capsys):
     blobs(60, 6).to_csv(tmp_path / "t.csv", index=False)
-    for rule, needs in (("leakage", "--against OTHER"), ("label_issues>0.1", "--target COLUMN"), ("imbalance", "--target COLUMN")):
-        assert cli_main(["data", "check", str(tmp_path / "t.csv"), "--fail-on", rule, "--json", str(tmp_path / "r.json")]) == 2
+    for rule, needs in (
+        ("leakage", "--against OTHER"),
+        ("label_issues>0.1", "--target COLUMN"),
+        ("imbalance", "--target COLUMN"),
+    ):
+        assert (
+            cli_main(["data", "check", str(tmp_path / "t.csv"), "--fail-on", rule, "--json", str(tmp_path / "r.json")])
+            == 2
+        )
         err = capsys.readouterr().err
-        assert f"--fail-on {rule.split('>')[0]}" in err and needs in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert (
+            f"--fail-on {rule.split('>')[0]}" in err
+            and needs in err
+            and len(err.strip().splitlines()) == 1
+            and "Traceback" not in err
+        )
         assert not (tmp_path / "r.json").exists()  # refused before anything was written
     # a CONFIG of tensors has no raw columns to look for personal data in: --fail-on pii cannot run there
     from trainwise.config import config_to_toml, load_config
@@ -130,10 +151,13 @@ def test_a_check_asked_for_that_cannot_run_is_an_error(tmp_path, cli_main, capsy
     assert "--fail-on pii: the pii check cannot run" in err and "holds tensors" in err
 
 
-@pytest.mark.parametrize("name,content,expected", [
-    ("model.bin", b"\x00\x01", "unknown extension '.bin'"),
-    ("broken.parquet", b"not parquet at all", "could not be read as a table"),
-])
+@pytest.mark.parametrize(
+    "name,content,expected",
+    [
+        ("model.bin", b"\x00\x01", "unknown extension '.bin'"),
+        ("broken.parquet", b"not parquet at all", "could not be read as a table"),
+    ],
+)
 def test_data_check_bad_input(tmp_path, cli_main, capsys, name, content, expected):
     (tmp_path / name).write_bytes(content)
     assert cli_main(["data", "check", str(tmp_path / name)]) == 2

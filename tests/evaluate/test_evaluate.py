@@ -73,7 +73,10 @@ def test_evaluate_bad_input(tabular_runs, tmp_path, cli_main, capsys):
 
 
 def test_evaluate_cli(tabular_runs, tmp_path, cli_main, capsys):
-    assert cli_main(["evaluate", str(tabular_runs[1]), "--out", str(tmp_path), "--no-robustness", "--bootstrap", "20"]) == 0
+    assert (
+        cli_main(["evaluate", str(tabular_runs[1]), "--out", str(tmp_path), "--no-robustness", "--bootstrap", "20"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "accuracy=" in out and (tmp_path / "metrics.json").is_file()
     assert "robustness" not in json.loads((tmp_path / "metrics.json").read_text())

@@ -124,8 +124,14 @@ def test_unknown_slice_column_is_a_clear_error(preds):
 def test_lm_metrics_and_groups():
     rng = np.random.default_rng(0)
     n = 400
-    df = pd.DataFrame({"id": np.arange(n), "loss": rng.gamma(2.0, 1.0, n), "correct": rng.uniform(0, 1, n),
-                       "group": np.where(np.arange(n) < 300, "json", "email")})
+    df = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "loss": rng.gamma(2.0, 1.0, n),
+            "correct": rng.uniform(0, 1, n),
+            "group": np.where(np.arange(n) < 300, "json", "email"),
+        }
+    )
     m = compute_metrics(df, "lm", n_boot=50)
     assert m["loss"] == pytest.approx(df["loss"].mean())
     assert m["bits_per_byte"] == pytest.approx(df["loss"].mean() / np.log(2))

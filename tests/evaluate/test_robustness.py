@@ -55,7 +55,13 @@ def test_table_noise_is_in_column_units_and_missing_values_are_imputed(fair):
 def test_a_trained_missing_category_is_used_for_missing_cells():
     frame = pd.DataFrame({"x": np.arange(200.0), "city": ["a", "b", "<missing>", "c"] * 50})
     prep = fit_preprocessing(frame, ["x"], ["city"])
-    spec = table_input([{"name": "x", "type": "numeric"}, {"name": "city", "type": "categorical", "categories": ["<missing>", "a", "b", "c"]}], prep)
+    spec = table_input(
+        [
+            {"name": "x", "type": "numeric"},
+            {"name": "city", "type": "categorical", "categories": ["<missing>", "a", "b", "c"]},
+        ],
+        prep,
+    )
     x = torch.from_numpy(apply_preprocessing(prep, frame))
     missing = perturbations(Split(x, torch.zeros(200, dtype=torch.long)), spec)["missing_values_0.1"].inputs
     changed = (missing[:, 1:] != x[:, 1:]).any(dim=1)
@@ -77,12 +83,15 @@ def _split(x):
     return Split(x, torch.arange(len(x)) % 2)
 
 
-@pytest.mark.parametrize("spec, x, why", [
-    (None, torch.randn(8, 4), "the model declares no input"),
-    (tensor_input((4,), "int64"), torch.randint(0, 3, (8, 4)), "the input is an integer tensor (int64)"),
-    (tensor_input((4,)), torch.randn(8, 5), "the split's examples have shape [5] but the model declares [4]"),
-    (tokens_input(10, 4), torch.randn(8, 4), "token corruption needs (N, T) integer ids"),
-])
+@pytest.mark.parametrize(
+    "spec, x, why",
+    [
+        (None, torch.randn(8, 4), "the model declares no input"),
+        (tensor_input((4,), "int64"), torch.randint(0, 3, (8, 4)), "the input is an integer tensor (int64)"),
+        (tensor_input((4,)), torch.randn(8, 5), "the split's examples have shape [5] but the model declares [4]"),
+        (tokens_input(10, 4), torch.randn(8, 4), "token corruption needs (N, T) integer ids"),
+    ],
+)
 def test_no_fitting_perturbation_is_a_skip_with_the_reason(spec, x, why):
     model = Linear(x.shape[1])
     out = robustness(model, _split(x), "classification", ["a", "b"], spec, {"accuracy": 0.5})
@@ -92,7 +101,14 @@ def test_no_fitting_perturbation_is_a_skip_with_the_reason(spec, x, why):
 def test_a_model_failing_on_one_perturbation_is_reported_not_raised():
     torch.manual_seed(0)
     x = torch.randn(64, 4) + 5
-    out = robustness(Linear(refuse_zeros=True), _split(x), "classification", ["a", "b"], tensor_input((4,)), {"accuracy": 0.5},
-                     shifted=_split(x + 1))
+    out = robustness(
+        Linear(refuse_zeros=True),
+        _split(x),
+        "classification",
+        ["a", "b"],
+        tensor_input((4,)),
+        {"accuracy": 0.5},
+        shifted=_split(x + 1),
+    )
     assert out["dropout_0.1"] == {"skipped": "the model failed on these inputs: ValueError: zeros are not allowed"}
     assert out["gaussian_noise_0.5sd"]["n"] == 64 and out["shifted_split"]["n"] == 64

@@ -7,11 +7,21 @@ import pytest
 from scipy import stats
 
 from trainwise.evaluate.compare import compare_predictions
-from trainwise.evaluate.gate import EXIT_CODES, Gate, Rule, combine_statuses, default_gate, examples_needed, judge_worsening
+from trainwise.evaluate.gate import (
+    EXIT_CODES,
+    Gate,
+    Rule,
+    combine_statuses,
+    default_gate,
+    examples_needed,
+    judge_worsening,
+)
 from trainwise.evaluate.intervals import matched_proportions, matched_proportions_from_counts, paired_mean
 
 
-def paired_frames(n: int, acc_base: float, acc_cand: float, agreement: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def paired_frames(
+    n: int, acc_base: float, acc_cand: float, agreement: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Binary predictions of two models whose correctness agrees on `agreement` of the examples.
 
     The 2x2 table of (baseline right?, candidate right?) is drawn with the true accuracies and
@@ -29,7 +39,16 @@ def paired_frames(n: int, acc_base: float, acc_cand: float, agreement: float, se
         pred = np.where(correct, y, 1 - y)
         conf = rng.uniform(0.55, 0.99, n)
         p1 = np.where(pred == 1, conf, 1 - conf)
-        return pd.DataFrame({"id": np.arange(n), "label": y.astype(str), "pred": pred.astype(str), "prob_0": 1 - p1, "prob_1": p1, "region": region})
+        return pd.DataFrame(
+            {
+                "id": np.arange(n),
+                "label": y.astype(str),
+                "pred": pred.astype(str),
+                "prob_0": 1 - p1,
+                "prob_1": p1,
+                "region": region,
+            }
+        )
 
     return frame(np.isin(cell, (0, 1))), frame(np.isin(cell, (0, 2)))
 
@@ -45,7 +64,9 @@ def test_fails_open_example_is_never_a_pass():
         statuses.append(c.rules[0]["status"])
         assert c.verdict == statuses[-1] and c.passed is (c.verdict == "pass")
     assert "pass" not in statuses, statuses
-    assert set(statuses) <= {"fail", "inconclusive"} and statuses.count("inconclusive") > 20  # n = 300 cannot show it either way
+    assert (
+        set(statuses) <= {"fail", "inconclusive"} and statuses.count("inconclusive") > 20
+    )  # n = 300 cannot show it either way
 
 
 def test_equal_models_pass_the_default_gate_at_large_n():
@@ -64,7 +85,9 @@ def test_equal_models_on_few_examples_are_inconclusive_and_say_what_settles_it()
     assert c.verdict == "inconclusive" and not c.passed and c.failures == [] and c.inconclusive == [rule["detail"]]
     assert rule["lower_bound"] <= 0.005 < rule["upper_bound"]
     se = rule["se"]
-    assert rule["n_needed"] == pytest.approx(np.ceil(600 * (stats.norm.ppf(0.95) * se / abs(0.005 - rule["worsening"])) ** 2))
+    assert rule["n_needed"] == pytest.approx(
+        np.ceil(600 * (stats.norm.ppf(0.95) * se / abs(0.005 - rule["worsening"])) ** 2)
+    )
     assert f"about {int(rule['n_needed']):,} examples (have 600)" in rule["detail"]
     assert "--split test" in c.settle and f"{int(rule['n_needed']):,}" in c.settle
 
@@ -75,7 +98,9 @@ def test_paired_mean_interval_equals_scipy_ttest_rel():
         base = rng.gamma(2.0, 0.3, n)
         cand = base + rng.normal(0.02, 0.1, n)
         iv = paired_mean(base, cand)
-        ref = stats.ttest_rel(cand, base).confidence_interval(confidence_level=0.90)  # two-sided 90% = one-sided 95% bounds
+        ref = stats.ttest_rel(cand, base).confidence_interval(
+            confidence_level=0.90
+        )  # two-sided 90% = one-sided 95% bounds
         assert iv.bounds(0.95) == pytest.approx((ref.low, ref.high), rel=1e-12)
     many = rng.normal(size=(5, 30)), rng.normal(size=(5, 30))  # vectorised over leading axes, as the benchmark calls it
     lows = paired_mean(*many).bounds(0.95)[0]
@@ -136,7 +161,10 @@ def test_judge_worsening_three_values_and_examples_needed():
     assert z * 0.01 * np.sqrt(1000 / need[2]) == pytest.approx(0.005, rel=1e-3)
     assert np.isinf(need[3])  # a point on the tolerance never settles
     assert combine_statuses(["pass", "inconclusive", "not applicable"]) == "inconclusive"
-    assert combine_statuses(["inconclusive", "fail"]) == "fail" and combine_statuses(["not applicable"]) == "not applicable"
+    assert (
+        combine_statuses(["inconclusive", "fail"]) == "fail"
+        and combine_statuses(["not applicable"]) == "not applicable"
+    )
     assert EXIT_CODES == {"pass": 0, "fail": 1, "inconclusive": 3}
 
 

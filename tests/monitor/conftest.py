@@ -14,14 +14,16 @@ from trainwise import cli
 def make_table(n_rows: int, seed: int, shift_sd: float = 0.0, shifted: str = "x0") -> pd.DataFrame:
     """4 numeric columns (normal, integer, skewed) and 2 categorical ones; `shifted` moves by shift_sd SDs."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "x0": rng.normal(10.0, 2.0, n_rows),
-        "x1": rng.normal(0.0, 1.0, n_rows),
-        "age": rng.integers(18, 80, n_rows),
-        "income": rng.lognormal(10.0, 0.5, n_rows),
-        "region": rng.choice(["north", "south", "east", "west"], n_rows, p=[0.4, 0.3, 0.2, 0.1]),
-        "plan": rng.choice(["basic", "pro"], n_rows, p=[0.7, 0.3]),
-    })
+    frame = pd.DataFrame(
+        {
+            "x0": rng.normal(10.0, 2.0, n_rows),
+            "x1": rng.normal(0.0, 1.0, n_rows),
+            "age": rng.integers(18, 80, n_rows),
+            "income": rng.lognormal(10.0, 0.5, n_rows),
+            "region": rng.choice(["north", "south", "east", "west"], n_rows, p=[0.4, 0.3, 0.2, 0.1]),
+            "plan": rng.choice(["basic", "pro"], n_rows, p=[0.7, 0.3]),
+        }
+    )
     if shift_sd:
         frame[shifted] = frame[shifted] + shift_sd * frame[shifted].std()
     return frame
@@ -43,8 +45,18 @@ def run_cli(monkeypatch, capsys):
 
 # -- real runs, a registry and a serving log, for the tests that join serve and monitor ---------
 
-TAB_OVERRIDES = ["workload.name=tabular", "model.n_layers=1", "model.d_model=16", "train.steps=40", "train.micro_batch_size=64",
-                 "train.global_batch_size=64", "train.lr=1e-2", "log.progress=false", "log.mlflow=false", "train.threads=1"]
+TAB_OVERRIDES = [
+    "workload.name=tabular",
+    "model.n_layers=1",
+    "model.d_model=16",
+    "train.steps=40",
+    "train.micro_batch_size=64",
+    "train.global_batch_size=64",
+    "train.lr=1e-2",
+    "log.progress=false",
+    "log.mlflow=false",
+    "train.threads=1",
+]
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,9 @@ def _log(folder, n_hours: int, rows_per_hour: int, shift_from_hour: int | None =
     folder.mkdir()
     start = pd.Timestamp("2026-11-20T00:00:00")
     for h in range(n_hours):
-        part = make_table(rows_per_hour, seed=100 + h, shift_sd=1.0 if shift_from_hour is not None and h >= shift_from_hour else 0.0)
+        part = make_table(
+            rows_per_hour, seed=100 + h, shift_sd=1.0 if shift_from_hour is not None and h >= shift_from_hour else 0.0
+        )
         part.insert(0, "timestamp", start + pd.Timedelta(hours=h) + pd.to_timedelta(np.arange(rows_per_hour), unit="s"))
         part.to_parquet(folder / f"part-{h:03d}.parquet")
     return folder
@@ -56,7 +58,9 @@ def test_json_flag_and_fail_on_drift(run_cli, files):
 def test_log_windows_timeline_and_trigger(run_cli, tmp_path):
     log = _log(tmp_path / "log", n_hours=4, rows_per_hour=600, shift_from_hour=3)
     out = tmp_path / "out"
-    code, stdout, _ = run_cli("monitor", "--log", log, "--window", "1h", "--out", out, "--set", "monitor.trigger_columns=x0")
+    code, stdout, _ = run_cli(
+        "monitor", "--log", log, "--window", "1h", "--out", out, "--set", "monitor.trigger_columns=x0"
+    )
     assert code == 0
     drift = json.loads((out / "drift.json").read_text())
     assert [w["dataset_drift"] for w in drift["windows"]] == [False, False, True]  # hour 0 is the reference
@@ -73,6 +77,7 @@ def test_row_windows(run_cli, tmp_path, files):
 
 
 # -- bad input: one clear error each ------------------------------------------------------------
+
 
 def test_different_schemas_name_the_columns(run_cli, tmp_path, files):
     other = tmp_path / "other.parquet"
@@ -100,12 +105,15 @@ def test_log_without_data_for_the_window(run_cli, tmp_path):
     assert code == 2 and "no .parquet files" in err
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--log", "LOG", "--window", "fortnight"], "--window 'fortnight'"),
-    (["--reference", "missing.parquet", "--current", "missing.parquet"], "does not exist"),
-    (["--reference", "REF"], "give --reference and --current"),
-    (["--reference", "REF", "--current", "REF", "--set", "monitor.alpha=2"], "monitor.alpha"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--log", "LOG", "--window", "fortnight"], "--window 'fortnight'"),
+        (["--reference", "missing.parquet", "--current", "missing.parquet"], "does not exist"),
+        (["--reference", "REF"], "give --reference and --current"),
+        (["--reference", "REF", "--current", "REF", "--set", "monitor.alpha=2"], "monitor.alpha"),
+    ],
+)
 def test_other_bad_input(run_cli, tmp_path, files, argv, needle):
     log = _log(tmp_path / "log", n_hours=2, rows_per_hour=50)
     argv = [str(log) if a == "LOG" else str(files[0]) if a == "REF" else a for a in argv]

@@ -88,7 +88,10 @@ def test_prediction_drift_is_reported_separately():
     result = DriftMonitor(multivariate=False).fit(ref).check(cur)
     assert [c["name"] for c in result["columns"]] == ["x"]
     assert result["dataset_drift"] is False and result["prediction_drift"] is True
-    assert {c["name"] for c in result["prediction_columns"] if c["drift"]} >= {"prob_yes", "prediction"}  # eval's pred, in the log's layout
+    assert {c["name"] for c in result["prediction_columns"] if c["drift"]} >= {
+        "prob_yes",
+        "prediction",
+    }  # eval's pred, in the log's layout
 
 
 def test_sklearn_contract_and_cached_calibration():

@@ -19,21 +19,45 @@ from trainwise.serve.predlog import read_prediction_log
 from trainwise.workloads.tabular import load_fair
 
 PER_REQUEST = 4
-METADATA = ("timestamp", "request_id", "instance", "model_version", "latency_ms")  # literal: the test must run on older code too
-INPUTS = ["in_rate_marriage", "in_age", "in_yrs_married", "in_children", "in_religious", "in_education", "in_occupation", "in_occupation_husb"]
+METADATA = (
+    "timestamp",
+    "request_id",
+    "instance",
+    "model_version",
+    "latency_ms",
+)  # literal: the test must run on older code too
+INPUTS = [
+    "in_rate_marriage",
+    "in_age",
+    "in_yrs_married",
+    "in_children",
+    "in_religious",
+    "in_education",
+    "in_occupation",
+    "in_occupation_husb",
+]
 
 
 def serve_rows(runtime, log_dir, rows: pd.DataFrame, ref: str | None = None) -> list[dict]:
     """POST `rows` to a real server; returns the (request_id, instance, label) keys the log will hold."""
     keys = []
     records = rows.drop(columns=["had_affair"]).to_dict("records")
-    with running_server(runtime, serve_settings(log_dir=str(log_dir), log_flush_s=0.05, poll_alias_s=0), ref=ref) as (url, _):
+    with running_server(runtime, serve_settings(log_dir=str(log_dir), log_flush_s=0.05, poll_alias_s=0), ref=ref) as (
+        url,
+        _,
+    ):
         with httpx.Client(timeout=30) as client:
             for start in range(0, len(records), PER_REQUEST):
                 r = client.post(f"{url}/v1/predict", json={"instances": records[start : start + PER_REQUEST]})
                 assert r.status_code == 200, r.text
-                keys += [{"request_id": r.headers["x-request-id"], "instance": i, "label": rows["had_affair"].iloc[start + i]}
-                         for i in range(PER_REQUEST)]
+                keys += [
+                    {
+                        "request_id": r.headers["x-request-id"],
+                        "instance": i,
+                        "label": rows["had_affair"].iloc[start + i],
+                    }
+                    for i in range(PER_REQUEST)
+                ]
     deadline = time.monotonic() + 20
     while len(read_prediction_log(str(log_dir))) < len(rows):  # the server flushed on shutdown
         assert time.monotonic() < deadline
@@ -87,11 +111,19 @@ def test_labels_join_on_request_id(run_cli, served, tmp_path):
     log_dir, keys = served
     labels = pd.DataFrame(keys[400:] + [{"request_id": "nobody", "instance": 0, "label": "yes"}])
     labels.to_csv(tmp_path / "labels.csv", index=False)
-    code, stdout, err = run_cli("monitor", "--log", log_dir, "--window", "200rows", "--labels", tmp_path / "labels.csv", "--json")
+    code, stdout, err = run_cli(
+        "monitor", "--log", log_dir, "--window", "200rows", "--labels", tmp_path / "labels.csv", "--json"
+    )
     assert code == 0, err
     result = json.loads(stdout)
-    assert result["labels"] == {"file": str(tmp_path / "labels.csv"), "n_labels": 201, "n_joined": 200, "n_outside": 0,
-                                "n_unknown": 1, "unknown_examples": ["nobody"]}
+    assert result["labels"] == {
+        "file": str(tmp_path / "labels.csv"),
+        "n_labels": 201,
+        "n_joined": 200,
+        "n_outside": 0,
+        "n_unknown": 1,
+        "unknown_examples": ["nobody"],
+    }
     assert [w["realised_accuracy"] is not None for w in result["windows"]] == [False, False, True]
     log = read_prediction_log(str(log_dir)).sort_values(["timestamp", "instance"]).iloc[400:]
     expected = float((log["prediction"].to_numpy() == labels["label"].iloc[:200].to_numpy()).mean())
@@ -109,12 +141,15 @@ def _bad_labels(keys, case: str) -> pd.DataFrame:
     return frame.drop(columns=["instance"])  # requests carried 4 instances each
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("no label column", "lacks the column 'label'"),
-    ("no request_id column", "lacks the column 'request_id'"),
-    ("duplicates", "3 request_id/instance keys appear more than once"),
-    ("no instance column", "add an 'instance' column"),
-])
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("no label column", "lacks the column 'label'"),
+        ("no request_id column", "lacks the column 'request_id'"),
+        ("duplicates", "3 request_id/instance keys appear more than once"),
+        ("no instance column", "add an 'instance' column"),
+    ],
+)
 def test_bad_labels_files(run_cli, served, tmp_path, case, needle):
     path = tmp_path / "labels.parquet"
     _bad_labels(served[1], case).to_parquet(path)
@@ -126,8 +161,17 @@ def test_bad_labels_files(run_cli, served, tmp_path, case, needle):
 def test_old_serving_log_is_refused_naming_the_column(run_cli, tmp_path):
     log = tmp_path / "old"
     log.mkdir()
-    pd.DataFrame({"ts": pd.to_datetime(["2026-01-01T00:00:00Z"]), "request_id": ["r"], "model_version": ["v"], "latency_ms": [1.0],
-                  "input": ['{"age": 1}'], "label": ["yes"], "probabilities": ['{"yes": 1.0}']}).to_parquet(log / "part-0.parquet")
+    pd.DataFrame(
+        {
+            "ts": pd.to_datetime(["2026-01-01T00:00:00Z"]),
+            "request_id": ["r"],
+            "model_version": ["v"],
+            "latency_ms": [1.0],
+            "input": ['{"age": 1}'],
+            "label": ["yes"],
+            "probabilities": ['{"yes": 1.0}'],
+        }
+    ).to_parquet(log / "part-0.parquet")
     code, _, err = run_cli("monitor", "--log", log)
     assert code == 2 and "no 'timestamp' column" in err and "older trainwise serve" in err
     assert len(err.strip().splitlines()) == 1

@@ -38,8 +38,17 @@ def test_reference_with_unlabelled_rows_is_calibrated_on_its_labelled_rows(tmp_p
     # and through the command line: a file written as a prediction log leaves it, exit 0, no traceback
     partly.to_parquet(tmp_path / "ref.parquet")
     _unlabel(current, 0.5, seed=1).to_parquet(tmp_path / "cur.parquet")
-    code, out, err = run_cli("monitor", "--reference", tmp_path / "ref.parquet", "--current", tmp_path / "cur.parquet",
-                             "--out", tmp_path / "out", "--set", "monitor.multivariate=false")
+    code, out, err = run_cli(
+        "monitor",
+        "--reference",
+        tmp_path / "ref.parquet",
+        "--current",
+        tmp_path / "cur.parquet",
+        "--out",
+        tmp_path / "out",
+        "--set",
+        "monitor.multivariate=false",
+    )
     assert code in (0, 1) and "Traceback" not in err, err  # 1 = drift found; never a crash
 
 

@@ -24,7 +24,12 @@ def held_out(run_dir):
     """The workload of a run rebuilt from its config: val then test, as the reference takes them."""
     cfg = load_config(run_dir / "config.toml", [])
     w = build_workload(cfg)
-    return w, np.concatenate([w.val.ids, w.test.ids]), torch.cat([w.val.inputs, w.test.inputs]), torch.cat([w.val.targets, w.test.targets])
+    return (
+        w,
+        np.concatenate([w.val.ids, w.test.ids]),
+        torch.cat([w.val.inputs, w.test.inputs]),
+        torch.cat([w.val.targets, w.test.targets]),
+    )
 
 
 def test_table_reference_is_what_the_server_would_log(tab_run):
@@ -58,9 +63,19 @@ def test_recovered_table_inputs_are_exact_on_a_grid(tab_run):
 @pytest.fixture(scope="module")
 def small_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("kinds")
-    common = ["train.steps=2", "train.micro_batch_size=8", "train.global_batch_size=8", "log.progress=false", "log.mlflow=false", "train.threads=1"]
+    common = [
+        "train.steps=2",
+        "train.micro_batch_size=8",
+        "train.global_batch_size=8",
+        "log.progress=false",
+        "log.mlflow=false",
+        "train.threads=1",
+    ]
     vision = train(load_config(None, ["workload.name=vision", "model.d_model=8", *common]), root / "vision").run_dir
-    lm = train(load_config(None, ["workload.name=lm", "model.n_layers=1", "model.d_model=32", "model.context=32", *common]), root / "lm").run_dir
+    lm = train(
+        load_config(None, ["workload.name=lm", "model.n_layers=1", "model.d_model=32", "model.context=32", *common]),
+        root / "lm",
+    ).run_dir
     return vision, lm
 
 
@@ -86,7 +101,11 @@ def test_token_reference_predicts_the_next_byte(small_runs):
     assert list(ref.columns) == ["in_length", "in_distinct_share", "in_high_id_share", "prediction", "label"]
     model, _ = load_model(run)
     _, _, inputs, targets = held_out(run)
-    keep = np.sort(np.random.default_rng(0).choice(len(inputs), 256, replace=False)) if len(inputs) > 256 else np.arange(len(inputs))
+    keep = (
+        np.sort(np.random.default_rng(0).choice(len(inputs), 256, replace=False))
+        if len(inputs) > 256
+        else np.arange(len(inputs))
+    )
     x = inputs[torch.from_numpy(keep)]
     with torch.no_grad():
         expected = model(x)[:, -1].argmax(-1)
@@ -124,4 +143,6 @@ def test_a_run_trained_before_references_gets_one_at_registration(store, tab_run
     (old / "model" / REFERENCE_FILE).unlink()
     write_manifest(old / "model")  # sealed without a reference, as when none could be written at the end of training
     mv = register_run(old, "old-model")
-    pd.testing.assert_frame_equal(pd.read_parquet(download_reference(get_client(), mv)), pd.read_parquet(tab_run / "model" / REFERENCE_FILE))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(download_reference(get_client(), mv)), pd.read_parquet(tab_run / "model" / REFERENCE_FILE)
+    )

@@ -12,8 +12,14 @@ from trainwise.monitor.retrain import RetrainSteps, run_retraining
 from trainwise.monitor.triggers import evaluate_triggers
 
 
-REASONS = {"pass": [], "fail": ["accuracy fell by 0.04 > 0.01"],
-           "inconclusive": ["accuracy dropped by 0.002 (bounds straddle tolerance 0.005)", "to settle it: about 9,000 examples (have 300)"]}
+REASONS = {
+    "pass": [],
+    "fail": ["accuracy fell by 0.04 > 0.01"],
+    "inconclusive": [
+        "accuracy dropped by 0.002 (bounds straddle tolerance 0.005)",
+        "to settle it: about 9,000 examples (have 300)",
+    ],
+}
 
 
 def _steps(calls: list, verdict) -> RetrainSteps:
@@ -31,8 +37,10 @@ def _steps(calls: list, verdict) -> RetrainSteps:
     )
 
 
-@pytest.mark.parametrize("verdict,decision", [("pass", "promoted"), ("fail", "rejected"), ("inconclusive", "rejected"),
-                                              (True, "promoted"), (False, "rejected")])  # a bool: the older pass/fail contract
+@pytest.mark.parametrize(
+    "verdict,decision",
+    [("pass", "promoted"), ("fail", "rejected"), ("inconclusive", "rejected"), (True, "promoted"), (False, "rejected")],
+)  # a bool: the older pass/fail contract
 def test_fired_trigger_trains_gates_and_promotes_or_rejects(tmp_path, verdict, decision):
     """Only a gate that passes promotes: an inconclusive verdict rejects like a failure."""
     fired = evaluate_triggers({"columns": [], "window_too_small": False}, MonitorConfig(trigger_max_age_days=1), 2.0)

@@ -49,7 +49,9 @@ def test_bin_shares_equal_numpy_histogram():
     x = np.sort(rng.normal(size=500))
     edges = np.array([-1.0, 0.0, 0.5])
     # bins (-inf, -1], (-1, 0], (0, 0.5], (0.5, inf): right-closed, as the decile edges are quantiles
-    direct = np.array([(x <= -1).sum(), ((x > -1) & (x <= 0)).sum(), ((x > 0) & (x <= 0.5)).sum(), (x > 0.5).sum()]) / 500
+    direct = (
+        np.array([(x <= -1).sum(), ((x > -1) & (x <= 0)).sum(), ((x > 0) & (x <= 0.5)).sum(), (x > 0.5).sum()]) / 500
+    )
     np.testing.assert_allclose(st.bin_shares(x, edges), direct)
 
 
@@ -86,7 +88,9 @@ def test_null_effect_approximation_close_to_exact_wasserstein():
     prof = NumericProfile("x", pd.Series(rng.normal(size=20000)))
     uniforms = np.sort(rng.random((5, 400)), axis=1)
     approx = prof.null_effects(uniforms)
-    exact = [st.wasserstein_sorted(prof.sorted_, prof.sorted_[(u * prof.n).astype(int)]) / prof.spread_ for u in uniforms]
+    exact = [
+        st.wasserstein_sorted(prof.sorted_, prof.sorted_[(u * prof.n).astype(int)]) / prof.spread_ for u in uniforms
+    ]
     np.testing.assert_allclose(approx, exact, rtol=0.1)
 
 

@@ -9,12 +9,23 @@ from trainwise.monitor.triggers import evaluate_triggers
 def _result(drifted=(), too_small=False, est_drop=None, realised_drop=None, dataset_drift=None, n=500):
     perf = {}
     if est_drop is not None:  # the fields PerformanceState.check writes
-        perf.update(estimated_accuracy_drop=est_drop, estimated_accuracy_drop_ci=[est_drop - 0.02, est_drop + 0.02], estimated={"n": n})
+        perf.update(
+            estimated_accuracy_drop=est_drop,
+            estimated_accuracy_drop_ci=[est_drop - 0.02, est_drop + 0.02],
+            estimated={"n": n},
+        )
     if realised_drop is not None:
-        perf["realised"] = {"current": {"n": n}, "accuracy_drop": {"value": realised_drop, "ci_low": realised_drop - 0.02, "ci_high": realised_drop + 0.02}}
-    return {"window_too_small": too_small, "dataset_drift": bool(drifted) if dataset_drift is None else dataset_drift,
-            "columns": [{"name": n, "drift": True} for n in drifted] + [{"name": "quiet", "drift": False}],
-            "performance": perf, "verdict": "v"}
+        perf["realised"] = {
+            "current": {"n": n},
+            "accuracy_drop": {"value": realised_drop, "ci_low": realised_drop - 0.02, "ci_high": realised_drop + 0.02},
+        }
+    return {
+        "window_too_small": too_small,
+        "dataset_drift": bool(drifted) if dataset_drift is None else dataset_drift,
+        "columns": [{"name": n, "drift": True} for n in drifted] + [{"name": "quiet", "drift": False}],
+        "performance": perf,
+        "verdict": "v",
+    }
 
 
 def test_default_policy_fires_nothing():
@@ -36,8 +47,14 @@ def test_star_means_dataset_drift_and_too_small_windows_never_fire():
 
 
 def test_accuracy_drops_and_age_use_strict_thresholds():
-    policy = load_config(None, ["monitor.trigger_est_accuracy_drop=0.05", "monitor.trigger_realised_drop=0.03",
-                                "monitor.trigger_max_age_days=30"]).monitor
+    policy = load_config(
+        None,
+        [
+            "monitor.trigger_est_accuracy_drop=0.05",
+            "monitor.trigger_realised_drop=0.03",
+            "monitor.trigger_max_age_days=30",
+        ],
+    ).monitor
     fired = evaluate_triggers(_result(est_drop=0.06, realised_drop=0.031), policy, model_age_days=31)
     assert [t.name for t in fired] == ["est_accuracy_drop", "realised_drop", "max_age_days"]
     assert evaluate_triggers(_result(est_drop=0.05, realised_drop=0.01), policy, model_age_days=30) == []

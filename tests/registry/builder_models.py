@@ -10,5 +10,13 @@ from trainwise.workloads.base import Workload
 
 def linear_workload(cfg) -> Workload:
     kwargs = {"in_features": 16, "out_features": 2}
-    return Workload(name="linear", task="classification", model=nn.Linear(**kwargs), train=_blobs(256, 0), val=_blobs(64, 1),
-                    test=_blobs(64, 2), spec={"builder": "torch.nn:Linear", "kwargs": kwargs}, info={"classes": ["0", "1"]})
+    return Workload(
+        name="linear",
+        task="classification",
+        model=nn.Linear(**kwargs),
+        train=_blobs(256, 0),
+        val=_blobs(64, 1),
+        test=_blobs(64, 2),
+        spec={"builder": "torch.nn:Linear", "kwargs": kwargs},
+        info={"classes": ["0", "1"]},
+    )

@@ -45,7 +45,11 @@ def cli(monkeypatch, capsys):
     import trainwise.cli
 
     if importlib.util.find_spec("trainwise.commands.core") is None:  # the lead's verbs may not be merged yet
-        monkeypatch.setattr(trainwise.cli, "COMMAND_MODULES", [m for m in trainwise.cli.COMMAND_MODULES if m != "trainwise.commands.core"])
+        monkeypatch.setattr(
+            trainwise.cli,
+            "COMMAND_MODULES",
+            [m for m in trainwise.cli.COMMAND_MODULES if m != "trainwise.commands.core"],
+        )
 
     def run(*argv):
         code = trainwise.cli.main([str(a) for a in argv])

@@ -29,15 +29,27 @@ def write_eval(run_dir, model, w) -> dict:
     pred = prob.argmax(1)
     classes = w.info["classes"]
     names = np.asarray(classes)
-    frame = pd.DataFrame({"id": w.test.ids, "label": names[y], "pred": names[pred], **{f"prob_{c}": prob[:, i] for i, c in enumerate(classes)}})
+    frame = pd.DataFrame(
+        {
+            "id": w.test.ids,
+            "label": names[y],
+            "pred": names[pred],
+            **{f"prob_{c}": prob[:, i] for i, c in enumerate(classes)},
+        }
+    )
     (run_dir / "eval").mkdir(parents=True, exist_ok=True)
     frame.to_parquet(run_dir / "eval" / "predictions.parquet")
     slices = {}
     for value in sorted(w.test.meta["education"].unique()):
         m = (w.test.meta["education"] == value).to_numpy()
         slices[value] = {"accuracy": accuracy_score(y[m], pred[m]), "n": int(m.sum())}
-    metrics = {"accuracy": accuracy_score(y, pred), "log_loss": log_loss(y, prob, labels=[0, 1]),
-               "brier": brier_score_loss(y, prob[:, 1]), "n": len(y), "slices": {"education": slices}}
+    metrics = {
+        "accuracy": accuracy_score(y, pred),
+        "log_loss": log_loss(y, prob, labels=[0, 1]),
+        "brier": brier_score_loss(y, prob[:, 1]),
+        "n": len(y),
+        "slices": {"education": slices},
+    }
     write_json(run_dir / "eval" / "metrics.json", metrics)
     write_atomic(run_dir / "eval" / "report.html", f"<html><body>accuracy {metrics['accuracy']}</body></html>")
     return metrics
@@ -65,11 +77,30 @@ def make_run(root, name: str, workload, steps: int, seed: int = 0, with_eval: bo
     run_dir = root / name
     save_model(model, run_dir / "model", {"spec": w.spec, "task": w.task, "info": w.info, "workload": w.name})
     write_atomic(run_dir / "config.toml", config_to_toml(cfg))
-    write_json(run_dir / "env.json", {"git_sha": "abc123", "seed": seed, "precision": "fp32",
-                                      "data_fingerprints": {s: fingerprint_split(getattr(w, s)) for s in ("train", "val", "test")}})
-    write_json(run_dir / "summary.json", {"status": "finished", "steps": steps, "precision": "fp32", "ac": "none",
-                                          "strategy": "single", "world_size": 1, "median_step_ms": 1.5})
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / (s + 1)}) + "\n" for s in range(1, 4)))
+    write_json(
+        run_dir / "env.json",
+        {
+            "git_sha": "abc123",
+            "seed": seed,
+            "precision": "fp32",
+            "data_fingerprints": {s: fingerprint_split(getattr(w, s)) for s in ("train", "val", "test")},
+        },
+    )
+    write_json(
+        run_dir / "summary.json",
+        {
+            "status": "finished",
+            "steps": steps,
+            "precision": "fp32",
+            "ac": "none",
+            "strategy": "single",
+            "world_size": 1,
+            "median_step_ms": 1.5,
+        },
+    )
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": 1.0 / (s + 1)}) + "\n" for s in range(1, 4))
+    )
     if with_eval:
         write_eval(run_dir, model, w)
     return run_dir, model

@@ -41,19 +41,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["promote", "nope", "1"], "no registered model named 'nope'"),
-    (["promote", "known", "7"], "has no version '7' (versions: 1, 2)"),
-    (["promote", "known", "x"], "has no version 'x' (versions: 1, 2)"),
-    (["rollback", "known", "--alias", "staging"], "has no alias 'staging' (aliases: champion -> v1)"),
-    (["rollback", "known"], "no previous holder recorded; name one with --to VERSION (versions: 1, 2)"),
-    (["rollback", "known", "--to", "9"], "has no version '9'"),
-    (["promote", "known", "2", "--alias", "latest"], "alias 'latest' is not valid"),
-    (["promote", "known", "2", "--force"], "--force needs --reason"),
-    (["history", "nope"], "(registered: known)"),
-    (["history", "known", "--at", "yesterday"], "--at 'yesterday': expected an ISO 8601 time"),
-    (["card", "known", "3"], "has no version '3' (versions: 1, 2)"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["promote", "nope", "1"], "no registered model named 'nope'"),
+        (["promote", "known", "7"], "has no version '7' (versions: 1, 2)"),
+        (["promote", "known", "x"], "has no version 'x' (versions: 1, 2)"),
+        (["rollback", "known", "--alias", "staging"], "has no alias 'staging' (aliases: champion -> v1)"),
+        (["rollback", "known"], "no previous holder recorded; name one with --to VERSION (versions: 1, 2)"),
+        (["rollback", "known", "--to", "9"], "has no version '9'"),
+        (["promote", "known", "2", "--alias", "latest"], "alias 'latest' is not valid"),
+        (["promote", "known", "2", "--force"], "--force needs --reason"),
+        (["history", "nope"], "(registered: known)"),
+        (["history", "known", "--at", "yesterday"], "--at 'yesterday': expected an ISO 8601 time"),
+        (["card", "known", "3"], "has no version '3' (versions: 1, 2)"),
+    ],
+)
 def test_unknown_name_version_alias(registered, store, cli, argv, expected):
     before = snapshot(store)
     code, out, err = cli(*argv)

@@ -69,7 +69,11 @@ def test_promote_refuse_force_rollback_history(store, runs, cli, monkeypatch):
 
     evidence = mlflow.artifacts.load_dict(f"runs:/{forced['run_id']}/evidence.json")
     assert canonical_sha256(evidence) == forced["evidence_sha256"]
-    assert (evidence["baseline_version"], evidence["candidate_version"], evidence["comparison"]["passed"]) == ("2", "3", False)
+    assert (evidence["baseline_version"], evidence["candidate_version"], evidence["comparison"]["passed"]) == (
+        "2",
+        "3",
+        False,
+    )
 
     # --at answers with the holder at each point: just before each entry, and at it
     expected_after = ["1", "2", "2", "3", "2", "1"]
@@ -110,7 +114,9 @@ def test_alias_load_is_bit_identical(store, runs, workload):
         assert torch.equal(loaded(x), trained(x))
     record = {k: meta["registry"][k] for k in ("name", "version", "alias", "tracking_uri")}
     assert record == {"name": "tab3", "version": str(mv.version), "alias": "champion", "tracking_uri": store}
-    assert meta["registry"]["model_files"] == json.loads(mv.tags["trainwise.model_files"])  # what loading checked the files against
+    assert meta["registry"]["model_files"] == json.loads(
+        mv.tags["trainwise.model_files"]
+    )  # what loading checked the files against
     assert set(meta["registry"]["model_files"]) == {"model.json", "weights.safetensors", "reference.parquet"}
 
 
@@ -148,4 +154,5 @@ def test_audit_trail_detects_edits(store, runs, monkeypatch):
     assert any("edited" in p for p in problems)
     client.set_registered_model_alias("tab5", "champion", "1")  # moved in the MLflow UI, not recorded
     assert audit.check_aliases(audit.read_entries(client, "tab5"), client.get_registered_model("tab5").aliases) == [
-        "alias champion is v1 in MLflow but the last recorded move set v2 (moved outside trainwise?)"]
+        "alias champion is v1 in MLflow but the last recorded move set v2 (moved outside trainwise?)"
+    ]

@@ -37,7 +37,9 @@ def versions(store, workload, tmp_path_factory):
 def killed_at(point: str, *argv: str) -> None:
     """Run `trainwise ARGV` in its own process, killed with SIGKILL at `point` of the move."""
     env = {**os.environ, "TRAINWISE_REGISTRY_FAULT": point}
-    proc = subprocess.run([sys.executable, "-m", "trainwise.cli", *argv], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainwise.cli", *argv], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
 
 
@@ -51,12 +53,20 @@ def test_a_promoter_killed_after_the_alias_moved_is_recorded_as_completed(versio
     killed_at("after-alias", "promote", "killed", "2", "--force", "--reason", "hotfix")
     client = MlflowClient(versions)
     assert client.get_registered_model("killed").aliases == {"champion": 2}  # the alias moved ...
-    [unfinished] = [r for r in client.search_runs([client.get_experiment_by_name("trainwise-audit/killed").experiment_id])
-                    if r.info.status == "RUNNING"]  # ... and its entry was left unfinished
+    [unfinished] = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("trainwise-audit/killed").experiment_id])
+        if r.info.status == "RUNNING"
+    ]  # ... and its entry was left unfinished
     trail, err = history(cli)
     assert "reconciled audit entry 2 (force champion: v1 -> v2): completed" in err and "warning" not in err, err
     last = trail["entries"][-1]
-    assert (last["run_id"], last["status"], last["reconciled"], last["to_version"]) == (unfinished.info.run_id, "FINISHED", "completed", "2")
+    assert (last["run_id"], last["status"], last["reconciled"], last["to_version"]) == (
+        unfinished.info.run_id,
+        "FINISHED",
+        "completed",
+        "2",
+    )
     assert "champion held v2" in last["reconciled_note"]
     assert trail["problems"] == []  # the trail agrees with the alias: v2 holds it
     code, out, err = cli("history", "killed")
@@ -71,6 +81,9 @@ def test_a_rollback_killed_before_the_alias_moved_is_recorded_as_rolled_back(ver
     assert code == 0 and out.startswith("killed@champion: v2 -> v1 (rollback; audit entry 4)"), (out, err)
     trail, err = history(cli)
     assert [(e["seq"], e["action"], e["status"], e["reconciled"]) for e in trail["entries"]] == [
-        (1, "promote", "FINISHED", ""), (2, "force", "FINISHED", "completed"),
-        (3, "rollback", "FAILED", "rolled back"), (4, "rollback", "FINISHED", "")]
+        (1, "promote", "FINISHED", ""),
+        (2, "force", "FINISHED", "completed"),
+        (3, "rollback", "FAILED", "rolled back"),
+        (4, "rollback", "FINISHED", ""),
+    ]
     assert trail["problems"] == [] and client.get_registered_model("killed").aliases == {"champion": 1}

@@ -11,7 +11,9 @@ import pytest
 
 def run_python(code: str, tmp_path, **env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_LOGGING_LEVEL"}
-    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**clean, **env}, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env={**clean, **env}, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow  # two fresh stores: ~100 schema migrations each

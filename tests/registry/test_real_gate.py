@@ -10,7 +10,9 @@ from tests.registry.rundirs import make_run
 
 def test_real_gate_three_verdicts(store, tmp_path, workload, cli):
     good, _ = make_run(tmp_path, "good", workload, 40)
-    other, _ = make_run(tmp_path, "other", workload, 40, seed=1)  # as good, but 637 examples cannot show it within 0.005
+    other, _ = make_run(
+        tmp_path, "other", workload, 40, seed=1
+    )  # as good, but 637 examples cannot show it within 0.005
     worse, _ = make_run(tmp_path, "worse", workload, 40, flip_labels=True)  # accuracy 0.72 -> 0.29
     for run_dir in (good, good, other, worse):  # v1, v2 (same model), v3, v4
         assert cli("register", run_dir, "--name", "real")[0] == 0
@@ -30,7 +32,9 @@ def test_real_gate_three_verdicts(store, tmp_path, workload, cli):
     code, out, err = cli("promote", "real", "3", "--force", "--reason", "incident 7: ship the retrained model now")
     assert code == 0 and "overridden (inconclusive)" in out, err
     assert cli("rollback", "real", "--reason", "undo the override")[0] == 0
-    code, out, err = cli("promote", "real", "3", "--accept-inconclusive", "--reason", "eval set cannot grow; reviewed by QA")
+    code, out, err = cli(
+        "promote", "real", "3", "--accept-inconclusive", "--reason", "eval set cannot grow; reviewed by QA"
+    )
     assert code == 0 and "inconclusive (accepted)" in out, err
 
     code, out, err = cli("history", "real", "--json")
@@ -46,11 +50,17 @@ def test_real_gate_three_verdicts(store, tmp_path, workload, cli):
         ("rollback", "3", "2", "not-gated"),
         ("promote", "2", "3", "inconclusive (accepted)"),
     ]
-    assert "would settle" in h["entries"][2]["failures"] and h["entries"][-1]["reason"] == "eval set cannot grow; reviewed by QA"
+    assert (
+        "would settle" in h["entries"][2]["failures"]
+        and h["entries"][-1]["reason"] == "eval set cannot grow; reviewed by QA"
+    )
     import mlflow.artifacts
 
     evidence = mlflow.artifacts.load_dict(f"runs:/{h['entries'][2]['run_id']}/evidence.json")
-    assert evidence["comparison"]["verdict"] == "inconclusive" and evidence["comparison"]["rules"][0]["upper_bound"] > 0.005
+    assert (
+        evidence["comparison"]["verdict"] == "inconclusive"
+        and evidence["comparison"]["rules"][0]["upper_bound"] > 0.005
+    )
 
 
 def test_exit_codes_agree_with_the_evaluate_component():

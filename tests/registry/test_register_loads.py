@@ -11,8 +11,17 @@ from tests.registry.test_bad_input import snapshot
 from trainwise.rundir import MODEL_JSON, MODEL_WEIGHTS, file_sha256, read_json, write_json
 from trainwise.seal import write_manifest
 
-TINY = ["model.d_model=16", "model.n_layers=2", "train.steps=2", "train.warmup_steps=1", "train.threads=1", "train.eval_batches=1",
-        "log.progress=false", "log.mlflow=false", "memory.ac=full"]
+TINY = [
+    "model.d_model=16",
+    "model.n_layers=2",
+    "train.steps=2",
+    "train.warmup_steps=1",
+    "train.threads=1",
+    "train.eval_batches=1",
+    "log.progress=false",
+    "log.mlflow=false",
+    "memory.ac=full",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +45,16 @@ def test_weights_saved_with_wrapper_names_are_not_registered(checkpointed_run, s
     shutil.copytree(checkpointed_run, old)
     weights = old / "model" / MODEL_WEIGHTS
     save_file({k.replace("blocks.0.", "blocks.0.block."): v for k, v in load_file(weights).items()}, weights)
-    write_json(old / "model" / MODEL_JSON, {**read_json(old / "model" / MODEL_JSON), "weights_sha256": file_sha256(weights)})
+    write_json(
+        old / "model" / MODEL_JSON, {**read_json(old / "model" / MODEL_JSON), "weights_sha256": file_sha256(weights)}
+    )
     write_manifest(old / "model")  # its seal matched those files too
     before = snapshot(store)
     code, out, err = cli("register", old, "--name", "ac-model")
     assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
-    assert f"refusing to register {old}" in err and "does not fit the architecture" in err and "blocks.0.block.fc.bias" in err
+    assert (
+        f"refusing to register {old}" in err
+        and "does not fit the architecture" in err
+        and "blocks.0.block.fc.bias" in err
+    )
     assert snapshot(store) == before

@@ -29,7 +29,14 @@ def test_log_run_params_metrics_artifacts(store, run):
     assert [(m.step, m.value) for m in c.get_metric_history(run_id, "loss")] == [(s, 1.0 / (s + 1)) for s in (1, 2, 3)]
     assert r.data.metrics["summary.median_step_ms"] == 1.5
     assert r.data.tags["trainwise.precision"] == "fp32" and r.info.status == "FINISHED"
-    assert {a.path for a in c.list_artifacts(run_id)} >= {"config.toml", "env.json", "summary.json", "metrics.jsonl", "model", "eval"}
+    assert {a.path for a in c.list_artifacts(run_id)} >= {
+        "config.toml",
+        "env.json",
+        "summary.json",
+        "metrics.jsonl",
+        "model",
+        "eval",
+    }
     assert json.loads((run / "mlflow.json").read_text())["run_id"] == run_id
 
 
@@ -55,7 +62,9 @@ def test_register_lineage_and_artifacts(store, run):
     source_path = mv.source.split("/artifacts/", 1)[1]
     logged_files = ["manifest.json", "model.json", "reference.parquet", "weights.safetensors"]
     assert sorted(a.path.rsplit("/", 1)[1] for a in c.list_artifacts(mv.run_id, source_path)) == logged_files
-    assert json.loads(t["trainwise.model_files"]) == {name: file_sha256(run / "model" / name) for name in logged_files if name != "manifest.json"}
+    assert json.loads(t["trainwise.model_files"]) == {
+        name: file_sha256(run / "model" / name) for name in logged_files if name != "manifest.json"
+    }
 
 
 def test_resolve_model_ref_of_run_dir(run):
@@ -85,7 +94,9 @@ def test_log_run_if_enabled(store, run, tmp_path, empty_store_db):
     assert log_run_if_enabled(run, load_config(None, ["log.mlflow=false"])) is None
     assert load_config(None).log.mlflow  # every run is tracked unless switched off
     other = f"sqlite:///{tmp_path}/other.db"
-    run_id = log_run_if_enabled(run, load_config(None, ["log.mlflow=true", f"registry.tracking_uri={other}", "registry.experiment=exp2"]))
+    run_id = log_run_if_enabled(
+        run, load_config(None, ["log.mlflow=true", f"registry.tracking_uri={other}", "registry.experiment=exp2"])
+    )
     from mlflow import MlflowClient
 
     r = MlflowClient(other).get_run(run_id)

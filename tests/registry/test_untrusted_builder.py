@@ -20,8 +20,17 @@ from tests.serve.conftest import free_port
 from trainwise.errors import DataError
 from trainwise.rundir import load_model, read_json, write_json
 
-SETTINGS = ["model.d_model=16", "model.n_layers=1", "train.steps=3", "train.warmup_steps=1", "train.threads=1", "train.eval_batches=1",
-            "train.checkpoint_every=0", "log.progress=false", "log.mlflow=false"]
+SETTINGS = [
+    "model.d_model=16",
+    "model.n_layers=1",
+    "train.steps=3",
+    "train.warmup_steps=1",
+    "train.threads=1",
+    "train.eval_batches=1",
+    "train.checkpoint_every=0",
+    "log.progress=false",
+    "log.mlflow=false",
+]
 TINY = [a for s in SETTINGS for a in ("--set", s)]
 
 
@@ -44,7 +53,9 @@ def plant_command(model_dir, marker, reseal: bool) -> None:
     from trainwise.seal import write_manifest
 
     meta = read_json(model_dir / "model.json")
-    write_json(model_dir / "model.json", {**meta, "spec": {"builder": "os:system", "kwargs": {"command": f"touch {marker}"}}})
+    write_json(
+        model_dir / "model.json", {**meta, "spec": {"builder": "os:system", "kwargs": {"command": f"touch {marker}"}}}
+    )
     if reseal:
         write_manifest(model_dir)
 
@@ -55,7 +66,15 @@ COMMANDS = {
     "serve-check-precision": lambda run, tmp: ["serve", run, "--check-precision", "--set", "serve.precision=bf16"],
     "export": lambda run, tmp: ["export", run, "--onnx", tmp / "model.onnx"],
     "register": lambda run, tmp: ["register", run, "--name", "tampered"],
-    "init_from": lambda run, tmp: ["train", "configs/tabular.toml", *TINY, "--set", f"model.init_from={run}", "--run-dir", tmp / "next"],
+    "init_from": lambda run, tmp: [
+        "train",
+        "configs/tabular.toml",
+        *TINY,
+        "--set",
+        f"model.init_from={run}",
+        "--run-dir",
+        tmp / "next",
+    ],
 }
 
 
@@ -75,16 +94,22 @@ def test_a_planted_builder_never_runs(tab_run, store, cli, tmp_path, command, re
         assert "builder 'os:system' is neither a built-in model nor from an entry point of the run" in err, err
         assert "set TRAINWISE_TRUSTED_BUILDERS=os" in err, err
     else:
-        assert f"{run / 'model' / 'model.json'} does not match the hash recorded in {run / 'model' / 'manifest.json'}" in err, err
+        assert (
+            f"{run / 'model' / 'model.json'} does not match the hash recorded in {run / 'model' / 'manifest.json'}"
+            in err
+        ), err
     assert not (tmp_path / "next").exists() and not (tmp_path / "model.onnx").exists()
 
 
-@pytest.mark.parametrize("edit, file, why", [
-    ("json-trailing-space", "model.json", "does not match the hash"),
-    ("weights-byte", "weights.safetensors", "does not match the hash"),
-    ("reference-byte", "reference.parquet", "does not match the hash"),
-    ("reference-removed", "reference.parquet", "is missing, but"),
-])
+@pytest.mark.parametrize(
+    "edit, file, why",
+    [
+        ("json-trailing-space", "model.json", "does not match the hash"),
+        ("weights-byte", "weights.safetensors", "does not match the hash"),
+        ("reference-byte", "reference.parquet", "does not match the hash"),
+        ("reference-removed", "reference.parquet", "is missing, but"),
+    ],
+)
 def test_any_changed_byte_of_the_model_folder_is_refused(tab_run, tmp_path, edit, file, why):
     run = tmp_path / "run"
     shutil.copytree(tab_run, run)
@@ -116,16 +141,29 @@ def test_a_registered_version_is_checked_against_the_registry_not_its_own_manife
     for argv in (["serve", "sealed/1", "--port", free_port()], ["export", "sealed/1", "--onnx", tmp_path / "m.onnx"]):
         code, out, err = cli(*argv)
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-        assert f"{artifact / 'model.json'} does not match the hash recorded in the registry (model 'sealed' version 1)" in err, err
+        assert (
+            f"{artifact / 'model.json'} does not match the hash recorded in the registry (model 'sealed' version 1)"
+            in err
+        ), err
     assert not marker.exists()
 
 
 def test_a_builder_outside_the_entry_package_needs_the_opt_in(tmp_path, cli, monkeypatch):
-    entry = ["--set", "workload.name=entry", "--set", "workload.entry=tests.registry.builder_models:linear_workload", "--set", "eval.slices=[]"]
+    entry = [
+        "--set",
+        "workload.name=entry",
+        "--set",
+        "workload.entry=tests.registry.builder_models:linear_workload",
+        "--set",
+        "eval.slices=[]",
+    ]
     monkeypatch.delenv("TRAINWISE_TRUSTED_BUILDERS", raising=False)
     code, out, err = cli("train", "configs/tabular.toml", *TINY, *entry, "--run-dir", tmp_path / "refused")
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert "Workload.spec: builder 'torch.nn:Linear' is neither a built-in model nor from the package of the entry point" in err, err
+    assert (
+        "Workload.spec: builder 'torch.nn:Linear' is neither a built-in model nor from the package of the entry point"
+        in err
+    ), err
     assert "set TRAINWISE_TRUSTED_BUILDERS=torch.nn" in err and not (tmp_path / "refused").exists(), err
 
     monkeypatch.setenv("TRAINWISE_TRUSTED_BUILDERS", "mypkg.models, torch.nn")
@@ -146,7 +184,18 @@ def test_a_model_of_your_own_entry_point_loads_from_its_run_and_from_the_registr
     from trainwise.serve.runtime import load_runtime
 
     run = tmp_path / "seq"
-    assert _train(run, "--set", "workload.name=entry", "--set", "workload.entry=tests.user_models:sequence_workload", "--set", "eval.slices=[]") == 0
+    assert (
+        _train(
+            run,
+            "--set",
+            "workload.name=entry",
+            "--set",
+            "workload.entry=tests.user_models:sequence_workload",
+            "--set",
+            "eval.slices=[]",
+        )
+        == 0
+    )
     model, meta = load_model(run)  # the run's config.toml names the entry point: tests.* builders load
     assert meta["spec"]["builder"] == "tests.user_models:SequenceNet"
     mv = register_run(run, "seq")

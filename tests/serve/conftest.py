@@ -10,8 +10,16 @@ import time
 
 import pytest
 
-INSTANCE = {"rate_marriage": 3.0, "age": 32.0, "yrs_married": 9.0, "children": 2.0, "religious": 2.0,
-            "education": "college graduate", "occupation": "white collar", "occupation_husb": "managerial/business"}
+INSTANCE = {
+    "rate_marriage": 3.0,
+    "age": 32.0,
+    "yrs_married": 9.0,
+    "children": 2.0,
+    "religious": 2.0,
+    "education": "college graduate",
+    "occupation": "white collar",
+    "occupation_husb": "managerial/business",
+}
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +28,18 @@ def tab_run(tmp_path_factory):
     from trainwise.train.loop import train
 
     run_dir = tmp_path_factory.mktemp("serve") / "tab"
-    cfg = load_config(None, ["workload.name=tabular", "model.n_layers=1", "model.d_model=16", "train.steps=30",
-                             "train.micro_batch_size=64", "train.global_batch_size=64", "log.progress=false"])
+    cfg = load_config(
+        None,
+        [
+            "workload.name=tabular",
+            "model.n_layers=1",
+            "model.d_model=16",
+            "train.steps=30",
+            "train.micro_batch_size=64",
+            "train.global_batch_size=64",
+            "log.progress=false",
+        ],
+    )
     train(cfg, run_dir)
     return run_dir
 

@@ -73,7 +73,12 @@ class SlowRuntime:
 
     def __init__(self, runtime, sleep_s: float):
         self.runtime, self.sleep_s = runtime, sleep_s
-        self.version, self.meta, self.precision, self.model_dir = runtime.version, runtime.meta, runtime.precision, runtime.model_dir
+        self.version, self.meta, self.precision, self.model_dir = (
+            runtime.version,
+            runtime.meta,
+            runtime.precision,
+            runtime.model_dir,
+        )
 
     def predict(self, instances):
         time.sleep(self.sleep_s)

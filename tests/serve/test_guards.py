@@ -46,18 +46,31 @@ def test_the_bucket_tables_stay_bounded_under_many_clients(runtime, server, sett
     from 127.0.0.1), each sending once: the tables keep 40 buckets, the most recently used."""
     keys = tmp_path / "keys.txt"
     keys.write_text("".join(f"key-{i}\n" for i in range(300)))
-    cfg = settings(api_keys_file=str(keys), rate_limit_per_s=0.5, rate_burst=2, rate_limit_clients=40,
-                   auth_failures_burst=2, auth_failures_per_s=0.01)
+    cfg = settings(
+        api_keys_file=str(keys),
+        rate_limit_per_s=0.5,
+        rate_burst=2,
+        rate_limit_clients=40,
+        auth_failures_burst=2,
+        auth_failures_per_s=0.01,
+    )
     with server(runtime, cfg) as (url, app), httpx.Client(base_url=url, timeout=30) as client:
         state = app.state.serve
         for i in range(300):
             assert post(client, "wrong", **{"X-Forwarded-For": f"10.0.{i // 256}.{i % 256}"}).status_code == 401
-            assert client.post("/v1/predict", content=b"{}", headers={"Authorization": f"Bearer key-{i}"}).status_code == 422
+            assert (
+                client.post("/v1/predict", content=b"{}", headers={"Authorization": f"Bearer key-{i}"}).status_code
+                == 422
+            )
         assert len(state.auth_failures.buckets_) == 40 and len(state.limiter.buckets_) == 40
         # the most recent address is remembered: its second wrong key is its last allowed one, the third is refused
         assert post(client, "wrong", **{"X-Forwarded-For": "10.0.1.43"}).status_code == 401
         assert post(client, "wrong", **{"X-Forwarded-For": "10.0.1.43"}).status_code == 429
-        assert [post(client, "key-0").status_code for _ in range(3)] == [200, 200, 429]  # a valid client: served, within its own limit
+        assert [post(client, "key-0").status_code for _ in range(3)] == [
+            200,
+            200,
+            429,
+        ]  # a valid client: served, within its own limit
 
 
 class FakeClock:

@@ -20,14 +20,17 @@ def _messages(req, instances) -> list[str]:
     return [err["msg"] for err in e.value.errors()]
 
 
-@pytest.mark.parametrize("dtype, bad, message", [
-    ("int64", 1.5, "x[1][0] = 1.5: expected a JSON integer (dtype int64)"),
-    ("int64", True, "x[1][0] = True: expected a JSON integer (dtype int64)"),
-    ("float32", None, "x[1][0] = None: expected a JSON number (dtype float32)"),
-    ("float32", [1.0], "x[1][0] = [1.0]: expected a JSON number (dtype float32)"),
-    ("uint8", 300, "x[1][0] = 300: outside the range of uint8 [0, 255]"),
-    ("bool", 1, "x[1][0] = 1: expected true or false (dtype bool)"),
-])
+@pytest.mark.parametrize(
+    "dtype, bad, message",
+    [
+        ("int64", 1.5, "x[1][0] = 1.5: expected a JSON integer (dtype int64)"),
+        ("int64", True, "x[1][0] = True: expected a JSON integer (dtype int64)"),
+        ("float32", None, "x[1][0] = None: expected a JSON number (dtype float32)"),
+        ("float32", [1.0], "x[1][0] = [1.0]: expected a JSON number (dtype float32)"),
+        ("uint8", 300, "x[1][0] = 300: outside the range of uint8 [0, 255]"),
+        ("bool", 1, "x[1][0] = 1: expected true or false (dtype bool)"),
+    ],
+)
 def test_elements_follow_the_dtype(dtype, bad, message):
     req = request_model({"input": tensor_input((2, 2), dtype)}, 4)
     good = [[1, 0], [0, 1]] if dtype != "bool" else [[True, False], [False, True]]
@@ -39,10 +42,14 @@ def test_shape_errors_name_the_dimension_and_the_place():
     req = request_model({"input": tensor_input((4, 3))}, 4)
     row = [0.0, 0.0, 0.0]
     assert _messages(req, [{"x": [row, row, row + [0.0, 0.0], row]}]) == [
-        "dimension 2 has 5 entries at x[2], expected 3 (shape [4, 3]; dimension 0 is the batch)"]
-    assert _messages(req, [{"x": [row] * 5}]) == ["dimension 1 has 5 entries, expected 4 (shape [4, 3]; dimension 0 is the batch)"]
+        "dimension 2 has 5 entries at x[2], expected 3 (shape [4, 3]; dimension 0 is the batch)"
+    ]
+    assert _messages(req, [{"x": [row] * 5}]) == [
+        "dimension 1 has 5 entries, expected 4 (shape [4, 3]; dimension 0 is the batch)"
+    ]
     assert _messages(req, [{"x": [row, 0.5, row, row]}]) == [
-        "x[1] is a float, expected a list of 3 entries (dimension 2; shape [4, 3]; dimension 0 is the batch)"]
+        "x[1] is a float, expected a list of 3 entries (dimension 2; shape [4, 3]; dimension 0 is the batch)"
+    ]
     assert _messages(req, [{"x": [row] * 4, "y": 1}])[0] == "Extra inputs are not permitted"
 
 
@@ -101,11 +108,18 @@ def test_token_ids_language_model_generates_ids():
     torch.manual_seed(0)
     meta = {"task": "lm", "input": tokens_input(50, 4)}
     rt = Runtime(model=NextToken().eval(), meta=meta, version="t/1")
-    inst = request_model(meta, 4).model_validate({"instances": [{"ids": [3, 4, 5], "max_new_tokens": 3}]}).instances[0].model_dump()
+    inst = (
+        request_model(meta, 4)
+        .model_validate({"instances": [{"ids": [3, 4, 5], "max_new_tokens": 3}]})
+        .instances[0]
+        .model_dump()
+    )
     out = rt.predict([inst])[0]
     ids, greedy = [3, 4, 5], []
     with torch.inference_mode():
-        np.testing.assert_allclose(out["probabilities"], torch.softmax(rt.model(torch.tensor([ids]))[0, -1], -1).numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            out["probabilities"], torch.softmax(rt.model(torch.tensor([ids]))[0, -1], -1).numpy(), rtol=1e-5, atol=1e-7
+        )
         for _ in range(3):
             greedy.append(int(rt.model(torch.tensor([ids[-4:]]))[0, -1].argmax()))
             ids.append(greedy[-1])
@@ -118,12 +132,15 @@ def test_byte_level_classifier_takes_text_up_to_its_context():
     assert _messages(req, [{"prompt": "ééééé"}]) == ["the text is 10 UTF-8 bytes; the model reads at most 8"]
 
 
-@pytest.mark.parametrize("spec, shape, dtype, bounds", [
-    (tensor_input((3, 4), "float32", value_range=(2.0, 3.0)), (16, 3, 4), torch.float32, (2.0, 3.0)),
-    (tensor_input((5,), "int64", value_range=(0, 9)), (16, 5), torch.int64, (0, 9)),
-    (tensor_input((5,), "uint8"), (16, 5), torch.uint8, (0, 1)),
-    (tokens_input(1000, 12), (16, 12), torch.int64, (0, 999)),
-])
+@pytest.mark.parametrize(
+    "spec, shape, dtype, bounds",
+    [
+        (tensor_input((3, 4), "float32", value_range=(2.0, 3.0)), (16, 3, 4), torch.float32, (2.0, 3.0)),
+        (tensor_input((5,), "int64", value_range=(0, 9)), (16, 5), torch.int64, (0, 9)),
+        (tensor_input((5,), "uint8"), (16, 5), torch.uint8, (0, 1)),
+        (tokens_input(1000, 12), (16, 12), torch.int64, (0, 999)),
+    ],
+)
 def test_export_examples_follow_the_spec(spec, shape, dtype, bounds):
     x = example_input(spec, 16)
     assert tuple(x.shape) == shape and x.dtype == dtype
@@ -132,9 +149,14 @@ def test_export_examples_follow_the_spec(spec, shape, dtype, bounds):
 
 
 def test_export_example_of_a_table_is_its_feature_vector():
-    prep = {"numeric": [{"name": "age", "mean": 30.0, "scale": 5.0}],
-            "categorical": [{"name": "job", "categories": ["a", "b", "c"]}]}
-    spec = table_input([{"name": "age", "type": "numeric"}, {"name": "job", "type": "categorical", "categories": ["a", "b", "c"]}], prep)
+    prep = {
+        "numeric": [{"name": "age", "mean": 30.0, "scale": 5.0}],
+        "categorical": [{"name": "job", "categories": ["a", "b", "c"]}],
+    }
+    spec = table_input(
+        [{"name": "age", "type": "numeric"}, {"name": "job", "type": "categorical", "categories": ["a", "b", "c"]}],
+        prep,
+    )
     x = example_input(spec, 32)
     assert x.shape == (32, 4) and x.dtype == torch.float32
     assert torch.equal(x[:, 1:].sum(dim=1), torch.ones(32))  # one category per row, one-hot

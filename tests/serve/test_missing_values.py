@@ -11,7 +11,13 @@ import torch
 
 from tests.tables import write_churn_csv
 
-ROW = {"tenure_months": 12, "monthly_charges": 80.5, "contract": "month-to-month", "payment": "card", "support_calls": 3}
+ROW = {
+    "tenure_months": 12,
+    "monthly_charges": 80.5,
+    "contract": "month-to-month",
+    "payment": "card",
+    "support_calls": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +27,22 @@ def churn_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("churn")
     write_churn_csv(root / "customers.csv", n_missing=30)
-    cfg = load_config(None, ["workload.name=file", f"workload.path={root / 'customers.csv'}", "workload.target=churned", "model.n_layers=1",
-                             "model.d_model=16", "train.steps=20", "train.micro_batch_size=64", "train.global_batch_size=64",
-                             "train.threads=1", "log.progress=false", "log.mlflow=false"])
+    cfg = load_config(
+        None,
+        [
+            "workload.name=file",
+            f"workload.path={root / 'customers.csv'}",
+            "workload.target=churned",
+            "model.n_layers=1",
+            "model.d_model=16",
+            "train.steps=20",
+            "train.micro_batch_size=64",
+            "train.global_batch_size=64",
+            "train.threads=1",
+            "log.progress=false",
+            "log.mlflow=false",
+        ],
+    )
     train(cfg, root / "run")
     return root / "run"
 
@@ -43,8 +62,12 @@ def test_a_null_number_is_served_as_in_training(churn_run, server, settings):
     x = apply_preprocessing(prep, pd.DataFrame(rows))
     fill = next(c for c in prep["numeric"] if c["name"] == "monthly_charges")
     # the null row is the training median row with its indicator set
-    np.testing.assert_allclose(x[1], apply_preprocessing(prep, pd.DataFrame([{**ROW, "monthly_charges": fill["fill"]}]))[0]
-                               + np.eye(x.shape[1])[meta["info"]["features"].index("monthly_charges=<missing>")], rtol=1e-6)
+    np.testing.assert_allclose(
+        x[1],
+        apply_preprocessing(prep, pd.DataFrame([{**ROW, "monthly_charges": fill["fill"]}]))[0]
+        + np.eye(x.shape[1])[meta["info"]["features"].index("monthly_charges=<missing>")],
+        rtol=1e-6,
+    )
     with torch.inference_mode():
         expected = torch.softmax(model(torch.from_numpy(x)), -1).numpy()
     got = np.array([[p["probabilities"][c] for c in meta["info"]["classes"]] for p in ok.json()["predictions"]])

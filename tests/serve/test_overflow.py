@@ -26,8 +26,17 @@ def seq_run(tmp_path_factory):
     from trainwise.cli import main
 
     run = tmp_path_factory.mktemp("overflow") / "seq"
-    settings = ["workload.name=entry", "workload.entry=tests.user_models:sequence_workload", "model.d_model=8", "model.n_layers=1",
-                "train.steps=3", "train.threads=1", "train.checkpoint_every=0", "log.mlflow=false", "log.progress=false"]
+    settings = [
+        "workload.name=entry",
+        "workload.entry=tests.user_models:sequence_workload",
+        "model.d_model=8",
+        "model.n_layers=1",
+        "train.steps=3",
+        "train.threads=1",
+        "train.checkpoint_every=0",
+        "log.mlflow=false",
+        "log.progress=false",
+    ]
     assert main(["train", RECIPE, *[a for s in settings for a in ("--set", s)], "--run-dir", str(run)]) == 0
     return run
 
@@ -53,17 +62,35 @@ def test_table_values_that_overflow_after_scaling_get_422(tab_run, server, setti
     runtime = load_runtime(str(tab_run), precision)
     with server(runtime, settings()) as (url, _), one_connection(url) as client:
         # 1e308 is a finite float64, but (1e308 - mean) / scale is not a float32: refused before the model runs
-        assert_422_then_served(client, {**INSTANCE, "age": 1e308}, INSTANCE, "instances[1].age", "overflows the model's")
+        assert_422_then_served(
+            client, {**INSTANCE, "age": 1e308}, INSTANCE, "instances[1].age", "overflows the model's"
+        )
         # 1e30 scales to a finite float32 the model then overflows on: named by the input farthest out
-        assert_422_then_served(client, {**INSTANCE, "yrs_married": 1e30}, INSTANCE, "instances[1].yrs_married",
-                               "the model's output overflows (is not finite) on this instance")
+        assert_422_then_served(
+            client,
+            {**INSTANCE, "yrs_married": 1e30},
+            INSTANCE,
+            "instances[1].yrs_married",
+            "the model's output overflows (is not finite) on this instance",
+        )
     assert "Traceback" not in capfd.readouterr().err
 
 
-@pytest.mark.parametrize("precision, value, words", [
-    ("fp32", 1e39, "x[4][1] = 1e+39: outside the range of float32"),  # not a float32 at all: refused by the request schema
-    ("bf16", 3.4e38, "x[4][1] = 3.4e+38 overflows the model's bfloat16 input"),  # a float32, but infinity once the bf16 model reads it
-])
+@pytest.mark.parametrize(
+    "precision, value, words",
+    [
+        (
+            "fp32",
+            1e39,
+            "x[4][1] = 1e+39: outside the range of float32",
+        ),  # not a float32 at all: refused by the request schema
+        (
+            "bf16",
+            3.4e38,
+            "x[4][1] = 3.4e+38 overflows the model's bfloat16 input",
+        ),  # a float32, but infinity once the bf16 model reads it
+    ],
+)
 def test_tensor_values_beyond_the_dtype_get_422(seq_run, server, settings, precision, value, words, capfd):
     from trainwise.serve.runtime import load_runtime
 
@@ -108,7 +135,9 @@ class FailsOnAge13:
         return self.inner.predict(instances)
 
 
-def test_an_unexpected_error_fails_only_its_own_request_and_keeps_the_connection(runtime, server, settings, capfd, caplog):
+def test_an_unexpected_error_fails_only_its_own_request_and_keeps_the_connection(
+    runtime, server, settings, capfd, caplog
+):
     others: list[int] = []
     with server(runtime, settings(max_wait_ms=300.0)) as (url, app), one_connection(url) as client:
         app.state.serve.runtime = FailsOnAge13(runtime)  # what the batcher reads per batch
@@ -127,5 +156,6 @@ def test_an_unexpected_error_fails_only_its_own_request_and_keeps_the_connection
         assert client.post("/v1/predict", json={"instances": [INSTANCE]}).status_code == 200  # same connection
     assert others == [200, 200, 200]
     assert [(rec.getMessage(), rec.exc_info) for rec in caplog.records if rec.name == "trainwise.serve"] == [
-        ("POST /v1/predict failed: RuntimeError: boom", None)]  # one line, no traceback
+        ("POST /v1/predict failed: RuntimeError: boom", None)
+    ]  # one line, no traceback
     assert "Traceback" not in capfd.readouterr().err

@@ -87,8 +87,12 @@ def _spec_runtime(builder: str, kwargs: dict, task: str, info: dict) -> Runtime:
 
 def test_vision_schema_and_predictions():
     """A model.json from before the input spec (info.input_shape) serves the generic tensor form."""
-    rt = _spec_runtime("digits_cnn", {"channels": 8, "n_layers": 1, "n_classes": 10}, "classification",
-                       {"classes": [str(i) for i in range(10)], "input_shape": [1, 8, 8]})
+    rt = _spec_runtime(
+        "digits_cnn",
+        {"channels": 8, "n_layers": 1, "n_classes": 10},
+        "classification",
+        {"classes": [str(i) for i in range(10)], "input_shape": [1, 8, 8]},
+    )
     req = request_model(rt.meta, 4)
     image = [[[0.5] * 8 for _ in range(8)]]  # (1, 8, 8)
     body = req.model_validate({"instances": [{"x": image}]})
@@ -99,9 +103,14 @@ def test_vision_schema_and_predictions():
     with pytest.raises(ValidationError) as e:
         req.model_validate({"instances": [{"x": [image[0][:7]]}]})
     assert e.value.errors()[0]["loc"] == ("instances", 0, "x")
-    assert e.value.errors()[0]["msg"] == "dimension 2 has 7 entries at x[0], expected 8 (shape [1, 8, 8]; dimension 0 is the batch)"
+    assert (
+        e.value.errors()[0]["msg"]
+        == "dimension 2 has 7 entries at x[0], expected 8 (shape [1, 8, 8]; dimension 0 is the batch)"
+    )
     with pytest.raises(ValidationError, match=r"x\[0\]\[2\]\[3\] = 7.0: outside value_range \[0, 1\]"):
-        req.model_validate({"instances": [{"x": [[[0.5] * 8, [0.5] * 8, [0.5, 0.5, 0.5, 7.0, 0.5, 0.5, 0.5, 0.5]] + [[0.5] * 8] * 5]}]})
+        req.model_validate(
+            {"instances": [{"x": [[[0.5] * 8, [0.5] * 8, [0.5, 0.5, 0.5, 7.0, 0.5, 0.5, 0.5, 0.5]] + [[0.5] * 8] * 5]}]}
+        )
 
 
 def test_lm_next_byte_probabilities_and_continuation():

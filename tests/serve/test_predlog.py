@@ -24,7 +24,9 @@ def test_log_holds_exactly_the_served_requests(runtime, server, settings, tmp_pa
     log = read_prediction_log(str(log_dir)).sort_values("in_age").reset_index(drop=True)
     assert len(log) == 25  # the 422 is not a served prediction
     assert log["in_age"].tolist() == [float(20 + i) for i in range(25)]
-    assert [{k: row[f"in_{k}"] for k in INSTANCE} for row in log.to_dict("records")] == sent  # every declared column, raw
+    assert [
+        {k: row[f"in_{k}"] for k in INSTANCE} for row in log.to_dict("records")
+    ] == sent  # every declared column, raw
     assert log["prediction"].tolist() == [a["label"] for a in answers]
     for cls in answers[0]["probabilities"]:
         assert log[f"prob_{cls}"].tolist() == [a["probabilities"][cls] for a in answers]

@@ -24,7 +24,11 @@ def offline_probabilities(run_dir, rows: list[dict]) -> np.ndarray:
 
 
 def test_predictions_equal_offline_model(tab_run, runtime, server, settings):
-    rows = [INSTANCE, {**INSTANCE, "age": 52.0, "religious": 4.0, "education": "grade school"}, {**INSTANCE, "yrs_married": 0.5}]
+    rows = [
+        INSTANCE,
+        {**INSTANCE, "age": 52.0, "religious": 4.0, "education": "grade school"},
+        {**INSTANCE, "yrs_married": 0.5},
+    ]
     with server(runtime, settings()) as (url, _):
         r = httpx.post(f"{url}/v1/predict", json={"instances": rows})
         assert r.status_code == 200, r.text
@@ -39,11 +43,19 @@ def test_predictions_equal_offline_model(tab_run, runtime, server, settings):
 def test_bad_payloads_get_422_with_field_path(runtime, server, settings):
     with server(runtime, settings()) as (url, _):
         wrong_type = httpx.post(f"{url}/v1/predict", json={"instances": [{**INSTANCE, "age": "old"}]})
-        missing = httpx.post(f"{url}/v1/predict", json={"instances": [{k: v for k, v in INSTANCE.items() if k != "children"}]})
-        nan = httpx.post(f"{url}/v1/predict", content=json.dumps({"instances": [{**INSTANCE, "age": float("nan")}]}),
-                         headers={"content-type": "application/json"})
-        inf = httpx.post(f"{url}/v1/predict", content=json.dumps({"instances": [{**INSTANCE, "age": float("inf")}]}),
-                         headers={"content-type": "application/json"})
+        missing = httpx.post(
+            f"{url}/v1/predict", json={"instances": [{k: v for k, v in INSTANCE.items() if k != "children"}]}
+        )
+        nan = httpx.post(
+            f"{url}/v1/predict",
+            content=json.dumps({"instances": [{**INSTANCE, "age": float("nan")}]}),
+            headers={"content-type": "application/json"},
+        )
+        inf = httpx.post(
+            f"{url}/v1/predict",
+            content=json.dumps({"instances": [{**INSTANCE, "age": float("inf")}]}),
+            headers={"content-type": "application/json"},
+        )
         empty = httpx.post(f"{url}/v1/predict", json={"instances": []})
         not_json = httpx.post(f"{url}/v1/predict", content=b"{nope", headers={"content-type": "application/json"})
     assert wrong_type.status_code == 422 and wrong_type.json()["detail"][0]["field"] == "instances[0].age"
@@ -53,7 +65,7 @@ def test_bad_payloads_get_422_with_field_path(runtime, server, settings):
         assert "finite" in r.json()["detail"][0]["message"]
     assert empty.status_code == 422 and not_json.status_code == 422
     for r in (wrong_type, missing, nan, not_json):
-        assert "Traceback" not in r.text and "File \"" not in r.text
+        assert "Traceback" not in r.text and 'File "' not in r.text
 
 
 def test_api_keys_body_limit_and_rate_limit(runtime, server, settings, tmp_path):
@@ -65,8 +77,13 @@ def test_api_keys_body_limit_and_rate_limit(runtime, server, settings, tmp_path)
         missing = httpx.post(f"{url}/v1/predict", json=body)
         wrong = httpx.post(f"{url}/v1/predict", json=body, headers={"Authorization": "Bearer secret-onf"})
         ok = httpx.post(f"{url}/v1/predict", json=body, headers={"Authorization": "Bearer secret-two"})
-        big = httpx.post(f"{url}/v1/predict", json={"instances": [INSTANCE] * 30}, headers={"Authorization": "Bearer secret-one"})
-        statuses = [httpx.post(f"{url}/v1/predict", json=body, headers={"X-API-Key": "secret-one"}).status_code for _ in range(4)]
+        big = httpx.post(
+            f"{url}/v1/predict", json={"instances": [INSTANCE] * 30}, headers={"Authorization": "Bearer secret-one"}
+        )
+        statuses = [
+            httpx.post(f"{url}/v1/predict", json=body, headers={"X-API-Key": "secret-one"}).status_code
+            for _ in range(4)
+        ]
         other_key = httpx.post(f"{url}/v1/predict", json=body, headers={"Authorization": "Bearer secret-two"})
         health = httpx.get(f"{url}/healthz")
     assert missing.status_code == 401 and wrong.status_code == 401

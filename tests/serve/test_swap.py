@@ -74,7 +74,10 @@ def test_alias_move_swaps_under_load_without_failures(registry, server, settings
     assert seen[0] == "tab/1" and seen[-1] == "tab/2"
     first_new = seen.index("tab/2")
     assert set(seen[first_new:]) == {"tab/2"}  # no flapping back once switched
-    assert 'trainwise_model_info{precision="fp32",version="tab/2"} 1.0' in metrics and "trainwise_model_swaps_total 1.0" in metrics
+    assert (
+        'trainwise_model_info{precision="fp32",version="tab/2"} 1.0' in metrics
+        and "trainwise_model_swaps_total 1.0" in metrics
+    )
 
 
 def test_unknown_model_reference_is_one_clear_error(registry, capsys):
@@ -105,6 +108,8 @@ def test_port_in_use_is_one_clear_error(tab_run, capsys):
 def test_missing_api_keys_file_is_one_clear_error(tab_run, tmp_path, capsys):
     from trainwise.cli import main
 
-    code = main(["serve", str(tab_run), "--port", str(free_port()), "--set", f"serve.api_keys_file={tmp_path / 'nokeys.txt'}"])
+    code = main(
+        ["serve", str(tab_run), "--port", str(free_port()), "--set", f"serve.api_keys_file={tmp_path / 'nokeys.txt'}"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "serve.api_keys_file" in err and "nokeys.txt" in err and len(err.strip().splitlines()) == 1

@@ -56,7 +56,9 @@ def check_cell(cell: Path, cache: dict) -> None:
     fp8_layers = apply_fp8(model, policy.fp8_recipe, keep_patterns=cfg.precision.keep_high_precision, emulate=True)
     if policy.autocast_dtype is not None or fp8_layers:
         with autocast_context(policy, torch.device("cpu")):
-            predict_split(model, split, meta["task"], classes, cfg.eval.batch_size).to_parquet(cell / "replayed.parquet")
+            predict_split(model, split, meta["task"], classes, cfg.eval.batch_size).to_parquet(
+                cell / "replayed.parquet"
+            )
     (cell / "loaded.json").write_text(json.dumps({"replay_fp8_layers": fp8_layers}))
 
 

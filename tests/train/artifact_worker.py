@@ -20,8 +20,19 @@ import torch
 ACS = ("none", "full", "selective", "every-n")
 POLICIES = ("fp32", "bf16-mixed", "fp8-tensorwise")
 
-COMMON = ["train.steps=3", "train.warmup_steps=1", "train.lr=0.05", "train.micro_batch_size=16", "train.global_batch_size=32",
-          "train.eval_batches=1", "train.checkpoint_every=0", "train.log_every=1", "train.threads=1", "log.progress=false", "log.mlflow=false"]
+COMMON = [
+    "train.steps=3",
+    "train.warmup_steps=1",
+    "train.lr=0.05",
+    "train.micro_batch_size=16",
+    "train.global_batch_size=32",
+    "train.eval_batches=1",
+    "train.checkpoint_every=0",
+    "train.log_every=1",
+    "train.threads=1",
+    "log.progress=false",
+    "log.mlflow=false",
+]
 # Linear widths are multiples of 16 so that FP8 converts the hidden layers (not the head, not the
 # tabular input layer: its width is the number of encoded features).
 MODELS = {

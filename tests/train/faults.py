@@ -20,13 +20,23 @@ from tests.helpers import TINY_LM
 
 ROOT = Path(__file__).resolve().parents[2]
 # Summary fields that measure time (or count timed steps): they differ between any two runs.
-TIME_FIELDS = {"median_step_ms", "min_step_ms", "max_step_ms", "timed_steps", "tokens_per_s", "compile_warmup_s", "wall_s"}
+TIME_FIELDS = {
+    "median_step_ms",
+    "min_step_ms",
+    "max_step_ms",
+    "timed_steps",
+    "tokens_per_s",
+    "compile_warmup_s",
+    "wall_s",
+}
 
 
 def _mount(args: list[str], what: str) -> None:
     out = subprocess.run(["mount", *args], capture_output=True, text=True)
     if out.returncode != 0:
-        pytest.skip(f"cannot {what} here (mount: {out.stderr.strip() or out.returncode}); this fault needs root or CAP_SYS_ADMIN, as in CI")
+        pytest.skip(
+            f"cannot {what} here (mount: {out.stderr.strip() or out.returncode}); this fault needs root or CAP_SYS_ADMIN, as in CI"
+        )
 
 
 @contextlib.contextmanager
@@ -67,12 +77,20 @@ def read_only(path: Path):
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of every file under `folder` (temporary files included)."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def leftovers(folder: Path) -> list[str]:
     """Temporary files and folders a writer left behind."""
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.name.startswith(".tmp_") or p.name.endswith(".tmp") or p.name.endswith(".creating"))
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.name.startswith(".tmp_") or p.name.endswith(".tmp") or p.name.endswith(".creating")
+    )
 
 
 def recipe(tmp_path: Path) -> Path:
@@ -84,12 +102,24 @@ def recipe(tmp_path: Path) -> Path:
 
 def cli(args: list[str], env: dict | None = None, timeout_s: int = 300) -> subprocess.CompletedProcess:
     """`trainwise ARGS` in a new process: the exit code and stderr the user sees."""
-    return subprocess.run([sys.executable, "-m", "trainwise.cli", *args], cwd=ROOT, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "trainwise.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def train_args(recipe_path: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["train", str(recipe_path), *(a for item in (*TINY_LM, *extra) for a in ("--set", item)), "--run-dir", str(run_dir)]
+    return [
+        "train",
+        str(recipe_path),
+        *(a for item in (*TINY_LM, *extra) for a in ("--set", item)),
+        "--run-dir",
+        str(run_dir),
+    ]
 
 
 def one_line_error(stderr: str) -> str:
@@ -102,7 +132,10 @@ def one_line_error(stderr: str) -> str:
 
 def metrics(run_dir: Path) -> list[dict]:
     timing = ("step_ms", "tokens_per_s")
-    return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in timing}
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def summary(run_dir: Path) -> dict:

@@ -9,8 +9,16 @@ from trainwise.config import load_config
 from trainwise.workloads.lm import GPT
 
 # lm-tiny shrunk so that a traced step takes well under a second
-TINY = ["model.n_layers=3", "model.d_model=32", "model.n_heads=2", "model.context=16", "data.max_corpus_bytes=60000",
-        "train.micro_batch_size=8", "train.global_batch_size=8", "log.progress=false"]
+TINY = [
+    "model.n_layers=3",
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.context=16",
+    "data.max_corpus_bytes=60000",
+    "train.micro_batch_size=8",
+    "train.global_batch_size=8",
+    "log.progress=false",
+]
 
 
 def tiny_cfg(*extra: str):

@@ -93,8 +93,18 @@ def test_no_blocks_error_through_the_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     from trainwise.cli import main
 
-    code = main(["estimate", "configs/lm-tiny.toml", "--set", "workload.name=entry", "--set", "workload.entry=noblocks_wl:make",
-                 "--set", "memory.ac=full"])
+    code = main(
+        [
+            "estimate",
+            "configs/lm-tiny.toml",
+            "--set",
+            "workload.name=entry",
+            "--set",
+            "workload.entry=noblocks_wl:make",
+            "--set",
+            "memory.ac=full",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "no recognisable blocks" in err and "memory.block_classes" in err and len(err.strip().splitlines()) == 1

@@ -69,8 +69,15 @@ def _train_strategy(out: Path, strategy: str) -> None:
     else:
         from trainwise.train.parallel import free_port
 
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--rdzv-backend=c10d",
-               f"--rdzv-endpoint=127.0.0.1:{free_port()}", *worker]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node=2",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+            *worker,
+        ]
     done = _run(cmd)
     assert done.returncode == 0, f"{strategy}: {done.stderr[-3000:]}"
 
@@ -134,9 +141,13 @@ def test_loaded_artifacts_predict_what_the_trained_model_did(matrix, strategy):
         if diff > TOLERANCE[p]:
             failures.append(f"{cell.name}: max |prob difference| {diff:.3g} > {TOLERANCE[p]:.3g}")
         if p != "fp32" and wrong <= 4 * TOLERANCE[p]:
-            failures.append(f"{cell.name}: an untrained model is only {wrong:.3g} away; the tolerance could not catch a wrong artifact")
+            failures.append(
+                f"{cell.name}: an untrained model is only {wrong:.3g} away; the tolerance could not catch a wrong artifact"
+            )
         if p == "fp32":
-            torch.testing.assert_close(_probs(cell / "loaded.parquet")[1], _probs(cell / "in_process.parquet")[1], atol=0, rtol=0)
+            torch.testing.assert_close(
+                _probs(cell / "loaded.parquet")[1], _probs(cell / "in_process.parquet")[1], atol=0, rtol=0
+            )
     assert not failures, "\n".join(failures)
 
 
@@ -182,5 +193,8 @@ def test_evaluate_accepts_a_run_trained_with_full_activation_checkpointing(model
     `blocks.0.block.*` (the checkpoint wrapper's level), and `trainwise evaluate` refused it (exit 2)."""
     run = tmp_path / "run"
     overrides = [*MODELS[model], *COMMON, "memory.ac=full", "eval.slices=[]"]
-    assert main(["train", "configs/tabular.toml", *[a for o in overrides for a in ("--set", o)], "--run-dir", str(run)]) == 0
+    assert (
+        main(["train", "configs/tabular.toml", *[a for o in overrides for a in ("--set", o)], "--run-dir", str(run)])
+        == 0
+    )
     assert main(["evaluate", str(run), "--no-robustness", "--bootstrap", "10"]) == 0

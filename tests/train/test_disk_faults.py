@@ -16,7 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train.faults import assert_same_run, cli, leftovers, one_line_error, read_only, recipe, resize, snapshot, tmpfs, train_args
+from tests.train.faults import (
+    assert_same_run,
+    cli,
+    leftovers,
+    one_line_error,
+    read_only,
+    recipe,
+    resize,
+    snapshot,
+    tmpfs,
+    train_args,
+)
 from trainwise.cli import main
 from trainwise.errors import TrainwiseError
 
@@ -42,6 +53,7 @@ def fill(folder: Path) -> None:
 
 # --- item 5: no space left on device ----------------------------------------------------------
 
+
 def test_full_disk_while_writing_a_checkpoint(uninterrupted, tmp_path, capsys):
     checkpoint = disk_bytes(uninterrupted / "checkpoints" / "step_0000004")
     # room for the run's small files and one checkpoint, not for a second one beside it
@@ -49,7 +61,10 @@ def test_full_disk_while_writing_a_checkpoint(uninterrupted, tmp_path, capsys):
         run_dir = disk / "run"
         assert main(train_args(recipe(tmp_path), run_dir)) == 2
         line = one_line_error(capsys.readouterr().err)
-        assert f"no space left on device writing checkpoint step 8 to {run_dir / 'checkpoints'}; the last good checkpoint is step 4" in line
+        assert (
+            f"no space left on device writing checkpoint step 8 to {run_dir / 'checkpoints'}; the last good checkpoint is step 4"
+            in line
+        )
         assert leftovers(run_dir) == []
         from trainwise.train.checkpoint_manifest import manifest_problem
 
@@ -67,7 +82,10 @@ def test_full_disk_while_writing_the_model(uninterrupted, tmp_path, capsys):
         run_dir = disk / "run"
         assert main(train_args(recipe(tmp_path), run_dir)) == 2
         line = one_line_error(capsys.readouterr().err)
-        assert f"no space left on device writing the model to {run_dir / 'model'}; the last good checkpoint is step 8" in line
+        assert (
+            f"no space left on device writing the model to {run_dir / 'model'}; the last good checkpoint is step 8"
+            in line
+        )
         assert f"trainwise train --resume {run_dir}" in line
         assert leftovers(run_dir) == [] and not (run_dir / "model").exists()  # no half-written model/
         resize(disk, ROOM)
@@ -96,12 +114,21 @@ def test_full_disk_under_ddp_fails_on_every_rank_with_one_line(tmp_path):
     waits for the other), the temporary directory is gone, and the run resumes once there is room."""
     with tmpfs(tmp_path / "disk", 256 * 1024) as disk:  # not even the first checkpoint fits
         run_dir = disk / "run"
-        args = ["launch", "--nproc-per-node", "2", *train_args(recipe(tmp_path), run_dir, "parallel.strategy=ddp", "train.micro_batch_size=4")[1:]]
+        args = [
+            "launch",
+            "--nproc-per-node",
+            "2",
+            *train_args(recipe(tmp_path), run_dir, "parallel.strategy=ddp", "train.micro_batch_size=4")[1:],
+        ]
         out = cli(args)
         assert out.returncode != 0
-        lines = [line for line in out.stderr.splitlines() if "no space left on device writing checkpoint step 4" in line]
+        lines = [
+            line for line in out.stderr.splitlines() if "no space left on device writing checkpoint step 4" in line
+        ]
         assert len(lines) == 2 and "there is no checkpoint yet" in lines[0], out.stderr[-3000:]  # one per rank
-        assert "]: Traceback" not in out.stderr, out.stderr[-3000:]  # no rank printed one ([rankN]: ...; torchrun's own report follows)
+        assert "]: Traceback" not in out.stderr, out.stderr[
+            -3000:
+        ]  # no rank printed one ([rankN]: ...; torchrun's own report follows)
         assert leftovers(run_dir) == []
         resize(disk, ROOM)
         out = cli(["launch", "--nproc-per-node", "2", "--resume", str(run_dir)])
@@ -110,6 +137,7 @@ def test_full_disk_under_ddp_fails_on_every_rank_with_one_line(tmp_path):
 
 
 # --- item 6: run folders that cannot be written ---------------------------------------------------
+
 
 def test_a_file_given_as_run_dir(tmp_path, capsys):
     path = tmp_path / "notes.txt"
@@ -123,7 +151,9 @@ def test_run_dir_inside_a_read_only_folder(tmp_path, capsys):
     (tmp_path / "ro").mkdir()
     with read_only(tmp_path / "ro") as ro:
         assert main(train_args(recipe(tmp_path), ro / "run")) == 2
-        assert f"--run-dir {ro / 'run'}: cannot create the run directory ({READ_ONLY})" in one_line_error(capsys.readouterr().err)
+        assert f"--run-dir {ro / 'run'}: cannot create the run directory ({READ_ONLY})" in one_line_error(
+            capsys.readouterr().err
+        )
         assert list(ro.iterdir()) == []
 
 
@@ -157,7 +187,10 @@ def test_full_disk_during_a_metrics_append_tears_the_line_and_resume_drops_it(tm
         for row in rows:
             run.log_metrics(row)
         fill(disk)
-        with pytest.raises(TrainwiseError, match=f"no space left on device writing {disk / 'metrics.jsonl'}; there is no checkpoint yet"):
+        with pytest.raises(
+            TrainwiseError,
+            match=f"no space left on device writing {disk / 'metrics.jsonl'}; there is no checkpoint yet",
+        ):
             run.log_metrics({"step": 3, "loss": 0.5, "padding": "x" * 3 * PAGE})
         text = (disk / "metrics.jsonl").read_text()
         assert len(text) == PAGE and not text.endswith("\n")  # torn: the page was filled, the rest refused

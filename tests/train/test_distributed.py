@@ -24,9 +24,20 @@ from trainwise.cli import main
 from trainwise.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["model.d_model=32", "model.n_layers=2", "train.steps=6", "train.threads=1", "train.log_every=1", "train.checkpoint_every=3",
-         "log.progress=false", "train.eval_every=3", "train.eval_batches=4", "train.micro_batch_size=8", "train.global_batch_size=16",
-         "train.warmup_steps=2"]
+SMALL = [
+    "model.d_model=32",
+    "model.n_layers=2",
+    "train.steps=6",
+    "train.threads=1",
+    "train.log_every=1",
+    "train.checkpoint_every=3",
+    "log.progress=false",
+    "train.eval_every=3",
+    "train.eval_batches=4",
+    "train.micro_batch_size=8",
+    "train.global_batch_size=16",
+    "train.warmup_steps=2",
+]
 RTOL = 1e-5  # fp32 reductions in another order: the issue's tolerance
 
 
@@ -46,7 +57,11 @@ def losses(run_dir: Path) -> list[float]:
 
 
 def val_losses(run_dir: Path) -> list[float]:
-    return [row["val_loss"] for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "val_loss" in row]
+    return [
+        row["val_loss"]
+        for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if "val_loss" in row
+    ]
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -58,7 +73,18 @@ def single(tmp_path_factory) -> Path:
     """The one-process reference trajectory (strategy 'single', in process). Validation batches are
     micro-batch-sized: 2 x 16 here and 4 x 8 below are the same 32 examples."""
     run_dir = tmp_path_factory.mktemp("single") / "run"
-    assert main(["train", "configs/lm-tiny.toml", *sets("train.micro_batch_size=16", "train.eval_batches=2"), "--run-dir", str(run_dir)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "configs/lm-tiny.toml",
+                *sets("train.micro_batch_size=16", "train.eval_batches=2"),
+                "--run-dir",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     return run_dir
 
 
@@ -85,16 +111,38 @@ def test_fsdp2_matches_and_its_dcp_checkpoint_resumes_at_one_rank(single, tmp_pa
     """FSDP2 at 2 ranks for 3 steps (sharded DCP checkpoint), then the rest at 1 rank: the whole
     trajectory equals the one-process run's."""
     run_dir = tmp_path / "run"
-    launch(["configs/lm-tiny.toml", *sets("parallel.strategy=fsdp2", "train.halt_after_steps=3"), "--run-dir", str(run_dir)])
+    launch(
+        [
+            "configs/lm-tiny.toml",
+            *sets("parallel.strategy=fsdp2", "train.halt_after_steps=3"),
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     ckpt = run_dir / "checkpoints" / "step_0000003"
-    assert {"__0_0.distcp", "__1_0.distcp", ".metadata"} <= {p.name for p in ckpt.iterdir()}  # each rank wrote its shard
+    assert {"__0_0.distcp", "__1_0.distcp", ".metadata"} <= {
+        p.name for p in ckpt.iterdir()
+    }  # each rank wrote its shard
     env = json.loads((run_dir / "env.json").read_text())["parallel"]
     assert (env["gather_dtype"], env["gradient_reduce_dtype"]) == ("float32", "float32")  # fp32 stays fp32
     assert len(losses(run_dir)) == 3
     torch.testing.assert_close(losses(run_dir), losses(single)[:3], rtol=RTOL, atol=0)
 
     # one process now accumulates 2 micro-batches of 8 for the same global batch
-    assert main(["train", "--resume", str(run_dir), "--set", "train.halt_after_steps=0", "--set", "parallel.strategy=single"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                str(run_dir),
+                "--set",
+                "train.halt_after_steps=0",
+                "--set",
+                "parallel.strategy=single",
+            ]
+        )
+        == 0
+    )
     torch.testing.assert_close(losses(run_dir), losses(single), rtol=RTOL, atol=0)
     torch.testing.assert_close(val_losses(run_dir), val_losses(single), rtol=RTOL, atol=0)
     for k, v in weights(single).items():
@@ -104,10 +152,19 @@ def test_fsdp2_matches_and_its_dcp_checkpoint_resumes_at_one_rank(single, tmp_pa
 @pytest.mark.slow
 def test_killed_rank_is_restarted_and_the_run_matches_an_uninterrupted_one(ddp, tmp_path):
     run_dir = tmp_path / "run"
-    out = launch(["--max-restarts", "1", "configs/lm-tiny.toml", *sets("parallel.strategy=ddp"), "--run-dir", str(run_dir)],
-                 env={"TRAINWISE_TEST_KILL": "1:3"})  # rank 1 dies (SIGKILL) after step 3's checkpoint
+    out = launch(
+        ["--max-restarts", "1", "configs/lm-tiny.toml", *sets("parallel.strategy=ddp"), "--run-dir", str(run_dir)],
+        env={"TRAINWISE_TEST_KILL": "1:3"},
+    )  # rank 1 dies (SIGKILL) after step 3's checkpoint
     assert "exitcode: -9" in out.stderr  # it really died and the group was restarted
-    assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+    assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
     assert losses(run_dir) == losses(ddp)
     for k, v in weights(ddp).items():
         assert torch.equal(weights(run_dir)[k], v), k
@@ -124,6 +181,7 @@ def test_fsdp_dtypes_follow_the_precision_policy():
 
 # --- bad input: one clear error each, before any process starts ---------------------------------
 
+
 def run_cli(capsys, args: list[str]) -> tuple[int, str]:
     code = main(args)
     err = capsys.readouterr().err
@@ -131,7 +189,18 @@ def run_cli(capsys, args: list[str]) -> tuple[int, str]:
 
 
 def test_impossible_global_batch(capsys, tmp_path):
-    code, err = run_cli(capsys, ["launch", "--nproc-per-node", "3", "configs/lm-tiny.toml", *sets("parallel.strategy=ddp"), "--run-dir", str(tmp_path / "r")])
+    code, err = run_cli(
+        capsys,
+        [
+            "launch",
+            "--nproc-per-node",
+            "3",
+            "configs/lm-tiny.toml",
+            *sets("parallel.strategy=ddp"),
+            "--run-dir",
+            str(tmp_path / "r"),
+        ],
+    )
     assert code == 2 and "train.global_batch_size = 16" in err and "multiple of 24" in err
     assert len(err.strip().splitlines()) == 1
 
@@ -141,15 +210,37 @@ def test_rendezvous_port_in_use(capsys, tmp_path):
         s.bind(("", 0))
         s.listen()
         port = s.getsockname()[1]
-        code, err = run_cli(capsys, ["launch", "--nproc-per-node", "2", "--rdzv-endpoint", f"127.0.0.1:{port}", "configs/lm-tiny.toml",
-                                     *sets("parallel.strategy=ddp"), "--run-dir", str(tmp_path / "r")])
+        code, err = run_cli(
+            capsys,
+            [
+                "launch",
+                "--nproc-per-node",
+                "2",
+                "--rdzv-endpoint",
+                f"127.0.0.1:{port}",
+                "configs/lm-tiny.toml",
+                *sets("parallel.strategy=ddp"),
+                "--run-dir",
+                str(tmp_path / "r"),
+            ],
+        )
     assert code == 2 and f"port {port} is already in use" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_nccl_without_cuda(capsys, tmp_path):
-    code, err = run_cli(capsys, ["launch", "--nproc-per-node", "2", "configs/lm-tiny.toml", *sets("parallel.strategy=ddp", "parallel.backend=nccl"),
-                                 "--run-dir", str(tmp_path / "r")])
+    code, err = run_cli(
+        capsys,
+        [
+            "launch",
+            "--nproc-per-node",
+            "2",
+            "configs/lm-tiny.toml",
+            *sets("parallel.strategy=ddp", "parallel.backend=nccl"),
+            "--run-dir",
+            str(tmp_path / "r"),
+        ],
+    )
     assert code == 2 and "parallel.backend = 'nccl'" in err and "CUDA" in err
     from trainwise.errors import DeviceError
     from trainwise.train.parallel import pick_backend
@@ -166,10 +257,27 @@ def test_dcp_checkpoint_from_a_different_model(capsys, tmp_path):
 
     cfg_args = sets()
     run_dir = tmp_path / "run"
-    assert main(["train", "configs/lm-tiny.toml", *cfg_args, "--set", "train.steps=1", "--set", "train.micro_batch_size=16", "--run-dir", str(run_dir)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "configs/lm-tiny.toml",
+                *cfg_args,
+                "--set",
+                "train.steps=1",
+                "--set",
+                "train.micro_batch_size=16",
+                "--run-dir",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     shutil.rmtree(run_dir / "checkpoints")
     other = build_gpt(n_layers=1, n_heads=4, d_model=32, context=load_config("configs/lm-tiny.toml").model.context)
     opt = torch.optim.AdamW(other.parameters())
-    save_sharded(run_dir / "checkpoints", 1, other, opt, None, {"history": {"best_val": 1.0, "bad_evals": 0}}, _rng_state())
+    save_sharded(
+        run_dir / "checkpoints", 1, other, opt, None, {"history": {"best_val": 1.0, "bad_evals": 0}}, _rng_state()
+    )
     code, err = run_cli(capsys, ["train", "--resume", str(run_dir)])
     assert code == 2 and "different model" in err and "step_0000001" in err

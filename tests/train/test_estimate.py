@@ -28,7 +28,9 @@ def workload():
 @pytest.fixture(scope="module")
 def peaks(workload):
     """Estimated peak per AC mode for the tiny config (shared: each trace takes a second)."""
-    return {m: estimate_memory(tiny_cfg(), workload, ac_mode=m)["peak_memory_bytes"] for m in ("none", "selective", "full")}
+    return {
+        m: estimate_memory(tiny_cfg(), workload, ac_mode=m)["peak_memory_bytes"] for m in ("none", "selective", "full")
+    }
 
 
 def test_estimate_matches_a_measured_real_step(workload):
@@ -61,9 +63,16 @@ def test_auto_picks_none_when_ample_and_a_cheaper_mode_when_tight(workload, peak
 
 def test_auto_falls_back_when_the_measurement_is_over_budget(workload):
     cfg = tiny_cfg("memory.ac=auto", "memory.budget_gib=0.001")
-    model = prepare(copy.deepcopy(workload.model), policy=get_policy("fp32", torch.device("cpu")), device=torch.device("cpu"),
-                    ac_mode="selective", block_classes=workload.block_classes).model
-    mode, note, switched = confirm_ac_mode(model, "selective", {"peak_memory_bytes": 2 * GIB}, cfg, workload.block_classes)
+    model = prepare(
+        copy.deepcopy(workload.model),
+        policy=get_policy("fp32", torch.device("cpu")),
+        device=torch.device("cpu"),
+        ac_mode="selective",
+        block_classes=workload.block_classes,
+    ).model
+    mode, note, switched = confirm_ac_mode(
+        model, "selective", {"peak_memory_bytes": 2 * GIB}, cfg, workload.block_classes
+    )
     assert (mode, switched) == ("every-n", True) and "fell back" in note
     assert sum(isinstance(m, CheckpointedBlock) for m in model.modules()) == 2  # every 2nd of 3 blocks, fully
     assert not any(getattr(m, "selective", False) for m in model.modules())
@@ -74,8 +83,13 @@ def test_auto_falls_back_when_the_measurement_is_over_budget(workload):
 def test_train_with_auto_records_the_choice(tmp_path, peaks):
     from trainwise.train.loop import train
 
-    cfg = tiny_cfg("memory.ac=auto", f"memory.budget_gib={(peaks['selective'] + peaks['full']) / 2 / GIB}", "train.steps=3",
-                   "train.eval_every=0", "train.eval_batches=1")
+    cfg = tiny_cfg(
+        "memory.ac=auto",
+        f"memory.budget_gib={(peaks['selective'] + peaks['full']) / 2 / GIB}",
+        "train.steps=3",
+        "train.eval_every=0",
+        "train.eval_batches=1",
+    )
     s = train(cfg, tmp_path / "run").summary
     assert s["ac_requested"] == "auto" and s["ac"] in ("every-n", "full") and "confirmed" in s["ac_note"]
     assert s["peak_memory_bytes"] <= cfg.memory.budget_gib * GIB
@@ -90,8 +104,18 @@ def test_estimate_cli_json(capsys):
 @pytest.mark.slow
 def test_fit_batch_finds_a_fitting_micro_batch(capsys, peaks):
     budget = 2 * peaks["none"] / GIB  # twice what micro-batch 8 needs without AC
-    code = main(["fit-batch", "configs/lm-tiny.toml", *SETS, "--set", "train.global_batch_size=64",
-                 "--budget-gib", f"{budget}", "--json"])
+    code = main(
+        [
+            "fit-batch",
+            "configs/lm-tiny.toml",
+            *SETS,
+            "--set",
+            "train.global_batch_size=64",
+            "--budget-gib",
+            f"{budget}",
+            "--json",
+        ]
+    )
     res = json.loads(capsys.readouterr().out)
     assert code == 0 and res["micro_batch_size"] > 8
     assert res["measured_peak_bytes"] <= budget * GIB and res["estimated_peak_bytes"] <= budget * GIB

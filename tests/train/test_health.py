@@ -45,13 +45,33 @@ def _model() -> nn.Module:
 def nan_workload(cfg) -> Workload:
     g = torch.Generator().manual_seed(0)
     split = Split(torch.randn(64, 8, generator=g), torch.randint(0, 4, (64,), generator=g))
-    return Workload("health-nan", "classification", _model(), split, split, split, spec={"builder": "tests.train.test_health:_model"})
+    return Workload(
+        "health-nan",
+        "classification",
+        _model(),
+        split,
+        split,
+        split,
+        spec={"builder": "tests.train.test_health:_model"},
+    )
 
 
 def _cfg(on_nonfinite: str, steps: int = 6):
-    return build_config({"workload": {"name": "health-nan"}, "log": {"progress": False},
-                         "train": {"steps": steps, "micro_batch_size": 16, "global_batch_size": 16, "eval_batches": 1, "checkpoint_every": 0,
-                                   "on_nonfinite": on_nonfinite, "warmup_steps": 1}})
+    return build_config(
+        {
+            "workload": {"name": "health-nan"},
+            "log": {"progress": False},
+            "train": {
+                "steps": steps,
+                "micro_batch_size": 16,
+                "global_batch_size": 16,
+                "eval_batches": 1,
+                "checkpoint_every": 0,
+                "on_nonfinite": on_nonfinite,
+                "warmup_steps": 1,
+            },
+        }
+    )
 
 
 def test_nan_at_step_k_is_named_and_skipped(tmp_path):

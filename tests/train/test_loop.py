@@ -27,12 +27,31 @@ def weights(run_dir):
 def test_run_directory_contract(tmp_path):
     result = train(tiny_lm_config(), tmp_path / "run")
     run = result.run_dir
-    for name in ("config.toml", "env.json", "metrics.jsonl", "summary.json", "model/weights.safetensors", "model/model.json"):
+    for name in (
+        "config.toml",
+        "env.json",
+        "metrics.jsonl",
+        "summary.json",
+        "model/weights.safetensors",
+        "model/model.json",
+    ):
         assert (run / name).is_file(), name
     assert (run / "checkpoints" / "latest").is_file()
     summary = json.loads((run / "summary.json").read_text())
-    for key in ("status", "steps", "final_train_loss", "final_val_loss", "median_step_ms", "tokens_per_s", "peak_activation_bytes",
-                "peak_memory_bytes", "precision", "ac", "strategy", "world_size"):
+    for key in (
+        "status",
+        "steps",
+        "final_train_loss",
+        "final_val_loss",
+        "median_step_ms",
+        "tokens_per_s",
+        "peak_activation_bytes",
+        "peak_memory_bytes",
+        "precision",
+        "ac",
+        "strategy",
+        "world_size",
+    ):
         assert key in summary, key
     assert summary["status"] == "completed" and summary["steps"] == 8
     assert summary["peak_activation_bytes"] > 0 and summary["peak_memory_bytes"] >= summary["peak_activation_bytes"]
@@ -47,7 +66,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     full = train(tiny_lm_config(), tmp_path / "full")
     half = train(tiny_lm_config("train.halt_after_steps=4"), tmp_path / "half")
     assert half.summary["status"] == "halted" and half.summary["steps"] == 4
-    resumed = train(load_config(tmp_path / "half" / "config.toml", ["train.halt_after_steps=0"]), tmp_path / "half", resume=True)
+    resumed = train(
+        load_config(tmp_path / "half" / "config.toml", ["train.halt_after_steps=0"]), tmp_path / "half", resume=True
+    )
     assert resumed.summary["steps"] == 8
     assert [r["loss"] for r in read_metrics(full.run_dir)] == [r["loss"] for r in read_metrics(resumed.run_dir)]
     a, b = weights(full.run_dir), weights(resumed.run_dir)
@@ -85,12 +106,23 @@ def test_every_policy_trains(tmp_path, policy):
         assert env["fp8_layers"] and "head" not in env["fp8_layers"]
 
 
-OVERFLOW = ["workload.name=entry", "workload.entry=tests.helpers:overflow_workload", "train.steps=20", "train.micro_batch_size=32",
-            "train.global_batch_size=32", "train.warmup_steps=2", "log.progress=false", "log.mlflow=false", "train.threads=1"]
+OVERFLOW = [
+    "workload.name=entry",
+    "workload.entry=tests.helpers:overflow_workload",
+    "train.steps=20",
+    "train.micro_batch_size=32",
+    "train.global_batch_size=32",
+    "train.warmup_steps=2",
+    "log.progress=false",
+    "log.mlflow=false",
+    "train.threads=1",
+]
 
 
 def test_fp16_overflow_fires_the_alarm(tmp_path):
-    result = train(load_config(None, OVERFLOW + ["precision.policy=fp16-mixed", "precision.loss_scale_floor=1"]), tmp_path / "fp16")
+    result = train(
+        load_config(None, OVERFLOW + ["precision.policy=fp16-mixed", "precision.loss_scale_floor=1"]), tmp_path / "fp16"
+    )
     s = result.summary
     assert s["skipped_steps"] >= 10
     assert s["min_loss_scale"] < 1
@@ -143,8 +175,12 @@ def test_cli_train_logs_to_mlflow_by_default(tmp_path, capsys):
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path):
-    big = train(tiny_lm_config("train.steps=4", "train.micro_batch_size=8", "train.global_batch_size=8"), tmp_path / "big")
-    acc = train(tiny_lm_config("train.steps=4", "train.micro_batch_size=4", "train.global_batch_size=8"), tmp_path / "acc")
+    big = train(
+        tiny_lm_config("train.steps=4", "train.micro_batch_size=8", "train.global_batch_size=8"), tmp_path / "big"
+    )
+    acc = train(
+        tiny_lm_config("train.steps=4", "train.micro_batch_size=4", "train.global_batch_size=8"), tmp_path / "acc"
+    )
     assert acc.summary["peak_activation_bytes"] > 0  # memory is measured on an accumulating step too
     assert acc.summary["peak_activation_bytes"] < big.summary["peak_activation_bytes"]  # half the micro-batch
     a, b = read_metrics(big.run_dir), read_metrics(acc.run_dir)
@@ -153,7 +189,9 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
 
 
 def test_each_alarm_is_raised_once(tmp_path):
-    s = train(load_config(None, OVERFLOW + ["precision.policy=fp16-mixed", "train.steps=30"]), tmp_path / "fp16").summary
+    s = train(
+        load_config(None, OVERFLOW + ["precision.policy=fp16-mixed", "train.steps=30"]), tmp_path / "fp16"
+    ).summary
     kinds = [a.split(":")[0] for a in s["alarms"]]
     assert len(kinds) == len(set(kinds)) and "skipped steps" in kinds
 
@@ -167,14 +205,39 @@ def test_init_from_starts_from_a_previous_runs_weights(tmp_path, capsys):
     for name, tensor in weights(first).items():
         assert torch.equal(model.state_dict()[name], tensor), name
     fine_tuned = train(cfg, tmp_path / "second")
-    assert fine_tuned.summary["final_val_loss"] < train(tiny_lm_config("train.seed=7"), tmp_path / "fresh").summary["final_val_loss"]
+    assert (
+        fine_tuned.summary["final_val_loss"]
+        < train(tiny_lm_config("train.seed=7"), tmp_path / "fresh").summary["final_val_loss"]
+    )
 
     # another architecture: one clear error naming the field, the path and the mismatch
     args = [a for s in TINY_LM for a in ("--set", s)]
-    code = main(["train", "configs/lm-tiny.toml", *args, "--set", "model.d_model=48", "--set", f"model.init_from={first}", "--run-dir", str(tmp_path / "bad")])
+    code = main(
+        [
+            "train",
+            "configs/lm-tiny.toml",
+            *args,
+            "--set",
+            "model.d_model=48",
+            "--set",
+            f"model.init_from={first}",
+            "--run-dir",
+            str(tmp_path / "bad"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "model.init_from" in err and str(first) in err and "(48,)" in err
-    code = main(["train", "configs/lm-tiny.toml", *args, "--set", f"model.init_from={tmp_path / 'nowhere'}", "--run-dir", str(tmp_path / "bad2")])
+    code = main(
+        [
+            "train",
+            "configs/lm-tiny.toml",
+            *args,
+            "--set",
+            f"model.init_from={tmp_path / 'nowhere'}",
+            "--run-dir",
+            str(tmp_path / "bad2"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "model.init_from" in err and "holds no model" in err

@@ -34,8 +34,10 @@ def measured_step(model, n_micro: int = 1) -> dict:
 
 def test_activation_bytes_strictly_decrease_none_selective_full():
     base = tiny_gpt(n_layers=4, d_model=64, context=32)
-    act = {mode: measured_step(apply_ac(copy.deepcopy(base), mode, block_classes=(Block,)))["peak_activation_bytes"]
-           for mode in ("none", "selective", "full")}
+    act = {
+        mode: measured_step(apply_ac(copy.deepcopy(base), mode, block_classes=(Block,)))["peak_activation_bytes"]
+        for mode in ("none", "selective", "full")
+    }
     assert act["none"] > act["selective"] > act["full"] > 0, act
 
 
@@ -68,16 +70,26 @@ def test_breakdown_adds_up_and_gradient_accumulation_is_measured():
         assert sum(m["memory_breakdown"].values()) == m["peak_memory_bytes"]
     n_param_bytes = sum(p.numel() * 4 for p in tiny_gpt().parameters())
     assert m1["memory_breakdown"]["parameters"] == n_param_bytes
-    assert m2["peak_memory_bytes"] >= m1["peak_memory_bytes"]  # accumulated gradients are live during the 2nd micro-batch
+    assert (
+        m2["peak_memory_bytes"] >= m1["peak_memory_bytes"]
+    )  # accumulated gradients are live during the 2nd micro-batch
 
 
 def test_trainer_writes_memory_to_summary_and_metrics(tmp_path):
     from trainwise.train.loop import train
 
-    cfg = tiny_cfg("train.steps=3", "train.eval_every=0", "train.eval_batches=1", "memory.ac=selective", "train.log_every=100")
+    cfg = tiny_cfg(
+        "train.steps=3", "train.eval_every=0", "train.eval_batches=1", "memory.ac=selective", "train.log_every=100"
+    )
     summary = train(cfg, tmp_path / "run").summary
     assert summary["peak_activation_bytes"] > 0 and summary["peak_memory_bytes"] > summary["peak_activation_bytes"]
-    assert set(summary["memory_breakdown"]) >= {"parameters", "gradients", "optimizer_state", "activations", "temporaries"}
+    assert set(summary["memory_breakdown"]) >= {
+        "parameters",
+        "gradients",
+        "optimizer_state",
+        "activations",
+        "temporaries",
+    }
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     measured = [r for r in rows if "peak_activation_bytes" in r]
     assert [r["step"] for r in measured] == [2]  # the second step is the measured one

@@ -27,7 +27,11 @@ MAX = {"float16": 65504.0, "bfloat16": 3.3895313892515355e38, "float8_e4m3fn": 4
 
 def _log_uniform(rows: int, cols: int, lo: float, hi: float, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    mag = torch.exp(torch.empty(rows, cols).uniform_(torch.log(torch.tensor(lo)).item(), torch.log(torch.tensor(hi)).item(), generator=g))
+    mag = torch.exp(
+        torch.empty(rows, cols).uniform_(
+            torch.log(torch.tensor(lo)).item(), torch.log(torch.tensor(hi)).item(), generator=g
+        )
+    )
     sign = torch.where(torch.rand(rows, cols, generator=g) < 0.5, -1.0, 1.0)
     x = mag * sign
     x[torch.rand(rows, cols, generator=g) < 0.05] = 0.0
@@ -70,14 +74,22 @@ def test_fake_quantised_gemm_equals_scaled_mm():
 
 def test_quantize_error_orders_formats():
     x = torch.randn(256, 64, generator=torch.Generator().manual_seed(1))
-    err = {n: ((quantize(x, FORMATS[n]) - x).norm() / x.norm()).item() for n in ["fp16", "bf16", "e4m3-tensorwise", "e5m2-tensorwise"]}
+    err = {
+        n: ((quantize(x, FORMATS[n]) - x).norm() / x.norm()).item()
+        for n in ["fp16", "bf16", "e4m3-tensorwise", "e5m2-tensorwise"]
+    }
     assert err["fp16"] < err["bf16"] < err["e4m3-tensorwise"] < err["e5m2-tensorwise"] < 0.2
 
 
 class Toy(nn.Module):
     def __init__(self, plant: float = 1.0):
         super().__init__()
-        self.fc0, self.fc1, self.norm, self.fc2 = nn.Linear(32, 64), nn.Linear(64, 64), nn.LayerNorm(64), nn.Linear(64, 16)
+        self.fc0, self.fc1, self.norm, self.fc2 = (
+            nn.Linear(32, 64),
+            nn.Linear(64, 64),
+            nn.LayerNorm(64),
+            nn.Linear(64, 16),
+        )
         with torch.no_grad():
             self.fc1.weight.mul_(plant)  # plant: scaled weights push fc1's outputs beyond fp16
 
@@ -94,8 +106,15 @@ def _data(n: int = 64, seed: int = 0):
 def toy_workload(cfg) -> Workload:
     x, y = _data()
     split = Split(x, y)
-    return Workload("numerics-toy", "classification", Toy(plant=1e6),
-                    split, split, split, spec={"builder": "tests.train.test_numerics:Toy", "kwargs": {"plant": 1e6}})
+    return Workload(
+        "numerics-toy",
+        "classification",
+        Toy(plant=1e6),
+        split,
+        split,
+        split,
+        spec={"builder": "tests.train.test_numerics:Toy", "kwargs": {"plant": 1e6}},
+    )
 
 
 @pytest.mark.slow  # ~20 s on a contended 2-core machine: three probes, the first pays torch warm-up
@@ -118,8 +137,20 @@ def test_planted_layer_ranks_first_and_auto_keeps_it():
 
 
 def test_auto_split_reaches_env_json(tmp_path):
-    cfg = build_config({"workload": {"name": "numerics-toy"}, "train": {"steps": 2, "micro_batch_size": 16, "global_batch_size": 16, "eval_batches": 1, "checkpoint_every": 0},
-                        "precision": {"policy": "fp8-tensorwise", "keep_high_precision": ["auto"], "auto_gpu": "any"}, "log": {"progress": False}})
+    cfg = build_config(
+        {
+            "workload": {"name": "numerics-toy"},
+            "train": {
+                "steps": 2,
+                "micro_batch_size": 16,
+                "global_batch_size": 16,
+                "eval_batches": 1,
+                "checkpoint_every": 0,
+            },
+            "precision": {"policy": "fp8-tensorwise", "keep_high_precision": ["auto"], "auto_gpu": "any"},
+            "log": {"progress": False},
+        }
+    )
     result = train(cfg, run_dir=tmp_path / "run")
     env = json.loads((result.run_dir / "env.json").read_text())
     assert env["fp8_kept_high_precision"] == ["fc1"]
@@ -158,14 +189,25 @@ class NoLinear(nn.Module):
 def nolinear_workload(cfg) -> Workload:
     x, y = _data()
     split = Split(x, y)
-    return Workload("numerics-nolinear", "classification", NoLinear(), split, split, split, spec={"builder": "tests.train.test_numerics:NoLinear"})
+    return Workload(
+        "numerics-nolinear",
+        "classification",
+        NoLinear(),
+        split,
+        split,
+        split,
+        spec={"builder": "tests.train.test_numerics:NoLinear"},
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--steps", "0"], "--steps = 0: expected at least 1"),
-    (["--formats", "fp16,fp4-e2m1"], "cannot cast to float4_e2m1fn_x2"),
-    (["--formats", "fp12"], "format 'fp12' is not known"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "0"], "--steps = 0: expected at least 1"),
+        (["--formats", "fp16,fp4-e2m1"], "cannot cast to float4_e2m1fn_x2"),
+        (["--formats", "fp12"], "format 'fp12' is not known"),
+    ],
+)
 def test_bad_input_one_clear_error(tmp_path, capsys, args, message):
     rc = main(["numerics", _toml(tmp_path, "numerics-toy"), "--out", str(tmp_path / "o"), *args])
     err = capsys.readouterr().err
@@ -209,7 +251,11 @@ def test_loss_impact_equals_a_hand_quantised_forward():
             layer = getattr(model, name)
             w = layer.weight.detach()
             if name in quantised:
-                h = nn.functional.linear(_e4m3_tensorwise_reference(h), _e4m3_tensorwise_reference(w), layer.bias).to(torch.bfloat16).float()
+                h = (
+                    nn.functional.linear(_e4m3_tensorwise_reference(h), _e4m3_tensorwise_reference(w), layer.bias)
+                    .to(torch.bfloat16)
+                    .float()
+                )
             else:
                 h = nn.functional.linear(h, w, layer.bias)
             h = torch.relu(h) if name == "fc0" else model.norm(h) if name == "fc1" else h
@@ -221,8 +267,12 @@ def test_loss_impact_equals_a_hand_quantised_forward():
     with torch.no_grad():
         assert got["loss_fp32"] == pytest.approx(forward(set()), rel=1e-6)
         assert got["loss_converted"] == pytest.approx(forward({"fc0", "fc2"}), rel=1e-6)
-        assert got["impact"]["fc0"] == pytest.approx(forward({"fc0", "fc2"}) - forward({"fc2"}), abs=1e-6)  # kept: what it recovers
-        assert got["impact"]["fc1"] == pytest.approx(forward({"fc0", "fc1", "fc2"}) - forward({"fc0", "fc2"}), abs=1e-6)  # not converted: what it would cost
+        assert got["impact"]["fc0"] == pytest.approx(
+            forward({"fc0", "fc2"}) - forward({"fc2"}), abs=1e-6
+        )  # kept: what it recovers
+        assert got["impact"]["fc1"] == pytest.approx(
+            forward({"fc0", "fc1", "fc2"}) - forward({"fc0", "fc2"}), abs=1e-6
+        )  # not converted: what it would cost
     assert got["impact"]["fc0"] != 0.0
     with torch.no_grad():
         assert loss_fn(model(x), y).item() == pytest.approx(forward(set()), rel=1e-6)
@@ -231,8 +281,16 @@ def test_loss_impact_equals_a_hand_quantised_forward():
 def test_ranking_orders_safe_layers_by_loss_impact():
     torch.manual_seed(0)
     x, y = _data()
-    report = analyze(Toy(plant=1.0), [(x[:32], y[:32]), (x[32:], y[32:])], nn.functional.cross_entropy, ["e4m3-tensorwise", "e5m2-tensorwise"], gpu="any")
+    report = analyze(
+        Toy(plant=1.0),
+        [(x[:32], y[:32]), (x[32:], y[32:])],
+        nn.functional.cross_entropy,
+        ["e4m3-tensorwise", "e5m2-tensorwise"],
+        gpu="any",
+    )
     safe = [n for n in report["ranking"] if not report["layers"][n]["severity"]]
     impacts = [report["layers"][n]["loss_impact"] for n in safe]
     assert len(safe) >= 2 and impacts == sorted(impacts, reverse=True)
-    assert report["loss_impact"]["gap"] == pytest.approx(report["loss_impact"]["loss_converted"] - report["loss_impact"]["loss_fp32"])
+    assert report["loss_impact"]["gap"] == pytest.approx(
+        report["loss_impact"]["loss_converted"] - report["loss_impact"]["loss_fp32"]
+    )

@@ -83,12 +83,27 @@ class NeedsValues(nn.Module):
 
 def make(cls, classes=("a", "b")):
     def workload(cfg) -> Workload:
-        return Workload(name=cls.__name__, task="classification", model=cls(), train=blobs(64, 0), val=blobs(32, 1), test=blobs(32, 2),
-                        spec={"builder": f"tests.train.test_preflight:{cls.__name__}", "kwargs": {}}, info={"classes": list(classes)} if classes else {})
+        return Workload(
+            name=cls.__name__,
+            task="classification",
+            model=cls(),
+            train=blobs(64, 0),
+            val=blobs(32, 1),
+            test=blobs(32, 2),
+            spec={"builder": f"tests.train.test_preflight:{cls.__name__}", "kwargs": {}},
+            info={"classes": list(classes)} if classes else {},
+        )
+
     return workload
 
 
-flat, three_outputs, returns_tuple, wrong_width, needs_values = make(Flat), make(ThreeOutputs), make(ReturnsTuple), make(WrongWidth), make(NeedsValues)
+flat, three_outputs, returns_tuple, wrong_width, needs_values = (
+    make(Flat),
+    make(ThreeOutputs),
+    make(ReturnsTuple),
+    make(WrongWidth),
+    make(NeedsValues),
+)
 three_outputs_no_classes = make(ThreeOutputs, classes=None)
 one_class_listed = make(ThreeOutputs, classes=("a",))
 
@@ -108,11 +123,26 @@ def lm_scores(cfg) -> Workload:
     g = torch.Generator().manual_seed(0)
     seq = torch.randint(0, 256, (48, 17), generator=g)
     split = Split(seq[:, :-1], seq[:, 1:])
-    return Workload(name="scores", task="lm", model=ByteScores(), train=split, val=split, test=split,
-                    spec={"builder": "tests.train.test_preflight:ByteScores", "kwargs": {}}, info={"vocab_size": 256})
+    return Workload(
+        name="scores",
+        task="lm",
+        model=ByteScores(),
+        train=split,
+        val=split,
+        test=split,
+        spec={"builder": "tests.train.test_preflight:ByteScores", "kwargs": {}},
+        info={"vocab_size": 256},
+    )
 
 
-SMALL = ["train.steps=2", "train.threads=1", "train.micro_batch_size=16", "train.global_batch_size=16", "log.progress=false", "log.mlflow=false"]
+SMALL = [
+    "train.steps=2",
+    "train.threads=1",
+    "train.micro_batch_size=16",
+    "train.global_batch_size=16",
+    "log.progress=false",
+    "log.mlflow=false",
+]
 
 
 def train_entry(capsys, tmp_path, entry: str):
@@ -129,13 +159,22 @@ def train_entry(capsys, tmp_path, entry: str):
 @pytest.mark.parametrize(
     "entry, message",
     [
-        ("flat", "the model's output has shape (16,); expected (16, 2): (B, n_classes) with n_classes = len(info['classes']) = 2"),
+        (
+            "flat",
+            "the model's output has shape (16,); expected (16, 2): (B, n_classes) with n_classes = len(info['classes']) = 2",
+        ),
         ("three_outputs", "the model's output has shape (16, 3); expected (16, 2)"),
         ("three_outputs_no_classes", "expected (16, 2): (B, n_classes) with n_classes = 1 + the largest target id 1"),
         ("returns_tuple", "the model returned tuple; expected one logits tensor of shape (B, n_classes)"),
-        ("wrong_width", "the model's forward failed: RuntimeError: mat1 and mat2 shapes cannot be multiplied (16x8 and 7x2)"),
+        (
+            "wrong_width",
+            "the model's forward failed: RuntimeError: mat1 and mat2 shapes cannot be multiplied (16x8 and 7x2)",
+        ),
         ("one_class_listed", "targets range over [0, 1] but the task has 1 classes"),
-        ("lm_scores", "the model's output has shape (16, 16); expected (16, 16, 256): (B, T, V) with V = vocab_size = 256"),
+        (
+            "lm_scores",
+            "the model's output has shape (16, 16); expected (16, 16, 256): (B, T, V) with V = vocab_size = 256",
+        ),
     ],
 )
 def test_a_model_that_does_not_fit_its_task_is_refused_before_the_run_directory(tmp_path, capsys, entry, message):
@@ -176,10 +215,34 @@ def test_every_rank_refuses_the_same_model_under_launch(tmp_path):
     run = tmp_path / "run"
     recipe = tmp_path / "recipe.toml"
     recipe.write_text("")
-    sets = [a for s in ["workload.name=entry", "workload.entry=tests.train.test_preflight:three_outputs", "parallel.strategy=ddp", *SMALL,
-                        "train.micro_batch_size=8"] for a in ("--set", s)]
-    cmd = [sys.executable, "-m", "trainwise.cli", "launch", "--nproc-per-node", "2", "--max-restarts", "0", str(recipe), *sets, "--run-dir", str(run)]
-    out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=240)
+    sets = [
+        a
+        for s in [
+            "workload.name=entry",
+            "workload.entry=tests.train.test_preflight:three_outputs",
+            "parallel.strategy=ddp",
+            *SMALL,
+            "train.micro_batch_size=8",
+        ]
+        for a in ("--set", s)
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainwise.cli",
+        "launch",
+        "--nproc-per-node",
+        "2",
+        "--max-restarts",
+        "0",
+        str(recipe),
+        *sets,
+        "--run-dir",
+        str(run),
+    ]
+    out = subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=240
+    )
     assert out.returncode == 2, out.stderr[-3000:]
     assert "the model's output has shape (8, 3); expected (8, 2)" in out.stderr
     assert "Traceback" not in out.stderr and "ChildFailedError" not in out.stderr  # not torchrun's report either

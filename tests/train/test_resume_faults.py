@@ -37,28 +37,37 @@ def resume(run_dir: Path, *overrides: str):
 
 # --- item 7: a damaged newest checkpoint -------------------------------------------------------
 
+
 def test_damaged_newest_checkpoint_falls_back_to_the_one_before(uninterrupted, tmp_path, capsys):
     run_dir = Path(shutil.copytree(uninterrupted, tmp_path / "run"))
     corrupt(run_dir / CKPT.format(8) / "model.safetensors")  # still a readable safetensors file: only the hash knows
     assert main(["train", "--resume", str(run_dir)]) == 0
     err = capsys.readouterr().err
-    assert "warning: skipping checkpoint step_0000008: the SHA-256 of model.safetensors differs from its manifest.json; resuming from step_0000004" in err
+    assert (
+        "warning: skipping checkpoint step_0000008: the SHA-256 of model.safetensors differs from its manifest.json; resuming from step_0000004"
+        in err
+    )
     assert_same_run(run_dir, uninterrupted)  # steps 5-8 trained again from step 4
 
 
 def test_no_checkpoint_that_verifies_is_one_error_and_changes_nothing(uninterrupted, tmp_path, capsys):
     run_dir = Path(shutil.copytree(uninterrupted, tmp_path / "run"))
     corrupt(run_dir / CKPT.format(8) / "optim.safetensors")
-    (run_dir / CKPT.format(4) / "state.json").write_text((run_dir / CKPT.format(4) / "state.json").read_text().replace('"step": 4', '"step": 5'))
+    (run_dir / CKPT.format(4) / "state.json").write_text(
+        (run_dir / CKPT.format(4) / "state.json").read_text().replace('"step": 4', '"step": 5')
+    )
     before = snapshot(run_dir)
     assert main(["train", "--resume", str(run_dir)]) == 2
     line = one_line_error(capsys.readouterr().err)
-    assert "no checkpoint there matches its manifest" in line and "step_0000008: the SHA-256 of optim.safetensors" in line
+    assert (
+        "no checkpoint there matches its manifest" in line and "step_0000008: the SHA-256 of optim.safetensors" in line
+    )
     assert "step_0000004: the SHA-256 of state.json" in line
     assert snapshot(run_dir) == before  # metrics.jsonl was not cut back, nothing written
 
 
 # --- item 4: checkpoints are verified before a byte is parsed -----------------------------------
+
 
 class _OpensAFile:
     """What a tampered pickle can do when loaded: here, create a file."""
@@ -74,11 +83,15 @@ def test_tampered_dcp_metadata_is_refused_before_pickle_runs(tmp_path, capsys):
     """A DDP run's checkpoint (torch.distributed.checkpoint, its .metadata is pickle) with a
     .metadata that runs code when unpickled: resume refuses it and the code never runs."""
     run_dir = tmp_path / "run"
-    assert main(train_args(recipe(tmp_path), run_dir, "parallel.strategy=ddp", "train.halt_after_steps=4")) == 0  # a group of one
+    assert (
+        main(train_args(recipe(tmp_path), run_dir, "parallel.strategy=ddp", "train.halt_after_steps=4")) == 0
+    )  # a group of one
     ckpt = run_dir / CKPT.format(4)
     marker = tmp_path / "code-ran"
     (ckpt / ".metadata").write_bytes(pickle.dumps(_OpensAFile(marker)))
-    code = main(["train", "--resume", str(run_dir), "--set", "parallel.strategy=single", "--set", "train.halt_after_steps=0"])
+    code = main(
+        ["train", "--resume", str(run_dir), "--set", "parallel.strategy=single", "--set", "train.halt_after_steps=0"]
+    )
     assert not marker.exists()
     assert code == 2
     line = one_line_error(capsys.readouterr().err)
@@ -101,6 +114,7 @@ def test_load_checkpoint_refuses_a_file_the_manifest_does_not_list(uninterrupted
 
 # --- item 8: a torn last line in metrics.jsonl --------------------------------------------------
 
+
 def test_torn_last_metrics_line_is_dropped_on_resume(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     train(tiny_lm_config("train.halt_after_steps=4"), run_dir)
@@ -122,6 +136,7 @@ def test_damaged_line_before_the_last_is_an_error(tmp_path, capsys):
 
 # --- item 10: a resumed run's summary -----------------------------------------------------------
 
+
 def test_resumed_summary_equals_the_uninterrupted_one(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     train(tiny_lm_config("train.halt_after_steps=4"), run_dir)
@@ -133,7 +148,11 @@ def test_kill_after_the_final_checkpoint_then_resume(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     out = cli(train_args(recipe(tmp_path), run_dir), env={"TRAINWISE_TEST_KILL": "0:8"})  # SIGKILL after checkpoint 8
     assert out.returncode == -9, out.stderr[-2000:]
-    assert (run_dir / CKPT.format(8)).is_dir() and not (run_dir / "summary.json").exists() and not (run_dir / "model").exists()
+    assert (
+        (run_dir / CKPT.format(8)).is_dir()
+        and not (run_dir / "summary.json").exists()
+        and not (run_dir / "model").exists()
+    )
     assert main(["train", "--resume", str(run_dir)]) == 0
     assert_same_run(run_dir, uninterrupted)
 
@@ -151,6 +170,7 @@ def test_kill_while_writing_a_checkpoint_leaves_nothing_after_resume(uninterrupt
 
 # --- checkpoints carry no wrapper level: resume under another activation-checkpointing mode ----------
 
+
 def test_resume_under_another_ac_mode_equals_the_uninterrupted_run(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     train(tiny_lm_config("train.halt_after_steps=4", "memory.ac=none"), run_dir)
@@ -158,7 +178,10 @@ def test_resume_under_another_ac_mode_equals_the_uninterrupted_run(uninterrupted
     result = resume(run_dir, "memory.ac=full")
     assert result.summary["ac"] == "full"
     assert metrics(run_dir) == metrics(uninterrupted)
-    a, b = load_file(run_dir / "model" / "weights.safetensors"), load_file(uninterrupted / "model" / "weights.safetensors")
+    a, b = (
+        load_file(run_dir / "model" / "weights.safetensors"),
+        load_file(uninterrupted / "model" / "weights.safetensors"),
+    )
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
@@ -168,12 +191,24 @@ def test_dcp_checkpoint_resumes_under_another_ac_mode(uninterrupted, tmp_path):
     from torch.distributed.checkpoint import FileSystemReader
 
     run_dir = tmp_path / "run"
-    assert main(train_args(recipe(tmp_path), run_dir, "parallel.strategy=ddp", "memory.ac=full", "train.halt_after_steps=4")) == 0
-    names = FileSystemReader(str(run_dir / CKPT.format(4))).read_metadata().state_dict_metadata  # verified: written just now
+    assert (
+        main(
+            train_args(recipe(tmp_path), run_dir, "parallel.strategy=ddp", "memory.ac=full", "train.halt_after_steps=4")
+        )
+        == 0
+    )
+    names = (
+        FileSystemReader(str(run_dir / CKPT.format(4))).read_metadata().state_dict_metadata
+    )  # verified: written just now
     assert any(k.startswith("model.blocks.0.") for k in names) and not any(".block." in k for k in names)
     resume(run_dir, "memory.ac=none")
     assert json.loads((run_dir / "summary.json").read_text())["ac"] == "none"
-    torch.testing.assert_close([r["loss"] for r in metrics(run_dir)], [r["loss"] for r in metrics(uninterrupted)], rtol=1e-5, atol=0)
-    a, b = load_file(run_dir / "model" / "weights.safetensors"), load_file(uninterrupted / "model" / "weights.safetensors")
+    torch.testing.assert_close(
+        [r["loss"] for r in metrics(run_dir)], [r["loss"] for r in metrics(uninterrupted)], rtol=1e-5, atol=0
+    )
+    a, b = (
+        load_file(run_dir / "model" / "weights.safetensors"),
+        load_file(uninterrupted / "model" / "weights.safetensors"),
+    )
     for k in b:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)

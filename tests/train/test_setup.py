@@ -28,7 +28,14 @@ def test_order_fp8_then_ac_then_compile():
     from torchao.float8.float8_linear import Float8Linear
 
     model = tiny_gpt()
-    prepared = prepare(model, policy=POLICIES["fp8-tensorwise"], device=torch.device("cpu"), ac_mode="full", compile=True, block_classes=(Block,))
+    prepared = prepare(
+        model,
+        policy=POLICIES["fp8-tensorwise"],
+        device=torch.device("cpu"),
+        ac_mode="full",
+        compile=True,
+        block_classes=(Block,),
+    )
     assert "head" not in prepared.fp8_layers and "blocks.0.attn.qkv" in prepared.fp8_layers
     assert not isinstance(model.head, Float8Linear)
     for wrapper in model.blocks:

@@ -11,7 +11,7 @@ import pytest
 from trainwise.cli import main
 from trainwise.rundir import load_model
 
-WORKLOAD = textwrap.dedent('''
+WORKLOAD = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -36,7 +36,7 @@ WORKLOAD = textwrap.dedent('''
     def make_workload(cfg):
         return Workload(name="cwd", task="classification", model=Net(8), train=split(128, 0), val=split(64, 1), test=split(64, 2),
                         spec={"builder": "PKG.workload:Net", "kwargs": {"width": 8}}, info={"classes": ["neg", "pos"]})
-''')
+""")
 
 
 @pytest.fixture
@@ -56,9 +56,21 @@ def user_folder(tmp_path, monkeypatch):
 
 def test_entry_point_in_the_current_folder_trains_and_evaluates(user_folder, tmp_path, capsys):
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text("[train]\nsteps = 4\nthreads = 1\nmicro_batch_size = 32\nglobal_batch_size = 32\n[log]\nprogress = false\nmlflow = false\n")
-    code = main(["train", str(recipe), "--set", "workload.name=entry", "--set", f"workload.entry={user_folder}.workload:make_workload",
-                 "--run-dir", "run"])
+    recipe.write_text(
+        "[train]\nsteps = 4\nthreads = 1\nmicro_batch_size = 32\nglobal_batch_size = 32\n[log]\nprogress = false\nmlflow = false\n"
+    )
+    code = main(
+        [
+            "train",
+            str(recipe),
+            "--set",
+            "workload.name=entry",
+            "--set",
+            f"workload.entry={user_folder}.workload:make_workload",
+            "--run-dir",
+            "run",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     # a later process rebuilds the model from model.json's builder: forget the module, as a new process would
     for name in [m for m in sys.modules if m.startswith(user_folder)]:
@@ -71,7 +83,21 @@ def test_entry_point_in_the_current_folder_trains_and_evaluates(user_folder, tmp
 
 def test_a_missing_entry_module_names_the_folder_searched(user_folder, tmp_path, capsys):
     (tmp_path / "recipe.toml").write_text("")
-    code = main(["train", "recipe.toml", "--set", "workload.name=entry", "--set", "workload.entry=nowhere_pkg.workload:make_workload", "--run-dir", "run"])
+    code = main(
+        [
+            "train",
+            "recipe.toml",
+            "--set",
+            "workload.name=entry",
+            "--set",
+            "workload.entry=nowhere_pkg.workload:make_workload",
+            "--run-dir",
+            "run",
+        ]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and f"No module named 'nowhere_pkg' (looked in the current folder {tmp_path} and the installed packages)" in err, err
+    assert (
+        code == 2
+        and f"No module named 'nowhere_pkg' (looked in the current folder {tmp_path} and the installed packages)" in err
+    ), err
     assert not (tmp_path / "run").exists()

@@ -15,14 +15,18 @@ from trainwise.workloads.tabular import apply_preprocessing, feature_names
 
 def test_layout_with_missing_indicators(tmp_path):
     write_churn_csv(tmp_path / "customers.csv", n_missing=30)
-    cfg = load_config(None, ["workload.name=file", f"workload.path={tmp_path / 'customers.csv'}", "workload.target=churned"])
+    cfg = load_config(
+        None, ["workload.name=file", f"workload.path={tmp_path / 'customers.csv'}", "workload.target=churned"]
+    )
     w = get_workload_fn("file")(cfg)
     prep = w.info["preprocessing"]
     assert table_width(prep) == len(feature_names(prep)) == w.train.inputs.shape[1]
     assert example_input(w.input, 4).shape == (4, table_width(prep))
     x = w.train.inputs
     assert x[:, feature_names(prep).index("monthly_charges=<missing>")].sum() > 0
-    np.testing.assert_array_equal(apply_preprocessing(prep, raw_columns(prep, x)), x.numpy())  # the inverse keeps missing cells missing
+    np.testing.assert_array_equal(
+        apply_preprocessing(prep, raw_columns(prep, x)), x.numpy()
+    )  # the inverse keeps missing cells missing
 
 
 def test_reference_of_a_table_with_missing_numbers(tmp_path):
@@ -36,9 +40,20 @@ def test_reference_of_a_table_with_missing_numbers(tmp_path):
     frame = write_churn_csv(tmp_path / "customers.csv", n_missing=60)
     frame.loc[[3, 8], "monthly_charges"] = "see notes"
     frame.to_csv(tmp_path / "customers.csv", index=False)
-    cfg = load_config(None, ["workload.name=file", f"workload.path={tmp_path / 'customers.csv'}", "workload.target=churned",
-                             "workload.column_types=monthly_charges:numeric", "model.d_model=8", "train.steps=2", "train.threads=1",
-                             "log.progress=false", "log.mlflow=false"])
+    cfg = load_config(
+        None,
+        [
+            "workload.name=file",
+            f"workload.path={tmp_path / 'customers.csv'}",
+            "workload.target=churned",
+            "workload.column_types=monthly_charges:numeric",
+            "model.d_model=8",
+            "train.steps=2",
+            "train.threads=1",
+            "log.progress=false",
+            "log.mlflow=false",
+        ],
+    )
     result = train(cfg, tmp_path / "run")
     ref = pd.read_parquet(tmp_path / "run" / "model" / REFERENCE_FILE)
     w = result.workload

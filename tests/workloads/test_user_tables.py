@@ -47,13 +47,17 @@ def test_markers_in_a_numeric_column_are_read_as_missing(tmp_path, marker):
     assert pd.api.types.is_float_dtype(col), col.dtype
     assert int(col.isna().sum()) == 5
     numbers = written["monthly_charges"] != marker
-    np.testing.assert_allclose(col[numbers].to_numpy(), written.loc[numbers, "monthly_charges"].astype(float).to_numpy())
+    np.testing.assert_allclose(
+        col[numbers].to_numpy(), written.loc[numbers, "monthly_charges"].astype(float).to_numpy()
+    )
 
 
 def test_question_marks_train_as_a_numeric_column_with_a_warning(tmp_path, capsys):
     path = tmp_path / "customers.csv"
     write_churn_csv(path, n_missing=7)
-    code, _, err, run = train_cli(capsys, tmp_path, "workload.name=file", f"workload.path={path}", "workload.target=churned")
+    code, _, err, run = train_cli(
+        capsys, tmp_path, "workload.name=file", f"workload.path={path}", "workload.target=churned"
+    )
     assert code == 0, err
     assert "numeric column 'monthly_charges': 7 cells read as missing ('?' x7)" in err
     info = read_json(run / "model" / "model.json")["info"]
@@ -72,16 +76,26 @@ def test_question_marks_train_as_a_numeric_column_with_a_warning(tmp_path, capsy
 def test_imputation_equals_sklearn():
     frame = churn_table(800, seed=3, n_missing=40)
     frame["monthly_charges"] = pd.to_numeric(frame["monthly_charges"], errors="coerce")
-    frame["support_calls"] = frame["support_calls"].astype(float).where(np.arange(len(frame)) % 37 != 0)  # a second imputed column
-    numeric, categorical, impute = ["tenure_months", "monthly_charges", "support_calls"], ["contract", "payment"], ["monthly_charges", "support_calls"]
+    frame["support_calls"] = (
+        frame["support_calls"].astype(float).where(np.arange(len(frame)) % 37 != 0)
+    )  # a second imputed column
+    numeric, categorical, impute = (
+        ["tenure_months", "monthly_charges", "support_calls"],
+        ["contract", "payment"],
+        ["monthly_charges", "support_calls"],
+    )
     train, test = frame.iloc[:600], frame.iloc[600:]
     prep = fit_preprocessing(train, numeric, categorical, impute)
-    reference = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-        ("ind", MissingIndicator(features="all"), impute),
-        ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
-    ]).fit(train)
-    np.testing.assert_allclose(apply_preprocessing(prep, test), reference.transform(test).astype(np.float64), rtol=1e-5, atol=1e-6)
+    reference = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            ("ind", MissingIndicator(features="all"), impute),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+        ]
+    ).fit(train)
+    np.testing.assert_allclose(
+        apply_preprocessing(prep, test), reference.transform(test).astype(np.float64), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_a_missing_number_where_training_had_none_is_refused():
@@ -98,12 +112,21 @@ def test_mostly_numeric_column_with_text_warns_and_can_be_forced(tmp_path, capsy
     frame.loc[[5, 9], "monthly_charges"] = "see notes"
     path = tmp_path / "customers.csv"
     frame.to_csv(path, index=False)
-    code, _, err, run = train_cli(capsys, tmp_path, "workload.name=file", f"workload.path={path}", "workload.target=churned")
+    code, _, err, run = train_cli(
+        capsys, tmp_path, "workload.name=file", f"workload.path={path}", "workload.target=churned"
+    )
     assert code == 0, err
     assert "column 'monthly_charges' is 99.5% numbers but also holds text ('see notes' x2)" in err
     assert "workload.column_types = ['monthly_charges:numeric']" in err
-    code, _, err, run = train_cli(capsys, tmp_path, "workload.name=file", f"workload.path={path}", "workload.target=churned",
-                                  "workload.column_types=monthly_charges:numeric", run_name="forced")
+    code, _, err, run = train_cli(
+        capsys,
+        tmp_path,
+        "workload.name=file",
+        f"workload.path={path}",
+        "workload.target=churned",
+        "workload.column_types=monthly_charges:numeric",
+        run_name="forced",
+    )
     assert code == 0, err
     assert "numeric column 'monthly_charges': 2 cells read as missing ('see notes' x2)" in err
     assert "monthly_charges=<missing>" in read_json(run / "model" / "model.json")["info"]["features"]
@@ -117,11 +140,15 @@ def many_integer_classes(f):
     return f.assign(churned=np.arange(len(f)) % 200)
 
 
-@pytest.mark.parametrize("edit, why", [(continuous_float, "not whole numbers"), (many_integer_classes, "rows per class on average")])
+@pytest.mark.parametrize(
+    "edit, why", [(continuous_float, "not whole numbers"), (many_integer_classes, "rows per class on average")]
+)
 def test_a_continuous_target_is_refused_before_any_run_directory(tmp_path, capsys, edit, why):
     path = tmp_path / "customers.csv"
     edit(churn_table(600)).to_csv(path, index=False)
-    code, _, err, run = train_cli(capsys, tmp_path, "workload.name=file", f"workload.path={path}", "workload.target=churned")
+    code, _, err, run = train_cli(
+        capsys, tmp_path, "workload.name=file", f"workload.path={path}", "workload.target=churned"
+    )
     assert code == 2 and "Traceback" not in err, err
     assert "target column 'churned' looks continuous" in err and why in err and "regression is not supported yet" in err
     assert len(err.strip().splitlines()) == 1 and not run.exists()
@@ -137,7 +164,15 @@ def test_continuous_target_rule_boundaries():
 def test_a_forced_categorical_target_trains_on_its_values(tmp_path):
     path = tmp_path / "customers.csv"
     many_integer_classes(churn_table(600)).to_csv(path, index=False)
-    cfg = load_config(None, ["workload.name=file", f"workload.path={path}", "workload.target=churned", "workload.column_types=churned:categorical"])
+    cfg = load_config(
+        None,
+        [
+            "workload.name=file",
+            f"workload.path={path}",
+            "workload.target=churned",
+            "workload.column_types=churned:categorical",
+        ],
+    )
     assert len(get_workload_fn("file")(cfg).info["classes"]) == 200
 
 
@@ -165,8 +200,18 @@ def test_data_check_of_a_file_config_reports_the_raw_missing_cells(tmp_path, cap
 def test_the_tabular_recipe_evaluates_a_users_file_by_its_own_slices(tmp_path, capsys):
     path = tmp_path / "customers.csv"
     write_churn_csv(path)
-    code, _, err, run = train_cli(capsys, tmp_path, "workload.name=file", f"workload.path={path}", "workload.target=churned", "train.steps=5",
-                                  "train.threads=1", "log.progress=false", "log.mlflow=false", recipe=ROOT / "configs" / "tabular.toml")
+    code, _, err, run = train_cli(
+        capsys,
+        tmp_path,
+        "workload.name=file",
+        f"workload.path={path}",
+        "workload.target=churned",
+        "train.steps=5",
+        "train.threads=1",
+        "log.progress=false",
+        "log.mlflow=false",
+        recipe=ROOT / "configs" / "tabular.toml",
+    )
     assert code == 0, err
     assert main(["evaluate", str(run), "--bootstrap", "20", "--no-robustness"]) == 0, capsys.readouterr().err
     assert set(read_json(run / "eval" / "metrics.json")["slices"]) == {"contract", "payment"}
@@ -179,10 +224,18 @@ def test_the_tabular_recipe_evaluates_a_users_file_by_its_own_slices(tmp_path, c
 def test_parquet_nulls_in_numeric_columns_are_imputed(tmp_path, capsys):
     frame = churn_table(400, n_missing=9)
     frame["monthly_charges"] = pd.to_numeric(frame["monthly_charges"], errors="coerce")  # float NaN
-    frame["support_calls"] = pd.array(np.where(np.arange(400) % 40 == 0, None, frame["support_calls"]), dtype="Int64")  # nullable ints
+    frame["support_calls"] = pd.array(
+        np.where(np.arange(400) % 40 == 0, None, frame["support_calls"]), dtype="Int64"
+    )  # nullable ints
     frame.index = np.zeros(400, dtype=int)  # a repeated index label must not confuse the reading
     frame.to_parquet(tmp_path / "customers.parquet")
-    code, _, err, run = train_cli(capsys, tmp_path, "workload.name=file", f"workload.path={tmp_path / 'customers.parquet'}", "workload.target=churned")
+    code, _, err, run = train_cli(
+        capsys,
+        tmp_path,
+        "workload.name=file",
+        f"workload.path={tmp_path / 'customers.parquet'}",
+        "workload.target=churned",
+    )
     assert code == 0, err
     assert "numeric column 'monthly_charges': 9 cells read as missing (null x9)" in err
     assert "numeric column 'support_calls': 10 cells read as missing (null x10)" in err

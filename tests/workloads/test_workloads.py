@@ -41,7 +41,12 @@ def test_preprocessing_equals_sklearn():
     numeric, categorical = ["age", "yrs_married", "children"], ["education", "occupation"]
     train, test = d.iloc[:5000], d.iloc[5000:]
     prep = fit_preprocessing(train, numeric, categorical)
-    reference = ColumnTransformer([("num", StandardScaler(), numeric), ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)])
+    reference = ColumnTransformer(
+        [
+            ("num", StandardScaler(), numeric),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+        ]
+    )
     reference.fit(train)
     np.testing.assert_allclose(apply_preprocessing(prep, test), reference.transform(test), rtol=1e-5, atol=1e-6)
     unseen = test.head(3).assign(education="kindergarten")
@@ -77,8 +82,24 @@ def test_file_workload_trains_from_csv_and_parquet(tmp_path, capsys):
     frame.to_parquet(tmp_path / "data.parquet")
     for path in (csv, tmp_path / "data.parquet"):
         run = tmp_path / f"run-{path.suffix[1:]}"
-        code = main(["train", str(write_recipe(tmp_path)), "--set", "workload.name=file", "--set", f"workload.path={path}",
-                     "--set", "workload.target=label", "--set", "model.d_model=8", "--set", "train.steps=40", "--run-dir", str(run)])
+        code = main(
+            [
+                "train",
+                str(write_recipe(tmp_path)),
+                "--set",
+                "workload.name=file",
+                "--set",
+                f"workload.path={path}",
+                "--set",
+                "workload.target=label",
+                "--set",
+                "model.d_model=8",
+                "--set",
+                "train.steps=40",
+                "--run-dir",
+                str(run),
+            ]
+        )
         assert code == 0, capsys.readouterr().err
         model, meta = load_model(run)
         assert meta["info"]["classes"] == ["neg", "pos"] and "city=a" in meta["info"]["features"]
@@ -105,9 +126,19 @@ def cli_train(capsys, tmp_path, *sets):
     [
         (None, ["workload.target=nope"], "target column 'nope' is absent"),
         (lambda f: f.assign(label="same"), ["workload.target=label"], "has a single value"),
-        (lambda f: f.assign(x=np.where(np.arange(len(f)) == 3, np.inf, f["x"])), ["workload.target=label"], "numeric columns x hold infinite values"),
-        (lambda f: f.assign(label=np.where(np.arange(len(f)) == 3, "?", f["label"]), x=f["x"].astype(str).where(np.arange(len(f)) != 3, "?")),
-         ["workload.target=x"], "target column 'x' has 1 missing values ('?' x1)"),
+        (
+            lambda f: f.assign(x=np.where(np.arange(len(f)) == 3, np.inf, f["x"])),
+            ["workload.target=label"],
+            "numeric columns x hold infinite values",
+        ),
+        (
+            lambda f: f.assign(
+                label=np.where(np.arange(len(f)) == 3, "?", f["label"]),
+                x=f["x"].astype(str).where(np.arange(len(f)) != 3, "?"),
+            ),
+            ["workload.target=x"],
+            "target column 'x' has 1 missing values ('?' x1)",
+        ),
     ],
 )
 def test_bad_csv_gives_one_error_and_no_run_dir(tmp_path, capsys, frame_edit, sets, message):
@@ -120,7 +151,9 @@ def test_bad_csv_gives_one_error_and_no_run_dir(tmp_path, capsys, frame_edit, se
 
 
 def test_missing_and_non_table_file(tmp_path, capsys):
-    code, err, run = cli_train(capsys, tmp_path, "workload.name=file", f"workload.path={tmp_path / 'none.csv'}", "workload.target=y")
+    code, err, run = cli_train(
+        capsys, tmp_path, "workload.name=file", f"workload.path={tmp_path / 'none.csv'}", "workload.target=y"
+    )
     assert code == 2 and "none.csv does not exist" in err and not run.exists()
     junk = tmp_path / "junk.parquet"
     junk.write_bytes(b"\x00\x01 not parquet")
@@ -144,7 +177,14 @@ def test_bad_entry_point(tmp_path, capsys, entry, message):
 
 
 def test_entry_workload_trains(tmp_path, capsys):
-    code, err, run = cli_train(capsys, tmp_path, "workload.name=entry", "workload.entry=tests.helpers:overflow_workload", "train.micro_batch_size=32", "train.global_batch_size=32")
+    code, err, run = cli_train(
+        capsys,
+        tmp_path,
+        "workload.name=entry",
+        "workload.entry=tests.helpers:overflow_workload",
+        "train.micro_batch_size=32",
+        "train.global_batch_size=32",
+    )
     assert code == 0, err
     model, meta = load_model(run)
     assert meta["spec"]["builder"] == "tests.helpers:Overflow"

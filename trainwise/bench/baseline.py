@@ -30,18 +30,26 @@ def plain_optimizer(model: torch.nn.Module, tc, device: torch.device) -> torch.o
     model.to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                             lr=tc.lr, betas=(tc.beta1, tc.beta2), foreach=True)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tc.lr,
+        betas=(tc.beta1, tc.beta2),
+        foreach=True,
+    )
 
 
-def plain_step(model: torch.nn.Module, opt: torch.optim.Optimizer, micro_batches: list, grad_clip: float, device: torch.device) -> torch.Tensor:
+def plain_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, micro_batches: list, grad_clip: float, device: torch.device
+) -> torch.Tensor:
     """One optimizer step over `micro_batches` [(inputs, targets), ...], moved to `device`; the
     device is synchronised before returning. Returns the step's mean loss as a tensor on `device`."""
     total = torch.zeros((), device=device)
     for x, y in micro_batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)) / len(micro_batches)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)) / len(
+            micro_batches
+        )
         loss.backward()
         total += loss.detach()
     if grad_clip > 0:
@@ -72,7 +80,9 @@ class PlainBatches:
         return out
 
 
-def plain_train(model: torch.nn.Module, train_inputs, train_targets, val_batches: list, tc, device: torch.device | str = "cpu") -> dict:
+def plain_train(
+    model: torch.nn.Module, train_inputs, train_targets, val_batches: list, tc, device: torch.device | str = "cpu"
+) -> dict:
     """Train `model` on `device` for tc.steps steps of tc.global_batch_size examples; return timings and losses.
 
     `val_batches`: list of (inputs, targets) validated at the end, the same batches as the trainer's.
@@ -80,14 +90,18 @@ def plain_train(model: torch.nn.Module, train_inputs, train_targets, val_batches
     device = torch.device(device)
     torch.manual_seed(tc.seed)
     opt = plain_optimizer(model, tc, device)
-    batches = PlainBatches(train_inputs, train_targets, tc.micro_batch_size, tc.global_batch_size // tc.micro_batch_size, tc.seed)
+    batches = PlainBatches(
+        train_inputs, train_targets, tc.micro_batch_size, tc.global_batch_size // tc.micro_batch_size, tc.seed
+    )
     step_ms, losses = [], []
     model.train()
     for step in range(tc.steps):
         for g in opt.param_groups:
             g["lr"] = plain_lr(step, tc.lr, tc.warmup_steps, tc.steps, tc.min_lr_ratio)
         t0 = time.perf_counter()
-        loss = plain_step(model, opt, batches.next_step(), tc.grad_clip, device)  # fetching the batch is part of the step, as in the trainer
+        loss = plain_step(
+            model, opt, batches.next_step(), tc.grad_clip, device
+        )  # fetching the batch is part of the step, as in the trainer
         if step > 0:  # the first step is warm-up, as in the trainer
             step_ms.append((time.perf_counter() - t0) * 1e3)
         losses.append(loss.item())
@@ -97,9 +111,19 @@ def plain_train(model: torch.nn.Module, train_inputs, train_targets, val_batches
         for x, y in val_batches:
             x, y = x.to(device), y.to(device)
             logits = model(x)
-            num += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+            num += torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+            ).item()
             den += y.numel()
-    return {"status": "completed", "steps": tc.steps, "median_step_ms": median(step_ms) if step_ms else None,
-            "min_step_ms": min(step_ms) if step_ms else None, "max_step_ms": max(step_ms) if step_ms else None,
-            "final_train_loss": sum(losses[-10:]) / len(losses[-10:]), "final_val_loss": num / den, "precision": "fp32", "ac": "none",
-            "device": device.type}
+    return {
+        "status": "completed",
+        "steps": tc.steps,
+        "median_step_ms": median(step_ms) if step_ms else None,
+        "min_step_ms": min(step_ms) if step_ms else None,
+        "max_step_ms": max(step_ms) if step_ms else None,
+        "final_train_loss": sum(losses[-10:]) / len(losses[-10:]),
+        "final_val_loss": num / den,
+        "precision": "fp32",
+        "ac": "none",
+        "device": device.type,
+    }

@@ -50,16 +50,28 @@ def peak_info(cfg) -> dict:
     return collect_info(pick_device(cfg.train.device), refresh=True, allow_tf32=cfg.precision.allow_tf32)
 
 
-def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), overrides: list[str] = (), out: str | Path = "bench",
-              cost_per_hour: float | None = None, budget_min: float | None = None, log=print, progress: bool = False,
-              timing_deadline_s: float | None = None, started_s: float | None = None) -> dict:
+def run_bench(
+    config: str | Path,
+    grid: list[str],
+    variants: list[str] = (),
+    overrides: list[str] = (),
+    out: str | Path = "bench",
+    cost_per_hour: float | None = None,
+    budget_min: float | None = None,
+    log=print,
+    progress: bool = False,
+    timing_deadline_s: float | None = None,
+    started_s: float | None = None,
+) -> dict:
     """Run the bench into `out`; returns {'results', 'recommendation', 'report', 'timing', 'meta'}.
 
     With `budget_min` (or bench.budget_min) the whole bench fits that many minutes from
     `started_s` (a time.monotonic() value; default now). `timing_deadline_s` (time.monotonic())
     ends the timing phase after the round running then."""
     t_start = time.monotonic() if started_s is None else started_s
-    sets = list(overrides) + [f"bench.{k}={v}" for k, v in (("cost_per_hour", cost_per_hour), ("budget_min", budget_min)) if v is not None]
+    sets = list(overrides) + [
+        f"bench.{k}={v}" for k, v in (("cost_per_hour", cost_per_hour), ("budget_min", budget_min)) if v is not None
+    ]
     base, vs = plan(config, list(grid), list(variants), sets)  # every variant validated before anything runs
     check_retired(base.bench)
     out = Path(out)
@@ -75,27 +87,51 @@ def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), ove
         phases["measuring"] = time.monotonic() - t_start
     bc = base.bench
     ordered = run_order(vs, info, bc.prune_slowdown)
-    log(f"bench: {len(vs)} variants ({bc.control_seeds} seed(s) of the fp32 control) into {out}; order: {', '.join(v.label for v in ordered)}")
+    log(
+        f"bench: {len(vs)} variants ({bc.control_seeds} seed(s) of the fp32 control) into {out}; order: {', '.join(v.label for v in ordered)}"
+    )
     t = time.monotonic()
     raw = run_variants(out, ordered, log, supervision(bc, info, vs, budget, t_start, progress))
     phases["training"], t = time.monotonic() - t, time.monotonic()
     timing, timing_note = run_timing_phase(out, vs, raw, bc, info, log, budget, t_start, timing_deadline_s)
     phases["timing"], t = time.monotonic() - t, time.monotonic()
-    rows = [aggregate(v, raw.get(v.hash), info, bc.cost_per_hour, ((timing or {}).get("variants") or {}).get(v.hash)) for v in vs]
+    rows = [
+        aggregate(v, raw.get(v.hash), info, bc.cost_per_hour, ((timing or {}).get("variants") or {}).get(v.hash))
+        for v in vs
+    ]
     dirs = {v.hash: out / "variants" / v.dir_name for v in vs}
-    floor = add_quality(rows, dirs, bc.tolerance, bc.confidence, seed_hashes(vs), base.train.micro_batch_size, base.train.eval_batches)
+    floor = add_quality(
+        rows, dirs, bc.tolerance, bc.confidence, seed_hashes(vs), base.train.micro_batch_size, base.train.eval_batches
+    )
     control = next(r for r in rows if r["is_control"])
-    target = bc.target_val_loss or ((control["final_val_loss"] or 0) * (1 + bc.tolerance) if control["status"] in FINISHED else 0.0)
+    target = bc.target_val_loss or (
+        (control["final_val_loss"] or 0) * (1 + bc.tolerance) if control["status"] in FINISHED else 0.0
+    )
     add_time_to_target(rows, target)
-    rec = recommend(rows, bc.memory_budget_gib, bc.tolerance, info.get("device", "cpu"), bc.min_gain, timing_meta(timing))
+    rec = recommend(
+        rows, bc.memory_budget_gib, bc.tolerance, info.get("device", "cpu"), bc.min_gain, timing_meta(timing)
+    )
     add_timed_overhead(rec, timing, timing_note)
     phases["quality"] = time.monotonic() - t
-    meta = {"config": str(config), "overrides": sets, "device": _device_words(info), "matmul_gflops": info.get("matmul_gflops"),
-            "target_val_loss": target, "tolerance": bc.tolerance,
-            "timing": timing_meta(timing), "timing_note": timing_note, "noise_floor": floor, "prune_slowdown": bc.prune_slowdown,
-            "control_seeds": bc.control_seeds, "min_gain": bc.min_gain, "run_order": [v.label for v in ordered],
-            "budget": budget.to_dict() if budget else None, "steps": base.train.steps,
-            "throughput_unit": control.get("throughput_unit") or "tokens", "phases_s": phases}
+    meta = {
+        "config": str(config),
+        "overrides": sets,
+        "device": _device_words(info),
+        "matmul_gflops": info.get("matmul_gflops"),
+        "target_val_loss": target,
+        "tolerance": bc.tolerance,
+        "timing": timing_meta(timing),
+        "timing_note": timing_note,
+        "noise_floor": floor,
+        "prune_slowdown": bc.prune_slowdown,
+        "control_seeds": bc.control_seeds,
+        "min_gain": bc.min_gain,
+        "run_order": [v.label for v in ordered],
+        "budget": budget.to_dict() if budget else None,
+        "steps": base.train.steps,
+        "throughput_unit": control.get("throughput_unit") or "tokens",
+        "phases_s": phases,
+    }
     write_json(out / "results.json", rows)
     write_atomic(out / "report.md", render_markdown(rows, rec, meta))
     write_atomic(out / "report.html", render_html(rows, rec, meta))
@@ -106,30 +142,46 @@ def run_bench(config: str | Path, grid: list[str], variants: list[str] = (), ove
 
 def check_retired(bc) -> None:
     if bc.repeats != 1:
-        raise ConfigError(f"bench.repeats = {bc.repeats}: retired, it must be 1; each variant now trains once and its speed comes from "
-                          f"interleaved timing rounds after training: set bench.timing_rounds (now {bc.timing_rounds}) instead")
+        raise ConfigError(
+            f"bench.repeats = {bc.repeats}: retired, it must be 1; each variant now trains once and its speed comes from "
+            f"interleaved timing rounds after training: set bench.timing_rounds (now {bc.timing_rounds}) instead"
+        )
 
 
 def supervision(bc, info: dict, vs: list, budget, t_start: float, progress: bool) -> Supervision:
     """What the runner watches for: pruning (never emulated fp8: it is there for its quality), the
     training phase's deadline (the budget less the timing phase's reserve and the tail), progress."""
-    sup = Supervision(bc.prune_slowdown, machine_fingerprint(info), info.get("device", "cpu"),
-                      unprunable={v.hash for v in vs if emulated(v.cfg, v.kind, info)}, max_load_per_core=bc.max_load_per_core)
+    sup = Supervision(
+        bc.prune_slowdown,
+        machine_fingerprint(info),
+        info.get("device", "cpu"),
+        unprunable={v.hash for v in vs if emulated(v.cfg, v.kind, info)},
+        max_load_per_core=bc.max_load_per_core,
+    )
     if budget:
         sup.deadline = t_start + budget.budget_s - budget.tail_s - budget.timing_reserve_s
         sup.predicted_s = {v.hash: budget.predicted_s.get(v.label, 0.0) for v in vs}
-    sup.progress = BenchProgress(len(vs), enabled=progress, tail_s=budget.tail_s + budget.timing_reserve_s if budget else 0.0)
+    sup.progress = BenchProgress(
+        len(vs), enabled=progress, tail_s=budget.tail_s + budget.timing_reserve_s if budget else 0.0
+    )
     return sup
 
 
 def to_time(vs: list, raw: dict, info: dict) -> list:
     """The variants the timing phase times: the finished trainwise variants (pruned ones did not
     finish; the control's other seeds and emulated fp8 are not timed) and the baseline."""
-    return [v for v in vs if v.kind in ("trainwise", "baseline") and (raw.get(v.hash) or {}).get("status") in FINISHED
-            and not emulated(v.cfg, v.kind, info)]
+    return [
+        v
+        for v in vs
+        if v.kind in ("trainwise", "baseline")
+        and (raw.get(v.hash) or {}).get("status") in FINISHED
+        and not emulated(v.cfg, v.kind, info)
+    ]
 
 
-def timing_schedule(bc, budget, t_start: float, deadline_s: float | None, timed: list, raw: dict) -> tuple[int, float | None, str | None]:
+def timing_schedule(
+    bc, budget, t_start: float, deadline_s: float | None, timed: list, raw: dict
+) -> tuple[int, float | None, str | None]:
     """(rounds, deadline, note) of the timing phase: bench.timing_rounds without a budget; with
     one, the rounds (at most bench.timing_rounds, at least MIN_ROUNDS, else none) that fit the time
     left before the tail, with the measured step times of the variants to time."""
@@ -138,14 +190,28 @@ def timing_schedule(bc, budget, t_start: float, deadline_s: float | None, timed:
     end = t_start + budget.budget_s - budget.tail_s
     left = end - time.monotonic()
     step_s = {v.label: raw[v.hash]["median_step_ms"] / 1e3 for v in timed if raw[v.hash].get("median_step_ms")}
-    rounds = timing_rounds(left, step_s, budget.probe["fixed_s"], usable_cores(), max_rounds=bc.timing_rounds, steps_per_round=bc.timing_steps_per_round)
-    note = None if rounds else (f"the timing phase did not run: {max(left, 0):.0f} s of the time budget were left, too few for "
-                                f"{MIN_ROUNDS} interleaved rounds of {len(timed)} variants")
+    rounds = timing_rounds(
+        left,
+        step_s,
+        budget.probe["fixed_s"],
+        usable_cores(),
+        max_rounds=bc.timing_rounds,
+        steps_per_round=bc.timing_steps_per_round,
+    )
+    note = (
+        None
+        if rounds
+        else (
+            f"the timing phase did not run: {max(left, 0):.0f} s of the time budget were left, too few for "
+            f"{MIN_ROUNDS} interleaved rounds of {len(timed)} variants"
+        )
+    )
     return rounds, min(end, deadline_s) if deadline_s else end, note
 
 
-def run_timing_phase(out: Path, vs: list, raw: dict, bc, info: dict, log, budget, t_start: float,
-                     deadline_s: float | None) -> tuple[dict | None, str | None]:
+def run_timing_phase(
+    out: Path, vs: list, raw: dict, bc, info: dict, log, budget, t_start: float, deadline_s: float | None
+) -> tuple[dict | None, str | None]:
     """The interleaved timing rounds (trainwise/bench/timing.py) over the variants `to_time`; (None,
     why) when it does not run: bench.timing_rounds = 0, the control did not finish, or too little time left."""
     from trainwise.bench.results import achieved_gflops, peak_dtype
@@ -166,8 +232,17 @@ def run_timing_phase(out: Path, vs: list, raw: dict, bc, info: dict, log, budget
     if not rounds:
         log(f"timing: {note}")
         return None, note
-    return time_variants(out, timed, rounds, bc.timing_steps_per_round, log=log, deadline_s=deadline, max_ratio_ci=bc.max_ratio_ci,
-                         max_load_per_core=bc.max_load_per_core, gemm_peak_dtype=gemm_peak_dtype), None
+    return time_variants(
+        out,
+        timed,
+        rounds,
+        bc.timing_steps_per_round,
+        log=log,
+        deadline_s=deadline,
+        max_ratio_ci=bc.max_ratio_ci,
+        max_load_per_core=bc.max_load_per_core,
+        gemm_peak_dtype=gemm_peak_dtype,
+    ), None
 
 
 def add_timed_overhead(rec: dict, timing: dict | None, timing_note: str | None) -> None:
@@ -188,12 +263,28 @@ def timing_meta(timing: dict | None) -> dict | None:
     """The timing phase's verdict and its load, for the recommendation and the report."""
     if timing is None:
         return None
-    out = {k: timing.get(k) for k in ("rounds", "rounds_planned", "steps_per_round", "reliable", "unreliable_reason", "cores", "statistic", "wall_s")}
+    out = {
+        k: timing.get(k)
+        for k in (
+            "rounds",
+            "rounds_planned",
+            "steps_per_round",
+            "reliable",
+            "unreliable_reason",
+            "cores",
+            "statistic",
+            "wall_s",
+        )
+    }
     loads = timing.get("load") or []
-    out["load_per_core"] = median((r["loadavg_per_core_before"] + r["loadavg_per_core_after"]) / 2 for r in loads) if loads else None
+    out["load_per_core"] = (
+        median((r["loadavg_per_core_before"] + r["loadavg_per_core_after"]) / 2 for r in loads) if loads else None
+    )
     steals = [r["steal_share"] for r in loads if r.get("steal_share") is not None]
     out["steal_share"] = median(steals) if steals else None
-    ratios = [v["speed_ratio_vs_control"] for v in (timing.get("variants") or {}).values() if v.get("speed_ratio_vs_control")]
+    ratios = [
+        v["speed_ratio_vs_control"] for v in (timing.get("variants") or {}).values() if v.get("speed_ratio_vs_control")
+    ]
     ratios += [timing["baseline_overhead"]] if timing.get("baseline_overhead") else []
     out["ratios"], out["ratios_quoted"] = len(ratios), sum(1 for x in ratios if x.get("reliable"))
     return out

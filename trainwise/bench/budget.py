@@ -19,8 +19,14 @@ from trainwise.config import build_config
 from trainwise.errors import ConfigError
 from trainwise.rundir import read_json, write_json
 
-PROBE_SETS = [f"train.steps={PROBE_STEPS}", "train.warmup_steps=1", "train.eval_every=0", "train.checkpoint_every=0",
-              "train.log_every=1", "precision.policy=fp32"]
+PROBE_SETS = [
+    f"train.steps={PROBE_STEPS}",
+    "train.warmup_steps=1",
+    "train.eval_every=0",
+    "train.checkpoint_every=0",
+    "train.log_every=1",
+    "precision.policy=fp32",
+]
 
 
 def machine_fingerprint(info: dict) -> dict:
@@ -28,7 +34,9 @@ def machine_fingerprint(info: dict) -> dict:
     return {k: info.get(k) for k in ("device", "gpu_name", "cpu_model", "cpu_cores", "torch_threads")}
 
 
-def probe_speed(out: Path, data: dict, sets: list[str], source: str, limit_s: float, spent_s: float, log=print) -> Probe:
+def probe_speed(
+    out: Path, data: dict, sets: list[str], source: str, limit_s: float, spent_s: float, log=print
+) -> Probe:
     """Train the fp32 control PROBE_STEPS steps in a worker. The probe may overrun a small budget
     (so that the error can say how much is needed), but not by more than `limit_s`."""
     cfg = build_config(data, list(sets) + PROBE_SETS, source)
@@ -44,16 +52,24 @@ def probe_speed(out: Path, data: dict, sets: list[str], source: str, limit_s: fl
     result = run_worker(d, v, quality=False, check=too_long)
     wall_s = time.monotonic() - t0
     if result.get("status") == "stopped":
-        raise ConfigError(f"time budget too small for this machine: the fp32 control's {PROBE_STEPS}-step speed probe alone had not finished "
-                          f"after {wall_s:.0f} s, so the bench needs more than {(spent_s + wall_s) / 60:.1f} min; give a larger --budget-min")
+        raise ConfigError(
+            f"time budget too small for this machine: the fp32 control's {PROBE_STEPS}-step speed probe alone had not finished "
+            f"after {wall_s:.0f} s, so the bench needs more than {(spent_s + wall_s) / 60:.1f} min; give a larger --budget-min"
+        )
     if result.get("status") not in FINISHED:
-        raise ConfigError(f"the fp32 control's speed probe did not finish ({result.get('status')}: {result.get('reason')}); "
-                          f"see {d / LOG}")
+        raise ConfigError(
+            f"the fp32 control's speed probe did not finish ({result.get('status')}: {result.get('reason')}); "
+            f"see {d / LOG}"
+        )
     import json
 
     rows = [json.loads(line) for line in (d / RUN / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    probe = Probe.from_run(wall_s, [r["step_ms"] for r in rows if "step_ms" in r], [r["step_ms"] for r in rows if is_timed_row(r)])
-    log(f"speed probe: the fp32 control takes {probe.step_s:.2f} s a step and {probe.fixed_s:.0f} s a run besides its steps")
+    probe = Probe.from_run(
+        wall_s, [r["step_ms"] for r in rows if "step_ms" in r], [r["step_ms"] for r in rows if is_timed_row(r)]
+    )
+    log(
+        f"speed probe: the fp32 control takes {probe.step_s:.2f} s a step and {probe.fixed_s:.0f} s a run besides its steps"
+    )
     return probe
 
 
@@ -71,14 +87,27 @@ def load_plan(out: Path, ident: dict) -> BudgetPlan | None:
         return None
 
 
-def plan_for_budget(out: Path, data: dict, sets: list[str], source: str, base, variants: list[Variant], info: dict,
-                    t_start: float, log=print) -> BudgetPlan:
+def plan_for_budget(
+    out: Path,
+    data: dict,
+    sets: list[str],
+    source: str,
+    base,
+    variants: list[Variant],
+    info: dict,
+    t_start: float,
+    log=print,
+) -> BudgetPlan:
     """The plan for base.bench.budget_min minutes counted from `t_start` (time.monotonic()):
     reused from OUT/plan.json when it was made on this machine for this budget, else measured."""
     bc = base.bench
     budget_s = bc.budget_min * 60
-    ident = {"machine": machine_fingerprint(info), "budget_min": bc.budget_min, "base_config_hash": variant_hash(base),
-             "variants": sorted(v.hash for v in variants)}
+    ident = {
+        "machine": machine_fingerprint(info),
+        "budget_min": bc.budget_min,
+        "base_config_hash": variant_hash(base),
+        "variants": sorted(v.hash for v in variants),
+    }
     plan = load_plan(out, ident)
     if plan is not None:
         log(f"plan: {plan.steps} steps a variant, reused from {out / 'plan.json'} (same machine and budget)")
@@ -87,6 +116,9 @@ def plan_for_budget(out: Path, data: dict, sets: list[str], source: str, base, v
     probe = probe_speed(out, data, sets, source, max(budget_s - spent, 60.0), spent, log)
     plan = plan_budget(budget_s, time.monotonic() - t_start, probe, base.train, variants, info, bc, usable_cores())
     write_json(out / "plan.json", {**ident, "plan": plan.to_dict()})
-    log(f"plan: {plan.steps} steps a variant to fit {bc.budget_min:g} min"
-        + (f" (predicted to be pruned: {', '.join(plan.pruned_predicted)})" if plan.pruned_predicted else "") + (f"; {plan.note}" if plan.note else ""))
+    log(
+        f"plan: {plan.steps} steps a variant to fit {bc.budget_min:g} min"
+        + (f" (predicted to be pruned: {', '.join(plan.pruned_predicted)})" if plan.pruned_predicted else "")
+        + (f"; {plan.note}" if plan.note else "")
+    )
     return plan

@@ -44,12 +44,16 @@ def speed_memory_figure(rows: list[dict], unit: str = "tokens", unreliable: str 
         ax.annotate(r["label"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     front = pareto_front(xy)
     if front and not unreliable:
-        ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "g--", label="Pareto front (less memory, more speed)")
+        ax.plot(
+            [xy[i][0] for i in front], [xy[i][1] for i in front], "g--", label="Pareto front (less memory, more speed)"
+        )
         ax.legend(fontsize=7)
     ax.set_xlabel("peak tracked memory (MiB)")
     ax.set_ylabel(f"{unit}/s" + (" (unreliable)" if unreliable else ""))
     title = "speed vs memory (red: failed the quality gate, orange: inconclusive)"
-    ax.set_title(title + (f"\n{unreliable}: speeds are not evidence" if unreliable else ""), fontsize=8 if unreliable else 9)
+    ax.set_title(
+        title + (f"\n{unreliable}: speeds are not evidence" if unreliable else ""), fontsize=8 if unreliable else 9
+    )
     return _png(fig)
 
 
@@ -66,7 +70,13 @@ def speedups(rows: list[dict], source: str) -> list[tuple[dict, float]]:
             out.append((r, 1.0))
         elif source.startswith("timing") and ratio:
             out.append((r, 1 / ratio))
-        elif source.startswith("training") and r.get("tokens_per_s") and control.get("tokens_per_s") and r["kind"] == "trainwise" and not r.get("emulated"):
+        elif (
+            source.startswith("training")
+            and r.get("tokens_per_s")
+            and control.get("tokens_per_s")
+            and r["kind"] == "trainwise"
+            and not r.get("emulated")
+        ):
             out.append((r, r["tokens_per_s"] / control["tokens_per_s"]))
     return out
 
@@ -93,8 +103,13 @@ def loss_figure(rows: list[dict]) -> str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for r in rows:
         c = r.get("curves") or {}
-        style = (dict(color="k", lw=2.5, zorder=5) if r["is_control"] else dict(color="0.5", lw=1.5, ls="--", zorder=4)
-                 if r.get("kind") == "control-seed" else dict(lw=1, alpha=0.8))
+        style = (
+            dict(color="k", lw=2.5, zorder=5)
+            if r["is_control"]
+            else dict(color="0.5", lw=1.5, ls="--", zorder=4)
+            if r.get("kind") == "control-seed"
+            else dict(lw=1, alpha=0.8)
+        )
         if c.get("train"):
             ax1.plot(*zip(*c["train"]), label=r["label"], **style)
         if c.get("val"):

@@ -25,10 +25,25 @@ from trainwise.config_checks import unused_fields, unused_message
 from trainwise.errors import ConfigError
 
 # Fields that do not change what a variant trains: left out of its identity (the config hash).
-NOT_IDENTITY = ("log.progress", "log.mlflow", "bench.tolerance", "bench.confidence", "bench.target_val_loss",
-                "bench.memory_budget_gib", "bench.repeats", "bench.cost_per_hour", "bench.baseline",
-                "bench.timing_rounds", "bench.timing_steps_per_round", "bench.max_ratio_ci", "bench.max_load_per_core",
-                "bench.control_seeds", "bench.prune_slowdown", "bench.budget_min", "bench.min_gain")
+NOT_IDENTITY = (
+    "log.progress",
+    "log.mlflow",
+    "bench.tolerance",
+    "bench.confidence",
+    "bench.target_val_loss",
+    "bench.memory_budget_gib",
+    "bench.repeats",
+    "bench.cost_per_hour",
+    "bench.baseline",
+    "bench.timing_rounds",
+    "bench.timing_steps_per_round",
+    "bench.max_ratio_ci",
+    "bench.max_load_per_core",
+    "bench.control_seeds",
+    "bench.prune_slowdown",
+    "bench.budget_min",
+    "bench.min_gain",
+)
 CONTROL = {"precision.policy": "fp32"}
 
 
@@ -48,7 +63,13 @@ class Variant:
         return f"{slug}-{self.hash[:8]}"
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "overrides": self.overrides, "config_hash": self.hash, "is_control": self.is_control, "kind": self.kind}
+        return {
+            "label": self.label,
+            "overrides": self.overrides,
+            "config_hash": self.hash,
+            "is_control": self.is_control,
+            "kind": self.kind,
+        }
 
 
 def variant_hash(cfg: Config) -> str:
@@ -81,7 +102,9 @@ def _parse(item: str, flag: str) -> tuple[str, str, str]:
     try:
         return parse_override(item)  # its errors name the closest valid sections and fields
     except ConfigError as e:
-        raise ConfigError(str(e).replace("--set", flag).replace("train.steps=100", "precision.policy=fp32,bf16-mixed")) from None
+        raise ConfigError(
+            str(e).replace("--set", flag).replace("train.steps=100", "precision.policy=fp32,bf16-mixed")
+        ) from None
 
 
 def parse_variant(item: str) -> dict[str, str]:
@@ -95,11 +118,19 @@ def parse_variant(item: str) -> dict[str, str]:
     return out
 
 
-def expand(grid_items: list[str], variant_items: list[str], base_data: dict | None = None, base_overrides: list[str] = (), source: str = "config") -> list[Variant]:
+def expand(
+    grid_items: list[str],
+    variant_items: list[str],
+    base_data: dict | None = None,
+    base_overrides: list[str] = (),
+    source: str = "config",
+) -> list[Variant]:
     """The validated variants: the grid's cartesian product, then the explicit ones; the fp32
     control (the base config with precision.policy = fp32) is added first when no variant is it."""
     if not grid_items and not variant_items:
-        raise ConfigError("empty grid: give at least one --grid section.field=v1,v2 (e.g. --grid precision.policy=fp32,bf16-mixed) or --variant")
+        raise ConfigError(
+            "empty grid: give at least one --grid section.field=v1,v2 (e.g. --grid precision.policy=fp32,bf16-mixed) or --variant"
+        )
     grid = parse_grid(grid_items)
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
     combos += [parse_variant(v) for v in variant_items]
@@ -111,8 +142,10 @@ def expand(grid_items: list[str], variant_items: list[str], base_data: dict | No
     _refuse_fields_without_effect([(control_cfg, control_unused)] + [(cfg, unused) for _, cfg, unused in resolved])
     if len({control_cfg.precision.allow_tf32} | {cfg.precision.allow_tf32 for _, cfg, _ in resolved}) > 1:
         # MFU divides by one fp32 peak, measured once per bench under one setting (trainwise.env.collect_info)
-        raise ConfigError("precision.allow_tf32 differs between variants: a bench measures its fp32 peak under one TF32 setting; "
-                          "run one bench with precision.allow_tf32 = true and one without")
+        raise ConfigError(
+            "precision.allow_tf32 differs between variants: a bench measures its fp32 peak under one TF32 setting; "
+            "run one bench with precision.allow_tf32 = true and one without"
+        )
     for overrides, cfg, unused in resolved:
         h = variant_hash(cfg)
         if h in seen:
@@ -128,7 +161,9 @@ def expand(grid_items: list[str], variant_items: list[str], base_data: dict | No
 SEED_TAG = "control seed "  # + its rank: 0 for the control itself, 1, 2, ... for its other seeds
 
 
-def control_seeds(variants: list[Variant], n_seeds: int, base_data: dict | None = None, base_overrides=(), source: str = "config") -> list[Variant]:
+def control_seeds(
+    variants: list[Variant], n_seeds: int, base_data: dict | None = None, base_overrides=(), source: str = "config"
+) -> list[Variant]:
     """The fp32 control again with seeds train.seed + 1, ..., + n_seeds - 1: what two fp32 runs that
     differ only by chance differ by is the noise floor of every quality verdict.
 
@@ -144,7 +179,9 @@ def control_seeds(variants: list[Variant], n_seeds: int, base_data: dict | None 
         cfg, _ = _resolve(base_data or {}, base_overrides, {**CONTROL, "train.seed": seed}, source)
         h = variant_hash(cfg)
         if h not in known:
-            known[h] = Variant({**control.overrides, "train.seed": seed}, f"fp32 control (seed {seed})", cfg, h, kind="control-seed")
+            known[h] = Variant(
+                {**control.overrides, "train.seed": seed}, f"fp32 control (seed {seed})", cfg, h, kind="control-seed"
+            )
             new.append(known[h])
         known[h].tags.append(f"{SEED_TAG}{k}")
     return new
@@ -152,7 +189,7 @@ def control_seeds(variants: list[Variant], n_seeds: int, base_data: dict | None 
 
 def seed_hashes(variants: list[Variant]) -> list[str]:
     """The config hashes of the control's seeds, the control's own first."""
-    ranked = [(int(t[len(SEED_TAG):]), v.hash) for v in variants for t in v.tags if t.startswith(SEED_TAG)]
+    ranked = [(int(t[len(SEED_TAG) :]), v.hash) for v in variants for t in v.tags if t.startswith(SEED_TAG)]
     return [h for _, h in sorted(ranked)]
 
 
@@ -171,7 +208,12 @@ def _resolve(base_data: dict, base_overrides, overrides: dict[str, str], source:
 
 def _refuse_fields_without_effect(resolved: list[tuple[Config, dict[str, str]]]) -> None:
     """A field set for the bench must have an effect in at least one variant (the control included)."""
-    needs = {f"{s}.{n}": f.metadata["needs"] for s, fields in all_fields().items() for n, f in fields.items() if f.metadata.get("needs")}
+    needs = {
+        f"{s}.{n}": f.metadata["needs"]
+        for s, fields in all_fields().items()
+        for n, f in fields.items()
+        if f.metadata.get("needs")
+    }
     for _, unused in resolved:
         for path, why in unused.items():
             if not any(needs[path].met(cfg) for cfg, _ in resolved):

@@ -43,7 +43,9 @@ TIMING_WARMUP_STEPS = 2  # untimed steps of each timing process before its first
 # so a plan errs towards finishing early.
 MATMUL_SHARE = 0.2
 AC_SLOWDOWN = {"none": 1.0, "full": 4 / 3}  # full AC reruns each block's forward; other modes rerun part
-FP8_EMULATED_SLOWDOWN = 3.0  # fp8 off an SM89+ GPU is emulated (real casts, fp32 matmuls): 2.7x measured on the Intel 2-core CPU
+FP8_EMULATED_SLOWDOWN = (
+    3.0  # fp8 off an SM89+ GPU is emulated (real casts, fp32 matmuls): 2.7x measured on the Intel 2-core CPU
+)
 
 
 def step_ladder(max_steps: int) -> list[int]:
@@ -79,8 +81,12 @@ def emulated(cfg, kind: str, info: dict) -> bool:
 
 
 def predicted_pruned(v, info: dict, prune_slowdown: float) -> bool:
-    return v.kind == "trainwise" and not v.is_control and not emulated(v.cfg, v.kind, info) \
+    return (
+        v.kind == "trainwise"
+        and not v.is_control
+        and not emulated(v.cfg, v.kind, info)
         and predicted_slowdown(v.cfg, v.kind, info) >= prune_slowdown
+    )
 
 
 def run_order(variants: list, info: dict, prune_slowdown: float = float("inf")) -> list:
@@ -103,7 +109,11 @@ def run_order(variants: list, info: dict, prune_slowdown: float = float("inf")) 
 def timed_in_phase(v, info: dict, prune_slowdown: float) -> bool:
     """Whether the timing phase is planned to time `v`: a trainwise variant or the baseline, not one
     of the control's other seeds, not emulated, not predicted to be pruned."""
-    return v.kind in ("trainwise", "baseline") and not emulated(v.cfg, v.kind, info) and not predicted_pruned(v, info, prune_slowdown)
+    return (
+        v.kind in ("trainwise", "baseline")
+        and not emulated(v.cfg, v.kind, info)
+        and not predicted_pruned(v, info, prune_slowdown)
+    )
 
 
 @dataclass
@@ -150,8 +160,11 @@ def scaled(value: int, recipe_steps: int, steps: int) -> int:
 
 
 def plan_sets(tc, steps: int) -> list[str]:
-    return [f"train.steps={steps}", f"train.warmup_steps={scaled(tc.warmup_steps, tc.steps, steps)}",
-            f"train.eval_every={scaled(tc.eval_every, tc.steps, steps)}"]
+    return [
+        f"train.steps={steps}",
+        f"train.warmup_steps={scaled(tc.warmup_steps, tc.steps, steps)}",
+        f"train.eval_every={scaled(tc.eval_every, tc.steps, steps)}",
+    ]
 
 
 def run_cost_s(probe: Probe, tc, steps: int, slowdown: float, pruned: bool = False) -> float:
@@ -162,7 +175,9 @@ def run_cost_s(probe: Probe, tc, steps: int, slowdown: float, pruned: bool = Fal
         return probe.fixed_s + probe.step_s * slowdown * (2 + probe.extra_steps)
     eval_every = scaled(tc.eval_every, tc.steps, steps)
     validations = (steps // eval_every if eval_every else 0) + 2  # the last step's, and the quality predictions
-    eval_steps = validations * tc.eval_batches * tc.micro_batch_size / tc.global_batch_size / 3  # forward only: ~1/3 of a step
+    eval_steps = (
+        validations * tc.eval_batches * tc.micro_batch_size / tc.global_batch_size / 3
+    )  # forward only: ~1/3 of a step
     return probe.fixed_s + probe.step_s * slowdown * (steps + probe.extra_steps + eval_steps)
 
 
@@ -172,8 +187,14 @@ def timing_setup_s(n_processes: int, fixed_s: float, cores: int) -> float:
     return fixed_s * math.ceil(n_processes / max(1, min(n_processes, cores))) if n_processes else 0.0
 
 
-def timing_cost_s(step_s: list[float], fixed_s: float, rounds: int, steps_per_round: int, cores: int,
-                  warmup_steps: int = TIMING_WARMUP_STEPS) -> float:
+def timing_cost_s(
+    step_s: list[float],
+    fixed_s: float,
+    rounds: int,
+    steps_per_round: int,
+    cores: int,
+    warmup_steps: int = TIMING_WARMUP_STEPS,
+) -> float:
     """Seconds of a timing phase over processes whose steps take `step_s`: their set-up, their
     warm-up steps (one process after another), then `rounds` rounds of `steps_per_round` steps each."""
     if not step_s or not rounds:
@@ -181,8 +202,16 @@ def timing_cost_s(step_s: list[float], fixed_s: float, rounds: int, steps_per_ro
     return timing_setup_s(len(step_s), fixed_s, cores) + (warmup_steps + rounds * steps_per_round) * sum(step_s)
 
 
-def timing_rounds(budget_s: float, step_s: dict[str, float], fixed_s: float, cores: int = 1, warmup_steps: int = TIMING_WARMUP_STEPS,
-                  max_rounds: int = 10, steps_per_round: int = 2, min_rounds: int = MIN_ROUNDS) -> int:
+def timing_rounds(
+    budget_s: float,
+    step_s: dict[str, float],
+    fixed_s: float,
+    cores: int = 1,
+    warmup_steps: int = TIMING_WARMUP_STEPS,
+    max_rounds: int = 10,
+    steps_per_round: int = 2,
+    min_rounds: int = MIN_ROUNDS,
+) -> int:
     """Rounds of the interleaved timing phase (trainwise.bench.timing.time_variants) that fit
     `budget_s` (see `timing_cost_s`; `step_s`: label -> measured seconds a step). At most
     `max_rounds` (bench.timing_rounds); 0 when fewer than `min_rounds` fit: fewer than MIN_ROUNDS
@@ -203,7 +232,9 @@ def timing_rounds(budget_s: float, step_s: dict[str, float], fixed_s: float, cor
     return rounds if rounds >= min_rounds else 0
 
 
-def plan_budget(budget_s: float, spent_s: float, probe: Probe, tc, variants: list, info: dict, bc, cores: int = 1) -> BudgetPlan:
+def plan_budget(
+    budget_s: float, spent_s: float, probe: Probe, tc, variants: list, info: dict, bc, cores: int = 1
+) -> BudgetPlan:
     """The steps every variant trains so that the whole bench, its timing phase included, fits
     `budget_s` (seconds; `spent_s` of it already used). `bc`: the [bench] config (prune_slowdown,
     timing_rounds, timing_steps_per_round). Raises ConfigError naming the minimum budget when even
@@ -212,7 +243,9 @@ def plan_budget(budget_s: float, spent_s: float, probe: Probe, tc, variants: lis
     pruned = {v.hash: predicted_pruned(v, info, bc.prune_slowdown) for v in variants}
     timed = [v for v in variants if timed_in_phase(v, info, bc.prune_slowdown)]
     reserved_rounds = min(bc.timing_rounds, MIN_ROUNDS)
-    timing_reserve = timing_cost_s([probe.step_s * slow[v.hash] for v in timed], probe.fixed_s, reserved_rounds, bc.timing_steps_per_round, cores)
+    timing_reserve = timing_cost_s(
+        [probe.step_s * slow[v.hash] for v in timed], probe.fixed_s, reserved_rounds, bc.timing_steps_per_round, cores
+    )
     tail = TAIL_S + TAIL_PER_RUN_S * len(variants)
 
     def total(steps: int, which) -> float:
@@ -221,16 +254,36 @@ def plan_budget(budget_s: float, spent_s: float, probe: Probe, tc, variants: lis
     must = [v for v in variants if v.is_control or v.kind == "control-seed"]
     minimum = spent_s + total(min(MIN_STEPS, tc.steps), must) + TAIL_S + TAIL_PER_RUN_S * len(must)
     if minimum > budget_s:
-        raise ConfigError(f"time budget {budget_s / 60:.3g} min is too small for this machine: the fp32 control measured {probe.step_s:.2f} s a step "
-                          f"and {probe.fixed_s:.0f} s a run besides its steps, so training it (and its {len(must) - 1} other seed(s)) for "
-                          f"{min(MIN_STEPS, tc.steps)} steps alone needs about {math.ceil(minimum / 60 * 10) / 10:.1f} min; "
-                          f"give --budget-min {math.ceil(minimum / 60 * 10) / 10:.1f} or more")
+        raise ConfigError(
+            f"time budget {budget_s / 60:.3g} min is too small for this machine: the fp32 control measured {probe.step_s:.2f} s a step "
+            f"and {probe.fixed_s:.0f} s a run besides its steps, so training it (and its {len(must) - 1} other seed(s)) for "
+            f"{min(MIN_STEPS, tc.steps)} steps alone needs about {math.ceil(minimum / 60 * 10) / 10:.1f} min; "
+            f"give --budget-min {math.ceil(minimum / 60 * 10) / 10:.1f} or more"
+        )
     room = SAFETY * (budget_s - spent_s - timing_reserve - tail)
     ladder = step_ladder(tc.steps)
     fitting = [s for s in ladder if total(s, variants) <= room]
     steps = fitting[-1] if fitting else ladder[0]
-    note = "" if fitting else (f"the budget fits only part of the grid at the minimum {steps} steps: the runs planned last "
-                               "(those predicted slowest) are not run if time runs out")
+    note = (
+        ""
+        if fitting
+        else (
+            f"the budget fits only part of the grid at the minimum {steps} steps: the runs planned last "
+            "(those predicted slowest) are not run if time runs out"
+        )
+    )
     by_label = {v.label: run_cost_s(probe, tc, steps, slow[v.hash], pruned[v.hash]) for v in variants}
-    return BudgetPlan(steps, plan_sets(tc, steps), budget_s, spent_s, by_label, [v.label for v in variants if pruned[v.hash]],
-                      timing_reserve, reserved_rounds if timed else 0, [v.label for v in timed], tail, asdict(probe), note)
+    return BudgetPlan(
+        steps,
+        plan_sets(tc, steps),
+        budget_s,
+        spent_s,
+        by_label,
+        [v.label for v in variants if pruned[v.hash]],
+        timing_reserve,
+        reserved_rounds if timed else 0,
+        [v.label for v in timed],
+        tail,
+        asdict(probe),
+        note,
+    )

@@ -26,10 +26,16 @@ class BenchProgress:
         self.run_predicted_s: float | None = None
         self.remaining_predicted_s: float | None = None
 
-    def start_run(self, index: int, label: str, steps: int, predicted_s: float | None, remaining_predicted_s: float | None) -> None:
+    def start_run(
+        self, index: int, label: str, steps: int, predicted_s: float | None, remaining_predicted_s: float | None
+    ) -> None:
         """`remaining_predicted_s`: predicted seconds of the runs after this one (None when unknown)."""
         self.run_index, self.label, self.steps, self.step = index, label, steps, 0
-        self.run_t0, self.run_predicted_s, self.remaining_predicted_s = time.perf_counter(), predicted_s, remaining_predicted_s
+        self.run_t0, self.run_predicted_s, self.remaining_predicted_s = (
+            time.perf_counter(),
+            predicted_s,
+            remaining_predicted_s,
+        )
         self._show(force=self.tty)
 
     def update(self, step: int) -> None:
@@ -54,8 +60,10 @@ class BenchProgress:
     def line(self) -> str:
         eta = self.eta_s()
         step = f" step {self.step}/{self.steps}" if self.steps else ""
-        return (f"bench: run {self.run_index}/{self.n_runs} {self.label}{step} | elapsed {_fmt_duration(time.perf_counter() - self.t0)}"
-                f" | ETA {_fmt_duration(eta) if eta is not None else '--'} for the whole bench")
+        return (
+            f"bench: run {self.run_index}/{self.n_runs} {self.label}{step} | elapsed {_fmt_duration(time.perf_counter() - self.t0)}"
+            f" | ETA {_fmt_duration(eta) if eta is not None else '--'} for the whole bench"
+        )
 
     def _show(self, force: bool = False) -> None:
         if not self.enabled:

@@ -100,8 +100,15 @@ def step_ratios(steps: StepTimes, running_ms: float | None, control: ControlStep
     return out
 
 
-def prune_evidence(steps: StepTimes, running_ms: float | None, control: ControlSteps, memory_bytes: int | None,
-                   finished: list[Finished], slowdown: float, min_steps: int = PRUNE_MIN_STEPS) -> dict | None:
+def prune_evidence(
+    steps: StepTimes,
+    running_ms: float | None,
+    control: ControlSteps,
+    memory_bytes: int | None,
+    finished: list[Finished],
+    slowdown: float,
+    min_steps: int = PRUNE_MIN_STEPS,
+) -> dict | None:
     """The evidence for stopping a variant now, or None while it may still be worth finishing.
 
     running_ms: how long the step in progress has run (None when that is not a clean lower bound
@@ -113,16 +120,33 @@ def prune_evidence(steps: StepTimes, running_ms: float | None, control: ControlS
         return None
     measured = median(ratios)
     equivalent_ms = measured * control.median_ms  # its plain step, as the control's step scaled by its slowdown
-    faster = [f for f in finished if f.median_step_ms < equivalent_ms and f.peak_memory_bytes is not None
-              and memory_bytes >= f.peak_memory_bytes * (1 - MEMORY_SAVING_MIN)]
+    faster = [
+        f
+        for f in finished
+        if f.median_step_ms < equivalent_ms
+        and f.peak_memory_bytes is not None
+        and memory_bytes >= f.peak_memory_bytes * (1 - MEMORY_SAVING_MIN)
+    ]
     if not faster:
         return None  # slow, but it saves memory over everything faster: the user may need that
     ref = min(faster, key=lambda f: f.median_step_ms)
-    kinds = ["warm-up"] * (steps.warmup_ms is not None and bool(control.warmup_ms)) + ["memory-measured"] * (steps.memory_ms is not None and bool(control.memory_ms))
-    return {"slowdown": measured, "median_step_ms": equivalent_ms, "observed_steps": len(ratios), "step_ratios": ratios,
-            "step_kinds": kinds + ["plain"] * (len(ratios) - len(kinds)), "running_step": running_ms is not None and len(ratios) > len(kinds) + len(steps.timed_ms),
-            "control_median_step_ms": control.median_ms, "prune_slowdown": slowdown, "peak_memory_bytes": memory_bytes,
-            "no_saving_over": ref.label, "its_peak_memory_bytes": ref.peak_memory_bytes, "its_median_step_ms": ref.median_step_ms}
+    kinds = ["warm-up"] * (steps.warmup_ms is not None and bool(control.warmup_ms)) + ["memory-measured"] * (
+        steps.memory_ms is not None and bool(control.memory_ms)
+    )
+    return {
+        "slowdown": measured,
+        "median_step_ms": equivalent_ms,
+        "observed_steps": len(ratios),
+        "step_ratios": ratios,
+        "step_kinds": kinds + ["plain"] * (len(ratios) - len(kinds)),
+        "running_step": running_ms is not None and len(ratios) > len(kinds) + len(steps.timed_ms),
+        "control_median_step_ms": control.median_ms,
+        "prune_slowdown": slowdown,
+        "peak_memory_bytes": memory_bytes,
+        "no_saving_over": ref.label,
+        "its_peak_memory_bytes": ref.peak_memory_bytes,
+        "its_median_step_ms": ref.median_step_ms,
+    }
 
 
 def prune_reason(evidence: dict, device: str) -> str:
@@ -130,12 +154,22 @@ def prune_reason(evidence: dict, device: str) -> str:
     n = evidence["observed_steps"]
     kinds = evidence.get("step_kinds") or []
     named = [k for k in dict.fromkeys(kinds) if k != "plain"]
-    how = f"each against the control's same step: the {' and '.join(named)} step{'s' if len(named) > 1 else ''}" if named else "against the control's median step"
-    over = f"measured over {n} step{'s' if n != 1 else ''}, {how}" + ("; the last one was still running when it was stopped" if evidence.get("running_step") else "")
-    share = evidence["peak_memory_bytes"] / evidence["its_peak_memory_bytes"] if evidence["its_peak_memory_bytes"] else 1.0
+    how = (
+        f"each against the control's same step: the {' and '.join(named)} step{'s' if len(named) > 1 else ''}"
+        if named
+        else "against the control's median step"
+    )
+    over = f"measured over {n} step{'s' if n != 1 else ''}, {how}" + (
+        "; the last one was still running when it was stopped" if evidence.get("running_step") else ""
+    )
+    share = (
+        evidence["peak_memory_bytes"] / evidence["its_peak_memory_bytes"] if evidence["its_peak_memory_bytes"] else 1.0
+    )
     x = evidence["slowdown"]
-    return (f"{x:.0f}x" if x >= 10 else f"{x:.1f}x") + (f" slower than fp32 on this {device} ({over}; bench.prune_slowdown = {evidence['prune_slowdown']:g}), "
-            f"and no memory saving over the faster {evidence['no_saving_over']} (peak memory {share:.0%} of its): no quality claim is made for it")
+    return (f"{x:.0f}x" if x >= 10 else f"{x:.1f}x") + (
+        f" slower than fp32 on this {device} ({over}; bench.prune_slowdown = {evidence['prune_slowdown']:g}), "
+        f"and no memory saving over the faster {evidence['no_saving_over']} (peak memory {share:.0%} of its): no quality claim is made for it"
+    )
 
 
 class StepWatch:

@@ -42,7 +42,9 @@ def _compare(base: pd.DataFrame, cand: pd.DataFrame, metric: str, margin: float,
     from trainwise.evaluate.compare import compare_predictions
     from trainwise.evaluate.gate import Gate, Rule
 
-    return compare_predictions(base, cand, gate=Gate([Rule(metric, max(margin, 0.0), confidence)]), n_boot=N_BOOT, seed=0)
+    return compare_predictions(
+        base, cand, gate=Gate([Rule(metric, max(margin, 0.0), confidence)]), n_boot=N_BOOT, seed=0
+    )
 
 
 def worsening_bounds(base: pd.DataFrame, cand: pd.DataFrame, metric: str, margin: float, confidence: float) -> dict:
@@ -57,9 +59,18 @@ def worsening_bounds(base: pd.DataFrame, cand: pd.DataFrame, metric: str, margin
         return {"applicable": False, "detail": rule.get("detail"), "n": cmp.n, "deltas": cmp.deltas}
     upper = rule.get("upper_bound")
     if upper is None:
-        upper = 0.0 - _compare(cand, base, metric, margin, confidence).rules[0]["lower_bound"]  # 0.0 - x: no "-0.0" for identical runs
-    return {"applicable": True, "worsening": rule["worsening"], "lower_bound": rule["lower_bound"], "upper_bound": upper,
-            "n_needed": rule.get("n_needed"), "n": cmp.n, "deltas": cmp.deltas}
+        upper = (
+            0.0 - _compare(cand, base, metric, margin, confidence).rules[0]["lower_bound"]
+        )  # 0.0 - x: no "-0.0" for identical runs
+    return {
+        "applicable": True,
+        "worsening": rule["worsening"],
+        "lower_bound": rule["lower_bound"],
+        "upper_bound": upper,
+        "n_needed": rule.get("n_needed"),
+        "n": cmp.n,
+        "deltas": cmp.deltas,
+    }
 
 
 def noise_floor(frames: list[pd.DataFrame], task: str, confidence: float) -> dict | None:
@@ -90,14 +101,18 @@ def examples_needed(n: int, worsening: float, lower: float, upper: float, margin
     return math.ceil(round(n * (half / room) ** 2, 6))  # round off float noise before the ceiling
 
 
-def settle_advice(n: int, n_needed: int | None, examples_per_batch: int, val_examples: int | None, eval_batches: int) -> str:
+def settle_advice(
+    n: int, n_needed: int | None, examples_per_batch: int, val_examples: int | None, eval_batches: int
+) -> str:
     """What would settle an inconclusive verdict, in the user's terms."""
     if n_needed is None:
         return "its worsening sits on the margin: no number of validation examples would settle it; compare on the test split"
     batches = math.ceil(n_needed / examples_per_batch)
     if val_examples is not None and n_needed > val_examples:
-        return (f"about {n_needed} validation examples would settle it ({n} compared), more than the validation split's {val_examples}: "
-                "compare the two runs on the test split (trainwise compare CONTROL_RUN CANDIDATE_RUN)")
+        return (
+            f"about {n_needed} validation examples would settle it ({n} compared), more than the validation split's {val_examples}: "
+            "compare the two runs on the test split (trainwise compare CONTROL_RUN CANDIDATE_RUN)"
+        )
     return f"about {n_needed} validation examples would settle it ({n} compared): rerun with --set train.eval_batches={max(batches, eval_batches + 1)}"
 
 
@@ -116,22 +131,41 @@ class QualityRule:
     eval_batches: int
 
 
-def judge(base: pd.DataFrame, cand: pd.DataFrame, rule: QualityRule, rise: float | None, val_examples: int | None) -> dict:
+def judge(
+    base: pd.DataFrame, cand: pd.DataFrame, rule: QualityRule, rise: float | None, val_examples: int | None
+) -> dict:
     """A candidate's verdict against the control and the fields the report shows of it."""
     b = worsening_bounds(base, cand, rule.metric, rule.margin, rule.confidence)
     if not b["applicable"]:
         return {"quality_verdict": "not compared", "quality_detail": b["detail"]}
     loss = rule.control_loss
-    out = {"quality_verdict": verdict(b["lower_bound"], b["upper_bound"], rule.margin), "quality_margin": rule.margin,
-           "quality_lower_bound": b["lower_bound"], "quality_upper_bound": b["upper_bound"], "quality_worsening": b["worsening"],
-           "quality_n": b["n"], "primary_metric": rule.primary, "primary_delta": b["deltas"].get(rule.primary, {}).get("delta"),
-           "quality_margin_rise": rule.margin / loss, "quality_lower_rise": b["lower_bound"] / loss, "quality_upper_rise": b["upper_bound"] / loss}
-    out["quality_detail"] = (f"validation loss {'n/a' if rise is None else f'{rise:+.1%}'} vs the control; paired {rule.confidence:.0%} bounds of "
-                             f"the rise {b['lower_bound'] / loss:+.1%} to {b['upper_bound'] / loss:+.1%}, margin {rule.margin / loss:.1%} "
-                             f"(tolerance {rule.tolerance:.0%} + noise floor {rule.floor / loss:.1%})")
+    out = {
+        "quality_verdict": verdict(b["lower_bound"], b["upper_bound"], rule.margin),
+        "quality_margin": rule.margin,
+        "quality_lower_bound": b["lower_bound"],
+        "quality_upper_bound": b["upper_bound"],
+        "quality_worsening": b["worsening"],
+        "quality_n": b["n"],
+        "primary_metric": rule.primary,
+        "primary_delta": b["deltas"].get(rule.primary, {}).get("delta"),
+        "quality_margin_rise": rule.margin / loss,
+        "quality_lower_rise": b["lower_bound"] / loss,
+        "quality_upper_rise": b["upper_bound"] / loss,
+    }
+    out["quality_detail"] = (
+        f"validation loss {'n/a' if rise is None else f'{rise:+.1%}'} vs the control; paired {rule.confidence:.0%} bounds of "
+        f"the rise {b['lower_bound'] / loss:+.1%} to {b['upper_bound'] / loss:+.1%}, margin {rule.margin / loss:.1%} "
+        f"(tolerance {rule.tolerance:.0%} + noise floor {rule.floor / loss:.1%})"
+    )
     if out["quality_verdict"] == "inconclusive":
-        need = b["n_needed"] if b["n_needed"] is not None else examples_needed(b["n"], b["worsening"], b["lower_bound"], b["upper_bound"], rule.margin)
-        need = int(math.ceil(need)) if need is not None and math.isfinite(need) else None  # the gate says inf when nothing settles it
+        need = (
+            b["n_needed"]
+            if b["n_needed"] is not None
+            else examples_needed(b["n"], b["worsening"], b["lower_bound"], b["upper_bound"], rule.margin)
+        )
+        need = (
+            int(math.ceil(need)) if need is not None and math.isfinite(need) else None
+        )  # the gate says inf when nothing settles it
         out["quality_n_needed"] = need
         out["quality_settle"] = settle_advice(b["n"], need, rule.examples_per_batch, val_examples, rule.eval_batches)
     return out

@@ -32,8 +32,18 @@ RULE = "the simplest passing variant whose speed cannot be told apart from the f
 def complexity(row: dict, control: dict) -> tuple:
     """Sort key of simplicity: numerics first (fp32 computes like the control; AC recomputes exactly),
     then activation checkpointing, then other fields changed from the control, then memory and label."""
-    others = [k for k, v in row["variant"].items() if k not in ("precision.policy", "memory.ac") and control["variant"].get(k) != v]
-    return (PRECISION_RANK.get(row.get("precision"), 5), AC_RANK.get(row.get("ac"), 5), len(others), row.get("peak_memory_bytes") or 0, row["label"])
+    others = [
+        k
+        for k, v in row["variant"].items()
+        if k not in ("precision.policy", "memory.ac") and control["variant"].get(k) != v
+    ]
+    return (
+        PRECISION_RANK.get(row.get("precision"), 5),
+        AC_RANK.get(row.get("ac"), 5),
+        len(others),
+        row.get("peak_memory_bytes") or 0,
+        row["label"],
+    )
 
 
 def rejection(row: dict, budget_gib: float) -> str | None:
@@ -72,20 +82,39 @@ def choose(eligible: list[dict], control: dict, ev: SpeedEvidence, min_gain: flo
 
 
 def _no_recommendation(rows: list[dict], reasons: dict, why: str) -> dict:
-    return {"variant": None, "label": None, "reason": why, "inconclusive": [],
-            "rejected": [{"label": r["label"], "variant": r["variant"], "reason": f"{r['label']}: {reasons[r['config_hash']]}"}
-                         for r in rows if reasons[r["config_hash"]]]}
+    return {
+        "variant": None,
+        "label": None,
+        "reason": why,
+        "inconclusive": [],
+        "rejected": [
+            {"label": r["label"], "variant": r["variant"], "reason": f"{r['label']}: {reasons[r['config_hash']]}"}
+            for r in rows
+            if reasons[r["config_hash"]]
+        ],
+    }
 
 
-def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str, min_gain: float = 0.10, timing: dict | None = None) -> dict:
+def recommend(
+    rows: list[dict],
+    budget_gib: float,
+    tolerance: float,
+    device: str,
+    min_gain: float = 0.10,
+    timing: dict | None = None,
+) -> dict:
     """`timing`: the timing phase's verdict {'reliable', 'unreliable_reason'} (None when it did not run)."""
     control = next((r for r in rows if r["is_control"]), None)
     reasons = {r["config_hash"]: rejection(r, budget_gib) for r in rows}
     if control is None or control["status"] not in FINISHED or not control.get("median_step_ms"):
-        return _no_recommendation(rows, reasons, "the fp32 control did not finish, so nothing can be compared against it")
+        return _no_recommendation(
+            rows, reasons, "the fp32 control did not finish, so nothing can be compared against it"
+        )
     eligible = [r for r in rows if reasons[r["config_hash"]] is None]
     if not eligible:
-        return _no_recommendation(rows, reasons, "no variant is eligible (not even the control: " + reasons[control["config_hash"]] + ")")
+        return _no_recommendation(
+            rows, reasons, "no variant is eligible (not even the control: " + reasons[control["config_hash"]] + ")"
+        )
     ev = speed_evidence(rows, timing)
     best, fastest = choose(eligible, control, ev, min_gain)
     rejected, inconclusive = [], []
@@ -95,25 +124,38 @@ def recommend(rows: list[dict], budget_gib: float, tolerance: float, device: str
         reason = reasons[r["config_hash"]] or _slower_reason(r, best, fastest, ev, min_gain)
         if ev.quotable(r, control) and r is not control and best is not control and ev.speedup(control, r) > 1:
             reason += f"; {ev.speedup(control, r):.1f}x slower than fp32 on this {device}"
-        entry = {"label": r["label"], "variant": r["variant"], "faster_than_recommended": ev.has(r) and ev.speedup(r, best) > 1 if ev.has(best) else None,
-                 "reason": f"{r['label']}: {reason}"}
+        entry = {
+            "label": r["label"],
+            "variant": r["variant"],
+            "faster_than_recommended": ev.has(r) and ev.speedup(r, best) > 1 if ev.has(best) else None,
+            "reason": f"{r['label']}: {reason}",
+        }
         if r["status"] in FINISHED and r.get("quality_verdict") == "inconclusive" and not r.get("emulated"):
             inconclusive.append({**entry, "settle": r.get("quality_settle"), "quality_detail": r.get("quality_detail")})
         else:
             rejected.append(entry)
     speed = ev.quotable(best, control)
     out = {
-        "variant": best["variant"], "label": best["label"], "is_control": bool(best.get("is_control")),
+        "variant": best["variant"],
+        "label": best["label"],
+        "is_control": bool(best.get("is_control")),
         "speedup_vs_fp32": ev.speedup(best, control) if speed else None,
         "speedup_interval_vs_fp32": ev.speedup_interval(best, control) if speed else None,
-        "speed_source": ev.source, "speed_noise_floor": ev.floor,
-        "speed_unreliable": ev.unreliable or (None if speed else ev.not_quotable.get(best["config_hash"], "not measured comparably")),
+        "speed_source": ev.source,
+        "speed_noise_floor": ev.floor,
+        "speed_unreliable": ev.unreliable
+        or (None if speed else ev.not_quotable.get(best["config_hash"], "not measured comparably")),
         "memory_saving_vs_fp32": _saving(best.get("peak_memory_bytes"), control.get("peak_memory_bytes")),
         "activation_saving_vs_fp32": _saving(best.get("peak_activation_bytes"), control.get("peak_activation_bytes")),
-        "median_step_ms": best["median_step_ms"], "control_median_step_ms": control["median_step_ms"],
-        "final_val_loss": best["final_val_loss"], "control_final_val_loss": control["final_val_loss"],
-        "quality_verdict": best["quality_verdict"], "quality_detail": best.get("quality_detail"),
-        "rule": RULE, "rejected": rejected, "inconclusive": inconclusive,
+        "median_step_ms": best["median_step_ms"],
+        "control_median_step_ms": control["median_step_ms"],
+        "final_val_loss": best["final_val_loss"],
+        "control_final_val_loss": control["final_val_loss"],
+        "quality_verdict": best["quality_verdict"],
+        "quality_detail": best.get("quality_detail"),
+        "rule": RULE,
+        "rejected": rejected,
+        "inconclusive": inconclusive,
     }
     if best.get("cost_per_run") is not None:
         out["cost_per_run"], out["control_cost_per_run"] = best["cost_per_run"], control.get("cost_per_run")
@@ -132,14 +174,18 @@ def _slower_reason(r: dict, best: dict, fastest: dict | None, ev: SpeedEvidence,
         if why_not:
             return f"not clearly faster than {best['label']} (its speed figure is not quoted: {why_not}): the simpler {best['label']} is recommended"
         lo = ev.speedup_interval(r, best)[0]
-        return (f"{ev.speedup(r, best):.2f}x the speed of {best['label']}, not clearly faster "
-                f"(lower bound {lo:.2f}x, needs > {need:.2f}x: bench.min_gain {min_gain:.0%} beyond the speed noise floor {ev.floor:.1%}; {ev.source}): "
-                f"the simpler {best['label']} is recommended")
+        return (
+            f"{ev.speedup(r, best):.2f}x the speed of {best['label']}, not clearly faster "
+            f"(lower bound {lo:.2f}x, needs > {need:.2f}x: bench.min_gain {min_gain:.0%} beyond the speed noise floor {ev.floor:.1%}; {ev.source}): "
+            f"the simpler {best['label']} is recommended"
+        )
     if fastest is not None and not ev.clearly_faster(fastest, r, min_gain):
         return f"its speed cannot be told apart from {fastest['label']}'s, and {best['label']} is simpler"
     if why_not:
         return f"clearly slower than {best['label']} by the 95% interval of its paired rounds (figure not quoted: {why_not})"
-    return f"{ev.speedup(best, r):.2f}x slower than {best['label']}" + (" (the fp32 control)" if best.get("is_control") else "")
+    return f"{ev.speedup(best, r):.2f}x slower than {best['label']}" + (
+        " (the fp32 control)" if best.get("is_control") else ""
+    )
 
 
 def _saving(x, base) -> float | None:
@@ -154,7 +200,13 @@ def summary_line(rec: dict) -> str:
             return f"recommended: {rec['label']}, the fp32 control itself, as the simplest passing variant: speeds not compared ({rec['speed_unreliable']})"
         return f"recommended: {rec['label']}, the fp32 control itself: no variant that passed the quality gate was clearly faster"
     mem = rec.get("memory_saving_vs_fp32")
-    speed = (f"{rec['speedup_vs_fp32']:.2f}x the fp32 control's throughput" if rec.get("speedup_vs_fp32") is not None
-             else f"speed not quoted ({rec.get('speed_unreliable') or 'not measured comparably'})")
-    return (f"recommended: {rec['label']}: {speed}" + (f", {mem:+.0%} peak memory saving" if mem is not None else "")
-            + f", quality {rec['quality_verdict']} ({rec.get('quality_detail')})")
+    speed = (
+        f"{rec['speedup_vs_fp32']:.2f}x the fp32 control's throughput"
+        if rec.get("speedup_vs_fp32") is not None
+        else f"speed not quoted ({rec.get('speed_unreliable') or 'not measured comparably'})"
+    )
+    return (
+        f"recommended: {rec['label']}: {speed}"
+        + (f", {mem:+.0%} peak memory saving" if mem is not None else "")
+        + f", quality {rec['quality_verdict']} ({rec.get('quality_detail')})"
+    )

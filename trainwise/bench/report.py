@@ -11,8 +11,21 @@ MIB = 2**20
 
 
 def header(unit: str = "tokens") -> list[str]:
-    return ["variant", "status", "median step ms (min-max)", "step time vs control (95% CI)", f"{unit}/s", "MFU", "peak act MiB",
-            "peak mem MiB", "val loss", "quality", "time to target s", "skipped", "alarms"]
+    return [
+        "variant",
+        "status",
+        "median step ms (min-max)",
+        "step time vs control (95% CI)",
+        f"{unit}/s",
+        "MFU",
+        "peak act MiB",
+        "peak mem MiB",
+        "val loss",
+        "quality",
+        "time to target s",
+        "skipped",
+        "alarms",
+    ]
 
 
 def _f(v, spec=".1f", scale=1.0) -> str:
@@ -47,10 +60,23 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     out = []
     for r in rows:
         tag = " [control]" if r["is_control"] else (" [noise floor]" if r.get("kind") == "control-seed" else "")
-        out.append([r["label"] + tag, r["status"], _speed_cell(r), _ratio(r.get("speed_ratio_vs_control")), _f(r.get("tokens_per_s"), ",.0f"),
-                    r.get("mfu_note") or _f(r.get("mfu"), ".2%"), _f(r.get("peak_activation_bytes"), ".1f", MIB), _f(r.get("peak_memory_bytes"), ".1f", MIB),
-                    _f(r.get("final_val_loss"), ".4f"), _quality_cell(r), _f(r.get("time_to_target_s"), ".1f"),
-                    str(r.get("skipped_steps", "—")), str(len(r.get("alarms") or []))])
+        out.append(
+            [
+                r["label"] + tag,
+                r["status"],
+                _speed_cell(r),
+                _ratio(r.get("speed_ratio_vs_control")),
+                _f(r.get("tokens_per_s"), ",.0f"),
+                r.get("mfu_note") or _f(r.get("mfu"), ".2%"),
+                _f(r.get("peak_activation_bytes"), ".1f", MIB),
+                _f(r.get("peak_memory_bytes"), ".1f", MIB),
+                _f(r.get("final_val_loss"), ".4f"),
+                _quality_cell(r),
+                _f(r.get("time_to_target_s"), ".1f"),
+                str(r.get("skipped_steps", "—")),
+                str(len(r.get("alarms") or [])),
+            ]
+        )
     return out
 
 
@@ -65,8 +91,10 @@ def timing_line(meta: dict, rec: dict) -> str:
         if t.get("unreliable_reason"):
             how += t["unreliable_reason"]
         elif t.get("ratios_quoted", 0) < t.get("ratios", 0):
-            how += (f"the load was within bench.max_load_per_core, but {t['ratios'] - t['ratios_quoted']} of {t['ratios']} speed ratios "
-                    "scattered too widely to quote (bench.max_ratio_ci)")
+            how += (
+                f"the load was within bench.max_load_per_core, but {t['ratios'] - t['ratios_quoted']} of {t['ratios']} speed ratios "
+                "scattered too widely to quote (bench.max_ratio_ci)"
+            )
         else:
             how += "timings reliable"
     else:
@@ -74,10 +102,14 @@ def timing_line(meta: dict, rec: dict) -> str:
     overhead = rec.get("trainwise_overhead_vs_plain_pytorch")
     if overhead is not None:
         ci = rec.get("trainwise_overhead_ci95")
-        how += f". trainwise's step time vs a plain PyTorch loop: {overhead:+.1%}" + (f" (95% CI {ci[0]:+.1%} to {ci[1]:+.1%})" if ci else "")
+        how += f". trainwise's step time vs a plain PyTorch loop: {overhead:+.1%}" + (
+            f" (95% CI {ci[0]:+.1%} to {ci[1]:+.1%})" if ci else ""
+        )
     elif rec.get("trainwise_overhead_note"):
         note = rec["trainwise_overhead_note"]
-        how += ". trainwise's step time vs a plain PyTorch loop: " + ("not quoted (timings unreliable)" if t and note == t.get("unreliable_reason") else note)
+        how += ". trainwise's step time vs a plain PyTorch loop: " + (
+            "not quoted (timings unreliable)" if t and note == t.get("unreliable_reason") else note
+        )
     return how
 
 
@@ -89,32 +121,41 @@ def floor_lines(meta: dict) -> list[str]:
     m, p = f["metric"], f["primary_metric"]
     pm = f["per_metric"]
     seeds = ", ".join(f"{x:.4f}" for x in pm[m]["per_seed"])
-    return [f"noise floor: {f['seeds']} seeds of the fp32 control differ by {pm[m]['floor']:.4f} in validation {m} ({seeds}; "
-            f"{pm[m]['floor'] / f['control_loss']:.1%} of the control's) and by {pm[p]['floor']:.4f} in {p.replace('_', ' ')}",
-            f"verdict margin = tolerance {meta.get('tolerance'):.0%} x control loss + noise floor = {f['tolerance_abs']:.4f} + "
-            f"{pm[m]['floor']:.4f} = {f['margin']:.4f}: pass when the paired {m} rise's upper bound is within it, "
-            "fail when its lower bound is beyond it, otherwise inconclusive"]
+    return [
+        f"noise floor: {f['seeds']} seeds of the fp32 control differ by {pm[m]['floor']:.4f} in validation {m} ({seeds}; "
+        f"{pm[m]['floor'] / f['control_loss']:.1%} of the control's) and by {pm[p]['floor']:.4f} in {p.replace('_', ' ')}",
+        f"verdict margin = tolerance {meta.get('tolerance'):.0%} x control loss + noise floor = {f['tolerance_abs']:.4f} + "
+        f"{pm[m]['floor']:.4f} = {f['margin']:.4f}: pass when the paired {m} rise's upper bound is within it, "
+        "fail when its lower bound is beyond it, otherwise inconclusive",
+    ]
 
 
 def plan_lines(meta: dict) -> list[str]:
     """Steps, pruning, run order; with a budget, the plan against what each phase took."""
-    lines = [f"steps per variant: {meta.get('steps')}; pruning at {meta.get('prune_slowdown'):g}x the control's step; "
-             f"run order: {', '.join(meta.get('run_order') or [])}"]
+    lines = [
+        f"steps per variant: {meta.get('steps')}; pruning at {meta.get('prune_slowdown'):g}x the control's step; "
+        f"run order: {', '.join(meta.get('run_order') or [])}"
+    ]
     b, took = meta.get("budget"), meta.get("phases_s") or {}
     if b:
         training = sum(b["predicted_s"].values())
-        lines.append(f"time budget {b['budget_s'] / 60:.1f} min, planned from the control's measured speed ({b['probe']['step_s']:.2f} s a step, "
-                     f"{b['probe']['fixed_s']:.0f} s a run besides its steps): {b['spent_s']:.0f} s measuring (matmul peaks, speed probe), "
-                     f"about {training:.0f} s training {b['steps']} steps a variant, {b['timing_reserve_s']:.0f} s timing "
-                     f"({b['timing_rounds_reserved']} rounds at least), {b['tail_s']:.0f} s quality and report" + (f"; {b['note']}" if b.get("note") else ""))
+        lines.append(
+            f"time budget {b['budget_s'] / 60:.1f} min, planned from the control's measured speed ({b['probe']['step_s']:.2f} s a step, "
+            f"{b['probe']['fixed_s']:.0f} s a run besides its steps): {b['spent_s']:.0f} s measuring (matmul peaks, speed probe), "
+            f"about {training:.0f} s training {b['steps']} steps a variant, {b['timing_reserve_s']:.0f} s timing "
+            f"({b['timing_rounds_reserved']} rounds at least), {b['tail_s']:.0f} s quality and report"
+            + (f"; {b['note']}" if b.get("note") else "")
+        )
     if took:
         lines.append("took: " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))
     return lines
 
 
 def header_lines(meta: dict) -> list[str]:
-    return [f"device: {meta.get('device')}; peak matmul GFLOP/s measured here: {meta.get('matmul_gflops')}",
-            f"target validation loss: {meta.get('target_val_loss'):.4f}; quality tolerance {meta.get('tolerance'):.0%} of the control's loss"]
+    return [
+        f"device: {meta.get('device')}; peak matmul GFLOP/s measured here: {meta.get('matmul_gflops')}",
+        f"target validation loss: {meta.get('target_val_loss'):.4f}; quality tolerance {meta.get('tolerance'):.0%} of the control's loss",
+    ]
 
 
 def render_markdown(rows: list[dict], rec: dict, meta: dict) -> str:
@@ -127,7 +168,9 @@ def render_markdown(rows: list[dict], rec: dict, meta: dict) -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table_rows(rows)]
     if rec.get("inconclusive"):
-        lines += ["", "## Inconclusive (not recommended until settled)", ""] + [f"- {r['reason']}" for r in rec["inconclusive"]]
+        lines += ["", "## Inconclusive (not recommended until settled)", ""] + [
+            f"- {r['reason']}" for r in rec["inconclusive"]
+        ]
     lines += ["", "## Not recommended", ""] + [f"- {r['reason']}" for r in rec.get("rejected", [])]
     return "\n".join(lines) + "\n"
 
@@ -146,7 +189,7 @@ def render_html(rows: list[dict], rec: dict, meta: dict) -> str:
     rejected = "".join(f"<li>{html.escape(r['reason'])}</li>" for r in rec.get("rejected", []))
     inconclusive = "".join(f"<li>{html.escape(r['reason'])}</li>" for r in rec.get("inconclusive", []))
     return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>trainwise bench</title><style>{CSS}</style></head><body>
-<h1>trainwise bench: {html.escape(str(meta.get('config')))}</h1>
+<h1>trainwise bench: {html.escape(str(meta.get("config")))}</h1>
 {_paragraphs(header_lines(meta))}
 <h2>Recommendation</h2><p><b>{html.escape(summary_line(rec))}</b></p>
 <p>{html.escape(timing_line(meta, rec))}</p>

@@ -68,11 +68,15 @@ def claim_out_dir(out: Path, base, variants: list[Variant]) -> None:
     if marker.is_file():
         old = read_json(marker)
         if {k: old.get(k) for k in ident} != ident:
-            raise ConfigError(f"--out {out} holds the results of another bench (base config hash {old.get('base_config_hash')}, "
-                              f"this one {ident['base_config_hash']}); choose another --out, or delete that folder to replace it")
+            raise ConfigError(
+                f"--out {out} holds the results of another bench (base config hash {old.get('base_config_hash')}, "
+                f"this one {ident['base_config_hash']}); choose another --out, or delete that folder to replace it"
+            )
         known = {v["config_hash"]: v for v in old.get("variants", [])}
     elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} is not empty and holds no bench.json: it is not a bench folder; choose another --out")
+        raise ConfigError(
+            f"--out {out} is not empty and holds no bench.json: it is not a bench folder; choose another --out"
+        )
     else:
         known = {}
     known.update({v.hash: v.to_dict() for v in variants})
@@ -101,14 +105,21 @@ def finished_run(d: Path, v: Variant, keep_pruned: dict | None = None) -> dict |
         return None
     if r.get("status") in FINISHED:
         return r
-    if r.get("status") == "pruned" and keep_pruned and r.get("machine") == keep_pruned["machine"] \
-            and (r.get("prune") or {}).get("prune_slowdown") == keep_pruned["prune_slowdown"]:
+    if (
+        r.get("status") == "pruned"
+        and keep_pruned
+        and r.get("machine") == keep_pruned["machine"]
+        and (r.get("prune") or {}).get("prune_slowdown") == keep_pruned["prune_slowdown"]
+    ):
         return r
     return None
 
 
 def worker_env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
@@ -152,10 +163,17 @@ def run_worker(d: Path, v: Variant, quality: bool, check=None) -> dict:
         return read_json(result_path)
     tail = " | ".join(line for line in log.read_text(errors="replace").splitlines()[-3:] if line.strip())
     if proc.returncode < 0:
-        reason = f"the worker process was killed by signal {-proc.returncode}" + (" (SIGKILL: often the out-of-memory killer)" if proc.returncode == -9 else "")
+        reason = f"the worker process was killed by signal {-proc.returncode}" + (
+            " (SIGKILL: often the out-of-memory killer)" if proc.returncode == -9 else ""
+        )
     else:
         reason = f"the worker process exited with code {proc.returncode}"
-    result = {"status": "crashed", "reason": reason + (f"; last output: {tail[-300:]}" if tail else ""), "config_hash": v.hash, "returncode": proc.returncode}
+    result = {
+        "status": "crashed",
+        "reason": reason + (f"; last output: {tail[-300:]}" if tail else ""),
+        "config_hash": v.hash,
+        "returncode": proc.returncode,
+    }
     write_json(result_path, result)
     return result
 
@@ -189,16 +207,31 @@ def run_variants(out: Path, variants: list[Variant], log=print, sup: Supervision
         predicted = sup.predicted_s.get(v.hash)
         if sup.progress:
             left = [sup.predicted_s.get(w.hash, 0.0) for w in variants[n:]]
-            sup.progress.start_run(n, v.label, v.cfg.train.steps, predicted if not done else 0.0, sum(left) if sup.predicted_s else None)
+            sup.progress.start_run(
+                n, v.label, v.cfg.train.steps, predicted if not done else 0.0, sum(left) if sup.predicted_s else None
+            )
         t0 = time.perf_counter()
         if done:
             r, how = done, " (finished earlier, skipped)"
-        elif sup.deadline is not None and predicted and time.monotonic() + predicted * _scale(ran_s, predicted_ran_s) > sup.deadline:
+        elif (
+            sup.deadline is not None
+            and predicted
+            and time.monotonic() + predicted * _scale(ran_s, predicted_ran_s) > sup.deadline
+        ):
             need = predicted * _scale(ran_s, predicted_ran_s)
-            r = {"status": "not run", "reason": f"the time budget does not fit it: about {need:.0f} s needed, {max(0.0, sup.deadline - time.monotonic()):.0f} s left"}
+            r = {
+                "status": "not run",
+                "reason": f"the time budget does not fit it: about {need:.0f} s needed, {max(0.0, sup.deadline - time.monotonic()):.0f} s left",
+            }
             how = ""
         else:
-            prunable = sup.prune_slowdown and v.kind == "trainwise" and not v.is_control and v.hash not in sup.unprunable and control
+            prunable = (
+                sup.prune_slowdown
+                and v.kind == "trainwise"
+                and not v.is_control
+                and v.hash not in sup.unprunable
+                and control
+            )
             check = make_check(d / RUN, v, sup, control if prunable else None, list(finished))
             r = run_worker(d, v, quality=v.kind in ("trainwise", "control-seed"), check=check)
             how = f" in {time.perf_counter() - t0:.0f} s"
@@ -227,7 +260,9 @@ def make_check(run_dir: Path, v: Variant, sup: Supervision, control: ControlStep
         if sup.progress:
             sup.progress.update(watch.last_step)
         if control:
-            evidence = prune_evidence(watch.steps, watch.running_ms(), control, watch.memory_bytes, finished, sup.prune_slowdown)
+            evidence = prune_evidence(
+                watch.steps, watch.running_ms(), control, watch.memory_bytes, finished, sup.prune_slowdown
+            )
             if evidence:
                 return pruned(evidence, sup, watch)
         if sup.deadline is not None and time.monotonic() > sup.deadline:
@@ -245,22 +280,45 @@ def pruned(evidence: dict, sup: Supervision, watch: StepWatch, why: str = "") ->
     evidence = {**evidence, "loadavg": load, "cores": cores}
     others = load - min(watch.tc.threads or cores, cores) if load is not None else 0.0
     if others / cores > sup.max_load_per_core:
-        why += (f"; measured while the machine was busy (load {load:.1f} on {cores} cores, over bench.max_load_per_core): "
-                "a rerun on a quieter machine may keep it")
-    return {"status": "pruned", "reason": prune_reason(evidence, sup.device) + why, "prune": evidence, "machine": sup.machine,
-            "steps": watch.last_step, "peak_memory_bytes": watch.memory_bytes}
+        why += (
+            f"; measured while the machine was busy (load {load:.1f} on {cores} cores, over bench.max_load_per_core): "
+            "a rerun on a quieter machine may keep it"
+        )
+    return {
+        "status": "pruned",
+        "reason": prune_reason(evidence, sup.device) + why,
+        "prune": evidence,
+        "machine": sup.machine,
+        "steps": watch.last_step,
+        "peak_memory_bytes": watch.memory_bytes,
+    }
 
 
-def stop_at_deadline(watch: StepWatch, v: Variant, sup: Supervision, control: ControlSteps | None, finished: list[Finished]) -> dict:
+def stop_at_deadline(
+    watch: StepWatch, v: Variant, sup: Supervision, control: ControlSteps | None, finished: list[Finished]
+) -> dict:
     """A run still going when the budget ends: pruned if what it measured already meets the rule
     (one step is enough now: there will be no second), else stopped with what it measured."""
     if control:
-        evidence = prune_evidence(watch.steps, watch.running_ms(), control, watch.memory_bytes, finished, sup.prune_slowdown, min_steps=1)
+        evidence = prune_evidence(
+            watch.steps, watch.running_ms(), control, watch.memory_bytes, finished, sup.prune_slowdown, min_steps=1
+        )
         if evidence:
             return pruned(evidence, sup, watch, "; stopped when the time budget ran out")
     timed = watch.timed_ms
-    per_step = (f" ({median(timed) / 1e3:.2f} s a step" + (f", {median(timed) / control.median_ms:.1f}x the control's)" if control else ")")) if timed else ""
-    return {"status": "stopped", "reason": f"the time budget ran out after {watch.last_step} of {v.cfg.train.steps} steps{per_step}", "steps": watch.last_step}
+    per_step = (
+        (
+            f" ({median(timed) / 1e3:.2f} s a step"
+            + (f", {median(timed) / control.median_ms:.1f}x the control's)" if control else ")")
+        )
+        if timed
+        else ""
+    )
+    return {
+        "status": "stopped",
+        "reason": f"the time budget ran out after {watch.last_step} of {v.cfg.train.steps} steps{per_step}",
+        "steps": watch.last_step,
+    }
 
 
 def _scale(actual_s: float, predicted_s: float) -> float:

@@ -51,7 +51,9 @@ class SpeedEvidence:
     interval: dict[str, tuple[float, float]] = field(default_factory=dict)
     floor: float = 0.0  # relative drift between two runs of the same work (TRAINING only)
     unreliable: str | None = None  # why no speed is claimed (source "none")
-    not_quotable: dict[str, str] = field(default_factory=dict)  # config hash -> why its figure is not quoted (an interval too wide)
+    not_quotable: dict[str, str] = field(
+        default_factory=dict
+    )  # config hash -> why its figure is not quoted (an interval too wide)
 
     def has(self, row: dict) -> bool:
         return row["config_hash"] in self.point
@@ -79,7 +81,12 @@ class SpeedEvidence:
 
 def is_candidate(row: dict) -> bool:
     """A finished trainwise variant whose speed means something here (not emulated fp8)."""
-    return row["kind"] == "trainwise" and row["status"] in FINISHED and not row.get("emulated") and bool(row.get("median_step_ms"))
+    return (
+        row["kind"] == "trainwise"
+        and row["status"] in FINISHED
+        and not row.get("emulated")
+        and bool(row.get("median_step_ms"))
+    )
 
 
 def speed_evidence(rows: list[dict], timing: dict | None) -> SpeedEvidence:
@@ -93,7 +100,12 @@ def speed_evidence(rows: list[dict], timing: dict | None) -> SpeedEvidence:
     if timing is not None and all(x.get("ci95") and x.get("median") for x in ratios.values()):
         point = {h: x["median"] for h, x in ratios.items()} | {control["config_hash"]: 1.0}
         interval = {h: tuple(x["ci95"]) for h, x in ratios.items()} | {control["config_hash"]: (1.0, 1.0)}
-        return SpeedEvidence(PAIRED, point, interval, not_quotable={h: x.get("note") or "timings unreliable" for h, x in ratios.items() if not x.get("reliable")})
+        return SpeedEvidence(
+            PAIRED,
+            point,
+            interval,
+            not_quotable={h: x.get("note") or "timings unreliable" for h, x in ratios.items() if not x.get("reliable")},
+        )
     point, interval = {}, {}
     for r in cands:
         ms = r.get("train_median_step_ms") or r["median_step_ms"]
@@ -106,7 +118,11 @@ def speed_floor(rows: list[dict]) -> float:
     """How far the median step of the control's runs with other seeds lies from the control's own
     (relative): the same work timed at another moment of a shared machine. 0 without seeds."""
     control = next(r for r in rows if r["is_control"])
-    seeds = [r["step_ms_samples"] for r in rows if r.get("kind") == "control-seed" and r["status"] in FINISHED and r.get("step_ms_samples")]
+    seeds = [
+        r["step_ms_samples"]
+        for r in rows
+        if r.get("kind") == "control-seed" and r["status"] in FINISHED and r.get("step_ms_samples")
+    ]
     if not control.get("step_ms_samples") or not seeds:
         return 0.0
     m = median(control["step_ms_samples"])

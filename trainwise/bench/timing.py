@@ -24,14 +24,23 @@ from statistics import median
 
 from trainwise.bench.grid import Variant
 from trainwise.bench.runner import RESULT, RUN
-from trainwise.bench.timing_stats import load_row, machine_verdict, ratio_summary, round_ratios, sample_load, usable_cores
+from trainwise.bench.timing_stats import (
+    load_row,
+    machine_verdict,
+    ratio_summary,
+    round_ratios,
+    sample_load,
+    usable_cores,
+)
 from trainwise.rundir import read_json, write_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SETUP_TIMEOUT_S = 900  # building the workload and the prepared model (the numerics probe included)
 REPLY_TIMEOUT_S = 300  # plus 20x the steps' expected time: a process silent longer is stuck
-STATISTIC = ("per variant: median over rounds of (its median step time in the round / the fp32 control's in the same round); "
-             "95% CI of that median from order statistics (binomial sign-test interval, scipy.stats.quantile_test)")
+STATISTIC = (
+    "per variant: median over rounds of (its median step time in the round / the fp32 control's in the same round); "
+    "95% CI of that median from order statistics (binomial sign-test interval, scipy.stats.quantile_test)"
+)
 
 
 class TimingProcessError(RuntimeError):
@@ -43,12 +52,17 @@ class TimingProcess:
 
     def __init__(self, v: Variant, variant_dir: Path):
         self.v, self.dir = v, variant_dir
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        }
         cmd = [sys.executable, "-m", "trainwise.bench.timing_worker", str(variant_dir)]
         if v.kind == "trainwise" and (variant_dir / RUN).is_dir():
             cmd += ["--run-dir", str(variant_dir / RUN)]
         self.log = open(variant_dir / "timing.log", "w")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=os.getcwd())
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=os.getcwd()
+        )
         self.ready: dict = {}
         trained = variant_dir / RESULT
         self.expected_step_s = ((read_json(trained).get("median_step_ms") or 0) / 1e3) if trained.is_file() else 0.0
@@ -109,8 +123,18 @@ class TimingProcess:
         self.log.close()
 
 
-def drive_rounds(order: list[str], run, rounds: int, steps_per_round: int, warmup_steps: int, deadline_s: float | None = None,
-                 sample=sample_load, cores: int = 1, log=print, clock=time.monotonic) -> tuple[dict[str, list[list[float] | None]], list[dict], dict[str, str]]:
+def drive_rounds(
+    order: list[str],
+    run,
+    rounds: int,
+    steps_per_round: int,
+    warmup_steps: int,
+    deadline_s: float | None = None,
+    sample=sample_load,
+    cores: int = 1,
+    log=print,
+    clock=time.monotonic,
+) -> tuple[dict[str, list[list[float] | None]], list[dict], dict[str, str]]:
     """Warm up every variant, then run `rounds` rounds of `steps_per_round` steps of each variant in
     `order` (A B C A B C ...). `run(key, steps, timed)` returns the step times (ms) or raises.
     Stops after the current round once `deadline_s` (time.monotonic()) has passed. Returns the
@@ -171,8 +195,18 @@ def start_processes(out: Path, variants: list[Variant], log) -> tuple[dict[str, 
     return procs, failed
 
 
-def time_variants(out: Path, variants: list[Variant], rounds: int, steps_per_round: int, warmup_steps: int = 2, log=print,
-                  deadline_s: float | None = None, max_ratio_ci: float = 0.10, max_load_per_core: float = 1.0, gemm_peak_dtype=None) -> dict:
+def time_variants(
+    out: Path,
+    variants: list[Variant],
+    rounds: int,
+    steps_per_round: int,
+    warmup_steps: int = 2,
+    log=print,
+    deadline_s: float | None = None,
+    max_ratio_ci: float = 0.10,
+    max_load_per_core: float = 1.0,
+    gemm_peak_dtype=None,
+) -> dict:
     """Time the steps of `variants` (those whose training finished) in interleaved rounds; write
     and return OUT/timing.json's content (see `summarize`).
 
@@ -184,15 +218,25 @@ def time_variants(out: Path, variants: list[Variant], rounds: int, steps_per_rou
     gemm_peak_dtype = gemm_peak_dtype or (lambda v, ms: peak_dtype(v))
     out = Path(out)
     t0 = time.monotonic()
-    log(f"timing: {len(variants)} variants, {rounds} interleaved rounds x {steps_per_round} steps (after {warmup_steps} warm-up steps each)")
+    log(
+        f"timing: {len(variants)} variants, {rounds} interleaved rounds x {steps_per_round} steps (after {warmup_steps} warm-up steps each)"
+    )
     procs, failed = start_processes(out, variants, log)
     cores = usable_cores()
     peaks: dict[str, dict] = {}
     wall_s = {"setup": time.monotonic() - t0}
     try:
         order = [v.hash for v in variants if v.hash in procs]
-        times, loads, stopped = drive_rounds(order, lambda h, k, timed: procs[h].run(k, timed), rounds, steps_per_round, warmup_steps,
-                                             deadline_s, cores=cores, log=log)
+        times, loads, stopped = drive_rounds(
+            order,
+            lambda h, k, timed: procs[h].run(k, timed),
+            rounds,
+            steps_per_round,
+            warmup_steps,
+            deadline_s,
+            cores=cores,
+            log=log,
+        )
         failed.update(stopped)
         wall_s["rounds"] = time.monotonic() - t0 - wall_s["setup"]
         for v in variants:  # the model's own GEMM shapes: MFU's peak when the square probe does not represent them
@@ -200,22 +244,51 @@ def time_variants(out: Path, variants: list[Variant], rounds: int, steps_per_rou
             dtype = gemm_peak_dtype(v, median(flat)) if flat and v.hash not in failed else None
             if dtype and (deadline_s is None or time.monotonic() < deadline_s):
                 try:
-                    peaks[v.hash] = {"peak_dtype": dtype, **procs[v.hash].request({"gemm_peak": dtype}, REPLY_TIMEOUT_S)}
+                    peaks[v.hash] = {
+                        "peak_dtype": dtype,
+                        **procs[v.hash].request({"gemm_peak": dtype}, REPLY_TIMEOUT_S),
+                    }
                 except (TimingProcessError, ValueError, OSError) as e:
                     log(f"timing: {v.label}: GEMM peak not measured: {e}")
     finally:
         close_all(procs.values())
-    result = summarize(variants, times, loads, failed, peaks, {h: p.ready for h, p in procs.items()}, cores, max_ratio_ci, max_load_per_core)
+    result = summarize(
+        variants,
+        times,
+        loads,
+        failed,
+        peaks,
+        {h: p.ready for h, p in procs.items()},
+        cores,
+        max_ratio_ci,
+        max_load_per_core,
+    )
     wall_s["total"] = time.monotonic() - t0  # what the phase cost: for planning rounds within a time budget
-    result.update({"rounds_planned": rounds, "steps_per_round": steps_per_round, "warmup_steps": warmup_steps,
-                   "order": [v.label for v in variants if v.hash in times], "wall_s": wall_s})
+    result.update(
+        {
+            "rounds_planned": rounds,
+            "steps_per_round": steps_per_round,
+            "warmup_steps": warmup_steps,
+            "order": [v.label for v in variants if v.hash in times],
+            "wall_s": wall_s,
+        }
+    )
     write_json(out / "timing.json", result)
     log("timing: " + (result["unreliable_reason"] or f"{result['rounds']} rounds, reliable"))
     return result
 
 
-def summarize(variants: list[Variant], times: dict, loads: list[dict], failed: dict[str, str], peaks: dict, ready: dict, cores: int,
-              max_ratio_ci: float, max_load_per_core: float) -> dict:
+def summarize(
+    variants: list[Variant],
+    times: dict,
+    loads: list[dict],
+    failed: dict[str, str],
+    peaks: dict,
+    ready: dict,
+    cores: int,
+    max_ratio_ci: float,
+    max_load_per_core: float,
+) -> dict:
     """The timing result: per variant hash its step times and speed ratio to the control, the
     baseline overhead, the load per round, and whether the machine could support any ratio."""
     control = next((v for v in variants if v.is_control), None)
@@ -226,20 +299,50 @@ def summarize(variants: list[Variant], times: dict, loads: list[dict], failed: d
     for v in variants:
         rounds = times.get(v.hash, [])
         flat = [ms for r in rounds if r for ms in r]
-        row = {"label": v.label, "kind": v.kind, "is_control": v.is_control, "timed": bool(flat), "step_ms": rounds,
-               "round_median_ms": [median(r) if r else None for r in rounds], **{k: ready.get(v.hash, {}).get(k) for k in ("device", "threads", "units_per_step", "throughput_unit")}}
+        row = {
+            "label": v.label,
+            "kind": v.kind,
+            "is_control": v.is_control,
+            "timed": bool(flat),
+            "step_ms": rounds,
+            "round_median_ms": [median(r) if r else None for r in rounds],
+            **{k: ready.get(v.hash, {}).get(k) for k in ("device", "threads", "units_per_step", "throughput_unit")},
+        }
         if flat:
-            row.update({"median_step_ms": median(flat), "min_step_ms": min(flat), "max_step_ms": max(flat), "timed_steps": len(flat)})
+            row.update(
+                {
+                    "median_step_ms": median(flat),
+                    "min_step_ms": min(flat),
+                    "max_step_ms": max(flat),
+                    "timed_steps": len(flat),
+                }
+            )
         if v.hash in failed:
             row["reason"] = failed[v.hash]
         row.update(peaks.get(v.hash, {}))
         if control and v.kind == "trainwise" and v is not control:
-            row["speed_ratio_vs_control"] = ratio_summary(round_ratios(rounds, times.get(control.hash, [])), reason, max_ratio_ci,
-                                                          f"step time of {v.label} / the fp32 control")
+            row["speed_ratio_vs_control"] = ratio_summary(
+                round_ratios(rounds, times.get(control.hash, [])),
+                reason,
+                max_ratio_ci,
+                f"step time of {v.label} / the fp32 control",
+            )
         per[v.hash] = row
     overhead = None
     if control and baseline:
-        overhead = ratio_summary(round_ratios(times.get(control.hash, []), times.get(baseline.hash, [])), reason, max_ratio_ci,
-                                 "step time of the fp32 control / plain PyTorch")
-    return {"variants": per, "baseline_overhead": overhead, "load": loads, "cores": cores, "rounds": len(loads),
-            "reliable": reason is None, "unreliable_reason": reason, "statistic": STATISTIC}
+        overhead = ratio_summary(
+            round_ratios(times.get(control.hash, []), times.get(baseline.hash, [])),
+            reason,
+            max_ratio_ci,
+            "step time of the fp32 control / plain PyTorch",
+        )
+    return {
+        "variants": per,
+        "baseline_overhead": overhead,
+        "load": loads,
+        "cores": cores,
+        "rounds": len(loads),
+        "reliable": reason is None,
+        "unreliable_reason": reason,
+        "statistic": STATISTIC,
+    }

@@ -49,10 +49,14 @@ def ratio_summary(ratios: list[float], machine_reason: str | None, max_ratio_ci:
     if machine_reason:
         out["note"] = machine_reason
     elif lo is None:
-        out["note"] = f"timings unreliable: {n} paired rounds; a distribution-free 95% interval of the median needs at least {MIN_ROUNDS}"
+        out["note"] = (
+            f"timings unreliable: {n} paired rounds; a distribution-free 95% interval of the median needs at least {MIN_ROUNDS}"
+        )
     elif max(hi / mid - 1, 1 - lo / mid) > max_ratio_ci:
-        out["note"] = (f"timings unreliable: the 95% interval of {what}, {lo:.2f}x to {hi:.2f}x, reaches beyond "
-                       f"±{max_ratio_ci:.0%} of its median {mid:.2f}x (bench.max_ratio_ci)")
+        out["note"] = (
+            f"timings unreliable: the 95% interval of {what}, {lo:.2f}x to {hi:.2f}x, reaches beyond "
+            f"±{max_ratio_ci:.0%} of its median {mid:.2f}x (bench.max_ratio_ci)"
+        )
     else:
         out["reliable"] = True
         out["note"] = f"{what}: {mid:.2f}x (95% CI {lo:.2f}x to {hi:.2f}x, {n} rounds)"
@@ -65,13 +69,17 @@ def machine_verdict(loads: list[dict], own_threads: int, cores: int, max_load_pe
     it is one runnable task per thread) exceeds `max_load_per_core` per core, when the hypervisor
     stole more than MAX_STEAL_SHARE of the CPU time, or when fewer than MIN_ROUNDS rounds ran."""
     if len(loads) < MIN_ROUNDS:
-        return (f"timings unreliable: {len(loads)} timing round(s) ran; a distribution-free 95% interval needs at least {MIN_ROUNDS}"
-                + (" (the time budget ran out)" if loads else ""))
+        return (
+            f"timings unreliable: {len(loads)} timing round(s) ran; a distribution-free 95% interval needs at least {MIN_ROUNDS}"
+            + (" (the time budget ran out)" if loads else "")
+        )
     load = median((r["loadavg_per_core_before"] + r["loadavg_per_core_after"]) / 2 for r in loads) * cores
     others = load - min(own_threads, cores)
     if others / cores > max_load_per_core:
-        return (f"timings unreliable: load {load:.1f} on {cores} cores, {others:.1f} of it other processes' "
-                f"(over bench.max_load_per_core = {max_load_per_core:g} per core)")
+        return (
+            f"timings unreliable: load {load:.1f} on {cores} cores, {others:.1f} of it other processes' "
+            f"(over bench.max_load_per_core = {max_load_per_core:g} per core)"
+        )
     steals = [r["steal_share"] for r in loads if r.get("steal_share") is not None]
     if steals and median(steals) > MAX_STEAL_SHARE:
         return f"timings unreliable: the hypervisor took {median(steals):.0%} of the CPU time (steal) during the timing rounds"

@@ -83,18 +83,31 @@ def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
     ac_mode = trained.get("ac") or resolve_ac_mode(cfg, workload, dist.world_size)[0]
     keep_high_precision, _ = resolve_auto_split(cfg, workload, policy)
     prepared = prepare(
-        workload.model, policy=policy, device=device, ac_mode=ac_mode, ac_every=cfg.memory.ac_every,
-        compile=tc.compile, block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
-        keep_high_precision=keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel, workload.block_classes, cfg.memory.block_classes),
+        workload.model,
+        policy=policy,
+        device=device,
+        ac_mode=ac_mode,
+        ac_every=cfg.memory.ac_every,
+        compile=tc.compile,
+        block_classes=workload.block_classes,
+        block_class_names=cfg.memory.block_classes,
+        keep_high_precision=keep_high_precision,
+        shard=shard_fn(
+            cfg.parallel.strategy, dist, device, policy, cfg.parallel, workload.block_classes, cfg.memory.block_classes
+        ),
     )
     model = prepared.model
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
     scaler = make_grad_scaler(policy, device, cfg.precision.init_scale)
-    sampler = StepSampler(len(workload.train), tc.global_batch_size, tc.micro_batch_size, dist.world_size, dist.rank, tc.seed)
+    sampler = StepSampler(
+        len(workload.train), tc.global_batch_size, tc.micro_batch_size, dist.world_size, dist.rank, tc.seed
+    )
     ckpt = latest_checkpoint(run_dir / "checkpoints") if run_dir else None
     step = load_checkpoint(ckpt, model, optimizer, scaler)["step"] if ckpt is not None else 0
     health = HealthMonitor(policy, cfg.precision, tc.on_nonfinite, model)
-    parts = StepParts(model, optimizer, scaler, health, workload, sampler, policy, device, dist, micro_per_step, tc.grad_clip)
+    parts = StepParts(
+        model, optimizer, scaler, health, workload, sampler, policy, device, dist, micro_per_step, tc.grad_clip
+    )
     model.train()
 
     def one_step() -> tuple[float, torch.Tensor]:
@@ -124,12 +137,16 @@ def build_baseline_step(cfg) -> TimedStep:
     wl = build_workload(cfg)
     model = wl.model
     opt = plain_optimizer(model, tc, device)
-    batches = PlainBatches(wl.train.inputs, wl.train.targets, tc.micro_batch_size, tc.global_batch_size // tc.micro_batch_size, tc.seed)
+    batches = PlainBatches(
+        wl.train.inputs, wl.train.targets, tc.micro_batch_size, tc.global_batch_size // tc.micro_batch_size, tc.seed
+    )
     model.train()
 
     def one_step() -> tuple[float, torch.Tensor]:
         t0 = time.perf_counter()
-        loss = plain_step(model, opt, batches.next_step(), tc.grad_clip, device)  # the batch fetch is timed, as in plain_train
+        loss = plain_step(
+            model, opt, batches.next_step(), tc.grad_clip, device
+        )  # the batch fetch is timed, as in plain_train
         return (time.perf_counter() - t0) * 1e3, loss
 
     return TimedStep(one_step, wl, tc, device)
@@ -183,8 +200,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             timed = build_trainwise_step(cfg, Path(args.run_dir) if args.run_dir else None)
         units = timed.workload.units_per_example * cfg.train.global_batch_size
-        reply({"ready": True, "device": timed.device.type, "threads": torch.get_num_threads(), "units_per_step": units,
-               "throughput_unit": "tokens" if timed.workload.task == "lm" else "samples"})
+        reply(
+            {
+                "ready": True,
+                "device": timed.device.type,
+                "threads": torch.get_num_threads(),
+                "units_per_step": units,
+                "throughput_unit": "tokens" if timed.workload.task == "lm" else "samples",
+            }
+        )
         serve(timed, meta["label"], reply, sys.stdin)
     except (MemoryError, torch.OutOfMemoryError) as e:
         reply({"error": f"out of memory: {e}"})

@@ -78,8 +78,10 @@ def cpu_attention_flops() -> dict:
     def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
         return 2 * sdpa_flop_count(query, key, value)
 
-    return {aten._scaled_dot_product_flash_attention_for_cpu: forward,
-            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
+    }
 
 
 def val_subset(workload, tc):
@@ -98,8 +100,10 @@ def metrics_rows(run_dir: Path) -> list[dict]:
 
 
 def curves(rows: list[dict]) -> dict:
-    return {"train": [[r["step"], r["loss"]] for r in rows if "loss" in r and "step_ms" in r],
-            "val": [[r["step"], r["val_loss"]] for r in rows if "val_loss" in r]}
+    return {
+        "train": [[r["step"], r["loss"]] for r in rows if "loss" in r and "step_ms" in r],
+        "val": [[r["step"], r["val_loss"]] for r in rows if "val_loss" in r],
+    }
 
 
 def run_trainwise(cfg, variant_dir: Path, quality: bool) -> dict:
@@ -112,14 +116,21 @@ def run_trainwise(cfg, variant_dir: Path, quality: bool) -> dict:
     run_dir = variant_dir / RUN
     result = train(cfg, run_dir)
     rows = metrics_rows(run_dir)
-    out = {**result.summary, "curves": curves(rows), "flops_per_step": flops_per_step(result.workload, cfg.train),
-           # every logged timed step (each one with the bench's train.log_every = 1): the spread of the speed, for the recommendation
-           "step_ms_samples": [r["step_ms"] for r in rows if is_timed_row(r)], "val_examples": len(result.workload.val)}
+    out = {
+        **result.summary,
+        "curves": curves(rows),
+        "flops_per_step": flops_per_step(result.workload, cfg.train),
+        # every logged timed step (each one with the bench's train.log_every = 1): the spread of the speed, for the recommendation
+        "step_ms_samples": [r["step_ms"] for r in rows if is_timed_row(r)],
+        "val_examples": len(result.workload.val),
+    }
     if quality:
         model, wl = result.model, result.workload
         device = next(model.parameters()).device
         with autocast_context(result.policy, device):
-            frame = predict_split(model, val_subset(wl, cfg.train), wl.task, wl.info.get("classes"), cfg.eval.batch_size)
+            frame = predict_split(
+                model, val_subset(wl, cfg.train), wl.task, wl.info.get("classes"), cfg.eval.batch_size
+            )
         frame.to_parquet(variant_dir / "predictions.parquet")
     return out
 
@@ -136,7 +147,9 @@ def run_baseline(cfg, variant_dir: Path, quality: bool) -> dict:
     torch.manual_seed(tc.seed)  # the same initial weights as the trainer's run
     wl = build_workload(cfg)
     val = [wl.val.batch(i) for i in eval_indices(len(wl.val), tc.eval_batches, tc.micro_batch_size)]
-    out = plain_train(wl.model, wl.train.inputs, wl.train.targets, val, tc, pick_device(tc.device))  # the variants' device
+    out = plain_train(
+        wl.model, wl.train.inputs, wl.train.targets, val, tc, pick_device(tc.device)
+    )  # the variants' device
     units = wl.units_per_example * tc.global_batch_size
     out["tokens_per_s"] = units / (out["median_step_ms"] / 1e3) if out["median_step_ms"] else None
     out["flops_per_step"] = flops_per_step(wl, tc)

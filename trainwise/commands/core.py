@@ -10,13 +10,30 @@ from trainwise.config import config_to_toml, explain, load_config, parse_overrid
 from trainwise.errors import ConfigError
 
 # Fields that may change when a run is resumed: they do not alter the optimisation trajectory.
-RESUMABLE_OVERRIDES = {"parallel.strategy", "parallel.backend", "train.micro_batch_size", "train.steps", "train.halt_after_steps", "train.checkpoint_every", "train.log_every", "train.threads", "log.progress", "log.mlflow"}
+RESUMABLE_OVERRIDES = {
+    "parallel.strategy",
+    "parallel.backend",
+    "train.micro_batch_size",
+    "train.steps",
+    "train.halt_after_steps",
+    "train.checkpoint_every",
+    "train.log_every",
+    "train.threads",
+    "log.progress",
+    "log.mlflow",
+}
 
 
 def add_config_args(p, config_required: bool = True) -> None:
     p.add_argument("config", nargs=None if config_required else "?", help="TOML recipe, e.g. configs/lm-tiny.toml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override one config field (repeatable), e.g. --set train.steps=100")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one config field (repeatable), e.g. --set train.steps=100",
+    )
 
 
 def register(sub) -> None:
@@ -35,9 +52,19 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--refresh", action="store_true", help="measure again instead of using the cache")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--config", help="also measure the peak on this recipe's own matmul shapes (one forward + backward of a micro-batch), "
-                   "e.g. configs/lm-small.toml; always measured now, never cached")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a field of --config (repeatable)")
+    p.add_argument(
+        "--config",
+        help="also measure the peak on this recipe's own matmul shapes (one forward + backward of a micro-batch), "
+        "e.g. configs/lm-small.toml; always measured now, never cached",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a field of --config (repeatable)",
+    )
     p.set_defaults(func=cmd_info)
 
 
@@ -48,7 +75,9 @@ def resume_config(run_dir: Path, overrides: list[str]):
     for item in overrides:
         section, name, _ = parse_override(item)
         if f"{section}.{name}" not in RESUMABLE_OVERRIDES:
-            raise ConfigError(f"--resume: {section}.{name} cannot change when resuming (it would change the run's trajectory); only {', '.join(sorted(RESUMABLE_OVERRIDES))} can")
+            raise ConfigError(
+                f"--resume: {section}.{name} cannot change when resuming (it would change the run's trajectory); only {', '.join(sorted(RESUMABLE_OVERRIDES))} can"
+            )
     return load_config(cfg_path, overrides)
 
 
@@ -58,7 +87,9 @@ def cmd_train(args) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         if args.config or args.run_dir:
-            raise ConfigError("--resume RUN_DIR takes the config from RUN_DIR/config.toml: give no CONFIG or --run-dir with it")
+            raise ConfigError(
+                "--resume RUN_DIR takes the config from RUN_DIR/config.toml: give no CONFIG or --run-dir with it"
+            )
         cfg = resume_config(run_dir, args.overrides)
         check_tracking(cfg)
         result = train(cfg, run_dir, resume=True)
@@ -83,8 +114,10 @@ def check_tracking(cfg) -> None:
     except ImportError:
         missing = True
     if cfg.log.mlflow and missing:
-        raise ConfigError("log.mlflow = true, but MLflow is not installed here: pip install mlflow, or --set log.mlflow=false "
-                          "(the run directory holds everything MLflow would get)")
+        raise ConfigError(
+            "log.mlflow = true, but MLflow is not installed here: pip install mlflow, or --set log.mlflow=false "
+            "(the run directory holds everything MLflow would get)"
+        )
 
 
 def log_to_mlflow(run_dir: Path, cfg) -> None:
@@ -105,11 +138,17 @@ def print_summary(run_dir: Path, s: dict) -> None:
         return "n/a" if v is None else format(v, spec)
 
     print(f"run: {run_dir}")
-    print(f"status: {s['status']} after {s['steps']} steps ({s['precision']}, ac={s['ac']}, {s['strategy']} x{s['world_size']})")
+    print(
+        f"status: {s['status']} after {s['steps']} steps ({s['precision']}, ac={s['ac']}, {s['strategy']} x{s['world_size']})"
+    )
     print(f"loss: train {fmt(s['final_train_loss'], '.4f')}  val {fmt(s['final_val_loss'], '.4f')}")
-    print(f"speed: median step {fmt(s['median_step_ms'], '.1f')} ms (min {fmt(s.get('min_step_ms'), '.1f')}, max {fmt(s.get('max_step_ms'), '.1f')}), {fmt(s['tokens_per_s'], ',.0f')} {unit}/s")
+    print(
+        f"speed: median step {fmt(s['median_step_ms'], '.1f')} ms (min {fmt(s.get('min_step_ms'), '.1f')}, max {fmt(s.get('max_step_ms'), '.1f')}), {fmt(s['tokens_per_s'], ',.0f')} {unit}/s"
+    )
     if s.get("peak_memory_bytes") is not None:
-        print(f"memory: peak activations {s['peak_activation_bytes'] / 2**20:.1f} MiB, peak tracked total {s['peak_memory_bytes'] / 2**20:.1f} MiB")
+        print(
+            f"memory: peak activations {s['peak_activation_bytes'] / 2**20:.1f} MiB, peak tracked total {s['peak_memory_bytes'] / 2**20:.1f} MiB"
+        )
     if s.get("skipped_steps"):
         print(f"skipped steps: {s['skipped_steps']}")
     for alarm in s.get("alarms", []):
@@ -131,7 +170,9 @@ def cmd_info(args) -> int:
 
     if args.overrides and not args.config:
         raise ConfigError("--set needs --config: it overrides a field of that recipe")
-    cfg = load_config(args.config, args.overrides) if args.config else None  # a bad recipe fails before anything is measured
+    cfg = (
+        load_config(args.config, args.overrides) if args.config else None
+    )  # a bad recipe fails before anything is measured
     device = pick_device(args.device)
     if cfg is not None and cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)  # both probes under the threads the recipe trains with

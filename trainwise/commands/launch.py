@@ -26,13 +26,33 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "0.0.0.0", "::1"}
 def register(sub) -> None:
     p = sub.add_parser("launch", help="train on N processes per node (and M nodes) with torchrun: DDP or FSDP2")
     add_config_args(p, config_required=False)
-    p.add_argument("--nproc-per-node", type=int, required=True, metavar="N", help="processes on this node (one per GPU; any number on CPU)")
+    p.add_argument(
+        "--nproc-per-node",
+        type=int,
+        required=True,
+        metavar="N",
+        help="processes on this node (one per GPU; any number on CPU)",
+    )
     p.add_argument("--nnodes", type=int, default=1, metavar="M", help="number of nodes (default 1)")
-    p.add_argument("--node-rank", type=int, default=0, metavar="R", help="this node's rank, 0..M-1 (node 0 hosts the rendezvous)")
-    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address, the same on every node (default: a free local port, one node only)")
-    p.add_argument("--max-restarts", type=int, default=0, metavar="K", help="restart the group up to K times after a failure; it resumes from the last checkpoint")
+    p.add_argument(
+        "--node-rank", type=int, default=0, metavar="R", help="this node's rank, 0..M-1 (node 0 hosts the rendezvous)"
+    )
+    p.add_argument(
+        "--rdzv-endpoint",
+        metavar="HOST:PORT",
+        help="rendezvous address, the same on every node (default: a free local port, one node only)",
+    )
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        metavar="K",
+        help="restart the group up to K times after a failure; it resumes from the last checkpoint",
+    )
     p.add_argument("--run-dir", help="where to write the run (required with --nnodes > 1, so all nodes agree)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint, at this world size")
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint, at this world size"
+    )
     p.set_defaults(func=cmd_launch)
 
 
@@ -43,7 +63,9 @@ def check_port_free(host: str, port: int) -> None:
             s.bind(("" if host in LOCAL_HOSTS else host, port))
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise ConfigError(f"--rdzv-endpoint {host}:{port}: port {port} is already in use on this machine; choose another port (or stop the other job)") from None
+                raise ConfigError(
+                    f"--rdzv-endpoint {host}:{port}: port {port} is already in use on this machine; choose another port (or stop the other job)"
+                ) from None
             # otherwise (a remote or unresolvable host) it is not ours to check: torchrun reports it
 
 
@@ -58,7 +80,9 @@ def check_world(cfg, world_size: int) -> None:
     """The checks every rank would make, made once before anything starts."""
     tc, par = cfg.train, cfg.parallel
     if world_size > 1 and par.strategy == "single":
-        raise ConfigError(f"parallel.strategy = 'single' cannot run on {world_size} processes; add --set parallel.strategy=ddp (or fsdp2)")
+        raise ConfigError(
+            f"parallel.strategy = 'single' cannot run on {world_size} processes; add --set parallel.strategy=ddp (or fsdp2)"
+        )
     if tc.global_batch_size % (tc.micro_batch_size * world_size):
         raise ConfigError(
             f"train.global_batch_size = {tc.global_batch_size} cannot be made from train.micro_batch_size = {tc.micro_batch_size} "
@@ -68,14 +92,24 @@ def check_world(cfg, world_size: int) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise DeviceError("parallel.backend = 'nccl' (or train.device = 'cuda') needs CUDA GPUs, and none is visible; use parallel.backend = 'gloo' on CPU")
+            raise DeviceError(
+                "parallel.backend = 'nccl' (or train.device = 'cuda') needs CUDA GPUs, and none is visible; use parallel.backend = 'gloo' on CPU"
+            )
 
 
 def torchrun_args(args, rdzv: str, run_id: str, train_args: list[str]) -> list[str]:
     return [
-        f"--nproc-per-node={args.nproc_per_node}", f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}",
-        f"--max-restarts={args.max_restarts}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv}", f"--rdzv-id={run_id}",
-        "-m", "trainwise.cli", "train", *train_args,
+        f"--nproc-per-node={args.nproc_per_node}",
+        f"--nnodes={args.nnodes}",
+        f"--node-rank={args.node_rank}",
+        f"--max-restarts={args.max_restarts}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={rdzv}",
+        f"--rdzv-id={run_id}",
+        "-m",
+        "trainwise.cli",
+        "train",
+        *train_args,
     ]
 
 
@@ -83,10 +117,14 @@ def cmd_launch(args) -> int:
     from trainwise.train.rundir_setup import default_run_dir
 
     if args.nproc_per_node < 1 or args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes or args.max_restarts < 0:
-        raise ConfigError(f"--nproc-per-node {args.nproc_per_node} --nnodes {args.nnodes} --node-rank {args.node_rank} --max-restarts {args.max_restarts}: expected N >= 1, M >= 1, 0 <= R < M, K >= 0")
+        raise ConfigError(
+            f"--nproc-per-node {args.nproc_per_node} --nnodes {args.nnodes} --node-rank {args.node_rank} --max-restarts {args.max_restarts}: expected N >= 1, M >= 1, 0 <= R < M, K >= 0"
+        )
     if args.resume:
         if args.config or args.run_dir:
-            raise ConfigError("--resume RUN_DIR takes the config from RUN_DIR/config.toml: give no CONFIG or --run-dir with it")
+            raise ConfigError(
+                "--resume RUN_DIR takes the config from RUN_DIR/config.toml: give no CONFIG or --run-dir with it"
+            )
         run_dir = Path(args.resume)
         cfg = resume_config(run_dir, args.overrides)
         train_args = ["--resume", str(run_dir)]
@@ -95,10 +133,14 @@ def cmd_launch(args) -> int:
             raise ConfigError("give a CONFIG (e.g. configs/lm-tiny.toml) or --resume RUN_DIR")
         cfg = load_config(args.config, args.overrides)
         if args.nnodes > 1 and not args.run_dir:
-            raise ConfigError("--nnodes > 1 needs --run-dir DIR on a filesystem all nodes share, so every node writes the same run")
+            raise ConfigError(
+                "--nnodes > 1 needs --run-dir DIR on a filesystem all nodes share, so every node writes the same run"
+            )
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
         if run_dir.exists() and any(run_dir.iterdir()):
-            raise ConfigError(f"run directory {run_dir} already exists and is not empty; use --resume {run_dir} to continue it, or choose another --run-dir")
+            raise ConfigError(
+                f"run directory {run_dir} already exists and is not empty; use --resume {run_dir} to continue it, or choose another --run-dir"
+            )
         train_args = [args.config, *sum((["--set", o] for o in args.overrides), []), "--run-dir", str(run_dir)]
     check_world(cfg, args.nproc_per_node * args.nnodes)
     if args.rdzv_endpoint:
@@ -112,15 +154,26 @@ def cmd_launch(args) -> int:
         from trainwise.train.parallel import free_port
 
         rdzv = f"127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun_args(args, rdzv, run_dir.name or "trainwise", train_args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *torchrun_args(args, rdzv, run_dir.name or "trainwise", train_args),
+    ]
     print(f"launch: {args.nproc_per_node} x {args.nnodes} processes, rendezvous {rdzv}, run {run_dir}", file=sys.stderr)
     # torchrun shares its rendezvous TCPStore with the workers by default; after a restart they can
     # read the previous attempt's keys and connect to dead peers (pytorch/pytorch#135712, #167288).
     # A store per attempt avoids it.
     rc = run_torchrun(cmd, {**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})
     if rc != 0:
-        where = f"; the run is in {run_dir} (continue it with --resume {run_dir})" if (run_dir / "config.toml").is_file() else "; no run directory was written"
-        raise TrainwiseError(f"the training processes failed (torchrun exit code {rc}); the ranks' own errors are printed above{where}")
+        where = (
+            f"; the run is in {run_dir} (continue it with --resume {run_dir})"
+            if (run_dir / "config.toml").is_file()
+            else "; no run directory was written"
+        )
+        raise TrainwiseError(
+            f"the training processes failed (torchrun exit code {rc}); the ranks' own errors are printed above{where}"
+        )
     return 0
 
 

@@ -29,7 +29,9 @@ def equal_mass_bin(confidence: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
     return bins
 
 
-def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS, strategy: str = "uniform") -> dict:
+def reliability_bins(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS, strategy: str = "uniform"
+) -> dict:
     """Per-bin count, mean confidence and accuracy (NaN for empty bins), for ECE and the diagram."""
     bins = equal_width_bin(confidence, n_bins) if strategy == "uniform" else equal_mass_bin(confidence, n_bins)
     count = np.bincount(bins, minlength=n_bins).astype(np.float64)

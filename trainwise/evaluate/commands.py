@@ -9,39 +9,89 @@ from trainwise.errors import TrainwiseError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("evaluate", help="predictions, metrics, calibration, slices and robustness of a trained run",
-                              description="Write predictions.parquet, metrics.json and report.html for a run directory.")
+    p = subparsers.add_parser(
+        "evaluate",
+        help="predictions, metrics, calibration, slices and robustness of a trained run",
+        description="Write predictions.parquet, metrics.json and report.html for a run directory.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `trainwise train`")
     p.add_argument("--split", default="test", choices=["val", "test"], help="split to evaluate (default: test)")
-    p.add_argument("--slices", default=None, help="comma-separated slice columns (default: the config's eval.slices, else the workload's)")
+    p.add_argument(
+        "--slices",
+        default=None,
+        help="comma-separated slice columns (default: the config's eval.slices, else the workload's)",
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: RUN_DIR/eval)")
-    p.add_argument("--bootstrap", type=int, default=200, metavar="N", help="bootstrap replicates for slice confidence intervals (default: 200)")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=200,
+        metavar="N",
+        help="bootstrap replicates for slice confidence intervals (default: 200)",
+    )
     p.add_argument("--no-robustness", action="store_true", help="skip the perturbation metrics")
     p.set_defaults(func=run_evaluate)
 
-    p = subparsers.add_parser("compare", help="paired comparison of two runs and a quality gate (exit 0 pass, 1 fail, 3 inconclusive, 2 bad input)",
-                              description="Compare a candidate with a baseline on the same examples: McNemar, paired intervals, DeLong, "
-                              "per-slice deltas, and a gate of rules, each pass (shown within tolerance), fail (shown worse) or "
-                              "inconclusive (neither: the output says how many examples would settle it). "
-                              "Exit code 0 pass, 1 fail, 3 inconclusive, 2 bad input.")
+    p = subparsers.add_parser(
+        "compare",
+        help="paired comparison of two runs and a quality gate (exit 0 pass, 1 fail, 3 inconclusive, 2 bad input)",
+        description="Compare a candidate with a baseline on the same examples: McNemar, paired intervals, DeLong, "
+        "per-slice deltas, and a gate of rules, each pass (shown within tolerance), fail (shown worse) or "
+        "inconclusive (neither: the output says how many examples would settle it). "
+        "Exit code 0 pass, 1 fail, 3 inconclusive, 2 bad input.",
+    )
     p.add_argument("baseline", metavar="BASELINE", help="run directory, evaluation directory or predictions.parquet")
     p.add_argument("candidate", metavar="CANDIDATE", help="run directory, evaluation directory or predictions.parquet")
-    p.add_argument("--gate", default=None, metavar="GATE.toml", help="gate rules (default: the built-in gate; see docs/evaluate.md)")
+    p.add_argument(
+        "--gate",
+        default=None,
+        metavar="GATE.toml",
+        help="gate rules (default: the built-in gate; see docs/evaluate.md)",
+    )
     p.add_argument("--json", action="store_true", help="print the full comparison as JSON")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="paired bootstrap replicates for ECE, AUC, F1 and other non-mean metrics (default: 1000)")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="paired bootstrap replicates for ECE, AUC, F1 and other non-mean metrics (default: 1000)",
+    )
     p.set_defaults(func=run_compare)
 
     p = subparsers.add_parser("data", help="data-quality checks (`trainwise data check`)")
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    c = sub.add_parser("check", help="schema, missing values, imbalance, duplicates, leakage, label issues, personal data, fingerprints",
-                       description="Check a CONFIG (.toml: its workload's splits) or a FILE (CSV/Parquet table).")
+    c = sub.add_parser(
+        "check",
+        help="schema, missing values, imbalance, duplicates, leakage, label issues, personal data, fingerprints",
+        description="Check a CONFIG (.toml: its workload's splits) or a FILE (CSV/Parquet table).",
+    )
     c.add_argument("source", metavar="CONFIG|FILE")
-    c.add_argument("--against", default=None, metavar="OTHER", help="another table (test or serving data) to check FILE against for leakage and schema")
-    c.add_argument("--target", default=None, metavar="COLUMN", help="FILE's label column (enables imbalance and label-issue checks)")
-    c.add_argument("--fail-on", default="", metavar="RULES", help="comma-separated findings that fail the command, each NAME or NAME>NUMBER "
-                   "(schema, missing, imbalance, duplicates, leakage, label_issues, pii)")
+    c.add_argument(
+        "--against",
+        default=None,
+        metavar="OTHER",
+        help="another table (test or serving data) to check FILE against for leakage and schema",
+    )
+    c.add_argument(
+        "--target",
+        default=None,
+        metavar="COLUMN",
+        help="FILE's label column (enables imbalance and label-issue checks)",
+    )
+    c.add_argument(
+        "--fail-on",
+        default="",
+        metavar="RULES",
+        help="comma-separated findings that fail the command, each NAME or NAME>NUMBER "
+        "(schema, missing, imbalance, duplicates, leakage, label_issues, pii)",
+    )
     c.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a CONFIG field")
-    c.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON to PATH ('-' prints JSON instead of text)")
+    c.add_argument(
+        "--json",
+        default=None,
+        metavar="PATH",
+        help="also write the report as JSON to PATH ('-' prints JSON instead of text)",
+    )
     c.set_defaults(func=run_data_check)
     p.set_defaults(func=lambda args: _data_usage(p))
 
@@ -57,9 +107,18 @@ def run_evaluate(args) -> int:
     if args.bootstrap < 1:
         raise TrainwiseError(f"--bootstrap {args.bootstrap}: expected a positive number of replicates")
     slices = None if args.slices is None else [s.strip() for s in args.slices.split(",") if s.strip()]
-    m = evaluate_run(args.run_dir, args.split, slices, args.out, n_boot=args.bootstrap, with_robustness=not args.no_robustness)
-    keys = ("loss", "bits_per_byte", "next_byte_accuracy") if m["task"] == "lm" else ("accuracy", "f1_macro", "roc_auc", "log_loss", "ece")
-    print(f"{m['workload']} {m['split']} (n={m['n']}): " + ", ".join(f"{k}={m[k]:.4f}" for k in keys if m.get(k) is not None))
+    m = evaluate_run(
+        args.run_dir, args.split, slices, args.out, n_boot=args.bootstrap, with_robustness=not args.no_robustness
+    )
+    keys = (
+        ("loss", "bits_per_byte", "next_byte_accuracy")
+        if m["task"] == "lm"
+        else ("accuracy", "f1_macro", "roc_auc", "log_loss", "ece")
+    )
+    print(
+        f"{m['workload']} {m['split']} (n={m['n']}): "
+        + ", ".join(f"{k}={m[k]:.4f}" for k in keys if m.get(k) is not None)
+    )
     if "skipped" in m.get("robustness", {}):
         print(f"robustness perturbations skipped: {m['robustness']['skipped']}")
     print(f"wrote {args.out or (args.run_dir.rstrip('/') + '/eval')}/{{predictions.parquet,metrics.json,report.html}}")
@@ -83,17 +142,28 @@ def run_compare(args) -> int:
 
 def format_comparison(c) -> str:
     split = f", {c.split} split" if c.split else ""
-    lines = [f"paired comparison on {c.n} examples ({c.task}{split})", f"  {'metric':20s} {'baseline':>10s} {'candidate':>10s} {'delta':>10s}  95% CI"]
+    lines = [
+        f"paired comparison on {c.n} examples ({c.task}{split})",
+        f"  {'metric':20s} {'baseline':>10s} {'candidate':>10s} {'delta':>10s}  95% CI",
+    ]
     for m, d in c.deltas.items():
         if d["baseline"] == d["baseline"] and d["ci95"][0] == d["ci95"][0]:  # skip undefined (NaN) metrics
-            lines.append(f"  {m:20s} {d['baseline']:10.4f} {d['candidate']:10.4f} {d['delta']:+10.4f}  [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  {d['interval']}")
+            lines.append(
+                f"  {m:20s} {d['baseline']:10.4f} {d['candidate']:10.4f} {d['delta']:+10.4f}  [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  {d['interval']}"
+            )
     if "mcnemar" in c.tests:
         t = c.tests["mcnemar"]
-        lines.append(f"  McNemar exact: baseline-only right {t['a_only_correct']}, candidate-only right {t['b_only_correct']}, p = {t['p_value']:.3g}")
+        lines.append(
+            f"  McNemar exact: baseline-only right {t['a_only_correct']}, candidate-only right {t['b_only_correct']}, p = {t['p_value']:.3g}"
+        )
     if "delong" in c.tests:
         t = c.tests["delong"]
-        lines.append(f"  DeLong: AUC {t['auc_a']:.4f} -> {t['auc_b']:.4f} (delta {t['delta']:+.4f}, p = {t['p_value']:.3g})")
-    lines.append("  gate rules (pass: upper bound of the worsening <= tolerance; fail: lower bound > tolerance; else inconclusive):")
+        lines.append(
+            f"  DeLong: AUC {t['auc_a']:.4f} -> {t['auc_b']:.4f} (delta {t['delta']:+.4f}, p = {t['p_value']:.3g})"
+        )
+    lines.append(
+        "  gate rules (pass: upper bound of the worsening <= tolerance; fail: lower bound > tolerance; else inconclusive):"
+    )
     for r in c.rules:
         if r["status"] != "not applicable":
             lines.append(f"  [{r['status'].upper()}] {r['rule']}: {r['detail']}")

@@ -69,7 +69,9 @@ def infer_task(df: pd.DataFrame, what: str) -> str:
         return "classification"
     if {"loss", "correct"} <= set(df.columns):
         return "lm"
-    raise DataError(f"{what} predictions have neither prob_<class> columns (classification) nor loss/correct (lm); columns: {', '.join(map(str, df.columns))}")
+    raise DataError(
+        f"{what} predictions have neither prob_<class> columns (classification) nor loss/correct (lm); columns: {', '.join(map(str, df.columns))}"
+    )
 
 
 def align(baseline: pd.DataFrame, candidate: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -78,25 +80,37 @@ def align(baseline: pd.DataFrame, candidate: pd.DataFrame) -> tuple[pd.DataFrame
         if "id" not in df.columns:
             raise DataError(f"{what} predictions have no 'id' column; examples are matched by id")
         if df["id"].duplicated().any():
-            raise DataError(f"{what} predictions repeat ids (e.g. {df['id'][df['id'].duplicated()].iloc[0]!r}); each example id must appear once")
+            raise DataError(
+                f"{what} predictions repeat ids (e.g. {df['id'][df['id'].duplicated()].iloc[0]!r}); each example id must appear once"
+            )
     b_ids, c_ids = set(baseline["id"].tolist()), set(candidate["id"].tolist())
     if b_ids != c_ids:
         only_b, only_c = sorted(b_ids - c_ids, key=str), sorted(c_ids - b_ids, key=str)
-        raise DataError(f"baseline and candidate predictions cover different examples: {len(only_b)} ids only in the baseline "
-                        f"(e.g. {only_b[:3]}), {len(only_c)} only in the candidate (e.g. {only_c[:3]}); compare predictions on the same split")
+        raise DataError(
+            f"baseline and candidate predictions cover different examples: {len(only_b)} ids only in the baseline "
+            f"(e.g. {only_b[:3]}), {len(only_c)} only in the candidate (e.g. {only_c[:3]}); compare predictions on the same split"
+        )
     baseline = baseline.reset_index(drop=True)
     candidate = candidate.set_index("id").loc[baseline["id"]].reset_index()
     if "label" in baseline.columns and "label" in candidate.columns:
         differ = baseline["label"].astype(str).to_numpy() != candidate["label"].astype(str).to_numpy()
         if differ.any():
-            raise DataError(f"baseline and candidate disagree on the true label of {int(differ.sum())} examples (e.g. id {baseline['id'][differ].iloc[0]!r}); they are not predictions on the same data")
+            raise DataError(
+                f"baseline and candidate disagree on the true label of {int(differ.sum())} examples (e.g. id {baseline['id'][differ].iloc[0]!r}); they are not predictions on the same data"
+            )
     return baseline, candidate
 
 
 def slice_columns(df: pd.DataFrame) -> list[str]:
     cols = []
     for c in df.columns:
-        if c in RESERVED or str(c).startswith(PROB_PREFIX) or df[c].dtype.kind == "f" or df[c].dtype == object and df[c].map(type).eq(list).any():
+        if (
+            c in RESERVED
+            or str(c).startswith(PROB_PREFIX)
+            or df[c].dtype.kind == "f"
+            or df[c].dtype == object
+            and df[c].map(type).eq(list).any()
+        ):
             continue
         if df[c].astype(str).nunique() <= MAX_SLICE_VALUES:
             cols.append(c)
@@ -110,8 +124,9 @@ def make_stats(df: pd.DataFrame, task: str, classes: list[str] | None, with_auc:
     return ClassificationStats(with_auc=with_auc).fit(label, prob)
 
 
-def paired_deltas(base: pd.DataFrame, cand: pd.DataFrame, task: str, classes, n_boot: int, seed: int,
-                  with_auc: bool = True) -> tuple[dict, dict[str, Interval]]:
+def paired_deltas(
+    base: pd.DataFrame, cand: pd.DataFrame, task: str, classes, n_boot: int, seed: int, with_auc: bool = True
+) -> tuple[dict, dict[str, Interval]]:
     """Point values per model and the interval of candidate - baseline for every metric.
 
     Means of per-example values get exact paired intervals; the other metrics the paired
@@ -133,8 +148,14 @@ def paired_deltas(base: pd.DataFrame, cand: pd.DataFrame, task: str, classes, n_
             iv = bootstrap_se(c - b, samples[m], n)
         iv = Interval(float(iv.point), float(iv.center), float(iv.se), float(iv.df), iv.method)
         intervals[m] = iv
-        deltas[m] = {"baseline": b, "candidate": c, "delta": c - b, "ci95": [float(x) for x in iv.bounds(0.975)],
-                     "se": iv.se, "interval": iv.method}
+        deltas[m] = {
+            "baseline": b,
+            "candidate": c,
+            "delta": c - b,
+            "ci95": [float(x) for x in iv.bounds(0.975)],
+            "se": iv.se,
+            "interval": iv.method,
+        }
     return deltas, intervals
 
 
@@ -150,8 +171,15 @@ def bootstrap_changes(sb, sc, metrics: list[str], n: int, n_boot: int, seed: int
     return {m: np.concatenate(v) for m, v in reps.items()}
 
 
-def compare_predictions(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, task: str | None = None, gate: Gate | None = None,
-                        n_boot: int = 1000, seed: int = 0, split: str | None = None) -> Comparison:
+def compare_predictions(
+    baseline_df: pd.DataFrame,
+    candidate_df: pd.DataFrame,
+    task: str | None = None,
+    gate: Gate | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    split: str | None = None,
+) -> Comparison:
     """Paired comparison and gate verdict of two prediction frames of the same examples.
 
     `split` (val/test) only shapes the advice of an inconclusive verdict.
@@ -163,9 +191,11 @@ def compare_predictions(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, t
     base, cand = align(baseline_df, candidate_df)
     classes = None
     if task == "classification":
-        classes = [c[len(PROB_PREFIX):] for c in base.columns if str(c).startswith(PROB_PREFIX)]
-        if sorted(classes) != sorted(c[len(PROB_PREFIX):] for c in cand.columns if str(c).startswith(PROB_PREFIX)):
-            raise DataError("baseline and candidate predictions have different prob_<class> columns: they predict different classes")
+        classes = [c[len(PROB_PREFIX) :] for c in base.columns if str(c).startswith(PROB_PREFIX)]
+        if sorted(classes) != sorted(c[len(PROB_PREFIX) :] for c in cand.columns if str(c).startswith(PROB_PREFIX)):
+            raise DataError(
+                "baseline and candidate predictions have different prob_<class> columns: they predict different classes"
+            )
     gate = gate or default_gate()
     with_auc = any(r.metric == "roc_auc" for r in gate.rules)  # bootstrap the AUC only when a rule needs it
     deltas, intervals = paired_deltas(base, cand, task, classes, n_boot, seed, with_auc)
@@ -181,11 +211,27 @@ def compare_predictions(baseline_df: pd.DataFrame, candidate_df: pd.DataFrame, t
     verdict = combine_statuses(r["status"] for r in rules)
     if verdict == "not applicable":  # nothing was checked: too little evidence is never a pass
         verdict = "inconclusive"
-        rules.append({"rule": "gate", "status": "inconclusive", "detail": f"no rule of the gate applies to these {task} predictions"})
-    return Comparison(task=task, n=len(base), passed=verdict == "pass", failures=[r["detail"] for r in rules if r["status"] == "fail"],
-                      deltas=deltas, tests=tests, slices=slices, rules=rules, verdict=verdict,
-                      inconclusive=[r["detail"] for r in rules if r["status"] == "inconclusive"],
-                      settle=settle_advice(rules, len(base), split) if verdict == "inconclusive" else None, split=split)
+        rules.append(
+            {
+                "rule": "gate",
+                "status": "inconclusive",
+                "detail": f"no rule of the gate applies to these {task} predictions",
+            }
+        )
+    return Comparison(
+        task=task,
+        n=len(base),
+        passed=verdict == "pass",
+        failures=[r["detail"] for r in rules if r["status"] == "fail"],
+        deltas=deltas,
+        tests=tests,
+        slices=slices,
+        rules=rules,
+        verdict=verdict,
+        inconclusive=[r["detail"] for r in rules if r["status"] == "inconclusive"],
+        settle=settle_advice(rules, len(base), split) if verdict == "inconclusive" else None,
+        split=split,
+    )
 
 
 def paired_tests(base: pd.DataFrame, cand: pd.DataFrame, task: str, classes) -> dict:
@@ -201,11 +247,20 @@ def paired_tests(base: pd.DataFrame, cand: pd.DataFrame, task: str, classes) -> 
     return tests
 
 
-def apply_gate(gate: Gate, task: str, n: int, deltas: dict, intervals: dict, slices: dict, slice_intervals: dict) -> list[dict]:
+def apply_gate(
+    gate: Gate, task: str, n: int, deltas: dict, intervals: dict, slices: dict, slice_intervals: dict
+) -> list[dict]:
     out = []
     for rule in gate.rules:
         if rule.task != task:
-            out.append({"rule": rule.name, "metric": rule.metric, "status": "not applicable", "detail": f"{rule.metric} is a {rule.task} metric"})
+            out.append(
+                {
+                    "rule": rule.name,
+                    "metric": rule.metric,
+                    "status": "not applicable",
+                    "detail": f"{rule.metric} is a {rule.task} metric",
+                }
+            )
         elif rule.scope == "overall":
             out.append(check_rule(rule, deltas[rule.metric], intervals[rule.metric], rule.confidence, n, ""))
         else:
@@ -216,7 +271,12 @@ def apply_gate(gate: Gate, task: str, n: int, deltas: dict, intervals: dict, sli
 def check_rule(rule: Rule, delta: dict, change: Interval, confidence: float, n: int, where: str) -> dict:
     """pass / fail / inconclusive of one rule on one set of examples (see `gate.judge_rule`)."""
     if delta["baseline"] != delta["baseline"] or delta["candidate"] != delta["candidate"]:
-        return {"rule": rule.name, "metric": rule.metric, "status": "not applicable", "detail": f"{where}{rule.metric} is undefined on these examples"}
+        return {
+            "rule": rule.name,
+            "metric": rule.metric,
+            "status": "not applicable",
+            "detail": f"{where}{rule.metric} is undefined on these examples",
+        }
     return judge_rule(rule, change, confidence, n, where)
 
 
@@ -225,21 +285,40 @@ def check_slices(rule: Rule, slices: dict, slice_intervals: dict) -> dict:
     checked = [(c, e) for c, entries in slices.items() for e in entries if e["n"] >= rule.min_count]
     # Bonferroni over the slices checked: the family-wise error rate stays <= 1 - confidence
     conf = 1 - (1 - rule.confidence) / max(len(checked), 1)
-    results = [check_rule(rule, e["deltas"][rule.metric], slice_intervals[(c, e["value"])][rule.metric], conf, e["n"],
-                          f"slice {c}={e['value']} (n={e['n']}): ") | {"slice": f"{c}={e['value']}"} for c, e in checked]
+    results = [
+        check_rule(
+            rule,
+            e["deltas"][rule.metric],
+            slice_intervals[(c, e["value"])][rule.metric],
+            conf,
+            e["n"],
+            f"slice {c}={e['value']} (n={e['n']}): ",
+        )
+        | {"slice": f"{c}={e['value']}"}
+        for c, e in checked
+    ]
     status = combine_statuses(r["status"] for r in results)
     named = [r["detail"] for r in results if r["status"] == status] if status in ("fail", "inconclusive") else []
     if status == "pass":
         worst = max((r for r in results if r["status"] == "pass"), key=lambda r: r["upper_bound"])
-        detail = (f"{len(results)} slices checked at {conf:.2%} confidence each, all within tolerance; closest {worst['slice']} "
-                  f"(n={worst['n']}): bounds of the worsening [{worst['lower_bound']:+.4f}, {worst['upper_bound']:+.4f}], upper <= {rule.tolerance:g}")
+        detail = (
+            f"{len(results)} slices checked at {conf:.2%} confidence each, all within tolerance; closest {worst['slice']} "
+            f"(n={worst['n']}): bounds of the worsening [{worst['lower_bound']:+.4f}, {worst['upper_bound']:+.4f}], upper <= {rule.tolerance:g}"
+        )
     elif named:
         detail = "; ".join(named[:5]) + (f"; and {len(named) - 5} more slices" if len(named) > 5 else "")
     else:
         detail = f"no slice has n >= {rule.min_count} (and a defined {rule.metric})"
     keep = ("slice", "n", "status", "worsening", "lower_bound", "upper_bound", "n_needed")
-    return {"rule": rule.name, "metric": rule.metric, "status": status, "detail": detail, "confidence": conf, "slices_checked": len(results),
-            "slices": [{k: r[k] for k in keep if k in r} for r in results]}
+    return {
+        "rule": rule.name,
+        "metric": rule.metric,
+        "status": status,
+        "detail": detail,
+        "confidence": conf,
+        "slices_checked": len(results),
+        "slices": [{k: r[k] for k in keep if k in r} for r in results],
+    }
 
 
 def settle_advice(rules: list[dict], n: int, split: str | None) -> str:
@@ -247,11 +326,15 @@ def settle_advice(rules: list[dict], n: int, split: str | None) -> str:
     factors = []
     for r in rules:
         parts = r.get("slices") or [r]
-        factors += [p["n_needed"] / p["n"] for p in parts if p.get("status") == "inconclusive" and p.get("n_needed") is not None]
+        factors += [
+            p["n_needed"] / p["n"] for p in parts if p.get("status") == "inconclusive" and p.get("n_needed") is not None
+        ]
     if not factors:
         return "no rule could be checked on these predictions: compare on examples the gate's rules apply to"
     needed = max(factors) * n
-    text = describe_needed(needed if np.isfinite(needed) else None, n).replace("settle it", "settle every inconclusive rule")
+    text = describe_needed(needed if np.isfinite(needed) else None, n).replace(
+        "settle it", "settle every inconclusive rule"
+    )
     if split == "val":
         text += "; these are val-split predictions: evaluate both runs on the test split (`trainwise evaluate RUN_DIR --split test`) or a larger set"
     return text
@@ -277,7 +360,9 @@ def locate_predictions(path: str | Path) -> Path:
 
         evaluate_run(p)
         return p / "eval" / "predictions.parquet"
-    raise DataError(f"{p} is neither an evaluation directory (predictions.parquet) nor a run directory (model/ and config.toml)")
+    raise DataError(
+        f"{p} is neither an evaluation directory (predictions.parquet) nor a run directory (model/ and config.toml)"
+    )
 
 
 def load_predictions(path: str | Path) -> pd.DataFrame:
@@ -299,9 +384,17 @@ def read_predictions(path: Path) -> pd.DataFrame:
         raise DataError(f"{path} is not a readable predictions table: {type(e).__name__}: {e}") from None
 
 
-def compare_dirs(baseline: str | Path, candidate: str | Path, gate: Gate | None = None, n_boot: int = 1000) -> Comparison:
+def compare_dirs(
+    baseline: str | Path, candidate: str | Path, gate: Gate | None = None, n_boot: int = 1000
+) -> Comparison:
     """compare_predictions on two run or evaluation directories (or predictions files)."""
     files = [locate_predictions(baseline), locate_predictions(candidate)]
     splits = {predictions_split(f) for f in files} - {None}
-    return compare_predictions(read_predictions(files[0]), read_predictions(files[1]), None, gate, n_boot,
-                               split=splits.pop() if len(splits) == 1 else None)
+    return compare_predictions(
+        read_predictions(files[0]),
+        read_predictions(files[1]),
+        None,
+        gate,
+        n_boot,
+        split=splits.pop() if len(splits) == 1 else None,
+    )

@@ -41,7 +41,9 @@ def parse_fail_on(text: str | list[str] | None) -> list[tuple[str, float | None]
         name, _, threshold = item.partition(">")
         name = name.strip()
         if name not in FINDINGS:
-            raise TrainwiseError(f"--fail-on {item!r}: unknown finding {name!r} (valid: {', '.join(FINDINGS)}; optionally NAME>NUMBER)")
+            raise TrainwiseError(
+                f"--fail-on {item!r}: unknown finding {name!r} (valid: {', '.join(FINDINGS)}; optionally NAME>NUMBER)"
+            )
         try:
             rules.append((name, float(threshold) if threshold else None))
         except ValueError:
@@ -56,11 +58,19 @@ def table_fingerprint(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def check_table(frame: pd.DataFrame, target: str | None, other: pd.DataFrame | None = None, seed: int = 0, readings: dict | None = None) -> dict:
+def check_table(
+    frame: pd.DataFrame,
+    target: str | None,
+    other: pd.DataFrame | None = None,
+    seed: int = 0,
+    readings: dict | None = None,
+) -> dict:
     """`readings` (from `workloads.user.load_table`) adds the missing-value markers per numeric
     column and the columns that look numeric but hold text."""
     if target is not None and target not in frame.columns:
-        raise DataError(f"--target {target!r} is not a column of the table (columns: {', '.join(map(str, frame.columns))})")
+        raise DataError(
+            f"--target {target!r} is not a column of the table (columns: {', '.join(map(str, frame.columns))})"
+        )
     features = frame.drop(columns=[target]) if target else frame
     f: dict = {"schema": {**tc.schema(frame), "mismatches": [], "suspect_columns": tc.suspect_columns(readings or {})}}
     if other is not None:
@@ -76,7 +86,9 @@ def check_table(frame: pd.DataFrame, target: str | None, other: pd.DataFrame | N
     if target:
         f["imbalance"] = tc.class_balance(frame[target])
         labels_ok = frame[target].notna().to_numpy()
-        issues = find_label_issues(features[labels_ok].reset_index(drop=True), frame[target][labels_ok].astype(str).to_numpy(), seed)
+        issues = find_label_issues(
+            features[labels_ok].reset_index(drop=True), frame[target][labels_ok].astype(str).to_numpy(), seed
+        )
         f["label_issues"] = {**issues, "value": issues["share"]}
     else:
         f["imbalance"] = f["label_issues"] = {"skipped": "needs --target COLUMN"}
@@ -92,7 +104,12 @@ def check_workload(cfg, seed: int = 0) -> tuple[dict, dict]:
     splits = {"train": w.train, "val": w.val, "test": w.test}
     fingerprints = {k: fingerprint_split(s) for k, s in splits.items()}
     rows = {k: tc.tensor_rows(s.inputs) for k, s in splits.items()}
-    f: dict = {"schema": {k: {"inputs": list(s.inputs.shape), "dtype": str(s.inputs.dtype), "targets": list(s.targets.shape)} for k, s in splits.items()}}
+    f: dict = {
+        "schema": {
+            k: {"inputs": list(s.inputs.shape), "dtype": str(s.inputs.dtype), "targets": list(s.targets.shape)}
+            for k, s in splits.items()
+        }
+    }
     f["schema"]["value"] = 0
     nonfinite = sum(int((~np.isfinite(r.to_numpy(dtype=np.float64))).sum()) for r in rows.values())
     f["missing"] = {"cells": nonfinite, "value": nonfinite / max(sum(r.size for r in rows.values()), 1)}
@@ -121,12 +138,27 @@ def check_workload(cfg, seed: int = 0) -> tuple[dict, dict]:
 
 
 def mark_found(findings: dict) -> None:
-    defaults = {"schema": 0, "missing": 0, "duplicates": 0, "leakage": 0, "pii": 0, "label_issues": LABEL_ISSUE_SHARE, "imbalance": tc.IMBALANCE_RATIO}
+    defaults = {
+        "schema": 0,
+        "missing": 0,
+        "duplicates": 0,
+        "leakage": 0,
+        "pii": 0,
+        "label_issues": LABEL_ISSUE_SHARE,
+        "imbalance": tc.IMBALANCE_RATIO,
+    }
     for name, f in findings.items():
         f["found"] = "skipped" not in f and f["value"] > defaults[name]
 
 
-def check_data(source: str | Path, against: str | Path | None = None, target: str | None = None, fail_on=(), overrides=(), seed: int = 0) -> dict:
+def check_data(
+    source: str | Path,
+    against: str | Path | None = None,
+    target: str | None = None,
+    fail_on=(),
+    overrides=(),
+    seed: int = 0,
+) -> dict:
     """Run every check on a CONFIG (.toml) or a FILE (CSV/Parquet); returns the JSON report."""
     from trainwise.workloads.user import load_table, read_table
 
@@ -136,19 +168,25 @@ def check_data(source: str | Path, against: str | Path | None = None, target: st
         given = {"--against OTHER": against is not None, "--target COLUMN": target is not None}
         for name, _ in rules:
             if name in FILE_NEEDS and not given[FILE_NEEDS[name]]:
-                raise TrainwiseError(f"--fail-on {name}: the {name} check of a FILE needs {FILE_NEEDS[name]}; without it the check cannot run")
+                raise TrainwiseError(
+                    f"--fail-on {name}: the {name} check of a FILE needs {FILE_NEEDS[name]}; without it the check cannot run"
+                )
     if source.suffix.lower() == ".toml":
         from trainwise.config import load_config
 
         if against is not None:
-            raise TrainwiseError("--against applies to a FILE; a CONFIG's val and test splits are already checked against its train split")
+            raise TrainwiseError(
+                "--against applies to a FILE; a CONFIG's val and test splits are already checked against its train split"
+            )
         findings, fingerprints = check_workload(load_config(source, list(overrides)), seed)
         kind = "config"
     else:
         frame, readings = load_table(source)
         other = read_table(against) if against is not None else None
         findings = check_table(frame, target, other, seed, readings)
-        fingerprints = {"file": table_fingerprint(frame)} | ({"against": table_fingerprint(other)} if other is not None else {})
+        fingerprints = {"file": table_fingerprint(frame)} | (
+            {"against": table_fingerprint(other)} if other is not None else {}
+        )
         kind = "file"
     mark_found(findings)
     failed = []
@@ -158,9 +196,16 @@ def check_data(source: str | Path, against: str | Path | None = None, target: st
             raise TrainwiseError(f"--fail-on {name}: the {name} check cannot run on {source} ({f['skipped']})")
         if (f["value"] > threshold) if threshold is not None else f["found"]:
             failed.append(f"{name} (value {f['value']:g}{'' if threshold is None else f' > {threshold:g}'})")
-    return {"source": str(source), "kind": kind, "against": None if against is None else str(against), "fingerprints": fingerprints,
-            "findings": {k: findings[k] for k in FINDINGS}, "fail_on": [n if t is None else f"{n}>{t:g}" for n, t in rules],
-            "failed": failed, "passed": not failed}
+    return {
+        "source": str(source),
+        "kind": kind,
+        "against": None if against is None else str(against),
+        "fingerprints": fingerprints,
+        "findings": {k: findings[k] for k in FINDINGS},
+        "fail_on": [n if t is None else f"{n}>{t:g}" for n, t in rules],
+        "failed": failed,
+        "passed": not failed,
+    }
 
 
 def format_report(report: dict) -> str:
@@ -172,7 +217,11 @@ def format_report(report: dict) -> str:
             lines.append(f"  {name:13s} skipped: {f['skipped']}")
             continue
         lines.append(f"  {name:13s} {'FOUND' if f['found'] else 'ok':5s} {_summary(name, f)}")
-    lines.append("FAILED: " + "; ".join(report["failed"]) if report["failed"] else ("passed" if report["fail_on"] else "done (no --fail-on rules)"))
+    lines.append(
+        "FAILED: " + "; ".join(report["failed"])
+        if report["failed"]
+        else ("passed" if report["fail_on"] else "done (no --fail-on rules)")
+    )
     return "\n".join(lines)
 
 
@@ -192,4 +241,7 @@ def _summary(name: str, f: dict) -> str:
         return f"majority/minority {f['majority_to_minority']:.1f} ({f['counts']})"
     if name == "label_issues":
         return f"{f['count']} of {f['checked']} labels look wrong ({f['share']:.1%})"
-    return ", ".join(f"{c} ({v['pattern']}, {v['share']:.0%})" for c, v in f["columns"].items()) or "no personal-data patterns"
+    return (
+        ", ".join(f"{c} ({v['pattern']}, {v['share']:.0%})" for c, v in f["columns"].items())
+        or "no personal-data patterns"
+    )

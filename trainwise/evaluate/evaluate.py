@@ -21,8 +21,14 @@ from trainwise.rundir import write_atomic, write_json
 SPLITS = ("val", "test")
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", slices: list[str] | None = None, out: str | Path | None = None,
-                 n_boot: int = 200, with_robustness: bool = True) -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    slices: list[str] | None = None,
+    out: str | Path | None = None,
+    n_boot: int = 200,
+    with_robustness: bool = True,
+) -> dict:
     """Evaluate a run directory; returns the metrics.json content (also written to `out`)."""
     from trainwise.config import load_config
     from trainwise.rundir import load_model
@@ -47,19 +53,33 @@ def evaluate_run(run_dir: str | Path, split: str = "test", slices: list[str] | N
     available = [] if data.meta is None else list(data.meta.columns)
     missing = [s for s in slices if s not in available]
     if missing:
-        raise DataError(f"slice column(s) {', '.join(missing)} do not exist in the {split} split of workload {workload.name!r} (available: {', '.join(available) or 'none'})")
+        raise DataError(
+            f"slice column(s) {', '.join(missing)} do not exist in the {split} split of workload {workload.name!r} (available: {', '.join(available) or 'none'})"
+        )
 
     pred_df = predict_split(model, data, task, classes, cfg.eval.batch_size)
     metrics = compute_metrics(pred_df, task, classes, slices, cfg.eval.min_slice_count, n_boot=n_boot)
     if with_robustness:
         spec = input_spec_of(meta) or workload.input  # the saved model's own declaration first
-        metrics["robustness"] = robustness(model, data, task, classes, spec, metrics, workload.shifted, cfg.eval.batch_size)
-    metrics.update({"run_dir": str(run_dir), "workload": workload.name, "split": split, "split_fingerprint": fingerprint_split(data)})
+        metrics["robustness"] = robustness(
+            model, data, task, classes, spec, metrics, workload.shifted, cfg.eval.batch_size
+        )
+    metrics.update(
+        {
+            "run_dir": str(run_dir),
+            "workload": workload.name,
+            "split": split,
+            "split_fingerprint": fingerprint_split(data),
+        }
+    )
 
     out = Path(out) if out is not None else run_dir / "eval"
     write_predictions(pred_df, out / "predictions.parquet")
     write_json(out / "metrics.json", metrics)
-    write_atomic(out / "report.html", render_report(metrics, pred_df, f"Evaluation of {run_dir.name} ({workload.name}, {split} split)"))
+    write_atomic(
+        out / "report.html",
+        render_report(metrics, pred_df, f"Evaluation of {run_dir.name} ({workload.name}, {split} split)"),
+    )
     return metrics
 
 

@@ -79,9 +79,13 @@ class Rule:
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"gate rule: unknown metric {self.metric!r}{hint} (known: {', '.join(METRICS)})")
         if self.scope not in SCOPES:
-            raise ConfigError(f"gate rule on {self.metric}: scope = {self.scope!r}; expected one of {', '.join(SCOPES)}")
+            raise ConfigError(
+                f"gate rule on {self.metric}: scope = {self.scope!r}; expected one of {', '.join(SCOPES)}"
+            )
         if not 0.5 <= self.confidence < 1:
-            raise ConfigError(f"gate rule on {self.metric}: confidence = {self.confidence!r}; expected a number in [0.5, 1)")
+            raise ConfigError(
+                f"gate rule on {self.metric}: confidence = {self.confidence!r}; expected a number in [0.5, 1)"
+            )
         if self.tolerance < 0:
             raise ConfigError(f"gate rule on {self.metric}: tolerance = {self.tolerance!r}; expected >= 0")
         if not self.name:
@@ -121,8 +125,13 @@ def judge_worsening(point, center, se, df, tolerance: float, confidence: float, 
     q = stats.t.ppf(confidence, df)  # df = inf: the normal quantile
     lower, upper = center - q * se, center + q * se
     status = np.where(upper <= tolerance, "pass", np.where(lower > tolerance, "fail", "inconclusive"))
-    return {"worsening": point, "lower_bound": lower, "upper_bound": upper, "status": status,
-            "n_needed": examples_needed(point, se, tolerance, confidence, n)}
+    return {
+        "worsening": point,
+        "lower_bound": lower,
+        "upper_bound": upper,
+        "status": status,
+        "n_needed": examples_needed(point, se, tolerance, confidence, n),
+    }
 
 
 def examples_needed(point, se, tolerance: float, confidence: float, n):
@@ -136,23 +145,42 @@ def examples_needed(point, se, tolerance: float, confidence: float, n):
     z = stats.norm.ppf(confidence)
     gap = np.abs(tolerance - np.asarray(point, np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
-        need = np.where(gap > 0, np.ceil(n * (z * np.asarray(se, np.float64) / np.where(gap > 0, gap, 1.0)) ** 2), np.inf)
+        need = np.where(
+            gap > 0, np.ceil(n * (z * np.asarray(se, np.float64) / np.where(gap > 0, gap, 1.0)) ** 2), np.inf
+        )
     return np.maximum(need, np.asarray(n) + 1)
 
 
 def judge_change(rule: Rule, change, confidence: float, n) -> dict:
     """`judge_worsening` of a rule on an `intervals.Interval` of candidate - baseline (arrays in, arrays out)."""
     sign = -1.0 if rule.higher_is_better else 1.0
-    return judge_worsening(sign * np.asarray(change.point), sign * np.asarray(change.center), change.se, change.df,
-                           rule.tolerance, confidence, n)
+    return judge_worsening(
+        sign * np.asarray(change.point),
+        sign * np.asarray(change.center),
+        change.se,
+        change.df,
+        rule.tolerance,
+        confidence,
+        n,
+    )
 
 
 def judge_rule(rule: Rule, change, confidence: float, n: int, where: str = "") -> dict:
     """One rule's verdict, as a JSON-ready dict with a one-line `detail`, from an Interval of candidate - baseline."""
     v = judge_change(rule, change, confidence, n)
-    out = {"rule": rule.name, "metric": rule.metric, "status": str(v["status"]), "worsening": float(v["worsening"]),
-           "lower_bound": float(v["lower_bound"]), "upper_bound": float(v["upper_bound"]), "tolerance": rule.tolerance,
-           "confidence": confidence, "se": float(change.se), "method": change.method, "n": int(n)}
+    out = {
+        "rule": rule.name,
+        "metric": rule.metric,
+        "status": str(v["status"]),
+        "worsening": float(v["worsening"]),
+        "lower_bound": float(v["lower_bound"]),
+        "upper_bound": float(v["upper_bound"]),
+        "tolerance": rule.tolerance,
+        "confidence": confidence,
+        "se": float(change.se),
+        "method": change.method,
+        "n": int(n),
+    }
     out["n_needed"] = float(v["n_needed"]) if out["status"] == "inconclusive" else None
     out["detail"] = where + describe_verdict(rule, out)
     return out
@@ -164,8 +192,14 @@ def describe_verdict(rule: Rule, v: dict) -> str:
     if w == 0:
         change = f"{rule.metric} unchanged"
     else:
-        change = f"{rule.metric} {'dropped' if rule.higher_is_better else 'rose'} by {w:.4f}" if w > 0 else f"{rule.metric} improved by {-w:.4f}"
-    bounds = f"one-sided {v['confidence']:.1%} bounds of the worsening [{v['lower_bound']:+.4f}, {v['upper_bound']:+.4f}]"
+        change = (
+            f"{rule.metric} {'dropped' if rule.higher_is_better else 'rose'} by {w:.4f}"
+            if w > 0
+            else f"{rule.metric} improved by {-w:.4f}"
+        )
+    bounds = (
+        f"one-sided {v['confidence']:.1%} bounds of the worsening [{v['lower_bound']:+.4f}, {v['upper_bound']:+.4f}]"
+    )
     if v["status"] == "pass":
         return f"{change} ({bounds}: upper <= tolerance {rule.tolerance:g})"
     if v["status"] == "fail":
@@ -189,14 +223,16 @@ def combine_statuses(statuses) -> str:
 
 def default_gate() -> Gate:
     """The gate `trainwise compare` uses without --gate (rules for the other task are skipped)."""
-    return Gate([
-        Rule("accuracy", 0.005),                           # accuracy drop <= 0.5 points
-        Rule("ece", 0.01),                                 # calibration does not get worse by > 1 point of ECE
-        Rule("accuracy", 0.02, scope="slices", min_count=100),
-        Rule("loss", 0.01),                                # lm: <= 0.01 nats per byte
-        Rule("next_byte_accuracy", 0.005),
-        Rule("loss", 0.05, scope="slices", min_count=100),
-    ])
+    return Gate(
+        [
+            Rule("accuracy", 0.005),  # accuracy drop <= 0.5 points
+            Rule("ece", 0.01),  # calibration does not get worse by > 1 point of ECE
+            Rule("accuracy", 0.02, scope="slices", min_count=100),
+            Rule("loss", 0.01),  # lm: <= 0.01 nats per byte
+            Rule("next_byte_accuracy", 0.005),
+            Rule("loss", 0.05, scope="slices", min_count=100),
+        ]
+    )
 
 
 def gate_from_dict(data: dict, source: str = "gate") -> Gate:
@@ -208,7 +244,9 @@ def gate_from_dict(data: dict, source: str = "gate") -> Gate:
     for i, r in enumerate(rules, 1):
         unknown = [k for k in r if k not in RULE_KEYS]
         if unknown:
-            raise ConfigError(f"{source}: rule {i} has unknown key(s) {', '.join(unknown)} (valid: {', '.join(RULE_KEYS)})")
+            raise ConfigError(
+                f"{source}: rule {i} has unknown key(s) {', '.join(unknown)} (valid: {', '.join(RULE_KEYS)})"
+            )
         if "metric" not in r or "tolerance" not in r:
             raise ConfigError(f"{source}: rule {i} needs 'metric' and 'tolerance'")
         try:

@@ -53,7 +53,9 @@ class Interval:
         return self.center - half, self.center + half
 
 
-def paired_interval(metric: str, values_base: np.ndarray, values_cand: np.ndarray, weights: np.ndarray | None = None) -> Interval:
+def paired_interval(
+    metric: str, values_base: np.ndarray, values_cand: np.ndarray, weights: np.ndarray | None = None
+) -> Interval:
     """The interval the gate uses for a metric that is a mean of per-example values (..., n)."""
     if metric == "accuracy":
         return matched_proportions(values_base, values_cand)

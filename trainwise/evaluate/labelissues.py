@@ -24,14 +24,24 @@ def table_model(frame: pd.DataFrame):
     """Impute + scale numeric columns, one-hot the others, then logistic regression."""
     numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
     other = [c for c in frame.columns if c not in numeric]
-    prep = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
-        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore", max_categories=50)), other),
-    ])
+    prep = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore", max_categories=50)
+                ),
+                other,
+            ),
+        ]
+    )
     return make_pipeline(prep, LogisticRegression(max_iter=1000))
 
 
-def find_label_issues(features: pd.DataFrame | np.ndarray, labels: np.ndarray, seed: int = 0, max_rows: int = MAX_ROWS) -> dict:
+def find_label_issues(
+    features: pd.DataFrame | np.ndarray, labels: np.ndarray, seed: int = 0, max_rows: int = MAX_ROWS
+) -> dict:
     """Rows (positions in `features`) that cleanlab flags, with given and suggested labels."""
     from cleanlab.filter import find_label_issues as cl_find
 
@@ -42,7 +52,13 @@ def find_label_issues(features: pd.DataFrame | np.ndarray, labels: np.ndarray, s
     classes, y = np.unique(labels[rows], return_inverse=True)
     counts = np.bincount(y)
     if len(classes) < 2 or counts.min() < N_FOLDS:
-        return {"checked": int(len(rows)), "count": 0, "share": 0.0, "rows": [], "note": f"needs at least 2 classes with {N_FOLDS} examples each"}
+        return {
+            "checked": int(len(rows)),
+            "count": 0,
+            "share": 0.0,
+            "rows": [],
+            "note": f"needs at least 2 classes with {N_FOLDS} examples each",
+        }
     if isinstance(features, pd.DataFrame):
         x, model = features.iloc[rows].reset_index(drop=True), table_model(features)
     else:
@@ -55,6 +71,9 @@ def find_label_issues(features: pd.DataFrame | np.ndarray, labels: np.ndarray, s
         "checked": int(len(rows)),
         "count": int(len(ranked)),
         "share": float(len(ranked) / len(rows)),
-        "rows": [{"row": int(rows[i]), "given": str(classes[y[i]]), "suggested": str(classes[probs[i].argmax()])} for i in ranked[:50]],
+        "rows": [
+            {"row": int(rows[i]), "given": str(classes[y[i]]), "suggested": str(classes[probs[i].argmax()])}
+            for i in ranked[:50]
+        ],
         "all_rows": [int(rows[i]) for i in ranked],
     }

@@ -28,9 +28,11 @@ AUC_BOOTSTRAP_BINS = 256
 
 def class_names(pred_df: pd.DataFrame) -> list[str]:
     """Class names from the prob_<class> columns, in column order."""
-    names = [c[len(PROB_PREFIX):] for c in pred_df.columns if str(c).startswith(PROB_PREFIX)]
+    names = [c[len(PROB_PREFIX) :] for c in pred_df.columns if str(c).startswith(PROB_PREFIX)]
     if len(names) < 2:
-        raise DataError(f"predictions have {len(names)} prob_<class> columns; a classification frame needs one per class (columns: {', '.join(map(str, pred_df.columns))})")
+        raise DataError(
+            f"predictions have {len(names)} prob_<class> columns; a classification frame needs one per class (columns: {', '.join(map(str, pred_df.columns))})"
+        )
     return names
 
 
@@ -40,7 +42,9 @@ def class_arrays(pred_df: pd.DataFrame, classes: list[str] | None = None) -> tup
     cols = [PROB_PREFIX + c for c in classes]
     missing = [c for c in cols + ["label"] if c not in pred_df.columns]
     if missing:
-        raise DataError(f"predictions lack the columns {', '.join(missing)} (have: {', '.join(map(str, pred_df.columns))})")
+        raise DataError(
+            f"predictions lack the columns {', '.join(missing)} (have: {', '.join(map(str, pred_df.columns))})"
+        )
     index = {c: i for i, c in enumerate(classes)}
     label = pred_df["label"].astype(str).map(index)
     if label.isna().any():
@@ -50,21 +54,41 @@ def class_arrays(pred_df: pd.DataFrame, classes: list[str] | None = None) -> tup
     return label.to_numpy(dtype=np.int64), prob, classes
 
 
-def compute_metrics(pred_df: pd.DataFrame, task: str, classes: list[str] | None = None, slices=(), min_slice_count: int = 30,
-                    n_boot: int = 200, confidence: float = 0.95, seed: int = 0) -> dict:
+def compute_metrics(
+    pred_df: pd.DataFrame,
+    task: str,
+    classes: list[str] | None = None,
+    slices=(),
+    min_slice_count: int = 30,
+    n_boot: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict:
     """metrics.json content for a predictions frame (see docs/evaluate.md for every field)."""
     missing = [c for c in slices if c not in pred_df.columns]
     if missing:
-        raise DataError(f"slice column(s) {', '.join(missing)} do not exist in the predictions (columns: {', '.join(map(str, pred_df.columns))})")
+        raise DataError(
+            f"slice column(s) {', '.join(missing)} do not exist in the predictions (columns: {', '.join(map(str, pred_df.columns))})"
+        )
     if task == "lm":
         out = lm_metrics(pred_df)
-        out["slices"] = {c: slice_table(pred_df, c, lambda d: lm_point_and_ci(d, n_boot, confidence, seed), min_slice_count) for c in slices}
+        out["slices"] = {
+            c: slice_table(pred_df, c, lambda d: lm_point_and_ci(d, n_boot, confidence, seed), min_slice_count)
+            for c in slices
+        }
         if "group" in pred_df.columns:  # the source-file groups, always reported for lm
-            out["groups"] = out["slices"].get("group") or slice_table(pred_df, "group", lambda d: lm_point_and_ci(d, n_boot, confidence, seed), min_slice_count)
+            out["groups"] = out["slices"].get("group") or slice_table(
+                pred_df, "group", lambda d: lm_point_and_ci(d, n_boot, confidence, seed), min_slice_count
+            )
         return out
     label, prob, classes = class_arrays(pred_df, classes)
     out = classification_metrics(label, prob, classes)
-    out["slices"] = {c: slice_table(pred_df, c, lambda d: classification_point_and_ci(d, classes, n_boot, confidence, seed), min_slice_count) for c in slices}
+    out["slices"] = {
+        c: slice_table(
+            pred_df, c, lambda d: classification_point_and_ci(d, classes, n_boot, confidence, seed), min_slice_count
+        )
+        for c in slices
+    }
     return out
 
 
@@ -89,7 +113,10 @@ def classification_metrics(label: np.ndarray, prob: np.ndarray, classes: list[st
         "precision_micro": micro[0],
         "recall_micro": micro[1],
         "f1_micro": micro[2],
-        "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])} for i, c in enumerate(classes)},
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
+            for i, c in enumerate(classes)
+        },
         "roc_auc": roc_auc(label, prob),
         "log_loss": skm.log_loss(label, prob, labels=labels),
         "brier": skm.brier_score_loss(label, prob, labels=labels),
@@ -117,7 +144,9 @@ def roc_auc(label: np.ndarray, prob: np.ndarray) -> float | None:
     return float(np.mean(aucs))
 
 
-def classification_point_and_ci(df: pd.DataFrame, classes: list[str], n_boot: int, confidence: float, seed: int) -> tuple[dict, dict]:
+def classification_point_and_ci(
+    df: pd.DataFrame, classes: list[str], n_boot: int, confidence: float, seed: int
+) -> tuple[dict, dict]:
     label, prob, _ = class_arrays(df, classes)
     point = {m: _finite(v[0]) for m, v in ClassificationStats().fit(label, prob).metrics().items()}
     # the bootstrap bins scores for the AUC (exact ties would make one statistic per distinct score)
@@ -135,11 +164,20 @@ def lm_metrics(pred_df: pd.DataFrame) -> dict:
     """Mean per-byte loss (nats), bits per byte and next-byte accuracy, weighted by positions."""
     missing = [c for c in LM_COLUMNS if c not in pred_df.columns]
     if missing:
-        raise DataError(f"lm predictions lack the columns {', '.join(missing)} (have: {', '.join(map(str, pred_df.columns))})")
+        raise DataError(
+            f"lm predictions lack the columns {', '.join(missing)} (have: {', '.join(map(str, pred_df.columns))})"
+        )
     w = pred_df["n_positions"].to_numpy(np.float64) if "n_positions" in pred_df.columns else np.ones(len(pred_df))
     loss = float(np.sum(w * pred_df["loss"].to_numpy(np.float64)) / w.sum())
     acc = float(np.sum(w * pred_df["correct"].to_numpy(np.float64)) / w.sum())
-    return {"task": "lm", "n": len(pred_df), "n_positions": int(w.sum()), "loss": loss, "bits_per_byte": loss / math.log(2), "next_byte_accuracy": acc}
+    return {
+        "task": "lm",
+        "n": len(pred_df),
+        "n_positions": int(w.sum()),
+        "loss": loss,
+        "bits_per_byte": loss / math.log(2),
+        "next_byte_accuracy": acc,
+    }
 
 
 def lm_point_and_ci(df: pd.DataFrame, n_boot: int, confidence: float, seed: int) -> tuple[dict, dict]:

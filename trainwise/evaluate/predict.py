@@ -18,7 +18,9 @@ from torch import nn
 from trainwise.workloads.base import Split
 
 
-def predict_split(model: nn.Module, split: Split, task: str, classes: list[str] | None = None, batch_size: int = 256) -> pd.DataFrame:
+def predict_split(
+    model: nn.Module, split: Split, task: str, classes: list[str] | None = None, batch_size: int = 256
+) -> pd.DataFrame:
     """The predictions frame of `model` on `split` (eval mode, no gradients)."""
     model.eval()
     device = next(model.parameters()).device
@@ -33,7 +35,9 @@ def predict_split(model: nn.Module, split: Split, task: str, classes: list[str] 
     if task == "lm":
         frame = _lm_frame(outs, split)
     else:
-        frame = _classification_frame(np.concatenate(outs) if outs else np.zeros((0, len(classes or []))), split, classes)
+        frame = _classification_frame(
+            np.concatenate(outs) if outs else np.zeros((0, len(classes or []))), split, classes
+        )
     if split.meta is not None:
         meta = split.meta.reset_index(drop=True)
         frame = pd.concat([frame, meta[[c for c in meta.columns if c not in frame.columns]]], axis=1)
@@ -50,13 +54,15 @@ def _lm_batch(logits: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, 
 def _lm_frame(outs: list, split: Split) -> pd.DataFrame:
     loss = np.concatenate([o[0] for o in outs])
     hit = np.concatenate([o[1] for o in outs])
-    return pd.DataFrame({
-        "id": np.asarray(split.ids),
-        "loss": loss.mean(axis=1).astype(np.float64),
-        "correct": hit.mean(axis=1).astype(np.float64),
-        "n_positions": np.full(len(loss), loss.shape[1], dtype=np.int64),
-        "position_loss": list(loss.astype(np.float16)),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.asarray(split.ids),
+            "loss": loss.mean(axis=1).astype(np.float64),
+            "correct": hit.mean(axis=1).astype(np.float64),
+            "n_positions": np.full(len(loss), loss.shape[1], dtype=np.int64),
+            "position_loss": list(loss.astype(np.float16)),
+        }
+    )
 
 
 def _classification_frame(prob: np.ndarray, split: Split, classes: list[str] | None) -> pd.DataFrame:
@@ -64,7 +70,9 @@ def _classification_frame(prob: np.ndarray, split: Split, classes: list[str] | N
     if len(classes) != prob.shape[1]:
         raise ValueError(f"the model outputs {prob.shape[1]} classes but {len(classes)} class names were given")
     names = np.asarray(classes, dtype=object)
-    frame = pd.DataFrame({"id": np.asarray(split.ids), "label": names[split.targets.cpu().numpy()], "pred": names[prob.argmax(axis=1)]})
+    frame = pd.DataFrame(
+        {"id": np.asarray(split.ids), "label": names[split.targets.cpu().numpy()], "pred": names[prob.argmax(axis=1)]}
+    )
     prob = prob.astype(np.float64)
     prob /= prob.sum(axis=1, keepdims=True)  # rows sum to 1 in float64 (sklearn's log_loss checks)
     probs = pd.DataFrame(prob, columns=[f"prob_{c}" for c in classes])

@@ -35,7 +35,10 @@ def _fmt(v) -> str:
 
 def _table(header: list[str], rows: list[list], row_class: list[str] | None = None) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(f'<tr class="{(row_class or [""] * len(rows))[i]}">' + "".join(f"<td>{_fmt(v)}</td>" for v in r) + "</tr>" for i, r in enumerate(rows))
+    body = "".join(
+        f'<tr class="{(row_class or [""] * len(rows))[i]}">' + "".join(f"<td>{_fmt(v)}</td>" for v in r) + "</tr>"
+        for i, r in enumerate(rows)
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -90,7 +93,11 @@ def slices_html(slices: dict, metric_names: list[str]) -> str:
             body.append(cells)
             classes.append("small" if r["small"] else "")
         parts.append(f"<h3>{html.escape(col)}</h3>" + _table(header, body, classes))
-    note = '<p class="small">Slices in this colour have fewer examples than the minimum count: their numbers are noisy.</p>' if parts else "<p>No slices.</p>"
+    note = (
+        '<p class="small">Slices in this colour have fewer examples than the minimum count: their numbers are noisy.</p>'
+        if parts
+        else "<p>No slices.</p>"
+    )
     return "".join(parts) + note
 
 
@@ -111,20 +118,57 @@ def robustness_html(rob: dict) -> str:
 
 def render_report(metrics: dict, pred_df: pd.DataFrame, title: str) -> str:
     lm = metrics["task"] == "lm"
-    keys = ["n", "loss", "bits_per_byte", "next_byte_accuracy"] if lm else [
-        "n", "accuracy", "balanced_accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "roc_auc",
-        "log_loss", "brier", "ece", "ece_l2", "ece_max", "ece_equal_mass"]
-    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Metrics</h2>", _table(["metric", "value"], [[k, metrics.get(k)] for k in keys])]
+    keys = (
+        ["n", "loss", "bits_per_byte", "next_byte_accuracy"]
+        if lm
+        else [
+            "n",
+            "accuracy",
+            "balanced_accuracy",
+            "f1_macro",
+            "f1_micro",
+            "precision_macro",
+            "recall_macro",
+            "roc_auc",
+            "log_loss",
+            "brier",
+            "ece",
+            "ece_l2",
+            "ece_max",
+            "ece_equal_mass",
+        ]
+    )
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        "<h2>Metrics</h2>",
+        _table(["metric", "value"], [[k, metrics.get(k)] for k in keys]),
+    ]
     if lm:
-        parts += ["<h2>Loss by position</h2>", position_loss_figure(pred_df)] if "position_loss" in pred_df.columns and len(pred_df) else []
-        parts += ["<h2>Source-file groups</h2>", slices_html({"group": metrics.get("groups", [])}, ["loss", "bits_per_byte", "next_byte_accuracy"])]
+        parts += (
+            ["<h2>Loss by position</h2>", position_loss_figure(pred_df)]
+            if "position_loss" in pred_df.columns and len(pred_df)
+            else []
+        )
+        parts += [
+            "<h2>Source-file groups</h2>",
+            slices_html({"group": metrics.get("groups", [])}, ["loss", "bits_per_byte", "next_byte_accuracy"]),
+        ]
         slice_metrics = ["loss", "next_byte_accuracy"]
     else:
         classes = metrics["classes"]
-        parts += ["<h2>Per class</h2>", _table(["class", "precision", "recall", "f1", "support"], [[c, *metrics["per_class"][c].values()] for c in classes])]
+        parts += [
+            "<h2>Per class</h2>",
+            _table(
+                ["class", "precision", "recall", "f1", "support"],
+                [[c, *metrics["per_class"][c].values()] for c in classes],
+            ),
+        ]
         parts += ["<h2>Calibration</h2>", reliability_figure(metrics["reliability"])]
         cm = metrics["confusion_matrix"]
-        parts += ["<h2>Confusion matrix (rows: true, columns: predicted)</h2>", _table([""] + classes, [[c, *row] for c, row in zip(classes, cm)])]
+        parts += [
+            "<h2>Confusion matrix (rows: true, columns: predicted)</h2>",
+            _table([""] + classes, [[c, *row] for c, row in zip(classes, cm)]),
+        ]
         slice_metrics = ["accuracy", "f1_macro", "log_loss", "ece"]
     parts += ["<h2>Slices</h2>", slices_html(metrics.get("slices", {}), slice_metrics)]
     if "robustness" in metrics:

@@ -83,7 +83,9 @@ class ClassificationStats:
                 g = int(group.max()) + 1
                 is_pos = label == c
                 self.auc_.append(add(group + np.where(is_pos, 0, g), 1.0, 2 * g))
-        self.design_ = sparse.csr_matrix((np.concatenate(values), (np.concatenate(blocks), np.concatenate(cols))), shape=(n, offset))
+        self.design_ = sparse.csr_matrix(
+            (np.concatenate(values), (np.concatenate(blocks), np.concatenate(cols))), shape=(n, offset)
+        )
         self.per_example_ = {"accuracy": pred == label, "log_loss": -np.log(p_true), "brier": brier}
         return self
 
@@ -180,15 +182,20 @@ class LMStats:
 
     def fit(self, loss: np.ndarray, correct: np.ndarray, n_positions: np.ndarray | None = None) -> LMStats:
         w = np.ones(len(loss)) if n_positions is None else np.asarray(n_positions, np.float64)
-        self.design_ = np.stack([w * np.asarray(loss, np.float64), w * np.asarray(correct, np.float64), w], axis=1)  # (n, 3)
+        self.design_ = np.stack(
+            [w * np.asarray(loss, np.float64), w * np.asarray(correct, np.float64), w], axis=1
+        )  # (n, 3)
         self.weights_ = None if n_positions is None else w
         self.loss_, self.correct_ = np.asarray(loss, np.float64), np.asarray(correct, np.float64)
         return self
 
     def mean_metrics(self) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         """Every lm metric is a (position-weighted) mean of per-window values: {metric: (values, weights)}."""
-        return {"loss": (self.loss_, self.weights_), "bits_per_byte": (self.loss_ / np.log(2), self.weights_),
-                "next_byte_accuracy": (self.correct_, self.weights_)}
+        return {
+            "loss": (self.loss_, self.weights_),
+            "bits_per_byte": (self.loss_ / np.log(2), self.weights_),
+            "next_byte_accuracy": (self.correct_, self.weights_),
+        }
 
     def metrics(self, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
         s = self.design_.sum(axis=0)[None] if weights is None else weights @ self.design_

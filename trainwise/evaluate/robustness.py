@@ -30,9 +30,12 @@ from trainwise.evaluate.metrics import compute_metrics
 from trainwise.evaluate.predict import predict_split
 from trainwise.workloads.base import Split
 
-HEADLINE = {"classification": ("accuracy", "f1_macro", "log_loss", "ece"), "lm": ("loss", "bits_per_byte", "next_byte_accuracy")}
-NOISE_SD = 0.5          # in standard deviations of a column or element
-NOISE_RANGE = 0.1       # as a share of a declared value_range (pixels in [0, 1]: 0.1)
+HEADLINE = {
+    "classification": ("accuracy", "f1_macro", "log_loss", "ece"),
+    "lm": ("loss", "bits_per_byte", "next_byte_accuracy"),
+}
+NOISE_SD = 0.5  # in standard deviations of a column or element
+NOISE_RANGE = 0.1  # as a share of a declared value_range (pixels in [0, 1]: 0.1)
 DROPOUT = 0.10
 MISSING = 0.10
 TOKEN_CORRUPTION = 0.05
@@ -47,11 +50,16 @@ class DoesNotFit(Exception):
 def perturbations(split: Split, spec: dict | None, seed: int = 0) -> dict[str, Split]:
     """name -> perturbed copy of `split` (inputs changed; targets, ids and meta kept). Raises DoesNotFit."""
     if spec is None:
-        raise DoesNotFit("the model declares no input (model.json has no 'input'), so no perturbation is known to fit it; "
-                         "declare it with Workload(..., input=tensor_input(shape, dtype)) (or tokens_input/table_input) and train again")
+        raise DoesNotFit(
+            "the model declares no input (model.json has no 'input'), so no perturbation is known to fit it; "
+            "declare it with Workload(..., input=tensor_input(shape, dtype)) (or tokens_input/table_input) and train again"
+        )
     g = torch.Generator().manual_seed(seed)
     make = {"table": table_perturbations, "tensor": tensor_perturbations, "tokens": token_perturbations}[spec["kind"]]
-    return {name: Split(inputs=x, targets=split.targets, ids=split.ids, meta=split.meta) for name, x in make(split.inputs, spec, g).items()}
+    return {
+        name: Split(inputs=x, targets=split.targets, ids=split.ids, meta=split.meta)
+        for name, x in make(split.inputs, spec, g).items()
+    }
 
 
 def table_perturbations(x: torch.Tensor, spec: dict, g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -60,8 +68,10 @@ def table_perturbations(x: torch.Tensor, spec: dict, g: torch.Generator) -> dict
 
     prep = spec["preprocessing"]
     if x.dim() != 2 or x.shape[1] != table_width(prep) or not x.is_floating_point():
-        raise DoesNotFit(f"the split's inputs ({x.dtype}, shape {list(x.shape)}) are not the {table_width(prep)} features "
-                         "the table's preprocessing makes, so its raw columns cannot be recovered")
+        raise DoesNotFit(
+            f"the split's inputs ({x.dtype}, shape {list(x.shape)}) are not the {table_width(prep)} features "
+            "the table's preprocessing makes, so its raw columns cannot be recovered"
+        )
     raw = raw_columns(prep, x)
     n = len(raw)
     noisy, missing = raw.copy(), raw.copy()
@@ -101,8 +111,10 @@ def tensor_perturbations(x: torch.Tensor, spec: dict, g: torch.Generator) -> dic
     if list(x.shape[1:]) != spec["shape"]:
         raise DoesNotFit(f"the split's examples have shape {list(x.shape[1:])} but the model declares {spec['shape']}")
     if not x.is_floating_point():
-        raise DoesNotFit(f"the input is an integer tensor ({spec['dtype']}): Gaussian noise and dropout do not apply to it "
-                         "(declare tokens_input(vocab_size, context) if these are token ids)")
+        raise DoesNotFit(
+            f"the input is an integer tensor ({spec['dtype']}): Gaussian noise and dropout do not apply to it "
+            "(declare tokens_input(vocab_size, context) if these are token ids)"
+        )
     vr = spec.get("value_range")
     xf = x.double()
     if vr:
@@ -120,7 +132,9 @@ def tensor_perturbations(x: torch.Tensor, spec: dict, g: torch.Generator) -> dic
 
 def token_perturbations(x: torch.Tensor, spec: dict, g: torch.Generator) -> dict[str, torch.Tensor]:
     if x.is_floating_point() or x.dim() != 2:
-        raise DoesNotFit(f"the split's inputs are {x.dtype} of shape {list(x.shape)}; token corruption needs (N, T) integer ids")
+        raise DoesNotFit(
+            f"the split's inputs are {x.dtype} of shape {list(x.shape)}; token corruption needs (N, T) integer ids"
+        )
     corrupt = torch.rand(x.shape, generator=g) < TOKEN_CORRUPTION
     noise = torch.randint(0, spec["vocab_size"], x.shape, generator=g).to(x.dtype)
     name = "byte_corruption" if spec["vocab_size"] == 256 else "token_corruption"
@@ -135,8 +149,16 @@ def _mask(n: int, share: float, g: torch.Generator) -> np.ndarray:
     return (torch.rand(n, generator=g) < share).numpy()
 
 
-def robustness(model, split: Split, task: str, classes, spec: dict | None, clean: dict, shifted: Split | None = None,
-               batch_size: int = 256) -> dict:
+def robustness(
+    model,
+    split: Split,
+    task: str,
+    classes,
+    spec: dict | None,
+    clean: dict,
+    shifted: Split | None = None,
+    batch_size: int = 256,
+) -> dict:
     """Headline metrics and their change from `clean` under each perturbation (and the shifted split).
 
     Returns {name: {metric: {value, delta}, n}}; {"skipped": why} in place of the perturbations
@@ -153,11 +175,18 @@ def robustness(model, split: Split, task: str, classes, spec: dict | None, clean
         try:
             m = compute_metrics(predict_split(model, variant, task, classes, batch_size), task, classes)
         except Exception as e:  # noqa: BLE001 - a user's model may reject a variant; report it, keep the evaluation
-            out[name] = {"skipped": f"the model failed on these inputs: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            out[name] = {
+                "skipped": f"the model failed on these inputs: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            }
             continue
-        out[name] = {k: {"value": m[k], "delta": None if m[k] is None or clean.get(k) is None else m[k] - clean[k]} for k in HEADLINE[task]}
+        out[name] = {
+            k: {"value": m[k], "delta": None if m[k] is None or clean.get(k) is None else m[k] - clean[k]}
+            for k in HEADLINE[task]
+        }
         out[name]["n"] = m["n"]
     if shifted is None:
-        out["shifted_split"] = {"note": "this workload defines no shifted split (Workload(..., shifted=Split(...)) adds one: "
-                                        "data from a later period or another site)"}
+        out["shifted_split"] = {
+            "note": "this workload defines no shifted split (Workload(..., shifted=Split(...)) adds one: "
+            "data from a later period or another site)"
+        }
     return out

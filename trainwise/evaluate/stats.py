@@ -54,8 +54,16 @@ def delong(label: np.ndarray, score_a: np.ndarray, score_b: np.ndarray | None = 
     delta = float(aucs[1] - aucs[0])
     se = float(np.sqrt(max(var_delta, 0.0)))
     z = delta / se if se > 0 else 0.0
-    out.update({"auc_b": float(aucs[1]), "se_b": float(np.sqrt(cov[1, 1])), "delta": delta, "se_delta": se,
-                "z": float(z), "p_value": float(2 * stats.norm.sf(abs(z))) if se > 0 else 1.0})
+    out.update(
+        {
+            "auc_b": float(aucs[1]),
+            "se_b": float(np.sqrt(cov[1, 1])),
+            "delta": delta,
+            "se_delta": se,
+            "z": float(z),
+            "p_value": float(2 * stats.norm.sf(abs(z))) if se > 0 else 1.0,
+        }
+    )
     return out
 
 
@@ -67,5 +75,10 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     table = np.array([[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]])
     res = mcnemar(table, exact=True)
-    return {"table": table.tolist(), "a_only_correct": int(table[0, 1]), "b_only_correct": int(table[1, 0]),
-            "statistic": float(res.statistic), "p_value": float(res.pvalue)}
+    return {
+        "table": table.tolist(),
+        "a_only_correct": int(table[0, 1]),
+        "b_only_correct": int(table[1, 0]),
+        "statistic": float(res.statistic),
+        "p_value": float(res.pvalue),
+    }

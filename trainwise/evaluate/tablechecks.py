@@ -44,30 +44,48 @@ def duplicates(frame: pd.DataFrame) -> dict:
     """Exact duplicate rows, and near-duplicates that are not exact ones (each beyond its first copy)."""
     exact = pd.Series(row_hashes(frame)).duplicated()
     near = pd.Series(row_hashes(frame, near=True)).duplicated() & ~exact
-    return {"rows": len(frame), "exact": int(exact.sum()), "near": int(near.sum()), "value": int(exact.sum() + near.sum()),
-            "examples": np.flatnonzero(exact | near)[:20].tolist()}
+    return {
+        "rows": len(frame),
+        "exact": int(exact.sum()),
+        "near": int(near.sum()),
+        "value": int(exact.sum() + near.sum()),
+        "examples": np.flatnonzero(exact | near)[:20].tolist(),
+    }
 
 
 def leakage(reference: pd.DataFrame, other: pd.DataFrame) -> dict:
     """Rows of `other` whose (exact or near) copy is in `reference`."""
     exact = np.isin(row_hashes(other), row_hashes(reference))
     near = np.isin(row_hashes(other, near=True), row_hashes(reference, near=True)) & ~exact
-    return {"rows": len(other), "exact": int(exact.sum()), "near": int(near.sum()), "value": int(exact.sum() + near.sum()),
-            "examples": np.flatnonzero(exact | near)[:20].tolist()}
+    return {
+        "rows": len(other),
+        "exact": int(exact.sum()),
+        "near": int(near.sum()),
+        "value": int(exact.sum() + near.sum()),
+        "examples": np.flatnonzero(exact | near)[:20].tolist(),
+    }
 
 
 def missing_values(frame: pd.DataFrame) -> dict:
     per_col = frame.isna().sum()
     cells = int(per_col.sum())
-    return {"cells": cells, "share": cells / max(frame.size, 1), "value": cells / max(frame.size, 1),
-            "columns": {str(c): int(v) for c, v in per_col.items() if v}}
+    return {
+        "cells": cells,
+        "share": cells / max(frame.size, 1),
+        "value": cells / max(frame.size, 1),
+        "columns": {str(c): int(v) for c, v in per_col.items() if v},
+    }
 
 
 def class_balance(labels: pd.Series) -> dict:
     counts = labels.astype(str).value_counts()
     ratio = float(counts.iloc[0] / counts.iloc[-1]) if len(counts) else 0.0
-    return {"counts": {str(k): int(v) for k, v in counts.items()}, "majority_to_minority": ratio,
-            "minority_share": float(counts.iloc[-1] / counts.sum()) if len(counts) else 0.0, "value": ratio}
+    return {
+        "counts": {str(k): int(v) for k, v in counts.items()},
+        "majority_to_minority": ratio,
+        "minority_share": float(counts.iloc[-1] / counts.sum()) if len(counts) else 0.0,
+        "value": ratio,
+    }
 
 
 def schema(frame: pd.DataFrame) -> dict:
@@ -79,7 +97,9 @@ def schema_mismatch(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     sa, sb = schema(a)["columns"], schema(b)["columns"]
     out = [f"column {c!r} only in the first table" for c in sa if c not in sb]
     out += [f"column {c!r} only in the other table" for c in sb if c not in sa]
-    out += [f"column {c!r} is {sa[c]} in the first table but {sb[c]} in the other" for c in sa if c in sb and sa[c] != sb[c]]
+    out += [
+        f"column {c!r} is {sa[c]} in the first table but {sb[c]} in the other" for c in sa if c in sb and sa[c] != sb[c]
+    ]
     return out
 
 
@@ -94,5 +114,7 @@ def suspect_columns(readings: dict) -> list[str]:
     for r in readings.values():
         if r.looks_numeric_but_text():
             sample = ", ".join(f"{t!r} x{n}" for t, n in r.other_text.items())
-            out.append(f"column {r.name!r} is {r.numeric_share:.1%} numbers but also holds {sample}: read as categorical")
+            out.append(
+                f"column {r.name!r} is {r.numeric_share:.1%} numbers but also holds {sample}: read as categorical"
+            )
     return out

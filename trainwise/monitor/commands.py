@@ -17,24 +17,40 @@ def register(subparsers) -> None:
         "Benjamini-Hochberg across columns, a domain-classifier test, prediction drift, realised and "
         "label-free estimated accuracy. Writes drift.json and report.html with --out.",
     )
-    p.add_argument("--reference", help="reference data: Parquet/CSV file, folder of Parquet files, or a run directory "
-                   "(its model/reference.parquet); with --log, default: the serving model's training reference")
+    p.add_argument(
+        "--reference",
+        help="reference data: Parquet/CSV file, folder of Parquet files, or a run directory "
+        "(its model/reference.parquet); with --log, default: the serving model's training reference",
+    )
     p.add_argument("--current", help="current data (same forms as --reference)")
-    p.add_argument("--log", help="a prediction-log folder (the layout trainwise serve writes; docs/serve.md); without --reference "
-                   "each window is compared with the training reference of the model version that served it")
-    p.add_argument("--window", default="1h", help="with --log: window length, e.g. 1h, 30m, 1d, or 10000rows (default 1h)")
+    p.add_argument(
+        "--log",
+        help="a prediction-log folder (the layout trainwise serve writes; docs/serve.md); without --reference "
+        "each window is compared with the training reference of the model version that served it",
+    )
+    p.add_argument(
+        "--window", default="1h", help="with --log: window length, e.g. 1h, 30m, 1d, or 10000rows (default 1h)"
+    )
     p.add_argument("--since", help="with --log: first timestamp to read (ISO 8601)")
     p.add_argument("--until", help="with --log: read timestamps before this one (ISO 8601)")
-    p.add_argument("--labels", help="CSV/Parquet of labels that arrived later: request_id and label columns (optionally instance), "
-                   "joined into the log on request id")
+    p.add_argument(
+        "--labels",
+        help="CSV/Parquet of labels that arrived later: request_id and label columns (optionally instance), "
+        "joined into the log on request id",
+    )
     p.add_argument("--out", help="folder to write drift.json and report.html into")
     p.add_argument("--json", action="store_true", help="print drift.json to stdout instead of a summary")
     p.add_argument("--config", help="TOML recipe whose [monitor] section sets thresholds and triggers")
     p.add_argument("--set", action="append", default=[], metavar="monitor.FIELD=VALUE", help="override a config field")
-    p.add_argument("--model-age-days", type=float, default=None, help="age of the serving model, for the max-age trigger")
-    p.add_argument("--common-columns", action="store_true",
-                   help="compare only the columns both sides have (e.g. a run's eval predictions against the log); "
-                   "the others are listed in drift.json as dropped_columns")
+    p.add_argument(
+        "--model-age-days", type=float, default=None, help="age of the serving model, for the max-age trigger"
+    )
+    p.add_argument(
+        "--common-columns",
+        action="store_true",
+        help="compare only the columns both sides have (e.g. a run's eval predictions against the log); "
+        "the others are listed in drift.json as dropped_columns",
+    )
     p.add_argument("--fail-on-drift", action="store_true", help="exit with code 1 when dataset drift is found")
     add_act_args(p)
     p.set_defaults(func=run)
@@ -48,28 +64,43 @@ def register(subparsers) -> None:
         "all recorded in the registry's audit trail.",
     )
     w.add_argument("--log", required=True, help="the prediction-log folder trainwise serve writes (serve.log_dir)")
-    w.add_argument("--reference", help="reference data (default: the training reference stored with the serving model version)")
-    w.add_argument("--labels", help="labels file (request_id, label), read again at every check: labels may arrive over time")
+    w.add_argument(
+        "--reference", help="reference data (default: the training reference stored with the serving model version)"
+    )
+    w.add_argument(
+        "--labels", help="labels file (request_id, label), read again at every check: labels may arrive over time"
+    )
     w.add_argument("--window", default="1h", help="window length, e.g. 1h, 30m, or 10000rows (default 1h)")
     w.add_argument("--interval-s", type=float, default=60.0, help="seconds between checks (default 60)")
     w.add_argument("--iterations", type=int, default=0, help="stop after this many checks (0 = run until interrupted)")
     w.add_argument("--out", required=True, help="folder for drift.json, report.html, retraining runs and watch state")
     w.add_argument("--config", help="TOML recipe whose [monitor] section sets thresholds and triggers")
     w.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a config field")
-    w.add_argument("--model-age-days", type=float, default=None, help="age of the serving model, for the max-age trigger")
+    w.add_argument(
+        "--model-age-days", type=float, default=None, help="age of the serving model, for the max-age trigger"
+    )
     add_act_args(w, always=True)
     w.set_defaults(func=watch)
 
 
 def add_act_args(p, always: bool = False) -> None:
     if not always:
-        p.add_argument("--act", action="store_true", help="when a trigger fires, retrain --model through the gate (needs labels in the window)")
+        p.add_argument(
+            "--act",
+            action="store_true",
+            help="when a trigger fires, retrain --model through the gate (needs labels in the window)",
+        )
     p.add_argument("--model", help="registered model name the triggers act on (with --act / watch)")
     p.add_argument("--alias", default="champion", help="alias holding the serving model (default champion)")
     p.add_argument("--gate", help="gate TOML for the retrained model (default: the evaluate component's default gate)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p.add_argument("--retrain-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override a field of the champion's recipe when retraining (e.g. train.steps=100)")
+    p.add_argument(
+        "--retrain-set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a field of the champion's recipe when retraining (e.g. train.steps=100)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,7 +147,11 @@ def check_files(args, cfg) -> tuple[dict, object]:
     if args.common_columns:
         reference, dropped = common_columns(reference, [current], keep=[cfg.label_column])
     result = build_monitor(cfg).fit(reference).check(current)
-    result.update(reference={"source": f"--reference {args.reference}", "n_rows": len(reference)}, dropped_columns=dropped, labels=labels)
+    result.update(
+        reference={"source": f"--reference {args.reference}", "n_rows": len(reference)},
+        dropped_columns=dropped,
+        labels=labels,
+    )
     return result, current
 
 
@@ -125,9 +160,16 @@ def check_log(args, cfg) -> tuple[dict, list]:
     from trainwise.monitor.data import load_log_windows
     from trainwise.monitor.triggers import build_monitor
 
-    windows, labels = load_log_windows(args.log, args.window, args.since, args.until, after=getattr(args, "after", None),
-                                       labels=args.labels, label_column=cfg.label_column,
-                                       complete_only=getattr(args, "complete_only", False))
+    windows, labels = load_log_windows(
+        args.log,
+        args.window,
+        args.since,
+        args.until,
+        after=getattr(args, "after", None),
+        labels=args.labels,
+        label_column=cfg.label_column,
+        complete_only=getattr(args, "complete_only", False),
+    )
     if not windows:
         raise DataError(f"the prediction log {args.log} has no complete {args.window} window yet")
     reference_of, windows = reference_source(args, windows)
@@ -163,10 +205,17 @@ def reference_source(args, windows: list):
         return (lambda w: (frame, f"--reference {args.reference}")), windows
     if windows[0].model_version is None:
         if len(windows) < 2:
-            raise DataError(f"the prediction log {args.log} holds a single {args.window} window and no model_version column; "
-                            "give --reference, or a shorter --window")
+            raise DataError(
+                f"the prediction log {args.log} holds a single {args.window} window and no model_version column; "
+                "give --reference, or a shorter --window"
+            )
         first = windows[0]
-        return (lambda w: (first.frame, f"first window of the log ({first.start} to {first.end}): it has no model_version column")), windows[1:]
+        return (
+            lambda w: (
+                first.frame,
+                f"first window of the log ({first.start} to {first.end}): it has no model_version column",
+            )
+        ), windows[1:]
     cache: dict[str, tuple] = {}
 
     def training(w):
@@ -191,14 +240,20 @@ def act_on_triggers(args, cfg, fired: list[dict], frame) -> dict:
     if not fired:
         return {"decision": "none", "triggers": []}
     if cfg.label_column not in frame.columns:
-        raise DataError(f"a trigger fired but the window has no {cfg.label_column!r} column: retraining needs labelled rows (monitor.label_column)")
+        raise DataError(
+            f"a trigger fired but the window has no {cfg.label_column!r} column: retraining needs labelled rows (monitor.label_column)"
+        )
     rows = training_rows(frame, cfg.label_column).dropna(subset=[cfg.label_column])
     if len(rows) < cfg.min_window_rows:
-        raise DataError(f"a trigger fired but only {len(rows)} rows of the window are labelled (at least monitor.min_window_rows = "
-                        f"{cfg.min_window_rows} needed to retrain); give --labels FILE with the labels that have arrived")
+        raise DataError(
+            f"a trigger fired but only {len(rows)} rows of the window are labelled (at least monitor.min_window_rows = "
+            f"{cfg.min_window_rows} needed to retrain); give --labels FILE with the labels that have arrived"
+        )
     work = Path(args.out or "runs") / f"retrain-{time.strftime('%Y%m%d-%H%M%S')}"
     work.mkdir(parents=True, exist_ok=True)
-    steps = real_steps(args.model, args.alias, cfg.label_column, work, args.tracking_uri, args.gate, tuple(args.retrain_set))
+    steps = real_steps(
+        args.model, args.alias, cfg.label_column, work, args.tracking_uri, args.gate, tuple(args.retrain_set)
+    )
     return run_retraining(fired, rows, work, steps)
 
 
@@ -221,8 +276,20 @@ def watch(args: argparse.Namespace) -> int:
     iteration = 0
     while not args.iterations or iteration < args.iterations:
         iteration += 1
-        check = argparse.Namespace(**{**vars(args), "current": None, "since": None, "after": state["last_window_end"], "until": None,
-                                      "json": False, "common_columns": False, "fail_on_drift": False, "act": True, "complete_only": True})
+        check = argparse.Namespace(
+            **{
+                **vars(args),
+                "current": None,
+                "since": None,
+                "after": state["last_window_end"],
+                "until": None,
+                "json": False,
+                "common_columns": False,
+                "fail_on_drift": False,
+                "act": True,
+                "complete_only": True,
+            }
+        )
         try:
             run(check)
             windows = read_json(Path(args.out) / "drift.json").get("windows") or []
@@ -254,9 +321,14 @@ def window_summary(window, result: dict) -> dict:
     est = perf.get("estimated")
     real = (perf.get("realised") or {}).get("current")
     return {
-        "label": window.label, "start": window.start, "end": window.end, "n_rows": result["n_current"],
-        "model_version": window.model_version, "reference": result["reference"]["source"],
-        "dataset_drift": result["dataset_drift"], "prediction_drift": result["prediction_drift"],
+        "label": window.label,
+        "start": window.start,
+        "end": window.end,
+        "n_rows": result["n_current"],
+        "model_version": window.model_version,
+        "reference": result["reference"]["source"],
+        "dataset_drift": result["dataset_drift"],
+        "prediction_drift": result["prediction_drift"],
         "n_drifted_columns": sum(c["drift"] for c in result["columns"]),
         "drifted_columns": [c["name"] for c in result["columns"] if c["drift"]],
         "estimated_accuracy": est["accuracy"] if est else None,
@@ -273,16 +345,22 @@ def summary_text(result: dict) -> str:
         lines.append(labels_text(result["labels"]))
     for c in result["columns"] + ([result["multivariate"]] if result.get("multivariate") else []):
         if c.get("status") == "ok":
-            lines.append(f"  {c['name']:<24} {c['test']:<22} {c['effect_measure']}={c['effect_size']:.4f} "
-                         f"(threshold {c['threshold']:.4f})  p={c['p_value']:.3g}  {'DRIFT' if c['drift'] else ''}")
+            lines.append(
+                f"  {c['name']:<24} {c['test']:<22} {c['effect_measure']}={c['effect_size']:.4f} "
+                f"(threshold {c['threshold']:.4f})  p={c['p_value']:.3g}  {'DRIFT' if c['drift'] else ''}"
+            )
     if result.get("prediction_drift") is not None:
         lines.append(f"prediction drift: {'yes' if result['prediction_drift'] else 'no'}")
     est = (result.get("performance") or {}).get("estimated")
     if est:
-        lines.append(f"estimated accuracy {est['accuracy']:.4f} (95% interval {est['ci_low']:.4f} to {est['ci_high']:.4f})")
+        lines.append(
+            f"estimated accuracy {est['accuracy']:.4f} (95% interval {est['ci_low']:.4f} to {est['ci_high']:.4f})"
+        )
     for w in result.get("windows", []):
         served = f"  {w['model_version']}" if w.get("model_version") else ""
-        lines.append(f"  window {w['start']}{served}  rows={w['n_rows']}  drift={w['dataset_drift']}  {', '.join(w['drifted_columns'])}")
+        lines.append(
+            f"  window {w['start']}{served}  rows={w['n_rows']}  drift={w['dataset_drift']}  {', '.join(w['drifted_columns'])}"
+        )
     for t in result.get("triggers", []):
         lines.append(f"trigger fired: {t['name']}: {t['reason']}")
     return "\n".join(lines)
@@ -292,5 +370,3 @@ def _json_default(o):
     if hasattr(o, "item"):
         return o.item()
     return str(o)
-
-

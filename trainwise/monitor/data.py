@@ -46,7 +46,9 @@ def _read_table(path: str | Path) -> pd.DataFrame:
     elif p.is_dir() and (p / "eval" / "predictions.parquet").is_file():
         p = p / "eval" / "predictions.parquet"
     if not p.exists():
-        raise DataError(f"{p} does not exist; expected a Parquet or CSV file, a folder of Parquet files or a run directory")
+        raise DataError(
+            f"{p} does not exist; expected a Parquet or CSV file, a folder of Parquet files or a run directory"
+        )
     try:
         if p.is_dir():
             return _read_dataset(p).to_table().to_pandas()
@@ -87,9 +89,16 @@ def parse_window(spec: str) -> tuple[str, object]:
     raise DataError(f"--window {spec!r}: expected a duration such as 1h, 30m, 1d or a row count such as 10000rows")
 
 
-def load_log_windows(log_dir: str | Path, window: str, since: str | None = None, until: str | None = None,
-                     after: str | None = None, labels: str | None = None, label_column: str = ls.LABEL,
-                     complete_only: bool = False) -> tuple[list[Window], dict | None]:
+def load_log_windows(
+    log_dir: str | Path,
+    window: str,
+    since: str | None = None,
+    until: str | None = None,
+    after: str | None = None,
+    labels: str | None = None,
+    label_column: str = ls.LABEL,
+    complete_only: bool = False,
+) -> tuple[list[Window], dict | None]:
     """The prediction log cut into consecutive windows, oldest first, and the label-join report.
 
     `after` reads rows strictly later than a timestamp (the watch loop's bookmark); `labels` joins
@@ -105,21 +114,32 @@ def load_log_windows(log_dir: str | Path, window: str, since: str | None = None,
         from trainwise.monitor.labels import join_labels
 
         frame, report = join_labels(frame, labels, label_column, log_keys(log_dir))
-    versions = frame[ls.MODEL_VERSION].astype(str) if ls.MODEL_VERSION in frame.columns else pd.Series("", index=frame.index)
+    versions = (
+        frame[ls.MODEL_VERSION].astype(str) if ls.MODEL_VERSION in frame.columns else pd.Series("", index=frame.index)
+    )
     groups = []
     for version, rows in frame.groupby(versions, sort=False):
         if kind == "rows":
             groups += [(rows.iloc[i : i + size], len(rows) - i >= size) for i in range(0, len(rows), size)]
         else:
             keys = rows[TIMESTAMP].dt.floor(size)
-            now = pd.Timestamp.now(tz="UTC") if keys.dt.tz else pd.Timestamp.now(tz="UTC").tz_localize(None)  # naive = UTC
+            now = (
+                pd.Timestamp.now(tz="UTC") if keys.dt.tz else pd.Timestamp.now(tz="UTC").tz_localize(None)
+            )  # naive = UTC
             groups += [(g, key + pd.Timedelta(size) <= now) for key, g in rows.groupby(keys, sort=True)]
     if complete_only:
         groups = [(g, True) for g, complete in groups if complete]
     groups.sort(key=lambda item: item[0][TIMESTAMP].iloc[0])
-    return [Window(label=f"w{i}", start=str(g[TIMESTAMP].iloc[0]), end=str(g[TIMESTAMP].iloc[-1]), frame=g.reset_index(drop=True),
-                   model_version=str(g[ls.MODEL_VERSION].iloc[0]) if ls.MODEL_VERSION in g.columns else None)
-            for i, (g, _) in enumerate(groups)], report
+    return [
+        Window(
+            label=f"w{i}",
+            start=str(g[TIMESTAMP].iloc[0]),
+            end=str(g[TIMESTAMP].iloc[-1]),
+            frame=g.reset_index(drop=True),
+            model_version=str(g[ls.MODEL_VERSION].iloc[0]) if ls.MODEL_VERSION in g.columns else None,
+        )
+        for i, (g, _) in enumerate(groups)
+    ], report
 
 
 def log_keys(log_dir: str | Path) -> pd.DataFrame | None:
@@ -129,7 +149,9 @@ def log_keys(log_dir: str | Path) -> pd.DataFrame | None:
     return dataset.to_table(columns=key).to_pandas() if ls.REQUEST_ID in key else None
 
 
-def read_log(log_dir: str | Path, since: str | None = None, until: str | None = None, after: str | None = None) -> pd.DataFrame:
+def read_log(
+    log_dir: str | Path, since: str | None = None, until: str | None = None, after: str | None = None
+) -> pd.DataFrame:
     """The log's rows in [since, until) and after `after`, sorted by time; errors name what is missing."""
     import pyarrow.compute as pc
 

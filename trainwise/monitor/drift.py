@@ -42,11 +42,23 @@ NULL_QUANTILE = 0.95
 class DriftMonitor:
     """Reference profile + calibrated thresholds; `fit(reference)` then `check(window)` per window."""
 
-    def __init__(self, alpha: float = 0.025, min_wasserstein_sd: float = 0.1, min_js_distance: float = 0.05,
-                 min_auc: float = 0.55, min_window_rows: int = 30, n_resamples: int = 200,
-                 max_calibration_rows: int = 5000, multivariate: bool = True, multivariate_rows: int = 2000,
-                 label_column: str = "label", pred_column: str = ls.PREDICTION,
-                 ignore_columns: tuple = ("timestamp", "request_id", "id"), column_types: dict | None = None, seed: int = 0):
+    def __init__(
+        self,
+        alpha: float = 0.025,
+        min_wasserstein_sd: float = 0.1,
+        min_js_distance: float = 0.05,
+        min_auc: float = 0.55,
+        min_window_rows: int = 30,
+        n_resamples: int = 200,
+        max_calibration_rows: int = 5000,
+        multivariate: bool = True,
+        multivariate_rows: int = 2000,
+        label_column: str = "label",
+        pred_column: str = ls.PREDICTION,
+        ignore_columns: tuple = ("timestamp", "request_id", "id"),
+        column_types: dict | None = None,
+        seed: int = 0,
+    ):
         self.alpha = alpha
         self.min_wasserstein_sd = min_wasserstein_sd
         self.min_js_distance = min_js_distance
@@ -94,8 +106,14 @@ class DriftMonitor:
             rng = np.random.default_rng([self.seed, k])
             uniforms = np.sort(rng.random((self.n_resamples, k)), axis=1)
             self.thresholds_[k] = {
-                p.name: float(np.quantile(p.null_effects(uniforms) if p.kind == "numeric" else p.null_effects(k, self.n_resamples, rng), NULL_QUANTILE))
-                for p in self.profiles_ if p.n > 0
+                p.name: float(
+                    np.quantile(
+                        p.null_effects(uniforms) if p.kind == "numeric" else p.null_effects(k, self.n_resamples, rng),
+                        NULL_QUANTILE,
+                    )
+                )
+                for p in self.profiles_
+                if p.n > 0
             }
         scale = np.sqrt(k / n_eff) if n_eff > k else 1.0
         return {name: q * scale for name, q in self.thresholds_[k].items()}
@@ -149,25 +167,47 @@ class DriftMonitor:
         extra = [c for c in cur if c not in self.schema_]
         if missing or extra:
             parts = ([f"missing from current: {', '.join(map(str, missing))}"] if missing else []) + (
-                [f"not in reference: {', '.join(map(str, extra))}"] if extra else [])
-            raise DataError(f"reference and current have different columns ({'; '.join(parts)}); expected the same schema")
+                [f"not in reference: {', '.join(map(str, extra))}"] if extra else []
+            )
+            raise DataError(
+                f"reference and current have different columns ({'; '.join(parts)}); expected the same schema"
+            )
         for p in self.profiles_:
-            if p.kind == "numeric" and not (pd.api.types.is_numeric_dtype(current[p.name]) or current[p.name].isna().all()):
-                raise DataError(f"column {p.name!r} is numeric in the reference but {current[p.name].dtype} in current; expected numbers")
+            if p.kind == "numeric" and not (
+                pd.api.types.is_numeric_dtype(current[p.name]) or current[p.name].isna().all()
+            ):
+                raise DataError(
+                    f"column {p.name!r} is numeric in the reference but {current[p.name].dtype} in current; expected numbers"
+                )
 
     def _column(self, profile, values: pd.Series, nulls: dict) -> dict:
         window, missing_share = profile.window_values(values)
         n_valid = int(len(window) if profile.kind == "numeric" else window.sum())
-        out = {"name": profile.name, "type": profile.kind, "test": profile.test, "effect_measure": profile.effect_measure,
-               "n_ref": profile.n, "n_cur": n_valid, "missing_share_ref": profile.missing_share,
-               "missing_share_cur": missing_share, "effect_size": None, "p_value": None, "drift": False}
+        out = {
+            "name": profile.name,
+            "type": profile.kind,
+            "test": profile.test,
+            "effect_measure": profile.effect_measure,
+            "n_ref": profile.n,
+            "n_cur": n_valid,
+            "missing_share_ref": profile.missing_share,
+            "missing_share_cur": missing_share,
+            "effect_size": None,
+            "p_value": None,
+            "drift": False,
+        }
         if profile.n == 0 or n_valid < self.min_window_rows or not nulls:
             out["status"] = "too_small" if profile.n > 0 else "empty_reference"
             return out
         out.update(profile.compare(window))
         practical = self.min_wasserstein_sd if profile.kind == "numeric" else self.min_js_distance
-        out.update(status="ok", practical_threshold=practical, null_threshold=nulls[profile.name],
-                   threshold=max(practical, nulls[profile.name]), plot=profile.plot_shares(window))
+        out.update(
+            status="ok",
+            practical_threshold=practical,
+            null_threshold=nulls[profile.name],
+            threshold=max(practical, nulls[profile.name]),
+            plot=profile.plot_shares(window),
+        )
         return out
 
     def _multivariate(self, current: pd.DataFrame) -> dict:
@@ -176,10 +216,21 @@ class DriftMonitor:
         cur_x = mv.encode_frame(current.iloc[np.sort(take)], self.input_profiles_)
         mask = np.array([p.kind == "categorical" for p in self.input_profiles_])
         r = mv.domain_classifier_test(self.multivariate_reference_, cur_x, mask, self.seed)
-        return {"name": "(multivariate)", "type": "multivariate", "test": "domain_classifier_auc",
-                "effect_measure": "auc", "effect_size": r["auc"], "p_value": r["p_value"], "status": "ok",
-                "practical_threshold": self.min_auc, "null_threshold": r["null_auc_q95"],
-                "threshold": max(self.min_auc, r["null_auc_q95"]), "n_ref": r["n_ref"], "n_cur": r["n_cur"], "drift": False}
+        return {
+            "name": "(multivariate)",
+            "type": "multivariate",
+            "test": "domain_classifier_auc",
+            "effect_measure": "auc",
+            "effect_size": r["auc"],
+            "p_value": r["p_value"],
+            "status": "ok",
+            "practical_threshold": self.min_auc,
+            "null_threshold": r["null_auc_q95"],
+            "threshold": max(self.min_auc, r["null_auc_q95"]),
+            "n_ref": r["n_ref"],
+            "n_cur": r["n_cur"],
+            "drift": False,
+        }
 
     def _decide(self, family: list[dict]) -> None:
         """Benjamini-Hochberg over the family's p-values, then the effect-size gate."""
@@ -196,12 +247,22 @@ class DriftMonitor:
             return f"window of {n} rows is too small to judge (minimum {self.min_window_rows})"
         drifted = [c["name"] for c in inputs if c["drift"]]
         rate = f"expected false-alarm rate <= {self.alpha:.1%}"
-        columns = f"drift in {len(drifted)} of {len(inputs)} columns ({', '.join(drifted)})" if drifted else f"no drift in {len(inputs)} columns"
+        columns = (
+            f"drift in {len(drifted)} of {len(inputs)} columns ({', '.join(drifted)})"
+            if drifted
+            else f"no drift in {len(inputs)} columns"
+        )
         if multi is None:
             return f"{columns}; {rate}"
-        auc = f"domain-classifier AUC {multi['effect_size']:.3f}" if multi.get("effect_size") is not None else "domain classifier"
+        auc = (
+            f"domain-classifier AUC {multi['effect_size']:.3f}"
+            if multi.get("effect_size") is not None
+            else "domain classifier"
+        )
         if multi["drift"]:
-            test = f"and in the multivariate test ({auc})" if drifted else f"but the multivariate test finds drift ({auc})"
+            test = (
+                f"and in the multivariate test ({auc})" if drifted else f"but the multivariate test finds drift ({auc})"
+            )
         else:
             test = f"not in the multivariate test ({auc})" if drifted else f"nor in the multivariate test ({auc})"
         return f"{columns} {test}; {rate}"

@@ -26,8 +26,9 @@ from trainwise.monitor import logschema as ls
 MAX_LISTED = 5
 
 
-def join_labels(frame: pd.DataFrame, path: str | Path, label_column: str = ls.LABEL,
-                log_keys: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+def join_labels(
+    frame: pd.DataFrame, path: str | Path, label_column: str = ls.LABEL, log_keys: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, dict]:
     """`frame` (log rows) with labels from the file at `path` filled in, and a report of the join.
 
     `log_keys` (request_id, instance of the whole log) tells labels of rows outside `frame` (other
@@ -38,15 +39,20 @@ def join_labels(frame: pd.DataFrame, path: str | Path, label_column: str = ls.LA
     return join_labelled(frame, load_table(path), label_column, str(path), log_keys)
 
 
-def join_labelled(frame: pd.DataFrame, labels: pd.DataFrame, label_column: str, where: str,
-                  log_keys: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+def join_labelled(
+    frame: pd.DataFrame, labels: pd.DataFrame, label_column: str, where: str, log_keys: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, dict]:
     key = [ls.REQUEST_ID] + ([ls.INSTANCE] if ls.INSTANCE in labels.columns else [])
     missing = [c for c in (ls.REQUEST_ID, label_column) if c not in labels.columns]
     if missing:
-        raise DataError(f"labels file {where} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
-                        f"(columns: {', '.join(map(str, labels.columns))}); expected request_id and {label_column} (and optionally instance)")
+        raise DataError(
+            f"labels file {where} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
+            f"(columns: {', '.join(map(str, labels.columns))}); expected request_id and {label_column} (and optionally instance)"
+        )
     if ls.REQUEST_ID not in frame.columns:
-        raise DataError(f"labels file {where} joins on {ls.REQUEST_ID!r}, which the monitored data lacks (a prediction log has it)")
+        raise DataError(
+            f"labels file {where} joins on {ls.REQUEST_ID!r}, which the monitored data lacks (a prediction log has it)"
+        )
     labels = labels[key + [label_column]].dropna(subset=[label_column])
     labels = labels.assign(**{ls.REQUEST_ID: labels[ls.REQUEST_ID].astype(str)})
     if ls.INSTANCE in key:
@@ -59,26 +65,47 @@ def join_labelled(frame: pd.DataFrame, labels: pd.DataFrame, label_column: str, 
     duplicated = labels[labels.duplicated(key, keep=False)]
     if len(duplicated):
         shown = ", ".join(map(str, duplicated[ls.REQUEST_ID].drop_duplicates().iloc[:MAX_LISTED]))
-        raise DataError(f"labels file {where}: {duplicated[key].drop_duplicates().shape[0]} {'/'.join(key)} keys appear more than once "
-                        f"(e.g. {shown}); expected one label per key")
+        raise DataError(
+            f"labels file {where}: {duplicated[key].drop_duplicates().shape[0]} {'/'.join(key)} keys appear more than once "
+            f"(e.g. {shown}); expected one label per key"
+        )
     joined = rows[key].merge(labels, on=key, how="left", validate="many_to_one")[label_column]
     joined.index = frame.index
-    existing = frame[label_column] if label_column in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+    existing = (
+        frame[label_column] if label_column in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+    )
     out = frame.copy()
     merged = joined.astype(object).where(joined.notna(), existing.astype(object))
     out[label_column] = pd.Series([None if pd.isna(v) else str(v) for v in merged], index=frame.index, dtype=object)
     read = _held(labels, rows, key)
-    known = read if log_keys is None else _held(labels, log_keys.assign(**{ls.REQUEST_ID: log_keys[ls.REQUEST_ID].astype(str)}).astype(
-        {ls.INSTANCE: "Int64"} if ls.INSTANCE in key else {}), key)
+    known = (
+        read
+        if log_keys is None
+        else _held(
+            labels,
+            log_keys.assign(**{ls.REQUEST_ID: log_keys[ls.REQUEST_ID].astype(str)}).astype(
+                {ls.INSTANCE: "Int64"} if ls.INSTANCE in key else {}
+            ),
+            key,
+        )
+    )
     unknown = labels.loc[~known, ls.REQUEST_ID]
-    report = {"file": where, "n_labels": len(labels), "n_joined": int(joined.notna().sum()),
-              "n_outside": int((known & ~read).sum()), "n_unknown": len(unknown), "unknown_examples": unknown.iloc[:MAX_LISTED].tolist()}
+    report = {
+        "file": where,
+        "n_labels": len(labels),
+        "n_joined": int(joined.notna().sum()),
+        "n_outside": int((known & ~read).sum()),
+        "n_unknown": len(unknown),
+        "unknown_examples": unknown.iloc[:MAX_LISTED].tolist(),
+    }
     return out, report
 
 
 def _held(labels: pd.DataFrame, rows: pd.DataFrame, key: list[str]):
     """Per label: does `rows` hold its key?"""
-    return (labels.merge(rows[key].drop_duplicates(), on=key, how="left", indicator=True)["_merge"] == "both").to_numpy()
+    return (
+        labels.merge(rows[key].drop_duplicates(), on=key, how="left", indicator=True)["_merge"] == "both"
+    ).to_numpy()
 
 
 def _refuse_ambiguous(rows: pd.DataFrame, labels: pd.DataFrame, where: str) -> None:
@@ -88,11 +115,17 @@ def _refuse_ambiguous(rows: pd.DataFrame, labels: pd.DataFrame, where: str) -> N
     hit = labels[ls.REQUEST_ID][labels[ls.REQUEST_ID].isin(multi.index)]
     if len(hit):
         first = hit.iloc[0]
-        raise DataError(f"labels file {where}: request {first!r} carried {int(multi[first])} instances, so its label is ambiguous; "
-                        f"add an {ls.INSTANCE!r} column (0-based position within the request)")
+        raise DataError(
+            f"labels file {where}: request {first!r} carried {int(multi[first])} instances, so its label is ambiguous; "
+            f"add an {ls.INSTANCE!r} column (0-based position within the request)"
+        )
 
 
 def labels_text(report: dict) -> str:
     outside = f"; {report['n_outside']} for log rows outside those read" if report.get("n_outside") else ""
-    unknown = f"; {report['n_unknown']} with ids the log does not hold (e.g. {', '.join(report['unknown_examples'])})" if report["n_unknown"] else ""
+    unknown = (
+        f"; {report['n_unknown']} with ids the log does not hold (e.g. {', '.join(report['unknown_examples'])})"
+        if report["n_unknown"]
+        else ""
+    )
     return f"labels: {report['n_joined']} rows labelled from {report['file']} ({report['n_labels']} labels{outside}{unknown})"

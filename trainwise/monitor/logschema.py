@@ -35,7 +35,13 @@ import pandas as pd
 
 from trainwise.errors import DataError
 
-TIMESTAMP, REQUEST_ID, INSTANCE, MODEL_VERSION, LATENCY_MS = "timestamp", "request_id", "instance", "model_version", "latency_ms"
+TIMESTAMP, REQUEST_ID, INSTANCE, MODEL_VERSION, LATENCY_MS = (
+    "timestamp",
+    "request_id",
+    "instance",
+    "model_version",
+    "latency_ms",
+)
 METADATA = (TIMESTAMP, REQUEST_ID, INSTANCE, MODEL_VERSION, LATENCY_MS)
 INPUT_PREFIX = "in_"
 PREDICTION = "prediction"
@@ -64,7 +70,9 @@ def input_features(spec: dict | None, examples: list) -> dict[str, list]:
             return {INPUT_PREFIX + k: [e.get(k) for e in examples] for k in (examples[0] if examples else {})}
         return {}
     if spec["kind"] == "table":
-        return {INPUT_PREFIX + c["name"]: [_cell(e.get(c["name"]), c["type"]) for e in examples] for c in spec["columns"]}
+        return {
+            INPUT_PREFIX + c["name"]: [_cell(e.get(c["name"]), c["type"]) for e in examples] for c in spec["columns"]
+        }
     if spec["kind"] == "tensor":
         return tensor_features(np.asarray(examples, dtype=np.float64).reshape(len(examples), -1))
     return token_features(examples, spec["vocab_size"])
@@ -104,7 +112,11 @@ def token_features(sequences: list, vocab_size: int) -> dict[str, list]:
         lengths.append(float(n))
         distinct.append(len(np.unique(ids)) / n if n else None)
         high.append(float((ids >= vocab_size // 2).mean()) if n else None)
-    return {INPUT_PREFIX + "length": lengths, INPUT_PREFIX + "distinct_share": distinct, INPUT_PREFIX + "high_id_share": high}
+    return {
+        INPUT_PREFIX + "length": lengths,
+        INPUT_PREFIX + "distinct_share": distinct,
+        INPUT_PREFIX + "high_id_share": high,
+    }
 
 
 def output_features(outputs: list[dict]) -> dict[str, list]:
@@ -126,8 +138,15 @@ def arrow_type(name: str, spec: dict | None):
     """The Arrow type of a log column (so an all-null column still has its type)."""
     import pyarrow as pa
 
-    fixed = {TIMESTAMP: pa.timestamp("us", tz="UTC"), REQUEST_ID: pa.string(), INSTANCE: pa.int32(),
-             MODEL_VERSION: pa.string(), LATENCY_MS: pa.float64(), PREDICTION: pa.string(), LABEL: pa.string()}
+    fixed = {
+        TIMESTAMP: pa.timestamp("us", tz="UTC"),
+        REQUEST_ID: pa.string(),
+        INSTANCE: pa.int32(),
+        MODEL_VERSION: pa.string(),
+        LATENCY_MS: pa.float64(),
+        PREDICTION: pa.string(),
+        LABEL: pa.string(),
+    }
     if name in fixed:
         return fixed[name]
     if spec is not None and spec["kind"] == "table" and name.startswith(INPUT_PREFIX):
@@ -150,9 +169,13 @@ def column_roles(columns) -> dict[str, list[str]]:
     A table without `in_` columns (a plain feature table) has its other columns as inputs.
     """
     names = [str(c) for c in columns]
-    roles = {"metadata": [c for c in names if c in METADATA], "inputs": [c for c in names if c.startswith(INPUT_PREFIX)],
-             "prediction": [c for c in names if c in (PREDICTION, EVAL_PREDICTION)],
-             "probabilities": [c for c in names if c.startswith(PROB_PREFIX)], "label": [c for c in names if c == LABEL]}
+    roles = {
+        "metadata": [c for c in names if c in METADATA],
+        "inputs": [c for c in names if c.startswith(INPUT_PREFIX)],
+        "prediction": [c for c in names if c in (PREDICTION, EVAL_PREDICTION)],
+        "probabilities": [c for c in names if c.startswith(PROB_PREFIX)],
+        "label": [c for c in names if c == LABEL],
+    }
     taken = {c for cols in roles.values() for c in cols}
     roles["other"] = [c for c in names if c not in taken]
     return roles
@@ -170,10 +193,14 @@ def check_log_columns(names: list[str], where: str) -> None:
     if TIMESTAMP in names:
         return
     if all(c in names for c in OLD_LAYOUT):
-        raise DataError(f"{where} has no {TIMESTAMP!r} column: it was written by an older trainwise serve (columns ts, input, "
-                        f"probabilities, and 'label' holding the predicted class); serve the model again to write the current "
-                        f"layout ({TIMESTAMP}, {PREDICTION}, {PROB_PREFIX}<class>, {INPUT_PREFIX}<input>; docs/serve.md)")
-    raise DataError(f"{where} has no {TIMESTAMP!r} column (columns: {', '.join(names)}); expected a prediction log (docs/serve.md)")
+        raise DataError(
+            f"{where} has no {TIMESTAMP!r} column: it was written by an older trainwise serve (columns ts, input, "
+            f"probabilities, and 'label' holding the predicted class); serve the model again to write the current "
+            f"layout ({TIMESTAMP}, {PREDICTION}, {PROB_PREFIX}<class>, {INPUT_PREFIX}<input>; docs/serve.md)"
+        )
+    raise DataError(
+        f"{where} has no {TIMESTAMP!r} column (columns: {', '.join(names)}); expected a prediction log (docs/serve.md)"
+    )
 
 
 def training_rows(frame: pd.DataFrame, label_column: str = LABEL) -> pd.DataFrame:
@@ -184,7 +211,7 @@ def training_rows(frame: pd.DataFrame, label_column: str = LABEL) -> pd.DataFram
     inputs = column_roles(frame.columns)["inputs"]
     if not inputs:
         return frame
-    rows = frame[inputs].rename(columns={c: c[len(INPUT_PREFIX):] for c in inputs})
+    rows = frame[inputs].rename(columns={c: c[len(INPUT_PREFIX) :] for c in inputs})
     if label_column in frame.columns:
         rows[label_column] = frame[label_column].to_numpy()
     return rows.reset_index(drop=True)

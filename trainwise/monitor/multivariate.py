@@ -55,8 +55,12 @@ def domain_classifier_test(ref_x: np.ndarray, cur_x: np.ndarray, categorical_mas
         idx = np.flatnonzero(y == label)
         train[rng.permutation(idx)[: len(idx) // 2]] = True
     clf = HistGradientBoostingClassifier(
-        max_iter=50, learning_rate=0.1, max_leaf_nodes=15, early_stopping=False,
-        categorical_features=categorical_mask if categorical_mask.any() else None, random_state=seed,
+        max_iter=50,
+        learning_rate=0.1,
+        max_leaf_nodes=15,
+        early_stopping=False,
+        categorical_features=categorical_mask if categorical_mask.any() else None,
+        random_state=seed,
     )
     # One OpenMP thread: on a small, busy CPU, spinning worker threads made the fit 5-10x slower.
     with threadpool_limits(1, user_api="openmp"):
@@ -68,5 +72,10 @@ def domain_classifier_test(ref_x: np.ndarray, cur_x: np.ndarray, categorical_mas
     perms = np.argsort(rng.random((N_PERMUTATIONS, len(held_y))), axis=1)
     null = auc_from_ranks(ranks[None, :], held_y[perms])
     p_value = (1 + np.sum(null >= auc)) / (N_PERMUTATIONS + 1)
-    return {"auc": auc, "p_value": float(p_value), "null_auc_q95": float(np.quantile(null, 0.95)),
-            "n_ref": int(len(ref_x)), "n_cur": int(len(cur_x))}
+    return {
+        "auc": auc,
+        "p_value": float(p_value),
+        "null_auc_q95": float(np.quantile(null, 0.95)),
+        "n_ref": int(len(ref_x)),
+        "n_cur": int(len(cur_x)),
+    }

@@ -30,7 +30,7 @@ class PerformanceState:
 
     def fit(self, reference: pd.DataFrame) -> "PerformanceState":
         self.probs_ = prob_columns(reference.columns)
-        self.classes_ = [c[len(PROB_PREFIX):] for c in self.probs_]
+        self.classes_ = [c[len(PROB_PREFIX) :] for c in self.probs_]
         self.has_predictions_ = bool(self.probs_) or self.pred_column in reference.columns
         labelled, self.reference_correct_ = self._correct(reference) if self.has_predictions_ else (None, None)
         self.calibrator_ = None
@@ -39,7 +39,8 @@ class PerformanceState:
             top = probs[np.arange(len(probs)), pred_index]
             # calibrated on the labelled rows only: a prediction log's rows get labels late or never
             self.calibrator_ = ConfidenceCalibrator(self.seed).fit(
-                top[labelled] if labelled is not None else top, self.reference_correct_)
+                top[labelled] if labelled is not None else top, self.reference_correct_
+            )
             self.reference_estimate_ = estimate_performance(self.calibrator_, probs, pred_index, self.classes_)
         return self
 
@@ -72,8 +73,11 @@ class PerformanceState:
         if self.calibrator_ is not None:
             probs, pred_index = self._probs(current)
             est = estimate_performance(self.calibrator_, probs, pred_index, self.classes_)
-            ref_acc = (float(self.reference_correct_.mean()) if self.reference_correct_ is not None
-                       else self.reference_estimate_["accuracy"])
+            ref_acc = (
+                float(self.reference_correct_.mean())
+                if self.reference_correct_ is not None
+                else self.reference_estimate_["accuracy"]
+            )
             out["estimated"] = est
             out["estimated_accuracy_drop"] = ref_acc - est["accuracy"]
             # the estimate's interval carried over to the drop (the reference accuracy taken as known)

@@ -28,7 +28,7 @@ def prob_columns(columns) -> list[str]:
 def predicted_classes(frame: pd.DataFrame, probs: list[str], pred_column: str) -> np.ndarray:
     if pred_column in frame.columns:
         return frame[pred_column].astype(str).to_numpy()
-    classes = np.array([c[len(PROB_PREFIX):] for c in probs])
+    classes = np.array([c[len(PROB_PREFIX) :] for c in probs])
     return classes[frame[probs].to_numpy(dtype=np.float64).argmax(axis=1)]
 
 
@@ -49,11 +49,18 @@ def realised_performance(ref_correct: np.ndarray | None, cur_correct: np.ndarray
 
         out["reference"] = accuracy_with_ci(ref_correct, confidence)
         lo, hi = confint_proportions_2indep(
-            int(ref_correct.sum()), len(ref_correct), int(cur_correct.sum()), len(cur_correct),
-            method="newcomb", alpha=1 - confidence,
+            int(ref_correct.sum()),
+            len(ref_correct),
+            int(cur_correct.sum()),
+            len(cur_correct),
+            method="newcomb",
+            alpha=1 - confidence,
         )
-        out["accuracy_drop"] = {"value": out["reference"]["accuracy"] - out["current"]["accuracy"],
-                                "ci_low": float(lo), "ci_high": float(hi)}
+        out["accuracy_drop"] = {
+            "value": out["reference"]["accuracy"] - out["current"]["accuracy"],
+            "ci_low": float(lo),
+            "ci_high": float(hi),
+        }
     return out
 
 
@@ -88,8 +95,13 @@ class ConfidenceCalibrator:
         return np.vstack([m.predict(top_prob) for m in self.models_])
 
 
-def estimate_performance(calibrator: ConfidenceCalibrator, probs: np.ndarray, pred_index: np.ndarray,
-                         classes: list[str], confidence: float = 0.95) -> dict:
+def estimate_performance(
+    calibrator: ConfidenceCalibrator,
+    probs: np.ndarray,
+    pred_index: np.ndarray,
+    classes: list[str],
+    confidence: float = 0.95,
+) -> dict:
     """CBPE-style expected accuracy and expected confusion matrix, with an interval."""
     top_prob = probs[np.arange(len(probs)), pred_index]
     calibrated = calibrator.transform(top_prob)
@@ -111,8 +123,12 @@ def estimate_performance(calibrator: ConfidenceCalibrator, probs: np.ndarray, pr
     for j in range(k):
         matrix[:, j] = others[pred_index == j].sum(axis=0)
     return {
-        "accuracy": est, "ci_low": max(0.0, est - z * sd), "ci_high": min(1.0, est + z * sd),
-        "sd_sampling": sd_sampling, "sd_calibration": sd_calibration, "n": n,
+        "accuracy": est,
+        "ci_low": max(0.0, est - z * sd),
+        "ci_high": min(1.0, est + z * sd),
+        "sd_sampling": sd_sampling,
+        "sd_calibration": sd_calibration,
+        "n": n,
         "calibrated_on_labels": calibrator.fitted_on_labels_,
         "expected_confusion_matrix": {"classes": classes, "matrix": matrix.round(3).tolist()},
     }

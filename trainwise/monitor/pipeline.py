@@ -25,7 +25,11 @@ def _champion_config(client, mv, work: Path) -> Path:
     import mlflow.artifacts
 
     uri = f"{client.get_run(mv.run_id).info.artifact_uri}/config.toml"
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(work / "champion"), tracking_uri=client.tracking_uri))
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(work / "champion"), tracking_uri=client.tracking_uri
+        )
+    )
 
 
 def champion_predictions(model, meta: dict, rows: pd.DataFrame, ids: np.ndarray, label_column: str) -> pd.DataFrame:
@@ -36,14 +40,23 @@ def champion_predictions(model, meta: dict, rows: pd.DataFrame, ids: np.ndarray,
     x = torch.from_numpy(apply_preprocessing(meta["info"]["preprocessing"], rows))
     with torch.no_grad():
         prob = torch.softmax(model(x).float(), -1).numpy()
-    frame = pd.DataFrame({"id": ids, "label": rows[label_column].astype(str).to_numpy(), "pred": np.asarray(classes)[prob.argmax(1)]})
+    frame = pd.DataFrame(
+        {"id": ids, "label": rows[label_column].astype(str).to_numpy(), "pred": np.asarray(classes)[prob.argmax(1)]}
+    )
     for i, c in enumerate(classes):
         frame[f"prob_{c}"] = prob[:, i]
     return frame
 
 
-def real_steps(name: str, alias: str, label_column: str, work_dir: str | Path, tracking_uri: str | None = None,
-               gate_path: str | None = None, train_overrides: tuple[str, ...] = ()) -> RetrainSteps:
+def real_steps(
+    name: str,
+    alias: str,
+    label_column: str,
+    work_dir: str | Path,
+    tracking_uri: str | None = None,
+    gate_path: str | None = None,
+    train_overrides: tuple[str, ...] = (),
+) -> RetrainSteps:
     """RetrainSteps wired to trainwise.train, trainwise.evaluate and trainwise.registry."""
     from trainwise.config import load_config
     from trainwise.evaluate.compare import compare_predictions, read_predictions
@@ -63,13 +76,24 @@ def real_steps(name: str, alias: str, label_column: str, work_dir: str | Path, t
     champion_dir, champion_ref = resolve_model_ref(f"{name}@{alias}", tracking_uri)
     champion_model, champion_meta = load_model(champion_dir, registered=champion_ref["registry"])
     if "preprocessing" not in champion_meta.get("info", {}):
-        raise DataError(f"{name}@{alias} is a {champion_meta.get('workload')!r} model; retraining on a data window supports tabular models (workload tabular or file)")
+        raise DataError(
+            f"{name}@{alias} is a {champion_meta.get('workload')!r} model; retraining on a data window supports tabular models (workload tabular or file)"
+        )
     config_path = _champion_config(client, champion, work)
     verdict: dict = {}
 
     def train_step(data_path: Path) -> Path:
-        cfg = load_config(config_path, ["workload.name=file", f"workload.path={data_path}", f"workload.target={label_column}",
-                                        "log.progress=false", "log.mlflow=false", *train_overrides])
+        cfg = load_config(
+            config_path,
+            [
+                "workload.name=file",
+                f"workload.path={data_path}",
+                f"workload.target={label_column}",
+                "log.progress=false",
+                "log.mlflow=false",
+                *train_overrides,
+            ],
+        )
         return train(cfg, work / "run").run_dir
 
     def evaluate_step(run_dir: Path) -> Path:
@@ -86,24 +110,46 @@ def real_steps(name: str, alias: str, label_column: str, work_dir: str | Path, t
         baseline = champion_predictions(champion_model, champion_meta, window.iloc[ids], ids, label_column)
         gate = load_gate(gate_path) if gate_path else default_gate()
         comparison = compare_predictions(baseline, candidate, task="classification", gate=gate)
-        verdict.update(outcome=comparison.verdict, reasons=verdict_reasons(comparison),
-                       evidence={"compared_on": "held-out rows of the retraining window", "baseline_version": str(champion.version),
-                                 "comparison": comparison.to_dict()})
+        verdict.update(
+            outcome=comparison.verdict,
+            reasons=verdict_reasons(comparison),
+            evidence={
+                "compared_on": "held-out rows of the retraining window",
+                "baseline_version": str(champion.version),
+                "comparison": comparison.to_dict(),
+            },
+        )
         return verdict["outcome"], verdict["reasons"]
 
     def promote_step(version: str, reason: str) -> None:
         def judge(current):
             if current != str(champion.version):
-                return "fail", [f"{alias} moved to v{current} during retraining (gated against v{champion.version})"], verdict["evidence"]
+                return (
+                    "fail",
+                    [f"{alias} moved to v{current} during retraining (gated against v{champion.version})"],
+                    verdict["evidence"],
+                )
             return verdict["outcome"], verdict["reasons"], verdict["evidence"]
 
         promote(name, version, alias, reason=reason, tracking_uri=tracking_uri, judge_fn=judge)
 
     def audit_step(event: dict) -> None:
-        fields = {"action": event["event"], "alias": alias, "to_version": str(event.get("version", "")),
-                  "reason": str(event.get("reason", ""))[:4000], "verdict": "; ".join(event.get("gate_reasons", []))[:4000]}
+        fields = {
+            "action": event["event"],
+            "alias": alias,
+            "to_version": str(event.get("version", "")),
+            "reason": str(event.get("reason", ""))[:4000],
+            "verdict": "; ".join(event.get("gate_reasons", []))[:4000],
+        }
         with move_lock(client.tracking_uri):
             entry = audit.append_entry(client, name, fields, {k: v for k, v in event.items() if k != "event"})
             client.set_terminated(entry["run_id"], "FINISHED")
 
-    return RetrainSteps(train=train_step, evaluate=evaluate_step, register=register_step, gate=gate_step, promote=promote_step, audit=audit_step)
+    return RetrainSteps(
+        train=train_step,
+        evaluate=evaluate_step,
+        register=register_step,
+        gate=gate_step,
+        promote=promote_step,
+        audit=audit_step,
+    )

@@ -37,8 +37,10 @@ class NumericProfile:
         iqr = float(np.subtract(*np.quantile(self.sorted_, [0.75, 0.25]))) if len(self.sorted_) else 0.0
         # Normalise by the standard deviation; a constant column falls back to the IQR, then to 1.
         self.spread_ = std if std > 0 else (iqr if iqr > 0 else 1.0)
-        self.decile_edges_ = np.unique(np.quantile(self.sorted_, np.linspace(0.1, 0.9, 9))) if len(self.sorted_) else np.array([])
-        lo, hi = (np.quantile(self.sorted_, [0.005, 0.995]) if len(self.sorted_) else (0.0, 1.0))
+        self.decile_edges_ = (
+            np.unique(np.quantile(self.sorted_, np.linspace(0.1, 0.9, 9))) if len(self.sorted_) else np.array([])
+        )
+        lo, hi = np.quantile(self.sorted_, [0.005, 0.995]) if len(self.sorted_) else (0.0, 1.0)
         self.plot_edges_ = np.linspace(lo, hi if hi > lo else lo + 1.0, N_PLOT_BINS + 1)
 
     @property
@@ -60,15 +62,20 @@ class NumericProfile:
             "p_value": st.ks_pvalue(d, self.n, len(cur_sorted)),
             "effect_size": w1 / self.spread_,
             "wasserstein": w1,
-            "psi": st.psi(st.bin_shares(self.sorted_, self.decile_edges_), st.bin_shares(cur_sorted, self.decile_edges_)),
+            "psi": st.psi(
+                st.bin_shares(self.sorted_, self.decile_edges_), st.bin_shares(cur_sorted, self.decile_edges_)
+            ),
             "mean_ref": self.prefix_.mean,
             "mean_cur": float(cur_sorted.mean()),
         }
 
     def plot_shares(self, cur_sorted: np.ndarray) -> dict:
         inner = self.plot_edges_[1:-1]
-        return {"edges": self.plot_edges_.tolist(), "ref": st.bin_shares(self.sorted_, inner).tolist(),
-                "cur": st.bin_shares(cur_sorted, inner).tolist()}
+        return {
+            "edges": self.plot_edges_.tolist(),
+            "ref": st.bin_shares(self.sorted_, inner).tolist(),
+            "cur": st.bin_shares(cur_sorted, inner).tolist(),
+        }
 
     def null_effects(self, sorted_uniforms: np.ndarray) -> np.ndarray:
         """Effect sizes of resamples of the reference, given sorted uniforms in [0, 1) of shape (B, k).

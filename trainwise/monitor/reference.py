@@ -51,7 +51,9 @@ def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None
         return None
     try:
         model, meta = load_model(model_dir)  # the saved model, plain and on the CPU: no wrapper, no collectives
-    except TrainwiseError as e:  # the saved model does not rebuild: serving will say so too; the finished training stands
+    except (
+        TrainwiseError
+    ) as e:  # the saved model does not rebuild: serving will say so too; the finished training stands
         warnings.warn(f"no training reference written to {model_dir}: {e}", stacklevel=2)
         return None
     splits = [s for s in (workload.val, workload.test) if s is not None and len(s)]
@@ -69,12 +71,15 @@ def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None
     path = model_dir / REFERENCE_FILE
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
-    add_model_file(model_dir, REFERENCE_FILE, buf.getvalue())  # sealed with the model: its hash joins model/manifest.json
+    add_model_file(
+        model_dir, REFERENCE_FILE, buf.getvalue()
+    )  # sealed with the model: its hash joins model/manifest.json
     return path
 
 
-def reference_frame(model, meta: dict, spec: dict, inputs: torch.Tensor, targets: torch.Tensor,
-                    raw: pd.DataFrame | None = None) -> pd.DataFrame:
+def reference_frame(
+    model, meta: dict, spec: dict, inputs: torch.Tensor, targets: torch.Tensor, raw: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Inputs (log layout), prediction, prob_<class> and label of examples the model sees as `inputs`
     (a table's `raw` rows when known, else recovered from the features)."""
     if spec["kind"] == "table" and raw is not None:
@@ -119,7 +124,9 @@ def source_rows(run_dir: Path, spec: dict, ids: np.ndarray, inputs: torch.Tensor
 
     try:
         cfg = load_config(run_dir / "config.toml", [])
-        frame = {"tabular": load_fair, "file": lambda: read_table(cfg.workload.path, cfg.workload.column_types)}.get(cfg.workload.name, lambda: None)()
+        frame = {"tabular": load_fair, "file": lambda: read_table(cfg.workload.path, cfg.workload.column_types)}.get(
+            cfg.workload.name, lambda: None
+        )()
         names = [c["name"] for c in spec["columns"]]
         if frame is None or len(ids) == 0 or int(ids.max()) >= len(frame) or not set(names) <= set(frame.columns):
             return None
@@ -175,12 +182,16 @@ def version_reference(model_version: str, tracking_uri: str | None = None) -> tu
 
     name, _, version = model_version.rpartition("/")
     if not name or not version.isdigit():
-        raise DataError(f"the log's model_version {model_version!r} is not a registered NAME/VERSION (the server served a run "
-                        "directory): give --reference RUN_DIR, whose model/reference.parquet is that run's training reference")
+        raise DataError(
+            f"the log's model_version {model_version!r} is not a registered NAME/VERSION (the server served a run "
+            "directory): give --reference RUN_DIR, whose model/reference.parquet is that run's training reference"
+        )
     client = get_client(tracking_uri)
     mv = get_version(client, name, version)
     path = download_reference(client, mv)
-    return read_reference(path, model_version), f"training reference of {model_version} (held-out training rows stored at registration)"
+    return read_reference(
+        path, model_version
+    ), f"training reference of {model_version} (held-out training rows stored at registration)"
 
 
 def build_run_reference(run_dir: Path) -> Path | None:

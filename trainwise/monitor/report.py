@@ -43,10 +43,13 @@ def _distribution_figure(columns: list[dict]) -> str | None:
             ax.bar([i + 0.2 for i in x], p["cur"], width=0.4, color="tab:red", label="current")
             ax.set_xticks(list(x), [s[:8] for s in p["categories"]], rotation=60, fontsize=6)
         mark = " DRIFT" if c["drift"] else ""
-        ax.set_title(f"{c['name']}: {c['effect_measure']}={c['effect_size']:.3f}{mark}", fontsize=8,
-                     color="tab:red" if c["drift"] else "black")
+        ax.set_title(
+            f"{c['name']}: {c['effect_measure']}={c['effect_size']:.3f}{mark}",
+            fontsize=8,
+            color="tab:red" if c["drift"] else "black",
+        )
         ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(shown):]:
+    for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
     # Fixed spacing: tight_layout measured every tick label and took seconds on 20 panels.
@@ -64,14 +67,24 @@ def _timeline_figure(windows: list[dict]) -> str | None:
         return None
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True)
     x = list(range(len(windows)))
-    ax1.bar(x, [w["n_drifted_columns"] for w in windows],
-            color=["tab:red" if w["dataset_drift"] else ("tab:gray" if w["dataset_drift"] is None else "tab:green") for w in windows])
+    ax1.bar(
+        x,
+        [w["n_drifted_columns"] for w in windows],
+        color=[
+            "tab:red" if w["dataset_drift"] else ("tab:gray" if w["dataset_drift"] is None else "tab:green")
+            for w in windows
+        ],
+    )
     ax1.set_ylabel("drifted columns")
     est = [(i, w["estimated_accuracy"]) for i, w in enumerate(windows) if w.get("estimated_accuracy") is not None]
     if est:
         ax2.plot([i for i, _ in est], [a for _, a in est], marker="o", label="estimated accuracy (label-free)")
-        ax2.fill_between([i for i, _ in est], [windows[i]["estimated_ci"][0] for i, _ in est],
-                         [windows[i]["estimated_ci"][1] for i, _ in est], alpha=0.2)
+        ax2.fill_between(
+            [i for i, _ in est],
+            [windows[i]["estimated_ci"][0] for i, _ in est],
+            [windows[i]["estimated_ci"][1] for i, _ in est],
+            alpha=0.2,
+        )
     real = [(i, w["realised_accuracy"]) for i, w in enumerate(windows) if w.get("realised_accuracy") is not None]
     if real:
         ax2.plot([i for i, _ in real], [a for _, a in real], marker="s", label="realised accuracy")
@@ -99,22 +112,30 @@ def _table(columns: list[dict]) -> str:
 
 def render_html(result: dict) -> str:
     cols = result["columns"] + ([result["multivariate"]] if result.get("multivariate") else [])
-    parts = [f"<h1>trainwise drift report</h1><p><b>{html.escape(result['verdict'])}</b></p>",
-             f"<p>reference: {html.escape((result.get('reference') or {}).get('source', 'given'))}; "
-             f"reference rows: {result['n_reference']}, current rows: {result['n_current']}. A column drifts when its "
-             "effect size exceeds the larger of a practical minimum and the 95th percentile of no-drift windows of "
-             "this size, and its test is significant after Benjamini-Hochberg correction.</p>", _table(cols)]
+    parts = [
+        f"<h1>trainwise drift report</h1><p><b>{html.escape(result['verdict'])}</b></p>",
+        f"<p>reference: {html.escape((result.get('reference') or {}).get('source', 'given'))}; "
+        f"reference rows: {result['n_reference']}, current rows: {result['n_current']}. A column drifts when its "
+        "effect size exceeds the larger of a practical minimum and the 95th percentile of no-drift windows of "
+        "this size, and its test is significant after Benjamini-Hochberg correction.</p>",
+        _table(cols),
+    ]
     if result.get("prediction_columns"):
         parts += [f"<h2>Prediction drift: {result['prediction_drift']}</h2>", _table(result["prediction_columns"])]
     perf = result.get("performance")
     if perf:
         parts.append(f"<h2>Performance</h2><pre>{html.escape(_perf_text(perf))}</pre>")
-    for title, img in (("Timeline", _timeline_figure(result.get("windows", []))),
-                       ("Reference vs current, per column", _distribution_figure(result["columns"] + result.get("prediction_columns", [])))):
+    for title, img in (
+        ("Timeline", _timeline_figure(result.get("windows", []))),
+        (
+            "Reference vs current, per column",
+            _distribution_figure(result["columns"] + result.get("prediction_columns", [])),
+        ),
+    ):
         if img:
-            parts.append(f"<h2>{title}</h2><img src=\"{img}\" alt=\"{title}\">")
+            parts.append(f'<h2>{title}</h2><img src="{img}" alt="{title}">')
     style = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}"
-    return f"<!doctype html><html><head><meta charset=\"utf-8\"><title>trainwise drift report</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    return f'<!doctype html><html><head><meta charset="utf-8"><title>trainwise drift report</title><style>{style}</style></head><body>{"".join(parts)}</body></html>'
 
 
 def _perf_text(perf: dict) -> str:
@@ -125,8 +146,10 @@ def _perf_text(perf: dict) -> str:
         lines.append(f"realised accuracy {c['accuracy']:.4f} (95% CI {c['ci_low']:.4f}-{c['ci_high']:.4f}, n={c['n']})")
     est = perf.get("estimated")
     if est:
-        lines.append(f"estimated accuracy {est['accuracy']:.4f} (95% interval {est['ci_low']:.4f}-{est['ci_high']:.4f}), "
-                     f"estimated drop {perf['estimated_accuracy_drop']:+.4f}")
+        lines.append(
+            f"estimated accuracy {est['accuracy']:.4f} (95% interval {est['ci_low']:.4f}-{est['ci_high']:.4f}), "
+            f"estimated drop {perf['estimated_accuracy_drop']:+.4f}"
+        )
     return "\n".join(lines)
 
 

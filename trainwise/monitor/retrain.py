@@ -26,7 +26,9 @@ class RetrainSteps:
     train: Callable[[Path], Path]  # window data file -> run directory of the new model
     evaluate: Callable[[Path], Path]  # run directory -> its eval directory
     register: Callable[[Path], str]  # run directory -> new registry version
-    gate: Callable[[Path], tuple[str, list[str]]]  # candidate eval directory -> (pass/fail/inconclusive, reasons) against the champion
+    gate: Callable[
+        [Path], tuple[str, list[str]]
+    ]  # candidate eval directory -> (pass/fail/inconclusive, reasons) against the champion
     promote: Callable[[str, str], None]  # (version, reason) -> moves the champion alias
     audit: Callable[[dict], None]  # records one event in the registry's audit trail
 
@@ -40,8 +42,11 @@ def run_retraining(fired: list, window: pd.DataFrame, work_dir: str | Path, step
     when no trigger fired.
     """
     work = Path(work_dir)
-    record: dict = {"triggers": [t.to_dict() if hasattr(t, "to_dict") else dict(t) for t in fired],
-                    "started_unix_s": time.time(), "decision": "none"}
+    record: dict = {
+        "triggers": [t.to_dict() if hasattr(t, "to_dict") else dict(t) for t in fired],
+        "started_unix_s": time.time(),
+        "decision": "none",
+    }
     if not fired:
         return record
     data_path = work / "window.parquet"
@@ -53,16 +58,31 @@ def run_retraining(fired: list, window: pd.DataFrame, work_dir: str | Path, step
     eval_dir = steps.evaluate(run_dir)
     version = steps.register(run_dir)
     outcome, gate_reasons = steps.gate(eval_dir)
-    verdict = ("pass" if outcome else "fail") if isinstance(outcome, bool) else outcome  # a bool: the older pass/fail contract
-    record.update(run_dir=str(run_dir), eval_dir=str(eval_dir), version=version, gate_verdict=verdict, gate_passed=verdict == "pass",
-                  gate_reasons=gate_reasons)
+    verdict = (
+        ("pass" if outcome else "fail") if isinstance(outcome, bool) else outcome
+    )  # a bool: the older pass/fail contract
+    record.update(
+        run_dir=str(run_dir),
+        eval_dir=str(eval_dir),
+        version=version,
+        gate_verdict=verdict,
+        gate_passed=verdict == "pass",
+        gate_reasons=gate_reasons,
+    )
     if verdict == "pass":
         steps.promote(version, f"retrained after: {reason}")
         record["decision"] = "promoted"
     else:
         record["decision"] = "rejected"
-    steps.audit({"event": f"retrain_{record['decision']}", "version": version, "reason": reason, "gate_verdict": verdict,
-                 "gate_reasons": gate_reasons})
+    steps.audit(
+        {
+            "event": f"retrain_{record['decision']}",
+            "version": version,
+            "reason": reason,
+            "gate_verdict": verdict,
+            "gate_reasons": gate_reasons,
+        }
+    )
     record["finished_unix_s"] = time.time()
     write_json(work / "retraining.json", record)
     return record

@@ -39,26 +39,59 @@ def evaluate_triggers(drift_result: dict, policy, model_age_days: float | None =
     watched = list(policy.trigger_columns)
     if judged and "*" in watched and drift_result.get("dataset_drift"):
         n = sum(c.get("drift", False) for c in drift_result.get("columns", []))
-        fired.append(FiredTrigger("dataset_drift", f"dataset-level drift ({drift_result.get('verdict', '')})", float(n), 1.0))
+        fired.append(
+            FiredTrigger("dataset_drift", f"dataset-level drift ({drift_result.get('verdict', '')})", float(n), 1.0)
+        )
     drifted = [c["name"] for c in drift_result.get("columns", []) if c.get("drift") and c["name"] in watched]
     if judged and drifted:
-        fired.append(FiredTrigger("drift_columns", f"drift in watched columns: {', '.join(drifted)}", float(len(drifted)), 1.0))
+        fired.append(
+            FiredTrigger("drift_columns", f"drift in watched columns: {', '.join(drifted)}", float(len(drifted)), 1.0)
+        )
     perf = drift_result.get("performance") or {}
-    est = _shown_drop(perf.get("estimated_accuracy_drop"), perf.get("estimated_accuracy_drop_ci"),
-                      (perf.get("estimated") or {}).get("n"), policy.trigger_est_accuracy_drop, policy.min_window_rows)
+    est = _shown_drop(
+        perf.get("estimated_accuracy_drop"),
+        perf.get("estimated_accuracy_drop_ci"),
+        (perf.get("estimated") or {}).get("n"),
+        policy.trigger_est_accuracy_drop,
+        policy.min_window_rows,
+    )
     if judged and est:
-        fired.append(FiredTrigger("est_accuracy_drop", f"estimated accuracy dropped by {est[0]:.3f} (label-free; 95% CI {est[1]:.3f} to {est[2]:.3f})",
-                                  est[0], policy.trigger_est_accuracy_drop))
+        fired.append(
+            FiredTrigger(
+                "est_accuracy_drop",
+                f"estimated accuracy dropped by {est[0]:.3f} (label-free; 95% CI {est[1]:.3f} to {est[2]:.3f})",
+                est[0],
+                policy.trigger_est_accuracy_drop,
+            )
+        )
     realised = perf.get("realised") or {}
     drop = realised.get("accuracy_drop") or {}
-    real = _shown_drop(drop.get("value"), [drop.get("ci_low"), drop.get("ci_high")], (realised.get("current") or {}).get("n"),
-                       policy.trigger_realised_drop, policy.min_window_rows)
+    real = _shown_drop(
+        drop.get("value"),
+        [drop.get("ci_low"), drop.get("ci_high")],
+        (realised.get("current") or {}).get("n"),
+        policy.trigger_realised_drop,
+        policy.min_window_rows,
+    )
     if judged and real:
-        fired.append(FiredTrigger("realised_drop", f"realised accuracy dropped by {real[0]:.3f} on {realised['current']['n']} labelled rows "
-                                  f"(95% CI {real[1]:.3f} to {real[2]:.3f})", real[0], policy.trigger_realised_drop))
+        fired.append(
+            FiredTrigger(
+                "realised_drop",
+                f"realised accuracy dropped by {real[0]:.3f} on {realised['current']['n']} labelled rows "
+                f"(95% CI {real[1]:.3f} to {real[2]:.3f})",
+                real[0],
+                policy.trigger_realised_drop,
+            )
+        )
     if policy.trigger_max_age_days > 0 and model_age_days is not None and model_age_days > policy.trigger_max_age_days:
-        fired.append(FiredTrigger("max_age_days", f"model is {model_age_days:.1f} days old",
-                                  float(model_age_days), policy.trigger_max_age_days))
+        fired.append(
+            FiredTrigger(
+                "max_age_days",
+                f"model is {model_age_days:.1f} days old",
+                float(model_age_days),
+                policy.trigger_max_age_days,
+            )
+        )
     return fired
 
 
@@ -76,9 +109,16 @@ def build_monitor(cfg, seed: int = 0):
     from trainwise.monitor.drift import DriftMonitor
 
     return DriftMonitor(
-        alpha=cfg.alpha, min_wasserstein_sd=cfg.min_wasserstein_sd, min_js_distance=cfg.min_js_distance,
-        min_auc=cfg.min_auc, min_window_rows=cfg.min_window_rows, n_resamples=cfg.n_resamples,
-        max_calibration_rows=cfg.max_calibration_rows, multivariate=cfg.multivariate,
-        multivariate_rows=cfg.multivariate_rows, label_column=cfg.label_column,
-        ignore_columns=tuple(cfg.ignore_columns), seed=seed,
+        alpha=cfg.alpha,
+        min_wasserstein_sd=cfg.min_wasserstein_sd,
+        min_js_distance=cfg.min_js_distance,
+        min_auc=cfg.min_auc,
+        min_window_rows=cfg.min_window_rows,
+        n_resamples=cfg.n_resamples,
+        max_calibration_rows=cfg.max_calibration_rows,
+        multivariate=cfg.multivariate,
+        multivariate_rows=cfg.multivariate_rows,
+        label_column=cfg.label_column,
+        ignore_columns=tuple(cfg.ignore_columns),
+        seed=seed,
     )

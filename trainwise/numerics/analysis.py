@@ -18,8 +18,10 @@ FP16_MAX = torch.finfo(torch.float16).max
 # well below it (lm-tiny: 2-4%, see docs/numerics.md) and 10% flags a layer that loses more.
 ERROR_TOLERANCE = 0.10
 FLUSH_TOLERANCE = 0.01  # share of an operand's values flushed to zero by the recipe's cast
-METHOD = ("operands really cast to each format (with its scaling), dequantised, and multiplied in fp32: "
-          "numerically a low-precision GEMM with fp32 accumulation; torch._scaled_mm checked on a small sample")
+METHOD = (
+    "operands really cast to each format (with its scaling), dequantised, and multiplied in fp32: "
+    "numerically a low-precision GEMM with fp32 accumulation; torch._scaled_mm checked on a small sample"
+)
 
 
 def layer_score(r: dict, recipe: str) -> float:
@@ -47,8 +49,16 @@ def unsafe_reasons(r: dict, recipe: str) -> tuple[int, list[str]]:
     return severity, reasons
 
 
-def analyze(model: nn.Module, batches, loss_fn, formats: list[str], recipe: str = "fp8-tensorwise", gpu: str = "h100",
-            loss_scale: float = 65536.0, lr: float = 1e-3) -> dict:
+def analyze(
+    model: nn.Module,
+    batches,
+    loss_fn,
+    formats: list[str],
+    recipe: str = "fp8-tensorwise",
+    gpu: str = "h100",
+    loss_scale: float = 65536.0,
+    lr: float = 1e-3,
+) -> dict:
     """Probe `model` on `batches` (list of (x, y)) and build the numerics report (numerics.json)."""
     fmts = check_formats(formats)
     check_gpu(gpu)
@@ -73,7 +83,10 @@ def analyze(model: nn.Module, batches, loss_fn, formats: list[str], recipe: str 
     # what its fp8 forward costs in loss, then by severity-1 flags and matmul error. Flags (flushing,
     # error over tolerance) do not outrank a measured loss: on lm-tiny, layers flagged for 2-5% e5m2
     # gradient flushing recovered nothing when kept (benchmarks/numerics_ranking.py)
-    ranked.sort(key=lambda n: (layers[n]["severity"] == 2, layers[n]["loss_impact"], layers[n]["severity"], layers[n]["score"]), reverse=True)
+    ranked.sort(
+        key=lambda n: (layers[n]["severity"] == 2, layers[n]["loss_impact"], layers[n]["severity"], layers[n]["score"]),
+        reverse=True,
+    )
     for i, name in enumerate(ranked):
         layers[name]["rank"] = i + 1
     pf = preflight(layers, {n: r["unsafe_reasons"] for n, r in layers.items()}, gpu, eligible)
@@ -85,8 +98,12 @@ def analyze(model: nn.Module, batches, loss_fn, formats: list[str], recipe: str 
         "loss_scale": loss_scale,
         "error_method": METHOD,
         "error_tolerance": ERROR_TOLERANCE,
-        "loss_impact": {"method": "leave-one-out fake-quantised forward in the recipe's formats, eval mode, the probe's batches (probe.loss_impact)",
-                        "loss_fp32": impact["loss_fp32"], "loss_converted": impact["loss_converted"], "gap": impact["gap"]},
+        "loss_impact": {
+            "method": "leave-one-out fake-quantised forward in the recipe's formats, eval mode, the probe's batches (probe.loss_impact)",
+            "loss_fp32": impact["loss_fp32"],
+            "loss_converted": impact["loss_converted"],
+            "gap": impact["gap"],
+        },
         "scaled_mm_check": scaled_mm_check(),
         "ranking": ranked,
         "layers": {n: layers[n] for n in ranked},

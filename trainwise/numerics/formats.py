@@ -31,17 +31,20 @@ class Format:
         return getattr(torch, self.dtype_name)
 
 
-FORMATS = {f.name: f for f in [
-    Format("fp16", "float16"),
-    Format("fp16-scaled", "float16", loss_scaled=True),
-    Format("bf16", "bfloat16"),
-    Format("e4m3-tensorwise", "float8_e4m3fn", "tensorwise"),
-    Format("e4m3-rowwise", "float8_e4m3fn", "rowwise"),
-    Format("e5m2-tensorwise", "float8_e5m2", "tensorwise"),
-    Format("e5m2-rowwise", "float8_e5m2", "rowwise"),
-    # not checked by default: torch 2.x has the dtype but (on CPU) no cast kernel for it
-    Format("fp4-e2m1", "float4_e2m1fn_x2", "tensorwise"),
-]}
+FORMATS = {
+    f.name: f
+    for f in [
+        Format("fp16", "float16"),
+        Format("fp16-scaled", "float16", loss_scaled=True),
+        Format("bf16", "bfloat16"),
+        Format("e4m3-tensorwise", "float8_e4m3fn", "tensorwise"),
+        Format("e4m3-rowwise", "float8_e4m3fn", "rowwise"),
+        Format("e5m2-tensorwise", "float8_e5m2", "tensorwise"),
+        Format("e5m2-rowwise", "float8_e5m2", "rowwise"),
+        # not checked by default: torch 2.x has the dtype but (on CPU) no cast kernel for it
+        Format("fp4-e2m1", "float4_e2m1fn_x2", "tensorwise"),
+    ]
+}
 DEFAULT_FORMATS = ["fp16", "fp16-scaled", "bf16", "e4m3-tensorwise", "e4m3-rowwise", "e5m2-tensorwise", "e5m2-rowwise"]
 
 # torchao's recipes: which format each operand of a Linear's GEMMs is cast to.
@@ -61,7 +64,9 @@ def check_formats(names: list[str]) -> list[Format]:
         try:
             torch.ones(4).to(fmt.dtype).float()
         except (AttributeError, RuntimeError, TypeError) as e:
-            raise TrainwiseError(f"format {name!r}: the installed torch {torch.__version__} cannot cast to {fmt.dtype_name} ({type(e).__name__}: {str(e).splitlines()[0]}); drop it from --formats") from None
+            raise TrainwiseError(
+                f"format {name!r}: the installed torch {torch.__version__} cannot cast to {fmt.dtype_name} ({type(e).__name__}: {str(e).splitlines()[0]}); drop it from --formats"
+            ) from None
         out.append(fmt)
     return out
 

@@ -14,7 +14,9 @@ from trainwise.numerics.formats import RECIPES
 AUTO = "auto"
 
 
-def auto_keep_high_precision(model: nn.Module, batches, loss_fn, recipe: str, gpu: str = "h100", lr: float = 1e-3) -> tuple[list[str], dict]:
+def auto_keep_high_precision(
+    model: nn.Module, batches, loss_fn, recipe: str, gpu: str = "h100", lr: float = 1e-3
+) -> tuple[list[str], dict]:
     """(Linear layer names to keep out of FP8, the decision per layer).
 
     The probe trains a copy of `model` under a forked RNG, so the model and the run's random
@@ -22,7 +24,15 @@ def auto_keep_high_precision(model: nn.Module, batches, loss_fn, recipe: str, gp
     if recipe not in RECIPES:
         raise ValueError(f"recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
     with torch.random.fork_rng(devices=[]):
-        report = analyze(copy.deepcopy(model), batches, loss_fn, formats=list(dict.fromkeys(RECIPES[recipe].values())), recipe=recipe, gpu=gpu, lr=lr)
+        report = analyze(
+            copy.deepcopy(model),
+            batches,
+            loss_fn,
+            formats=list(dict.fromkeys(RECIPES[recipe].values())),
+            recipe=recipe,
+            gpu=gpu,
+            lr=lr,
+        )
     pf = report["preflight"]
     keep = [name for name, v in pf["layers"].items() if not v["use_fp8"] and v["fp8_eligible"]]
     decision = {
@@ -36,7 +46,9 @@ def auto_keep_high_precision(model: nn.Module, batches, loss_fn, recipe: str, gp
     return keep, decision
 
 
-def resolve_keep_patterns(patterns: list[str], model: nn.Module, sample_batches, loss_fn, recipe: str | None, gpu: str, lr: float) -> tuple[list[str], dict | None]:
+def resolve_keep_patterns(
+    patterns: list[str], model: nn.Module, sample_batches, loss_fn, recipe: str | None, gpu: str, lr: float
+) -> tuple[list[str], dict | None]:
     """Expand ['auto'] (plus any explicit patterns) into patterns; a no-op without 'auto' or FP8."""
     if AUTO not in patterns or recipe is None:
         return [p for p in patterns if p != AUTO], None
@@ -45,7 +57,9 @@ def resolve_keep_patterns(patterns: list[str], model: nn.Module, sample_batches,
     return [p for p in patterns if p != AUTO] + keep, decision
 
 
-PROBE_STEPS = 2  # fp32 steps the auto split measures (dynamic range settles within the first steps only roughly; see docs)
+PROBE_STEPS = (
+    2  # fp32 steps the auto split measures (dynamic range settles within the first steps only roughly; see docs)
+)
 
 
 def resolve_auto_split(cfg, workload, policy) -> tuple[list[str], dict | None]:
@@ -54,5 +68,12 @@ def resolve_auto_split(cfg, workload, policy) -> tuple[list[str], dict | None]:
     from trainwise.numerics.commands import training_batches
 
     patterns = list(cfg.precision.keep_high_precision)
-    return resolve_keep_patterns(patterns, workload.model, lambda: training_batches(cfg, workload, PROBE_STEPS), workload.loss_fn,
-                                 policy.fp8_recipe, cfg.precision.auto_gpu, cfg.train.lr)
+    return resolve_keep_patterns(
+        patterns,
+        workload.model,
+        lambda: training_batches(cfg, workload, PROBE_STEPS),
+        workload.loss_fn,
+        policy.fp8_recipe,
+        cfg.precision.auto_gpu,
+        cfg.train.lr,
+    )

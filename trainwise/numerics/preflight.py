@@ -41,21 +41,36 @@ def layer_speed(m: int, k: int, n: int, gpu: str = "h100") -> dict:
     shapes = [(m, k, n), (m, n, k), (k, m, n)]  # forward, grad-input, grad-weight
     bf16_s = sum(_gemm_s(*s, spec["bf16_tflops"], spec["hbm_tbps"], 2) for s in shapes)
     if spec["fp8_tflops"] is None:
-        return {"bf16_us": bf16_s * 1e6, "fp8_us": None, "speedup": None, "shape_rule": False, "pays": False,
-                "why": f"{spec['label']} has no fp8 tensor cores"}
+        return {
+            "bf16_us": bf16_s * 1e6,
+            "fp8_us": None,
+            "speedup": None,
+            "shape_rule": False,
+            "pays": False,
+            "why": f"{spec['label']} has no fp8 tensor cores",
+        }
     gemm_s = sum(_gemm_s(*s, spec["fp8_tflops"], spec["hbm_tbps"], 1) for s in shapes)
     cast_s = CAST_BYTES_PER_ELEM * (m * k + k * n + m * n) / (spec["hbm_tbps"] * 1e12)
     speedup = bf16_s / (gemm_s + cast_s)
     shape_ok = min(m, k, n) >= MIN_DIM
     pays = speedup > MIN_SPEEDUP and shape_ok
     why = f"estimated {speedup:.2f}x" + ("" if shape_ok else f"; GEMM {m}x{k}x{n} below the {MIN_DIM} shape rule")
-    return {"bf16_us": bf16_s * 1e6, "fp8_us": (gemm_s + cast_s) * 1e6, "cast_us": cast_s * 1e6, "speedup": speedup,
-            "shape_rule": shape_ok, "pays": pays, "why": why}
+    return {
+        "bf16_us": bf16_s * 1e6,
+        "fp8_us": (gemm_s + cast_s) * 1e6,
+        "cast_us": cast_s * 1e6,
+        "speedup": speedup,
+        "shape_rule": shape_ok,
+        "pays": pays,
+        "why": why,
+    }
 
 
 def check_gpu(gpu: str) -> str:
     if gpu != "any" and gpu not in GPU_CLASSES:
-        raise TrainwiseError(f"GPU class {gpu!r} is not known; expected one of {', '.join(GPU_CLASSES)} or 'any' (numerics only)")
+        raise TrainwiseError(
+            f"GPU class {gpu!r} is not known; expected one of {', '.join(GPU_CLASSES)} or 'any' (numerics only)"
+        )
     return gpu
 
 
@@ -73,8 +88,14 @@ def preflight(layers: dict, safety: dict, gpu: str = "h100", eligible: set | Non
         speed = layer_speed(m, k, n, gpu) if gpu != "any" else {"pays": True, "why": "speed not judged (gpu = 'any')"}
         reasons = safety.get(name, [])
         is_eligible = eligible is None or name in eligible
-        per_layer[name] = {"gemm": [m, k, n], "speed": speed, "safe": not reasons, "unsafe_reasons": reasons, "fp8_eligible": is_eligible,
-                           "use_fp8": speed["pays"] and not reasons and is_eligible}
+        per_layer[name] = {
+            "gemm": [m, k, n],
+            "speed": speed,
+            "safe": not reasons,
+            "unsafe_reasons": reasons,
+            "fp8_eligible": is_eligible,
+            "use_fp8": speed["pays"] and not reasons and is_eligible,
+        }
     fp8 = [n for n, v in per_layer.items() if v["use_fp8"]]
     largest = max(per_layer.items(), key=lambda kv: kv[1]["gemm"][1] * kv[1]["gemm"][2], default=None)
     label = GPU_CLASSES[gpu]["label"] if gpu != "any" else "any GPU"
@@ -83,20 +104,34 @@ def preflight(layers: dict, safety: dict, gpu: str = "h100", eligible: set | Non
     elif not fp8:
         paying = [n for n, v in per_layer.items() if v["speed"]["pays"]]
         k, n = largest[1]["gemm"][1:]
-        verdict = (f"FP8 will not pay for this model on {label}: its largest GEMM is {k}x{n} (K x N) at M = {largest[1]['gemm'][0]}"
-                   if not paying else f"FP8 is unsafe for every layer where it would pay on {label}")
+        verdict = (
+            f"FP8 will not pay for this model on {label}: its largest GEMM is {k}x{n} (K x N) at M = {largest[1]['gemm'][0]}"
+            if not paying
+            else f"FP8 is unsafe for every layer where it would pay on {label}"
+        )
     else:
-        verdict = f"FP8 is expected to pay on {label} for {len(fp8)} of {len(per_layer)} Linear layers; keep the rest in bf16"
+        verdict = (
+            f"FP8 is expected to pay on {label} for {len(fp8)} of {len(per_layer)} Linear layers; keep the rest in bf16"
+        )
     return {"gpu": gpu, "layers": per_layer, "fp8_layers": fp8, "verdict": verdict}
 
 
 def preflight_text(pf: dict) -> str:
     """`trainwise info`-style plain text."""
-    lines = [f"FP8 preflight ({pf['gpu']}): {pf['verdict']}", "  layer                          GEMM (MxKxN)         speed        safe  use fp8"]
+    lines = [
+        f"FP8 preflight ({pf['gpu']}): {pf['verdict']}",
+        "  layer                          GEMM (MxKxN)         speed        safe  use fp8",
+    ]
     for name, v in pf["layers"].items():
         m, k, n = v["gemm"]
         sp = v["speed"].get("speedup")
-        lines.append(f"  {name:30s} {f'{m}x{k}x{n}':20s} {(f'{sp:.2f}x' if sp else '-'):12s} {'yes' if v['safe'] else 'NO':5s} {'yes' if v['use_fp8'] else 'no'}"
-                     + ("" if v["safe"] else f"  ({'; '.join(v['unsafe_reasons'])})")
-                     + ("" if v["fp8_eligible"] else "  (not converted by the FP8 filter: output head or dims not multiples of 16)"))
+        lines.append(
+            f"  {name:30s} {f'{m}x{k}x{n}':20s} {(f'{sp:.2f}x' if sp else '-'):12s} {'yes' if v['safe'] else 'NO':5s} {'yes' if v['use_fp8'] else 'no'}"
+            + ("" if v["safe"] else f"  ({'; '.join(v['unsafe_reasons'])})")
+            + (
+                ""
+                if v["fp8_eligible"]
+                else "  (not converted by the FP8 filter: output head or dims not multiples of 16)"
+            )
+        )
     return "\n".join(lines)

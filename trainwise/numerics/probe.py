@@ -30,7 +30,9 @@ PERCENTILES = (50.0, 99.0, 99.9)
 def find_layers(model: nn.Module) -> dict[str, nn.Module]:
     layers = {name: m for name, m in model.named_modules() if isinstance(m, LAYER_TYPES)}
     if not layers:
-        raise TrainwiseError(f"the model ({type(model).__name__}) has no nn.Linear or nn.Conv layers; numerics checks the matmuls of those layers only")
+        raise TrainwiseError(
+            f"the model ({type(model).__name__}) has no nn.Linear or nn.Conv layers; numerics checks the matmuls of those layers only"
+        )
     return layers
 
 
@@ -110,6 +112,7 @@ class _Capture:
             entry["activations"], entry["outputs"] = inputs[0].detach(), output.detach()
             if output.requires_grad:
                 output.register_hook(lambda g: entry.__setitem__("gradients", g.detach()))
+
         return hook
 
     def remove(self):
@@ -130,7 +133,9 @@ def _merge(acc: dict | None, new: dict) -> dict:
     return out
 
 
-def probe(model: nn.Module, batches, loss_fn, formats: list[Format], loss_scale: float = 65536.0, lr: float = 1e-3) -> dict:
+def probe(
+    model: nn.Module, batches, loss_fn, formats: list[Format], loss_scale: float = 65536.0, lr: float = 1e-3
+) -> dict:
     """Train `model` (fp32) on each (x, y) of `batches` with AdamW at `lr`, measuring every layer.
 
     Returns {layer name: {"type", "shape", "stats": {kind: ...}, "errors": {column: {...}}}}; the
@@ -154,10 +159,16 @@ def probe(model: nn.Module, batches, loss_fn, formats: list[Format], loss_scale:
             if got is None:
                 continue  # a layer the forward did not use
             tensors = {**got, "weights": layer.weight}
-            r = result.setdefault(name, {"type": type(layer).__name__, "shape": _shape(layer, got["activations"]), "stats": {}, "errors": {}})
+            r = result.setdefault(
+                name,
+                {"type": type(layer).__name__, "shape": _shape(layer, got["activations"]), "stats": {}, "errors": {}},
+            )
             for kind in KINDS:
                 if kind in tensors:
-                    r["stats"][kind] = _merge(r["stats"].get(kind), range_stats(tensors[kind], formats, loss_scale if kind == "gradients" else 1.0))
+                    r["stats"][kind] = _merge(
+                        r["stats"].get(kind),
+                        range_stats(tensors[kind], formats, loss_scale if kind == "gradients" else 1.0),
+                    )
             with torch.no_grad():
                 for col, fmt_of in columns.items():
                     errs = matmul_errors(layer, got["activations"], got.get("gradients"), fmt_of, loss_scale)
@@ -188,6 +199,7 @@ class _FakeQuantOutputs:
                     return None
                 y = _forward(module, quantize(inputs[0], fa), quantize(module.weight.detach(), fw))
                 return y.to(out_dtype).to(output.dtype)
+
             return replace
 
         self.handles = [m.register_forward_hook(hook(name)) for name, m in layers.items()]
@@ -197,7 +209,9 @@ class _FakeQuantOutputs:
             h.remove()
 
 
-def loss_impact(model: nn.Module, batches, loss_fn, layers: dict[str, nn.Module], converted: set[str], fmt_of: dict) -> dict:
+def loss_impact(
+    model: nn.Module, batches, loss_fn, layers: dict[str, nn.Module], converted: set[str], fmt_of: dict
+) -> dict:
     """What each layer's low-precision forward matmul costs in loss, in the converted model.
 
     E = the layers a conversion would convert (`converted`). For every layer i:
@@ -222,7 +236,11 @@ def loss_impact(model: nn.Module, batches, loss_fn, layers: dict[str, nn.Module]
         all_converted = mean_loss(set(converted))
         impact = {}
         for name in layers:
-            with_i, without_i = (all_converted, mean_loss(converted - {name})) if name in converted else (mean_loss(converted | {name}), all_converted)
+            with_i, without_i = (
+                (all_converted, mean_loss(converted - {name}))
+                if name in converted
+                else (mean_loss(converted | {name}), all_converted)
+            )
             impact[name] = _loss_difference(with_i, without_i)
     finally:
         fq.remove()
@@ -265,4 +283,8 @@ def scaled_mm_check(rows: int = 32, k: int = 64, n: int = 32, seed: int = 0) -> 
     except RuntimeError as e:
         return {"available": False, "reason": str(e).splitlines()[0]}
     fake = quantize(x, f) @ quantize(w, f).t()
-    return {"available": True, "shape": [rows, k, n], "max_rel_diff": ((real - fake).abs().max() / fake.abs().max()).item()}
+    return {
+        "available": True,
+        "shape": [rows, k, n],
+        "max_rel_diff": ((real - fake).abs().max() / fake.abs().max()).item(),
+    }

@@ -28,8 +28,22 @@ from trainwise.registry.lineage import canonical_sha256
 from trainwise.registry.store import RegistryError, get_or_create_experiment
 
 PREFIX = "trainwise.audit."
-FIELDS = ("seq", "when", "when_us", "who", "model", "alias", "action", "from_version", "to_version",
-          "reason", "verdict", "failures", "evidence_sha256", "prev_sha256")
+FIELDS = (
+    "seq",
+    "when",
+    "when_us",
+    "who",
+    "model",
+    "alias",
+    "action",
+    "from_version",
+    "to_version",
+    "reason",
+    "verdict",
+    "failures",
+    "evidence_sha256",
+    "prev_sha256",
+)
 MOVES = ("promote", "force", "rollback")  # actions that move the alias; "refused" does not
 EXTRA = ("entry_sha256", "writer_host", "reconciled", "reconciled_note")  # tags outside the hashed fields
 # An unfinished entry of a writer on another machine sharing a server store may still be in flight
@@ -51,7 +65,9 @@ def now_us() -> int:
 
 
 def iso(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.fromtimestamp(us / 1e6, dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
 
 
 def parse_time(text: str) -> int:
@@ -67,7 +83,9 @@ def parse_time(text: str) -> int:
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise RegistryError(f"--at {text!r}: expected an ISO 8601 time such as 2026-11-22T05:30:00Z, or Unix seconds") from None
+        raise RegistryError(
+            f"--at {text!r}: expected an ISO 8601 time such as 2026-11-22T05:30:00Z, or Unix seconds"
+        ) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
     return int(round(t.timestamp() * 1e6))
@@ -85,7 +103,9 @@ def read_entries(client, name: str) -> list[dict]:
         page = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL, max_results=1000, page_token=token)
         for run in page:
             e = {k: run.data.tags.get(PREFIX + k, "") for k in FIELDS + EXTRA}
-            e.update(seq=int(e["seq"] or 0), when_us=int(e["when_us"] or 0), status=run.info.status, run_id=run.info.run_id)
+            e.update(
+                seq=int(e["seq"] or 0), when_us=int(e["when_us"] or 0), status=run.info.status, run_id=run.info.run_id
+            )
             entries.append(e)
         token = page.token
         if not token:
@@ -107,9 +127,15 @@ def append_entry(client, name: str, fields: dict, evidence: dict | None) -> dict
     e = {k: "" for k in FIELDS}
     e.update(fields)
     when_us = now_us()
-    e.update(seq=(previous[-1]["seq"] if previous else 0) + 1, when_us=when_us, when=iso(when_us), who=actor(), model=name,
-             evidence_sha256=canonical_sha256(evidence) if evidence is not None else "",
-             prev_sha256=previous[-1]["entry_sha256"] if previous else "")
+    e.update(
+        seq=(previous[-1]["seq"] if previous else 0) + 1,
+        when_us=when_us,
+        when=iso(when_us),
+        who=actor(),
+        model=name,
+        evidence_sha256=canonical_sha256(evidence) if evidence is not None else "",
+        prev_sha256=previous[-1]["entry_sha256"] if previous else "",
+    )
     e["entry_sha256"] = entry_hash(e)
     e["writer_host"] = socket.gethostname()
     tags = {PREFIX + k: str(v) for k, v in e.items()}
@@ -134,7 +160,14 @@ def reconcile(client, name: str, aliases: dict, local_store: bool) -> list[dict]
         if e["status"] != "RUNNING" or not _settled(e, local_store):
             continue
         if e["action"] in MOVES:
-            later = next((f for f in entries[i + 1 :] if f["action"] in MOVES and f["alias"] == e["alias"] and f["status"] != "FAILED"), None)
+            later = next(
+                (
+                    f
+                    for f in entries[i + 1 :]
+                    if f["action"] in MOVES and f["alias"] == e["alias"] and f["status"] != "FAILED"
+                ),
+                None,
+            )
             holder = later["from_version"] if later else str(aliases.get(e["alias"], "")) or "-"
             happened = holder == e["to_version"]
             note = f"{e['alias']} held v{holder} after it" if later else f"{e['alias']} held v{holder}"
@@ -142,8 +175,14 @@ def reconcile(client, name: str, aliases: dict, local_store: bool) -> list[dict]
             happened, note = True, f"a {e['action'] or 'blank'} entry moves no alias"
         outcome = "completed" if happened else "rolled back"
         client.set_tag(e["run_id"], PREFIX + "reconciled", outcome)
-        client.set_tag(e["run_id"], PREFIX + "reconciled_note", f"{iso(now_us())} by {actor()}: its writer stopped before finishing it; {note}")
-        client.set_terminated(e["run_id"], "FINISHED" if happened else "FAILED")  # last: a kill before it leaves it to redo
+        client.set_tag(
+            e["run_id"],
+            PREFIX + "reconciled_note",
+            f"{iso(now_us())} by {actor()}: its writer stopped before finishing it; {note}",
+        )
+        client.set_terminated(
+            e["run_id"], "FINISHED" if happened else "FAILED"
+        )  # last: a kill before it leaves it to redo
         done.append({**e, "status": "FINISHED" if happened else "FAILED", "reconciled": outcome})
     return done
 
@@ -168,7 +207,9 @@ def check_chain(entries: list[dict]) -> list[str]:
         prev_hash = e["entry_sha256"]
         if e["action"] in MOVES and e["status"] == "FINISHED":
             if e["from_version"] != holder.get(e["alias"], ""):
-                problems.append(f"entry {e['seq']}: moved {e['alias']} from v{e['from_version'] or '-'} but v{holder.get(e['alias']) or '-'} held it (interleaved writers)")
+                problems.append(
+                    f"entry {e['seq']}: moved {e['alias']} from v{e['from_version'] or '-'} but v{holder.get(e['alias']) or '-'} held it (interleaved writers)"
+                )
             holder[e["alias"]] = e["to_version"]
     return problems
 
@@ -180,7 +221,9 @@ def check_aliases(entries: list[dict], aliases: dict) -> list[str]:
     for alias in sorted(set(last) | set(aliases)):
         now = str(aliases[alias]) if alias in aliases else None
         if now != last.get(alias):
-            out.append(f"alias {alias} is v{now or '-'} in MLflow but the last recorded move set v{last.get(alias) or '-'} (moved outside trainwise?)")
+            out.append(
+                f"alias {alias} is v{now or '-'} in MLflow but the last recorded move set v{last.get(alias) or '-'} (moved outside trainwise?)"
+            )
     return out
 
 

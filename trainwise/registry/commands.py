@@ -11,8 +11,12 @@ from trainwise.registry.store import RegistryError, resolve_tracking_uri
 
 
 def _uri_arg(p) -> None:
-    p.add_argument("--tracking-uri", default=None, metavar="URI",
-                   help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
+    )
 
 
 def register(sub) -> None:
@@ -24,19 +28,35 @@ def register(sub) -> None:
     _uri_arg(p)
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("promote", help="move an alias to a version if it passes the gate against the current holder",
-                       description="Gate VERSION against the alias's current holder and move the alias only when the gate passes. "
-                       "Exit 0 moved (or --check: pass), 1 gate failed, 3 gate inconclusive (not shown within tolerance: "
-                       "the message says what would settle it), 2 bad input.")
+    p = sub.add_parser(
+        "promote",
+        help="move an alias to a version if it passes the gate against the current holder",
+        description="Gate VERSION against the alias's current holder and move the alias only when the gate passes. "
+        "Exit 0 moved (or --check: pass), 1 gate failed, 3 gate inconclusive (not shown within tolerance: "
+        "the message says what would settle it), 2 bad input.",
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION")
     p.add_argument("--alias", default="champion")
     p.add_argument("--reason", default="", help="why (recorded in the audit trail; required with --force)")
-    p.add_argument("--force", action="store_true", help="promote even if the gate fails or is inconclusive (recorded as an override)")
-    p.add_argument("--accept-inconclusive", action="store_true",
-                   help="promote when the gate is inconclusive (not shown worse, not shown within tolerance); needs --reason, recorded")
-    p.add_argument("--gate", default=None, metavar="FILE", help="gate file (default: the evaluate component's default gate)")
-    p.add_argument("--check", action="store_true", help="only run the gate against the current holder: exit 0 pass, 1 fail, 3 inconclusive; change nothing")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even if the gate fails or is inconclusive (recorded as an override)",
+    )
+    p.add_argument(
+        "--accept-inconclusive",
+        action="store_true",
+        help="promote when the gate is inconclusive (not shown worse, not shown within tolerance); needs --reason, recorded",
+    )
+    p.add_argument(
+        "--gate", default=None, metavar="FILE", help="gate file (default: the evaluate component's default gate)"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only run the gate against the current holder: exit 0 pass, 1 fail, 3 inconclusive; change nothing",
+    )
     _uri_arg(p)
     p.set_defaults(func=cmd_promote)
 
@@ -81,7 +101,9 @@ def _store_errors(fn):
             return fn(args)
         except MlflowException as e:
             uri = resolve_tracking_uri(getattr(args, "tracking_uri", None))
-            raise RegistryError(f"MLflow store {uri} refused the request ({e.error_code}): {str(e.message).splitlines()[0]}") from None
+            raise RegistryError(
+                f"MLflow store {uri} refused the request ({e.error_code}): {str(e.message).splitlines()[0]}"
+            ) from None
 
     return run
 
@@ -94,7 +116,9 @@ def cmd_register(args) -> int:
     if args.json:
         print(json.dumps({"name": args.name, "version": str(mv.version), "run_id": mv.run_id, "source": mv.source}))
         return 0
-    print(f"registered {args.name} version {mv.version} from {args.run_dir} (weights sha256 {mv.tags['trainwise.weights_sha256'][:12]}...)")
+    print(
+        f"registered {args.name} version {mv.version} from {args.run_dir} (weights sha256 {mv.tags['trainwise.weights_sha256'][:12]}...)"
+    )
     return 0
 
 
@@ -103,10 +127,21 @@ def cmd_promote(args) -> int:
     from trainwise.registry.gate import EXIT_CODES
     from trainwise.registry.promote import promote
 
-    r = promote(args.name, args.version, args.alias, args.reason, args.force, args.tracking_uri, args.gate, check_only=args.check,
-                accept_inconclusive=args.accept_inconclusive)
+    r = promote(
+        args.name,
+        args.version,
+        args.alias,
+        args.reason,
+        args.force,
+        args.tracking_uri,
+        args.gate,
+        check_only=args.check,
+        accept_inconclusive=args.accept_inconclusive,
+    )
     if r.action.startswith("check-"):
-        print(f"gate {r.verdict}: {args.name} v{r.to_version} against {args.name}@{r.alias} (v{r.from_version or '-'}); nothing changed")
+        print(
+            f"gate {r.verdict}: {args.name} v{r.to_version} against {args.name}@{r.alias} (v{r.from_version or '-'}); nothing changed"
+        )
         for f in r.failures:
             print(f"  - {f}")
         return EXIT_CODES.get(r.outcome, 1)
@@ -115,14 +150,22 @@ def cmd_promote(args) -> int:
         return 0
     if r.action == "refused":
         why = "is not shown within tolerance of" if r.outcome == "inconclusive" else "does not pass the gate against"
-        print(f"refused: {args.name} v{r.to_version} {why} v{r.from_version} (gate {r.verdict}; audit entry {r.seq}):", file=sys.stderr)
+        print(
+            f"refused: {args.name} v{r.to_version} {why} v{r.from_version} (gate {r.verdict}; audit entry {r.seq}):",
+            file=sys.stderr,
+        )
         for f in r.failures:
             print(f"  - {f}", file=sys.stderr)
         if r.outcome == "inconclusive":
-            print("settle it with more evaluation data, or accept it knowingly with --accept-inconclusive --reason TEXT (recorded)", file=sys.stderr)
+            print(
+                "settle it with more evaluation data, or accept it knowingly with --accept-inconclusive --reason TEXT (recorded)",
+                file=sys.stderr,
+            )
         print("override with --force --reason TEXT (recorded)", file=sys.stderr)
         return EXIT_CODES.get(r.outcome, 1)
-    print(f"{args.name}@{r.alias}: v{r.from_version or '-'} -> v{r.to_version} ({r.action}, gate {r.verdict}; audit entry {r.seq})")
+    print(
+        f"{args.name}@{r.alias}: v{r.from_version or '-'} -> v{r.to_version} ({r.action}, gate {r.verdict}; audit entry {r.seq})"
+    )
     return 0
 
 
@@ -149,8 +192,11 @@ def cmd_history(args) -> int:
     get_model(client, args.name)
     with move_lock(client.tracking_uri):  # what a killed promoter left unfinished is settled first
         for e in reconcile_moves(client, args.name):
-            print(f"reconciled audit entry {e['seq']} ({e['action']} {e['alias']}: v{e['from_version'] or '-'} -> v{e['to_version']}): "
-                  f"{e['reconciled']}; its writer stopped before finishing it", file=sys.stderr)
+            print(
+                f"reconciled audit entry {e['seq']} ({e['action']} {e['alias']}: v{e['from_version'] or '-'} -> v{e['to_version']}): "
+                f"{e['reconciled']}; its writer stopped before finishing it",
+                file=sys.stderr,
+            )
     entries = audit.read_entries(client, args.name)
     problems = audit.check_chain(entries) + audit.check_aliases(entries, get_model(client, args.name).aliases)
     if args.at is not None:
@@ -165,8 +211,10 @@ def cmd_history(args) -> int:
         print(json.dumps({"model": args.name, "entries": entries, "problems": problems}, indent=2))
     else:
         for e in entries:
-            print(f"{e['seq']:>4}  {e['when']}  {e['who']}  {e['action']:<8} {e['alias']}: v{e['from_version'] or '-'} -> v{e['to_version']}  "
-                  f"gate={e['verdict']}  evidence={e['evidence_sha256'][:12] or '-'}  [{e['status']}{', reconciled: ' + e['reconciled'] if e['reconciled'] else ''}]  {e['reason']}")
+            print(
+                f"{e['seq']:>4}  {e['when']}  {e['who']}  {e['action']:<8} {e['alias']}: v{e['from_version'] or '-'} -> v{e['to_version']}  "
+                f"gate={e['verdict']}  evidence={e['evidence_sha256'][:12] or '-'}  [{e['status']}{', reconciled: ' + e['reconciled'] if e['reconciled'] else ''}]  {e['reason']}"
+            )
         if not entries:
             print(f"{args.name}: no alias moves recorded")
     for p in problems:

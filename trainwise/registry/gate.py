@@ -12,14 +12,20 @@ from pathlib import Path
 from trainwise.errors import TrainwiseError
 
 VERDICTS = ("pass", "fail", "inconclusive")
-EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}  # as trainwise.evaluate.gate.EXIT_CODES (tested equal); 2 = bad input
+EXIT_CODES = {
+    "pass": 0,
+    "fail": 1,
+    "inconclusive": 3,
+}  # as trainwise.evaluate.gate.EXIT_CODES (tested equal); 2 = bad input
 
 
 class GateUnavailable(TrainwiseError):
     """The comparison cannot run here (the evaluate component is missing)."""
 
 
-def run_gate(baseline_eval_dir: Path, candidate_eval_dir: Path, gate_path: str | None = None) -> tuple[str, list[str], dict]:
+def run_gate(
+    baseline_eval_dir: Path, candidate_eval_dir: Path, gate_path: str | None = None
+) -> tuple[str, list[str], dict]:
     """(verdict, reasons, evidence) of the gate comparing candidate with baseline.
 
     verdict: pass, fail or inconclusive. reasons: the failing rules (fail), or the inconclusive

@@ -31,7 +31,9 @@ def check_model_dir(model_dir: Path) -> dict:
         )
     _, meta = read_model_dir(model_dir, verify=True)
     if "weights_sha256" not in meta:
-        raise DataError(f"{model_dir / MODEL_JSON} lacks 'weights_sha256'; it was not written by trainwise.rundir.save_model")
+        raise DataError(
+            f"{model_dir / MODEL_JSON} lacks 'weights_sha256'; it was not written by trainwise.rundir.save_model"
+        )
     return meta
 
 

@@ -50,13 +50,21 @@ def _fault(point: str) -> None:
 
 def reconcile_moves(client, name: str) -> list[dict]:
     """Finish the audit entries a killed promoter left unfinished (the caller holds the move lock)."""
-    return audit.reconcile(client, name, get_model(client, name).aliases, local_store=sqlite_path(client.tracking_uri) is not None)
+    return audit.reconcile(
+        client, name, get_model(client, name).aliases, local_store=sqlite_path(client.tracking_uri) is not None
+    )
 
 
 def check_alias(alias: str) -> None:
     # MLflow reserves 'latest' and 'v<digits>' (they name versions); see mlflow/utils/validation.py
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", alias or "") or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
-        raise RegistryError(f"alias {alias!r} is not valid: use letters, digits, '_' or '-' (not 'latest' or 'v<number>'), e.g. champion")
+    if (
+        not re.fullmatch(r"[A-Za-z0-9_\-]+", alias or "")
+        or alias.lower() == "latest"
+        or re.fullmatch(r"[vV]\d+", alias)
+    ):
+        raise RegistryError(
+            f"alias {alias!r} is not valid: use letters, digits, '_' or '-' (not 'latest' or 'v<number>'), e.g. champion"
+        )
 
 
 def judge(client, name: str, baseline_version: str | None, candidate, gate_path: str | None, force: bool):
@@ -64,8 +72,12 @@ def judge(client, name: str, baseline_version: str | None, candidate, gate_path:
 
     outcome: pass, fail, inconclusive, or not-run (the gate could not run and `force` is set).
     """
-    evidence = {"model": name, "baseline_version": baseline_version, "candidate_version": str(candidate.version),
-                "candidate_eval_sha256": candidate.tags.get(TAG + "eval_sha256", "")}
+    evidence = {
+        "model": name,
+        "baseline_version": baseline_version,
+        "candidate_version": str(candidate.version),
+        "candidate_eval_sha256": candidate.tags.get(TAG + "eval_sha256", ""),
+    }
     if baseline_version is None:
         return "pass", "no-baseline", [], evidence  # the first holder of an alias has nothing to beat
     baseline = client.get_model_version(name, baseline_version)
@@ -78,7 +90,10 @@ def judge(client, name: str, baseline_version: str | None, candidate, gate_path:
         return "not-run", "not-run", [why], evidence
     if gate_path:
         evidence["gate_sha256"] = file_sha256(gate_path)
-    baseline_dir, candidate_dir = download_version(client, baseline, "eval"), download_version(client, candidate, "eval")
+    baseline_dir, candidate_dir = (
+        download_version(client, baseline, "eval"),
+        download_version(client, candidate, "eval"),
+    )
     try:
         outcome, reasons, comparison = gate.run_gate(baseline_dir, candidate_dir, gate_path)
     except gate.GateUnavailable as e:
@@ -104,9 +119,18 @@ def _record_move(client, name: str, fields: dict, evidence: dict | None, alias: 
     return entry["seq"]
 
 
-def promote(name: str, version, alias: str = "champion", reason: str = "", force: bool = False,
-            tracking_uri: str | None = None, gate_path: str | None = None, check_only: bool = False,
-            judge_fn=None, accept_inconclusive: bool = False) -> MoveResult:
+def promote(
+    name: str,
+    version,
+    alias: str = "champion",
+    reason: str = "",
+    force: bool = False,
+    tracking_uri: str | None = None,
+    gate_path: str | None = None,
+    check_only: bool = False,
+    judge_fn=None,
+    accept_inconclusive: bool = False,
+) -> MoveResult:
     """Move `alias` of `name` to `version` if the gate passes (or `force` with a reason).
 
     The gate must *pass*: an inconclusive verdict (not shown worse, but not shown within
@@ -124,7 +148,9 @@ def promote(name: str, version, alias: str = "champion", reason: str = "", force
     if force and not reason.strip():
         raise RegistryError("--force needs --reason TEXT: an override is recorded with its justification")
     if accept_inconclusive and not reason.strip():
-        raise RegistryError("--accept-inconclusive needs --reason TEXT: accepting an unproven candidate is recorded with its justification")
+        raise RegistryError(
+            "--accept-inconclusive needs --reason TEXT: accepting an unproven candidate is recorded with its justification"
+        )
     client = get_client(tracking_uri)
     candidate = get_version(client, name, version)
     version = str(candidate.version)  # MLflow returns int or str depending on the store
@@ -144,8 +170,14 @@ def promote(name: str, version, alias: str = "champion", reason: str = "", force
         if check_only:
             action = {"pass": "check-passed", "inconclusive": "check-inconclusive"}.get(outcome, "check-failed")
             return MoveResult(action, alias, current, version, verdict, failures, outcome=outcome)
-        fields = {"alias": alias, "from_version": current or "", "to_version": version, "reason": reason,
-                  "verdict": verdict, "failures": "; ".join(failures)[:4000]}
+        fields = {
+            "alias": alias,
+            "from_version": current or "",
+            "to_version": version,
+            "reason": reason,
+            "verdict": verdict,
+            "failures": "; ".join(failures)[:4000],
+        }
         allowed = outcome == "pass" or (outcome == "inconclusive" and accept_inconclusive)
         if not allowed and not force:
             entry = audit.append_entry(client, name, {**fields, "action": "refused"}, evidence)
@@ -160,7 +192,9 @@ def promote(name: str, version, alias: str = "champion", reason: str = "", force
         return MoveResult(action, alias, current, version, fields["verdict"], failures, seq, outcome)
 
 
-def rollback(name: str, alias: str = "champion", to=None, reason: str = "", tracking_uri: str | None = None) -> MoveResult:
+def rollback(
+    name: str, alias: str = "champion", to=None, reason: str = "", tracking_uri: str | None = None
+) -> MoveResult:
     """Move `alias` back to its previous recorded holder (or to version `to`), without a gate."""
     check_alias(alias)
     client = get_client(tracking_uri)
@@ -173,12 +207,22 @@ def rollback(name: str, alias: str = "champion", to=None, reason: str = "", trac
             stack = audit.holder_stack(audit.read_entries(client, name), alias)
             below = stack[:-1] if stack and stack[-1] == current else stack
             if not below:
-                raise RegistryError(f"alias {alias!r} of {name!r} has no previous holder recorded; name one with --to VERSION "
-                                    f"(versions: {', '.join(list_versions(client, name))})")
+                raise RegistryError(
+                    f"alias {alias!r} of {name!r} has no previous holder recorded; name one with --to VERSION "
+                    f"(versions: {', '.join(list_versions(client, name))})"
+                )
             target = below[-1]
         if target == current:
             return MoveResult("noop", alias, current, target, "already-holds")
-        fields = {"alias": alias, "from_version": current, "to_version": target, "reason": reason or "rollback",
-                  "verdict": "not-gated", "action": "rollback"}
-        seq = _record_move(client, name, fields, {"model": name, "rollback_from": current, "rollback_to": target}, alias, target)
+        fields = {
+            "alias": alias,
+            "from_version": current,
+            "to_version": target,
+            "reason": reason or "rollback",
+            "verdict": "not-gated",
+            "action": "rollback",
+        }
+        seq = _record_move(
+            client, name, fields, {"model": name, "rollback_from": current, "rollback_to": target}, alias, target
+        )
         return MoveResult("rollback", alias, current, target, "not-gated", [], seq)

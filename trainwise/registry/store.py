@@ -51,7 +51,7 @@ def sqlite_path(uri: str) -> Path | None:
     """
     if not uri.startswith("sqlite:///"):
         return None
-    path = Path(uri[len("sqlite:///"):])
+    path = Path(uri[len("sqlite:///") :])
     return path if path.is_absolute() else path.resolve()
 
 
@@ -85,13 +85,17 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
         try:
             r = httpx.get(uri.rstrip("/") + "/health", timeout=timeout_s)
         except httpx.HTTPError as e:
-            raise RegistryError(f"tracking server {uri} is unreachable ({type(e).__name__}: {e}); {_how_to_fix(uri)}") from None
+            raise RegistryError(
+                f"tracking server {uri} is unreachable ({type(e).__name__}: {e}); {_how_to_fix(uri)}"
+            ) from None
         if r.status_code >= 400:
             raise RegistryError(f"tracking server {uri} answered {r.status_code} on /health; {_how_to_fix(uri)}")
     elif scheme == "sqlite":
         db = sqlite_path(uri)
         if db is None or not db.parent.is_dir():
-            raise RegistryError(f"tracking store {uri}: folder {db.parent if db else '?'} does not exist; create it or use another --tracking-uri")
+            raise RegistryError(
+                f"tracking store {uri}: folder {db.parent if db else '?'} does not exist; create it or use another --tracking-uri"
+            )
     elif tracking_uri_problem(uri):  # the same rule registry.tracking_uri is held to when the config loads
         raise RegistryError(f"tracking URI {uri!r}: {tracking_uri_problem(uri)}")
 

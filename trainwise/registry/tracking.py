@@ -101,7 +101,9 @@ def log_run_to_mlflow(run_dir: str | Path, tracking_uri: str | None = None, expe
 
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "config.toml").is_file():
-        raise DataError(f"{run_dir} is not a run directory (no config.toml); expected the output folder of `trainwise train`")
+        raise DataError(
+            f"{run_dir} is not a run directory (no config.toml); expected the output folder of `trainwise train`"
+        )
     try:
         cfg = tomllib.loads((run_dir / "config.toml").read_text())
     except tomllib.TOMLDecodeError as e:
@@ -111,7 +113,13 @@ def log_run_to_mlflow(run_dir: str | Path, tracking_uri: str | None = None, expe
     client = get_client(uri)
     exp_id = get_or_create_experiment(client, experiment)
     tags = {"trainwise.run_dir": str(run_dir), "trainwise.run_id": run_dir.name}
-    tags.update({f"trainwise.{k}": str(summary[k]) for k in ("status", "precision", "ac", "strategy", "world_size") if k in summary})
+    tags.update(
+        {
+            f"trainwise.{k}": str(summary[k])
+            for k in ("status", "precision", "ac", "strategy", "world_size")
+            if k in summary
+        }
+    )
     run = client.create_run(exp_id, tags=tags, run_name=run_dir.name)
     run_id = run.info.run_id
     params = [Param(k, json.dumps(v) if isinstance(v, list) else str(v)) for k, v in flatten(cfg).items()]

@@ -26,7 +26,9 @@ from trainwise.rundir import MODEL_JSON, file_sha256
 from trainwise.seal import read_model_dir
 
 
-def _log_files(client, run_id: str, src: Path, names: tuple[str, ...], artifact_path: str, expected: dict | None = None) -> None:
+def _log_files(
+    client, run_id: str, src: Path, names: tuple[str, ...], artifact_path: str, expected: dict | None = None
+) -> None:
     """Log only `names` of `src` (no stray files) under `artifact_path`, unless already there.
 
     With `expected` ({name: sha256}), the copies are checked before they are logged: a file
@@ -64,8 +66,16 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
     missing_reference = ensure_reference(run_dir)
     if missing_reference:
         lineage[TAG + "reference_missing"] = missing_reference[:500]
-    seal = read_seal(run_dir / "model")  # with the reference ensure_reference may have added; the copies logged are checked against it
-    lineage.update({TAG + "model_sha256": seal.sha256, TAG + "model_files": json.dumps(seal.files, sort_keys=True), TAG + "entry": seal.entry})
+    seal = read_seal(
+        run_dir / "model"
+    )  # with the reference ensure_reference may have added; the copies logged are checked against it
+    lineage.update(
+        {
+            TAG + "model_sha256": seal.sha256,
+            TAG + "model_files": json.dumps(seal.files, sort_keys=True),
+            TAG + "entry": seal.entry,
+        }
+    )
     client = get_client(tracking_uri)
     run_id = logged_run_id(run_dir, client) or log_run_to_mlflow(run_dir, client.tracking_uri, experiment)
     model_path = f"registry/model-{seal.sha256[:12]}"
@@ -133,17 +143,25 @@ def download_reference(client, mv) -> Path:
     artifact = mv.tags.get(TAG + "reference_artifact")
     if not artifact:
         why = mv.tags.get(TAG + "reference_missing") or "it was registered before training references existed"
-        raise DataError(f"model {mv.name!r} version {mv.version} has no training reference ({why}); give --reference FILE or RUN_DIR")
+        raise DataError(
+            f"model {mv.name!r} version {mv.version} has no training reference ({why}); give --reference FILE or RUN_DIR"
+        )
     uri = f"{client.get_run(mv.run_id).info.artifact_uri}/{artifact}"
-    path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=client.tracking_uri)) / REFERENCE_FILE
+    path = (
+        Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=client.tracking_uri)) / REFERENCE_FILE
+    )
     if file_sha256(path) != mv.tags.get(TAG + "reference_sha256"):
-        raise DataError(f"model {mv.name!r} version {mv.version}: {path} does not match the hash recorded at registration; refusing to use it")
+        raise DataError(
+            f"model {mv.name!r} version {mv.version}: {path} does not match the hash recorded at registration; refusing to use it"
+        )
     return path
 
 
 def check_name(name: str) -> None:
     if not name or "/" in name or "@" in name or name.strip() != name:
-        raise RegistryError(f"model name {name!r} is not valid: use letters, digits, '-', '_' or '.', without '/' or '@'")
+        raise RegistryError(
+            f"model name {name!r} is not valid: use letters, digits, '-', '_' or '.', without '/' or '@'"
+        )
 
 
 def list_models(client) -> list[str]:
@@ -160,7 +178,9 @@ def get_model(client, name: str):
         if e.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
     known = list_models(client)
-    raise RegistryError(f"no registered model named {name!r} in {client.tracking_uri} (registered: {', '.join(known) or 'none'})")
+    raise RegistryError(
+        f"no registered model named {name!r} in {client.tracking_uri} (registered: {', '.join(known) or 'none'})"
+    )
 
 
 def list_versions(client, name: str) -> list[str]:
@@ -177,7 +197,9 @@ def get_version(client, name: str, version: str | int):
         return client.get_model_version(name, str(int(version)))
     except (ValueError, MlflowException):
         pass
-    raise RegistryError(f"model {name!r} has no version {version!r} (versions: {', '.join(list_versions(client, name)) or 'none'})")
+    raise RegistryError(
+        f"model {name!r} has no version {version!r} (versions: {', '.join(list_versions(client, name)) or 'none'})"
+    )
 
 
 def get_alias_version(client, name: str, alias: str):
@@ -211,10 +233,17 @@ def registered_record(mv) -> dict:
     except ValueError:
         files = None
     if not isinstance(files, dict) or not files:
-        raise DataError(f"model {mv.name!r} version {mv.version} was registered before trainwise recorded the hash of every model file "
-                        "(model.json included); register its run directory again")
-    return {"name": mv.name, "version": str(mv.version), "model_sha256": mv.tags.get(TAG + "model_sha256", ""),
-            "model_files": files, "entry": mv.tags.get(TAG + "entry", "")}
+        raise DataError(
+            f"model {mv.name!r} version {mv.version} was registered before trainwise recorded the hash of every model file "
+            "(model.json included); register its run directory again"
+        )
+    return {
+        "name": mv.name,
+        "version": str(mv.version),
+        "model_sha256": mv.tags.get(TAG + "model_sha256", ""),
+        "model_files": files,
+        "entry": mv.tags.get(TAG + "entry", ""),
+    }
 
 
 def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple[Path, dict]:
@@ -232,7 +261,9 @@ def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple
     elif "/" in text and text.count("/") == 1 and text.rsplit("/", 1)[1].isdigit() and not text.startswith((".", "/")):
         name, alias = text.rsplit("/", 1)
     elif "/" in text or text.startswith("."):
-        raise DataError(f"run directory {text} does not exist (a model reference is a run directory, NAME@ALIAS or NAME/VERSION)")
+        raise DataError(
+            f"run directory {text} does not exist (a model reference is a run directory, NAME@ALIAS or NAME/VERSION)"
+        )
     else:
         raise DataError(f"model reference {text!r} is neither an existing run directory nor NAME@ALIAS / NAME/VERSION")
     client = get_client(tracking_uri)
@@ -240,7 +271,9 @@ def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple
     record = registered_record(mv)
     model_dir = download_version(client, mv)
     if not (model_dir / MODEL_JSON).is_file():
-        raise DataError(f"model {name!r} version {mv.version}: {model_dir} lacks {MODEL_JSON}; the registered artifact is gone or damaged")
+        raise DataError(
+            f"model {name!r} version {mv.version}: {model_dir} lacks {MODEL_JSON}; the registered artifact is gone or damaged"
+        )
     model_dir, meta = read_model_dir(model_dir, verify=True, registered=record)
     meta["registry"] = {**record, "alias": alias if "@" in text else None, "tracking_uri": client.tracking_uri}
     return model_dir, meta

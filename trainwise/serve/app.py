@@ -8,7 +8,6 @@ rate) and the alias poller for hot swaps. The served model lives in `state.runti
 that reference is the whole swap (the batcher reads it once per batch).
 """
 
-
 import asyncio
 import contextlib
 import gc
@@ -88,9 +87,18 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        state.batcher = await Batcher(lambda: state.runtime, settings.max_batch_size, settings.max_wait_ms,
-                                      settings.queue_size, on_batch=state.metrics.on_batch).start()
-        state.predlog = PredictionLog(settings.log_dir, settings.log_flush_rows, settings.log_flush_s).start() if settings.log_dir else None
+        state.batcher = await Batcher(
+            lambda: state.runtime,
+            settings.max_batch_size,
+            settings.max_wait_ms,
+            settings.queue_size,
+            on_batch=state.metrics.on_batch,
+        ).start()
+        state.predlog = (
+            PredictionLog(settings.log_dir, settings.log_flush_rows, settings.log_flush_s).start()
+            if settings.log_dir
+            else None
+        )
         state.metrics.set_model(runtime.version, runtime.precision)
         from trainwise.serve.swap import poll_alias
 
@@ -113,16 +121,30 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
         gc.set_threshold(*old_thresholds)  # an embedding process (tests) gets its GC back
         gc.unfreeze()
 
-    app = FastAPI(title="trainwise serve", version=runtime.version, lifespan=lifespan,
-                  description=f"Predictions of {runtime.meta.get('workload', 'a')} model {runtime.version}")
+    app = FastAPI(
+        title="trainwise serve",
+        version=runtime.version,
+        lifespan=lifespan,
+        description=f"Predictions of {runtime.meta.get('workload', 'a')} model {runtime.version}",
+    )
     app.state.serve = state
     keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else None
     clients = settings.rate_limit_clients
-    state.limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_burst, clients) if settings.rate_limit_per_s > 0 else None
-    state.auth_failures = TokenBucket(settings.auth_failures_per_s, settings.auth_failures_burst, clients) if keys else None  # key guessing
+    state.limiter = (
+        TokenBucket(settings.rate_limit_per_s, settings.rate_burst, clients) if settings.rate_limit_per_s > 0 else None
+    )
+    state.auth_failures = (
+        TokenBucket(settings.auth_failures_per_s, settings.auth_failures_burst, clients) if keys else None
+    )  # key guessing
     app.add_middleware(ContainErrors)  # inside the guards (added before them), so that its 500s are counted too
-    app.add_middleware(GuardMiddleware, keys=keys, max_body_bytes=settings.max_body_bytes, limiter=state.limiter,
-                       auth_failures=state.auth_failures, on_status=lambda s: state.metrics.requests.labels(status=str(s)).inc())
+    app.add_middleware(
+        GuardMiddleware,
+        keys=keys,
+        max_body_bytes=settings.max_body_bytes,
+        limiter=state.limiter,
+        auth_failures=state.auth_failures,
+        on_status=lambda s: state.metrics.requests.labels(status=str(s)).inc(),
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -134,29 +156,58 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
         arrived = time.perf_counter()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         if len(request_id) > 200 or not request_id.isprintable():
-            return JSONResponse({"detail": [{"field": "X-Request-ID", "message": "expected at most 200 printable characters",
-                                             "type": "value_error"}]}, status_code=422)
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "field": "X-Request-ID",
+                            "message": "expected at most 200 printable characters",
+                            "type": "value_error",
+                        }
+                    ]
+                },
+                status_code=422,
+            )
         instances = [inst.model_dump() for inst in body.instances]
         if not hasattr(state, "example_"):
             state.example_ = instances[:1]  # warms a hot-swapped model before it takes traffic
         try:
             result = await state.batcher.submit(instances)
         except Overloaded as e:
-            return JSONResponse({"detail": "server busy: the request queue is full"}, status_code=503,
-                                headers={"Retry-After": str(int(round(e.retry_after_s)))})
-        refused = [{"field": f"instances[{i}]" + (f".{o.field}" if o.field else ""), "message": o.message, "type": "value_error"}
-                   for i, o in enumerate(result.outputs) if isinstance(o, InstanceError)]
+            return JSONResponse(
+                {"detail": "server busy: the request queue is full"},
+                status_code=503,
+                headers={"Retry-After": str(int(round(e.retry_after_s)))},
+            )
+        refused = [
+            {
+                "field": f"instances[{i}]" + (f".{o.field}" if o.field else ""),
+                "message": o.message,
+                "type": "value_error",
+            }
+            for i, o in enumerate(result.outputs)
+            if isinstance(o, InstanceError)
+        ]
         if refused:  # a value the model's dtype cannot hold (serve/finite.py): this request only
             return JSONResponse({"detail": refused}, status_code=422)
         latency_s = time.perf_counter() - arrived
         state.metrics.latency.observe(latency_s)
         state.metrics.queue_wait.observe(result.queue_wait_s)
         if state.predlog:
-            state.predlog.append(instances, result.outputs, result.version, latency_s * 1000, request_id, input_spec_of(state.runtime.meta))
+            state.predlog.append(
+                instances,
+                result.outputs,
+                result.version,
+                latency_s * 1000,
+                request_id,
+                input_spec_of(state.runtime.meta),
+            )
         # JSONResponse directly: re-validating our own output through response_model costs more per
         # request than a small model's prediction; the declared response_model still documents it.
         # X-Request-ID names the request in the prediction log: labels that arrive later join on it.
-        return JSONResponse({"predictions": result.outputs, "model_version": result.version}, headers={"X-Request-ID": request_id})
+        return JSONResponse(
+            {"predictions": result.outputs, "model_version": result.version}, headers={"X-Request-ID": request_id}
+        )
 
     @app.get("/v1/model")
     async def model_info():

@@ -43,8 +43,14 @@ class Batcher:
     inside one. `on_batch(n_instances, compute_s)` is called after each batch (metrics).
     """
 
-    def __init__(self, get_runtime: Callable, max_batch_size: int = 64, max_wait_ms: float = 5.0, queue_size: int = 1024,
-                 on_batch: Callable | None = None):
+    def __init__(
+        self,
+        get_runtime: Callable,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 5.0,
+        queue_size: int = 1024,
+        on_batch: Callable | None = None,
+    ):
         self.get_runtime = get_runtime
         self.max_batch_size = max_batch_size
         self.max_wait_ms = max_wait_ms
@@ -86,7 +92,11 @@ class Batcher:
         while n < self.max_batch_size:
             remaining_s = deadline - time.perf_counter()
             try:
-                item = self.queue_.get_nowait() if remaining_s <= 0 else await asyncio.wait_for(self.queue_.get(), remaining_s)
+                item = (
+                    self.queue_.get_nowait()
+                    if remaining_s <= 0
+                    else await asyncio.wait_for(self.queue_.get(), remaining_s)
+                )
             except (asyncio.QueueEmpty, asyncio.TimeoutError):
                 break
             batch.append(item)
@@ -118,7 +128,11 @@ class Batcher:
             i = 0
             for instances, future, enqueued in batch:
                 if not future.done():
-                    future.set_result(BatchResult(outputs[i : i + len(instances)], runtime.version, start - enqueued, compute_s, len(flat)))
+                    future.set_result(
+                        BatchResult(
+                            outputs[i : i + len(instances)], runtime.version, start - enqueued, compute_s, len(flat)
+                        )
+                    )
                 i += len(instances)
 
     async def _run_alone(self, batch: list, runtime) -> None:

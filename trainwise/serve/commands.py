@@ -11,16 +11,22 @@ from trainwise.errors import ConfigError, TrainwiseError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("serve", help="serve a model over HTTP with dynamic batching, metrics and a prediction log",
-                       description="Serve NAME@ALIAS, NAME/VERSION or a run directory: POST /v1/predict, GET /v1/model, "
-                       "/healthz, /readyz, /metrics. Settings are the serve.* config fields (trainwise config --explain).")
+    p = sub.add_parser(
+        "serve",
+        help="serve a model over HTTP with dynamic batching, metrics and a prediction log",
+        description="Serve NAME@ALIAS, NAME/VERSION or a run directory: POST /v1/predict, GET /v1/model, "
+        "/healthz, /readyz, /metrics. Settings are the serve.* config fields (trainwise config --explain).",
+    )
     p.add_argument("ref", metavar="NAME@ALIAS|RUN_DIR")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--config", default=None, metavar="FILE", help="TOML file whose [serve] section is used")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="serve.FIELD=VALUE")
-    p.add_argument("--check-precision", action="store_true",
-                   help="do not serve: print the test-split accuracy of serve.precision against fp32 as JSON")
+    p.add_argument(
+        "--check-precision",
+        action="store_true",
+        help="do not serve: print the test-split accuracy of serve.precision against fp32 as JSON",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="export a model to ONNX, verified in onnxruntime against PyTorch")
@@ -57,7 +63,9 @@ def cmd_serve(args) -> int:
 def _check_precision(ref: str, cfg) -> int:
     from trainwise.serve.quality import precision_change, run_dir_of
 
-    print(json.dumps(precision_change(run_dir_of(ref, cfg.registry.tracking_uri or None), cfg.serve.precision), indent=2))
+    print(
+        json.dumps(precision_change(run_dir_of(ref, cfg.registry.tracking_uri or None), cfg.serve.precision), indent=2)
+    )
     return 0
 
 
@@ -73,8 +81,12 @@ def run_server(ref: str, cfg, host: str, port: int) -> None:
     tracking_uri = cfg.registry.tracking_uri or None
     runtime = load_runtime(ref, cfg.serve.precision, tracking_uri)
     app = build_app(runtime, cfg.serve, ref=ref, tracking_uri=tracking_uri)
-    print(f"trainwise serve: {runtime.version} ({cfg.serve.precision}) on http://{host}:{port} "
-          f"(max_batch_size={cfg.serve.max_batch_size}, max_wait_ms={cfg.serve.max_wait_ms})", file=sys.stderr, flush=True)
+    print(
+        f"trainwise serve: {runtime.version} ({cfg.serve.precision}) on http://{host}:{port} "
+        f"(max_batch_size={cfg.serve.max_batch_size}, max_wait_ms={cfg.serve.max_wait_ms})",
+        file=sys.stderr,
+        flush=True,
+    )
     # No access log: one log line per request costs more than a small model's prediction.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
@@ -83,6 +95,8 @@ def cmd_export(args) -> int:
     from trainwise.serve.export import export_onnx
 
     result = export_onnx(args.ref, args.onnx, args.tracking_uri, args.atol)
-    print(f"wrote {result['path']} (opset {result['opset']}); onnxruntime matches PyTorch on {result['n_checked']} "
-          f"random inputs, max |diff| = {result['max_abs_diff']:.2e}")
+    print(
+        f"wrote {result['path']} (opset {result['opset']}); onnxruntime matches PyTorch on {result['n_checked']} "
+        f"random inputs, max |diff| = {result['max_abs_diff']:.2e}"
+    )
     return 0

@@ -52,8 +52,10 @@ def _example_tensor(spec: dict, batch: int, g: torch.Generator) -> torch.Tensor:
 
     dtype, shape = TENSOR_DTYPES[spec["dtype"]], (batch, *spec["shape"])
     if dtype == torch.bfloat16:  # numpy has no bfloat16, so onnxruntime cannot be fed one from Python
-        raise ExportError("input dtype bfloat16: onnxruntime's Python API cannot take bfloat16 arrays; "
-                          "declare float32 and cast inside the model")
+        raise ExportError(
+            "input dtype bfloat16: onnxruntime's Python API cannot take bfloat16 arrays; "
+            "declare float32 and cast inside the model"
+        )
     low, high = spec.get("value_range") or (None, None)
     if dtype == torch.bool:
         return torch.randint(0, 2, shape, generator=g).bool()
@@ -70,7 +72,9 @@ def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol
         import onnx
         import onnxruntime as ort
     except ImportError as e:
-        raise ExportError(f"ONNX export needs onnx and onnxruntime ({e}); install them with `pip install onnx onnxruntime onnxscript`") from e
+        raise ExportError(
+            f"ONNX export needs onnx and onnxruntime ({e}); install them with `pip install onnx onnxruntime onnxscript`"
+        ) from e
     from trainwise.rundir import load_model
     from trainwise.serve.runtime import resolve_ref
     from trainwise.workloads.inputs import require_input_spec
@@ -85,8 +89,17 @@ def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol
     dynamic = {"input": {0: torch.export.Dim("batch", min=1, max=4096)}}
     try:
         with _quiet_exporter():
-            torch.onnx.export(model, (x,), str(out), input_names=["input"], output_names=["logits"],
-                              dynamic_shapes=({0: dynamic["input"][0]},), dynamo=True, external_data=False, verbose=False)
+            torch.onnx.export(
+                model,
+                (x,),
+                str(out),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_shapes=({0: dynamic["input"][0]},),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
     except Exception as e:  # noqa: BLE001 - the exporter's errors are long; keep the first line
         raise ExportError(f"torch.onnx.export failed for {ref}: {str(e).splitlines()[0]}") from e
     proto = onnx.load(str(out))
@@ -102,8 +115,10 @@ def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol
     diff = float(np.max(np.abs(got - expected)))
     if got.shape != expected.shape or not diff <= atol:
         out.unlink(missing_ok=True)
-        raise ExportError(f"onnxruntime outputs differ from PyTorch's by {diff:.3g} (> atol {atol}) or in shape "
-                          f"{got.shape} vs {expected.shape}; the exported file was removed")
+        raise ExportError(
+            f"onnxruntime outputs differ from PyTorch's by {diff:.3g} (> atol {atol}) or in shape "
+            f"{got.shape} vs {expected.shape}; the exported file was removed"
+        )
     return {"path": str(out), "max_abs_diff": diff, "n_checked": len(x_check), "opset": proto.opset_import[0].version}
 
 

@@ -26,12 +26,16 @@ class InstanceError:
     message: str
 
 
-def nonfinite_inputs(x: torch.Tensor, compute_dtype: torch.dtype | None, instances: list[dict], spec: dict) -> dict[int, InstanceError]:
+def nonfinite_inputs(
+    x: torch.Tensor, compute_dtype: torch.dtype | None, instances: list[dict], spec: dict
+) -> dict[int, InstanceError]:
     """{row: error} for the rows of the model's input batch `x` that hold a value that is not finite
     once in `compute_dtype` (None: x's own dtype)."""
     if not x.is_floating_point():
         return {}
-    seen = x if compute_dtype is None else x.to(compute_dtype)  # what the model will read (CastInput casts the same way)
+    seen = (
+        x if compute_dtype is None else x.to(compute_dtype)
+    )  # what the model will read (CastInput casts the same way)
     bad = ~torch.isfinite(seen.reshape(len(seen), -1))  # (B, features)
     dtype = str(seen.dtype).removeprefix("torch.")
     out = {}
@@ -42,8 +46,11 @@ def nonfinite_inputs(x: torch.Tensor, compute_dtype: torch.dtype | None, instanc
         else:
             index = np.unravel_index(at, tuple(x.shape[1:]))
             where = "x" + "".join(f"[{int(i)}]" for i in index)  # the field is x, as in the schema's tensor errors
-            out[row] = InstanceError("x", f"{where} = {_sent(instances[row], index)!r} overflows the model's {dtype} input; "
-                                          f"expected a magnitude below {torch.finfo(seen.dtype).max:.4g}")
+            out[row] = InstanceError(
+                "x",
+                f"{where} = {_sent(instances[row], index)!r} overflows the model's {dtype} input; "
+                f"expected a magnitude below {torch.finfo(seen.dtype).max:.4g}",
+            )
     return out
 
 
@@ -61,8 +68,11 @@ def _table_error(prep: dict, feature: int, instance: dict, dtype: str) -> Instan
         return InstanceError("", f"the instance's features are not finite in {dtype}")
     col = prep["numeric"][feature]
     limit = abs(col["scale"]) * float(torch.finfo(getattr(torch, dtype)).max)
-    return InstanceError(col["name"], f"{instance.get(col['name'])!r} overflows the model's {dtype} input once scaled "
-                                      f"((x - {col['mean']:.6g}) / {col['scale']:.6g}); expected |x - {col['mean']:.6g}| below {limit:.4g}")
+    return InstanceError(
+        col["name"],
+        f"{instance.get(col['name'])!r} overflows the model's {dtype} input once scaled "
+        f"((x - {col['mean']:.6g}) / {col['scale']:.6g}); expected |x - {col['mean']:.6g}| below {limit:.4g}",
+    )
 
 
 def finite_output(probabilities) -> bool:
@@ -78,10 +88,15 @@ def output_error(x_row: torch.Tensor, instance: dict, spec: dict) -> InstanceErr
         numeric = spec["preprocessing"]["numeric"]
         z = x_row[: len(numeric)].double().abs()
         col = numeric[int(z.argmax())]
-        return InstanceError(col["name"], f"{instance.get(col['name'])!r} is {float(z.max()):.3g} standard deviations from the "
-                                          f"training mean, and {OVERFLOW_INSIDE}; expected a value nearer {col['mean']:.6g}")
+        return InstanceError(
+            col["name"],
+            f"{instance.get(col['name'])!r} is {float(z.max()):.3g} standard deviations from the "
+            f"training mean, and {OVERFLOW_INSIDE}; expected a value nearer {col['mean']:.6g}",
+        )
     if spec.get("kind") == "tensor" and x_row.is_floating_point():
         at = int(x_row.reshape(-1).double().abs().argmax())
         where = "x" + "".join(f"[{int(i)}]" for i in np.unravel_index(at, tuple(x_row.shape)))
-        return InstanceError("x", f"{where} = {float(x_row.reshape(-1)[at])!r} is its largest value, and {OVERFLOW_INSIDE}")
+        return InstanceError(
+            "x", f"{where} = {float(x_row.reshape(-1)[at])!r} is its largest value, and {OVERFLOW_INSIDE}"
+        )
     return InstanceError("", f"{OVERFLOW_INSIDE}: its input is probably far outside what the model was trained on")

@@ -13,9 +13,18 @@ def describe_model(runtime, tracking_uri: str | None = None) -> dict:
     meta = runtime.meta
     info = {k: v for k, v in meta.get("info", {}).items() if k != "preprocessing"}  # fitted scalers are not metadata
     spec = {k: v for k, v in (runtime.input or {}).items() if k != "preprocessing"}
-    out = {"model_version": runtime.version, "precision": runtime.precision, "workload": meta.get("workload"),
-           "task": meta.get("task"), "spec": meta.get("spec"), "input": spec or None, "info": info, "weights_sha256": meta.get("weights_sha256"),
-           "lineage": {}, "card": None}
+    out = {
+        "model_version": runtime.version,
+        "precision": runtime.precision,
+        "workload": meta.get("workload"),
+        "task": meta.get("task"),
+        "spec": meta.get("spec"),
+        "input": spec or None,
+        "info": info,
+        "weights_sha256": meta.get("weights_sha256"),
+        "lineage": {},
+        "card": None,
+    }
     reg = meta.get("registry")
     if reg:
         from trainwise.registry.card import build_card
@@ -24,7 +33,7 @@ def describe_model(runtime, tracking_uri: str | None = None) -> dict:
 
         client = get_client(reg.get("tracking_uri") or tracking_uri)
         mv = client.get_model_version(reg["name"], reg["version"])
-        out["lineage"] = {k[len(TAG):]: v for k, v in mv.tags.items() if k.startswith(TAG)}
+        out["lineage"] = {k[len(TAG) :]: v for k, v in mv.tags.items() if k.startswith(TAG)}
         out["registry"] = reg
         out["card"] = build_card(reg["name"], reg["version"], reg.get("tracking_uri") or tracking_uri)
     elif runtime.model_dir is not None:

@@ -48,8 +48,15 @@ class PredictionLog:
         self.thread_.start()
         return self
 
-    def append(self, inputs: list[dict], outputs: list[dict], model_version: str, latency_ms: float, request_id: str,
-               input_spec: dict | None = None) -> None:
+    def append(
+        self,
+        inputs: list[dict],
+        outputs: list[dict],
+        model_version: str,
+        latency_ms: float,
+        request_id: str,
+        input_spec: dict | None = None,
+    ) -> None:
         """Buffer one request (rows are built by the writer thread); never waits on the store.
 
         `input_spec` is the serving model's (trainwise.workloads.inputs): it says which `in_`
@@ -119,10 +126,16 @@ def log_table(requests: list[tuple]):
         columns: dict[str, list] = {}
         for inputs, outputs, version, latency_ms, request_id, spec, now in group:
             n = len(inputs)
-            part = {ls.TIMESTAMP: [now] * n, ls.REQUEST_ID: [request_id] * n, ls.INSTANCE: list(range(n)),
-                    ls.MODEL_VERSION: [version] * n, ls.LATENCY_MS: [float(latency_ms)] * n,
-                    **ls.input_features(spec, [example_of(spec, i) for i in inputs]), **ls.output_features(outputs),
-                    ls.LABEL: [None] * n}
+            part = {
+                ls.TIMESTAMP: [now] * n,
+                ls.REQUEST_ID: [request_id] * n,
+                ls.INSTANCE: list(range(n)),
+                ls.MODEL_VERSION: [version] * n,
+                ls.LATENCY_MS: [float(latency_ms)] * n,
+                **ls.input_features(spec, [example_of(spec, i) for i in inputs]),
+                **ls.output_features(outputs),
+                ls.LABEL: [None] * n,
+            }
             filled = len(columns.get(ls.TIMESTAMP, []))
             for key in part.keys() | columns.keys():
                 columns.setdefault(key, [None] * filled).extend(part.get(key, [None] * n))
@@ -134,7 +147,15 @@ def log_table(requests: list[tuple]):
 def _column_order(name: str) -> tuple:
     if name in ls.METADATA:
         return (0, ls.METADATA.index(name), name)
-    rank = 1 if name.startswith(ls.INPUT_PREFIX) else 2 if name == ls.PREDICTION else 3 if name.startswith(ls.PROB_PREFIX) else 4
+    rank = (
+        1
+        if name.startswith(ls.INPUT_PREFIX)
+        else 2
+        if name == ls.PREDICTION
+        else 3
+        if name.startswith(ls.PROB_PREFIX)
+        else 4
+    )
     return (rank, 0, name)
 
 

@@ -18,7 +18,10 @@ from trainwise.errors import DataError
 def _scores(frame, task: str) -> dict:
     if task == "lm":
         weights = frame["n_positions"].to_numpy()
-        return {"accuracy": float(np.average(frame["correct"], weights=weights)), "loss_nats": float(np.average(frame["loss"], weights=weights))}
+        return {
+            "accuracy": float(np.average(frame["correct"], weights=weights)),
+            "loss_nats": float(np.average(frame["loss"], weights=weights)),
+        }
     from sklearn.metrics import accuracy_score
 
     return {"accuracy": float(accuracy_score(frame["label"], frame["pred"]))}
@@ -43,12 +46,20 @@ def precision_change(run_dir: str | Path, precision: str, split: str = "test") -
         model = apply_precision(model.eval(), p)
         frames[p] = predict_split(model, data, meta["task"], meta.get("info", {}).get("classes"), cfg.eval.batch_size)
     base, served = _scores(frames["fp32"], meta["task"]), _scores(frames[precision], meta["task"])
-    out = {"precision": precision, "split": split, "n": len(data), "fp32": base, precision: served,
-           "accuracy_change": served["accuracy"] - base["accuracy"]}
+    out = {
+        "precision": precision,
+        "split": split,
+        "n": len(data),
+        "fp32": base,
+        precision: served,
+        "accuracy_change": served["accuracy"] - base["accuracy"],
+    }
     if meta["task"] != "lm":
         prob_cols = [c for c in frames["fp32"].columns if c.startswith("prob_")]
         out["agreement"] = float((frames["fp32"]["pred"] == frames[precision]["pred"]).mean())
-        out["max_prob_diff"] = float(np.abs(frames["fp32"][prob_cols].to_numpy() - frames[precision][prob_cols].to_numpy()).max())
+        out["max_prob_diff"] = float(
+            np.abs(frames["fp32"][prob_cols].to_numpy() - frames[precision][prob_cols].to_numpy()).max()
+        )
     return out
 
 

@@ -80,7 +80,9 @@ class Runtime:
         if spec["kind"] == "table":
             from trainwise.workloads.tabular import apply_preprocessing
 
-            with np.errstate(over="ignore", invalid="ignore"):  # a value that overflows is answered 422 (serve/finite.py), not warned about
+            with np.errstate(
+                over="ignore", invalid="ignore"
+            ):  # a value that overflows is answered 422 (serve/finite.py), not warned about
                 return torch.from_numpy(apply_preprocessing(spec["preprocessing"], pd.DataFrame(instances)))
         if spec["kind"] == "tensor":
             from trainwise.serve.tensors import tensor_batch
@@ -111,7 +113,12 @@ class Runtime:
         """Label and probabilities per row of `x`; None for a row whose probabilities are not finite."""
         prob = F.softmax(self.model(x).float(), dim=-1).numpy()
         classes = self.meta.get("info", {}).get("classes") or [str(i) for i in range(prob.shape[1])]
-        return [{"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist()))} if finite_output(p) else None for p in prob]
+        return [
+            {"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist()))}
+            if finite_output(p)
+            else None
+            for p in prob
+        ]
 
     def _predict_by_length(self, instances: list[dict]) -> list[dict | InstanceError]:
         # token sequences of different lengths cannot share a tensor (no pad id is declared): one
@@ -153,7 +160,7 @@ def token_ids(inst: dict) -> list[int]:
 
 
 def version_of(meta: dict, model_dir: Path) -> str:
-    """"NAME/VERSION" for a registered version, else the run directory's name plus a hash prefix."""
+    """ "NAME/VERSION" for a registered version, else the run directory's name plus a hash prefix."""
     reg = meta.get("registry")
     if reg:
         return f"{reg['name']}/{reg['version']}"
@@ -168,7 +175,9 @@ def resolve_ref(ref: str, tracking_uri: str | None = None) -> tuple[Path, dict]:
     text = str(ref)
     if text.startswith(("/", ".", "~")) or text.count("/") > 1:
         if not Path(text).expanduser().exists():
-            raise DataError(f"model reference {text!r}: no such run directory (expected a run directory, NAME@ALIAS or NAME/VERSION)")
+            raise DataError(
+                f"model reference {text!r}: no such run directory (expected a run directory, NAME@ALIAS or NAME/VERSION)"
+            )
         text = str(Path(text).expanduser())
     return resolve_model_ref(text, tracking_uri)
 
@@ -183,4 +192,11 @@ def load_runtime(ref: str, precision: str = "fp32", tracking_uri: str | None = N
     spec = require_input_spec(meta, "trainwise serve", str(model_dir / "model.json"))  # before loading weights
     model, _ = load_model(model_dir, verify=True, registered=meta.get("registry"))
     model = apply_precision(model.eval(), precision)
-    return Runtime(model=model, meta=meta, version=version_of(meta, model_dir), precision=precision, model_dir=model_dir, input=spec)
+    return Runtime(
+        model=model,
+        meta=meta,
+        version=version_of(meta, model_dir),
+        precision=precision,
+        model_dir=model_dir,
+        input=spec,
+    )

@@ -111,8 +111,16 @@ async def send_json(send, status: int, detail: str, headers: dict | None = None)
 class GuardMiddleware:
     """ASGI middleware guarding paths under `protected_prefix` (the API, not health or metrics)."""
 
-    def __init__(self, app, keys: list[bytes] | None, max_body_bytes: int, limiter: TokenBucket | None,
-                 auth_failures: TokenBucket | None = None, protected_prefix: str = "/v1/", on_status=None):
+    def __init__(
+        self,
+        app,
+        keys: list[bytes] | None,
+        max_body_bytes: int,
+        limiter: TokenBucket | None,
+        auth_failures: TokenBucket | None = None,
+        protected_prefix: str = "/v1/",
+        on_status=None,
+    ):
         self.app = app
         self.keys = keys
         self.max_body_bytes = max_body_bytes
@@ -142,22 +150,34 @@ class GuardMiddleware:
             if self.auth_failures is not None:
                 wait_s = self.auth_failures.wait_s(address)  # before the key is compared: a blocked guess is not judged
                 if wait_s > 0:
-                    return await self.reject(send, 429, "too many requests with a wrong or missing API key from this address",
-                                             {"retry-after": str(max(1, math.ceil(wait_s)))})
+                    return await self.reject(
+                        send,
+                        429,
+                        "too many requests with a wrong or missing API key from this address",
+                        {"retry-after": str(max(1, math.ceil(wait_s)))},
+                    )
             given = _bearer(headers)
             if given is None or not match_key(given, self.keys):
                 if self.auth_failures is not None:
                     self.auth_failures.take(address)
-                return await self.reject(send, 401, "missing or invalid API key (send 'Authorization: Bearer KEY')",
-                                         {"www-authenticate": "Bearer"})
+                return await self.reject(
+                    send,
+                    401,
+                    "missing or invalid API key (send 'Authorization: Bearer KEY')",
+                    {"www-authenticate": "Bearer"},
+                )
             identity = hashlib.sha256(given).hexdigest()[:16]  # never keep the key itself in memory maps
         if self.limiter is not None:
             wait_s = self.limiter.take(identity)
             if wait_s > 0:
-                return await self.reject(send, 429, "rate limit exceeded", {"retry-after": str(max(1, math.ceil(wait_s)))})
+                return await self.reject(
+                    send, 429, "rate limit exceeded", {"retry-after": str(max(1, math.ceil(wait_s)))}
+                )
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            return await self.reject(send, 413, f"request body of {int(length)} bytes exceeds the limit of {self.max_body_bytes} bytes")
+            return await self.reject(
+                send, 413, f"request body of {int(length)} bytes exceeds the limit of {self.max_body_bytes} bytes"
+            )
         return await self._guard_stream(scope, receive, send)
 
     async def _guard_stream(self, scope, receive, send):

@@ -47,7 +47,9 @@ async def swap_if_moved(state) -> bool:
     current = await asyncio.to_thread(alias_version, state.ref, state.tracking_uri)
     if current == state.runtime.version:
         return False
-    new = await asyncio.to_thread(load_and_warm, state.ref, state.settings.precision, state.tracking_uri, getattr(state, "example_", None))
+    new = await asyncio.to_thread(
+        load_and_warm, state.ref, state.settings.precision, state.tracking_uri, getattr(state, "example_", None)
+    )
     old = state.runtime.version
     state.runtime = new  # the atomic switch
     state.metrics.set_model(new.version, new.precision)

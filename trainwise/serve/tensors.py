@@ -44,8 +44,11 @@ def check_tensor(value, spec: dict):
     for path, leaf in leaves:
         if not set(map(type, leaf)) <= accepted:  # set/map run in C: cheap even for large images
             k = next(k for k, v in enumerate(leaf) if type(v) not in accepted)
-            raise _error(f"tensor_{kind}", f"x{_index(path + [k])} = {leaf[k]!r}: expected {'a JSON ' + kind if kind != 'bool' else 'true or false'}"
-                         f" (dtype {spec['dtype']})")
+            raise _error(
+                f"tensor_{kind}",
+                f"x{_index(path + [k])} = {leaf[k]!r}: expected {'a JSON ' + kind if kind != 'bool' else 'true or false'}"
+                f" (dtype {spec['dtype']})",
+            )
     if kind != "bool":
         _check_values(value, spec, kind)
     return value
@@ -58,12 +61,18 @@ def _check_nesting(value, shape: list[int]) -> list[tuple[list[int], list]]:
         for path, node in level:
             if not isinstance(node, list):
                 got = "null" if node is None else f"a {type(node).__name__}"
-                raise _error("tensor_shape", f"x{_index(path)} is {got}, expected a list of {size} entries "
-                             f"(dimension {dim + 1}; shape {shape}; dimension 0 is the batch)")
+                raise _error(
+                    "tensor_shape",
+                    f"x{_index(path)} is {got}, expected a list of {size} entries "
+                    f"(dimension {dim + 1}; shape {shape}; dimension 0 is the batch)",
+                )
             if len(node) != size:
                 where = f" at x{_index(path)}" if path else ""
-                raise _error("tensor_shape", f"dimension {dim + 1} has {len(node)} entries{where}, expected {size} "
-                             f"(shape {shape}; dimension 0 is the batch)")
+                raise _error(
+                    "tensor_shape",
+                    f"dimension {dim + 1} has {len(node)} entries{where}, expected {size} "
+                    f"(shape {shape}; dimension 0 is the batch)",
+                )
         if dim + 1 < len(shape):
             level = [(path + [i], child) for path, node in level for i, child in enumerate(node)]
     return level
@@ -80,7 +89,11 @@ def _check_values(value, spec: dict, kind: str) -> None:
     if bad.any():
         at = [int(i) for i in np.argwhere(bad)[0]]
         v = arr[tuple(at)]
-        why = "expected a finite number" if kind == "number" and not math.isfinite(v) else f"outside {_range_name(spec, kind)} [{low:g}, {high:g}]"
+        why = (
+            "expected a finite number"
+            if kind == "number" and not math.isfinite(v)
+            else f"outside {_range_name(spec, kind)} [{low:g}, {high:g}]"
+        )
         raise _error("tensor_value", f"x{_index(at)} = {v.item()!r}: {why}")
 
 
@@ -109,7 +122,11 @@ def tensor_json_schema(spec: dict) -> dict:
         item["minimum"], item["maximum"] = spec["value_range"]
     for size in reversed(spec["shape"]):
         item = {"type": "array", "items": item, "minItems": size, "maxItems": size}
-    rng = f", values in [{spec['value_range'][0]:g}, {spec['value_range'][1]:g}] (enforced)" if spec.get("value_range") else ""
+    rng = (
+        f", values in [{spec['value_range'][0]:g}, {spec['value_range'][1]:g}] (enforced)"
+        if spec.get("value_range")
+        else ""
+    )
     item["description"] = f"one example: nested lists of shape {spec['shape']}, dtype {spec['dtype']}{rng}"
     return item
 

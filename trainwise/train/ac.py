@@ -141,7 +141,9 @@ class CheckpointedBlock(nn.Module):
         return out
 
 
-def find_blocks(model: nn.Module, block_classes: tuple[type, ...] = (), block_class_names: list[str] = ()) -> list[tuple[str, nn.Module]]:
+def find_blocks(
+    model: nn.Module, block_classes: tuple[type, ...] = (), block_class_names: list[str] = ()
+) -> list[tuple[str, nn.Module]]:
     """Modules whose class is a block (by type, or by class name from config), outermost only."""
     found = []
     for name, m in model.named_modules():
@@ -158,7 +160,9 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def apply_ac(model: nn.Module, mode: str, every: int = 2, block_classes: tuple[type, ...] = (), block_class_names: list[str] = ()) -> nn.Module:
+def apply_ac(
+    model: nn.Module, mode: str, every: int = 2, block_classes: tuple[type, ...] = (), block_class_names: list[str] = ()
+) -> nn.Module:
     """Wrap blocks for activation checkpointing in place; a no-op for mode 'none'.
 
     'auto' must be resolved to a concrete mode first (trainwise.train.autoac.resolve_ac_mode).
@@ -166,7 +170,9 @@ def apply_ac(model: nn.Module, mode: str, every: int = 2, block_classes: tuple[t
     if mode == "none":
         return model
     if mode not in AC_COST_ORDER:
-        raise ConfigError(f"memory.ac = {mode!r}: apply_ac takes one of {', '.join(AC_COST_ORDER)} ('auto' is resolved before)")
+        raise ConfigError(
+            f"memory.ac = {mode!r}: apply_ac takes one of {', '.join(AC_COST_ORDER)} ('auto' is resolved before)"
+        )
     blocks = find_blocks(model, block_classes, block_class_names)
     if not blocks:
         looked_for = [c.__name__ for c in block_classes] + list(block_class_names)

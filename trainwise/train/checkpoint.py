@@ -81,12 +81,22 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], plain: dict) -> None:
     np.random.set_state((plain["numpy"][0], np.asarray(plain["numpy"][1], dtype=np.uint32), *plain["numpy"][2:]))
 
 
-def save_checkpoint(ckpt_root: str | Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, scaler, scheduler_state: dict, extra: dict) -> Path:
+def save_checkpoint(
+    ckpt_root: str | Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler,
+    scheduler_state: dict,
+    extra: dict,
+) -> Path:
     """Write checkpoint `step` atomically and point `latest` at it; keeps the newest two.
     A file-system failure (full disk, read-only folder) removes the temporary directory and raises
     WriteError naming what failed."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():  # every rank writes its shards
-        return save_sharded(ckpt_root, step, model, optimizer, scaler, {**extra, "scheduler": scheduler_state}, _rng_state())
+        return save_sharded(
+            ckpt_root, step, model, optimizer, scaler, {**extra, "scheduler": scheduler_state}, _rng_state()
+        )
     ckpt_root = Path(ckpt_root)
     final = ckpt_root / f"step_{step:07d}"
     tmp = ckpt_root / f".tmp_step_{step:07d}_{os.getpid()}"
@@ -145,7 +155,7 @@ def checkpoint_dirs(ckpt_root: str | Path) -> list[Path]:
 def prune_checkpoints(ckpt_root: str | Path, newest: Path) -> None:
     """Keep `newest` and the KEEP_CHECKPOINTS - 1 before it; deleting is best effort."""
     older = [p for p in checkpoint_dirs(ckpt_root) if p.name != newest.name]
-    for old in older[KEEP_CHECKPOINTS - 1:]:
+    for old in older[KEEP_CHECKPOINTS - 1 :]:
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -174,8 +184,10 @@ def find_resumable(ckpt_root: str | Path) -> tuple[Path | None, list[str]]:
             return path, skipped
         skipped.append(f"{path.name}: {problem}")
     if skipped:
-        raise DataError(f"cannot resume from {ckpt_root}: no checkpoint there matches its manifest ({'; '.join(skipped)}); "
-                        "the files were modified or damaged, and a checkpoint is loaded only when all of them match")
+        raise DataError(
+            f"cannot resume from {ckpt_root}: no checkpoint there matches its manifest ({'; '.join(skipped)}); "
+            "the files were modified or damaged, and a checkpoint is loaded only when all of them match"
+        )
     return None, []
 
 
@@ -187,7 +199,9 @@ def latest_checkpoint(ckpt_root: str | Path) -> Path | None:
     return path if path.is_dir() else None
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler, verify: bool = True) -> dict:
+def load_checkpoint(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler, verify: bool = True
+) -> dict:
     """Restore model, optimizer, scaler and RNG state in place; returns state.json.
 
     With `verify`, every file must match the checkpoint's manifest first (a sharded checkpoint's
@@ -196,19 +210,25 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     path = Path(path)
     problem = manifest_problem(path) if verify else None
     if problem:
-        raise DataError(f"checkpoint {path} does not match its manifest ({problem}): it was modified or damaged; refusing to load it")
+        raise DataError(
+            f"checkpoint {path} does not match its manifest ({problem}): it was modified or damaged; refusing to load it"
+        )
     if is_sharded(path):
         state, rng_tensors = load_sharded(path, model, optimizer, scaler)
         _set_rng_state(rng_tensors, state["rng"])
         return state
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        raise DataError(f"checkpoint {path} is in the one-process format (safetensors); resume it with one process and parallel.strategy = 'single' (sharded checkpoints from DDP/FSDP2 runs load at any world size)")
+        raise DataError(
+            f"checkpoint {path} is in the one-process format (safetensors); resume it with one process and parallel.strategy = 'single' (sharded checkpoints from DDP/FSDP2 runs load at any world size)"
+        )
     state = read_json(path / "state.json")
     weights = load_file(path / "model.safetensors")
     live = model.state_dict()
     key_of = {plain: key for key, plain in plain_name_of_key(model).items()}  # plain name -> the model's own key
     if set(weights) != set(key_of) or any(weights[k].shape != live[key_of[k]].shape for k in key_of):
-        raise DataError(f"checkpoint {path} was written by a different model (its tensors do not match this config's architecture)")
+        raise DataError(
+            f"checkpoint {path} was written by a different model (its tensors do not match this config's architecture)"
+        )
     model.load_state_dict({key_of[k]: v for k, v in weights.items()})
     optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optim.safetensors"), state["optimizer"]))
     if scaler is not None and state.get("scaler"):

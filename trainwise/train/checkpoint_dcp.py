@@ -50,7 +50,9 @@ def _as_write_error(e: BaseException, where: Path) -> WriteError:
         if any(reasons):
             return WriteError(next(r for r in reasons if r), where)
     elif write_failure_reason(e, where):
-        return WriteError(write_failure_reason(e, where), getattr(e, "path", None) or getattr(e, "filename", None) or where)
+        return WriteError(
+            write_failure_reason(e, where), getattr(e, "path", None) or getattr(e, "filename", None) or where
+        )
     raise e
 
 
@@ -71,7 +73,9 @@ def _agree(error: WriteError | None, payload=None, tmp: Path | None = None) -> l
     return [p for _, p in gathered]
 
 
-def save_sharded(ckpt_root: str | Path, step: int, model: nn.Module, optimizer, scaler, extra: dict, rng: tuple[dict, dict]) -> Path:
+def save_sharded(
+    ckpt_root: str | Path, step: int, model: nn.Module, optimizer, scaler, extra: dict, rng: tuple[dict, dict]
+) -> Path:
     """All ranks call this; returns the final checkpoint directory."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.api import CheckpointException
@@ -95,14 +99,18 @@ def save_sharded(ckpt_root: str | Path, step: int, model: nn.Module, optimizer, 
     error, hashed = None, {}
     try:
         dcp.save(state, checkpoint_id=str(tmp))
-        hashed = hash_files(tmp, [p.name for p in tmp.iterdir() if p.name.startswith(f"__{rank}_")])  # each rank its own shards
+        hashed = hash_files(
+            tmp, [p.name for p in tmp.iterdir() if p.name.startswith(f"__{rank}_")]
+        )  # each rank its own shards
     except (CheckpointException, OSError) as e:
         error = _as_write_error(e, tmp)
     hashed_by_rank = _agree(error, hashed, tmp)
     error = None
     if rank == 0:
         try:
-            _finish(tmp, final, ckpt_root, step, scaler, extra, rng, {k: v for h in hashed_by_rank for k, v in h.items()})
+            _finish(
+                tmp, final, ckpt_root, step, scaler, extra, rng, {k: v for h in hashed_by_rank for k, v in h.items()}
+            )
         except Exception as e:
             error = _as_write_error(e, tmp)
     _agree(error, tmp=tmp)
@@ -113,13 +121,25 @@ def save_sharded(ckpt_root: str | Path, step: int, model: nn.Module, optimizer, 
     return final
 
 
-def _finish(tmp: Path, final: Path, ckpt_root: Path, step: int, scaler, extra: dict, rng: tuple[dict, dict], hashed: dict) -> None:
+def _finish(
+    tmp: Path, final: Path, ckpt_root: Path, step: int, scaler, extra: dict, rng: tuple[dict, dict], hashed: dict
+) -> None:
     """Rank 0, after every rank's shards are written: RNG, state.json, manifest, rename, `latest`."""
     rng_tensors, rng_plain = rng  # rank 0's RNG: every rank was seeded alike
     save_tensors_atomic(rng_tensors, tmp / "rng.safetensors")
     world = tdist.get_world_size() if _dist() else 1
-    write_json(tmp / "state.json", {"format": FORMAT, "step": step, "saved_world_size": world, "rng": rng_plain,
-                                    "scaler": scaler.state_dict() if scaler is not None else None, "scheduler": {}, **extra})
+    write_json(
+        tmp / "state.json",
+        {
+            "format": FORMAT,
+            "step": step,
+            "saved_world_size": world,
+            "rng": rng_plain,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "scheduler": {},
+            **extra,
+        },
+    )
     write_manifest(tmp, step, hashed)  # last: a directory with a manifest is complete
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -129,12 +149,17 @@ def _finish(tmp: Path, final: Path, ckpt_root: Path, step: int, scaler, extra: d
 def _check_same_model(path: Path, model_sd: dict) -> None:
     from torch.distributed.checkpoint import FileSystemReader
 
-    saved = {k.removeprefix("model."): tuple(v.size) for k, v in FileSystemReader(str(path)).read_metadata().state_dict_metadata.items()
-             if k.startswith("model.") and hasattr(v, "size")}
+    saved = {
+        k.removeprefix("model."): tuple(v.size)
+        for k, v in FileSystemReader(str(path)).read_metadata().state_dict_metadata.items()
+        if k.startswith("model.") and hasattr(v, "size")
+    }
     own = {k: tuple(v.shape) for k, v in model_sd.items() if isinstance(v, torch.Tensor)}
     if saved != own:
         diff = sorted(set(saved) ^ set(own)) or sorted(k for k in own if saved[k] != own[k])
-        raise DataError(f"checkpoint {path} was written by a different model (its tensors do not match this config's architecture; first difference: {diff[0]})")
+        raise DataError(
+            f"checkpoint {path} was written by a different model (its tensors do not match this config's architecture; first difference: {diff[0]})"
+        )
 
 
 def load_sharded(path: str | Path, model: nn.Module, optimizer, scaler) -> tuple[dict, dict]:
@@ -153,8 +178,12 @@ def load_sharded(path: str | Path, model: nn.Module, optimizer, scaler) -> tuple
     _check_same_model(path, sd["model"])
     dcp.load(sd, checkpoint_id=str(path))  # tensors in place; other values replaced in `sd`
     fqn_of = {plain: fqn for fqn, plain in names.items()}
-    set_state_dict(model, optimizer, model_state_dict={fqn_of[k]: v for k, v in sd["model"].items()},
-                   optim_state_dict=rename_optimizer_state(sd["optim"], fqn_of))
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict={fqn_of[k]: v for k, v in sd["model"].items()},
+        optim_state_dict=rename_optimizer_state(sd["optim"], fqn_of),
+    )
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     return state, load_file(path / "rng.safetensors")

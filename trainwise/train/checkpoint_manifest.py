@@ -27,7 +27,11 @@ def hash_files(root: Path, names) -> dict[str, dict]:
 
 def _present(ckpt_dir: Path) -> dict[str, Path]:
     """Every entry under ckpt_dir except the manifest, by its relative name."""
-    return {p.relative_to(ckpt_dir).as_posix(): p for p in ckpt_dir.rglob("*") if p.name != MANIFEST and (p.is_symlink() or not p.is_dir())}
+    return {
+        p.relative_to(ckpt_dir).as_posix(): p
+        for p in ckpt_dir.rglob("*")
+        if p.name != MANIFEST and (p.is_symlink() or not p.is_dir())
+    }
 
 
 def write_manifest(ckpt_dir: Path, step: int, hashed: dict[str, dict] | None = None) -> None:
@@ -48,7 +52,11 @@ def manifest_problem(ckpt_dir: Path) -> str | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return f"its {MANIFEST} is not valid JSON"
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, dict) or manifest.get("format") != FORMAT or not all(isinstance(v, dict) for v in files.values()):
+    if (
+        not isinstance(files, dict)
+        or manifest.get("format") != FORMAT
+        or not all(isinstance(v, dict) for v in files.values())
+    ):
         return f"its {MANIFEST} is not a {FORMAT} manifest"
     if ckpt_dir.name.startswith("step_") and manifest.get("step") != int(ckpt_dir.name.removeprefix("step_")):
         return f"its {MANIFEST} is for step {manifest.get('step')}, not {ckpt_dir.name}"

@@ -32,7 +32,11 @@ def plain_name_of_key(model: nn.Module) -> dict[str, str]:
     out = {}
     for key, t in model.state_dict(keep_vars=True).items():
         candidates = names_of[id(t)]
-        out[key] = candidates[0] if len(candidates) == 1 else next(c for c in candidates if _is_subsequence(c.split("."), key.split(".")))
+        out[key] = (
+            candidates[0]
+            if len(candidates) == 1
+            else next(c for c in candidates if _is_subsequence(c.split("."), key.split(".")))
+        )
     return out
 
 

@@ -69,14 +69,21 @@ def trace_step(cfg: Config, workload: Workload, *, ac_mode: str, micro_batch_siz
     with mode:
         model = _fake_copy(workload.model, mode, policy.param_dtype, device) if fake else copy.deepcopy(workload.model)
         prepared = prepare(
-            model, policy=policy, device=device, ac_mode=ac_mode, ac_every=cfg.memory.ac_every,
-            block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
+            model,
+            policy=policy,
+            device=device,
+            ac_mode=ac_mode,
+            ac_every=cfg.memory.ac_every,
+            block_classes=workload.block_classes,
+            block_class_names=cfg.memory.block_classes,
             keep_high_precision=cfg.precision.keep_high_precision,
         )
         model = prepared.model
         model.train()
         optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
-        xs, ys = (mode.from_tensor(x.to(device)), mode.from_tensor(y.to(device))) if fake else (x.to(device), y.to(device))
+        xs, ys = (
+            (mode.from_tensor(x.to(device)), mode.from_tensor(y.to(device))) if fake else (x.to(device), y.to(device))
+        )
 
         def step():
             for _ in range(n_micro):
@@ -134,11 +141,22 @@ def apply_data_parallel(traced: dict, strategy: str, world_size: int, reshard_af
     b["other"] = b.get("other", 0) + extra
     total = sum(b.values())
     state = {k: (-(-v // world_size) if strategy == "fsdp2" else v) for k, v in traced["state_bytes"].items()}
-    return {"peak_memory_bytes": total, "peak_activation_bytes": b["activations"], "memory_breakdown": b,
-            "parameter_state_bytes": sum(state.values())}
+    return {
+        "peak_memory_bytes": total,
+        "peak_activation_bytes": b["activations"],
+        "memory_breakdown": b,
+        "parameter_state_bytes": sum(state.values()),
+    }
 
 
-def estimate_memory(cfg: Config, workload: Workload, *, ac_mode: str | None = None, micro_batch_size: int | None = None, world_size: int = 1) -> dict:
+def estimate_memory(
+    cfg: Config,
+    workload: Workload,
+    *,
+    ac_mode: str | None = None,
+    micro_batch_size: int | None = None,
+    world_size: int = 1,
+) -> dict:
     """Predicted peak memory per rank (bytes) and its breakdown, for `cfg` with optional overrides."""
     mode = ac_mode or cfg.memory.ac
     mb = micro_batch_size or cfg.train.micro_batch_size
@@ -146,11 +164,16 @@ def estimate_memory(cfg: Config, workload: Workload, *, ac_mode: str | None = No
     out = apply_data_parallel(traced, cfg.parallel.strategy, world_size, cfg.parallel.reshard_after_forward)
     shape = tuple(workload.train.inputs.shape[1:])
     out["inputs"] = {
-        "precision": cfg.precision.policy, "ac": mode, "micro_batch_size": mb,
-        "sequence_length": shape[0] if workload.task == "lm" else None, "example_shape": list(shape),
-        "world_size": world_size, "strategy": cfg.parallel.strategy,
+        "precision": cfg.precision.policy,
+        "ac": mode,
+        "micro_batch_size": mb,
+        "sequence_length": shape[0] if workload.task == "lm" else None,
+        "example_shape": list(shape),
+        "world_size": world_size,
+        "strategy": cfg.parallel.strategy,
         "fsdp_shard_factor": world_size if cfg.parallel.strategy == "fsdp2" else 1,
     }
     out["method"] = "fake-tensor trace of one training step under MemTracker" + (
-        f"; {cfg.parallel.strategy} per-rank arithmetic" if cfg.parallel.strategy != "single" else "")
+        f"; {cfg.parallel.strategy} per-rank arithmetic" if cfg.parallel.strategy != "single" else ""
+    )
     return out

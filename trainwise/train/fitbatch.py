@@ -54,10 +54,14 @@ def _largest_divisor(n: int, at_most: int) -> int:
 
 def measure_peak(cfg: Config, workload, mode: str, mb: int, world_size: int = 1) -> int:
     traced = trace_step(cfg, workload, ac_mode=mode, micro_batch_size=mb, fake=False)
-    return apply_data_parallel(traced, cfg.parallel.strategy, world_size, cfg.parallel.reshard_after_forward)["peak_memory_bytes"]
+    return apply_data_parallel(traced, cfg.parallel.strategy, world_size, cfg.parallel.reshard_after_forward)[
+        "peak_memory_bytes"
+    ]
 
 
-def fit_batch(cfg: Config, workload, budget_gib: float, max_micro_batch: int = 0, world_size: int = 1, confirm: bool = True) -> dict:
+def fit_batch(
+    cfg: Config, workload, budget_gib: float, max_micro_batch: int = 0, world_size: int = 1, confirm: bool = True
+) -> dict:
     """Largest micro-batch and cheapest AC mode under `budget_gib`, estimated then measured."""
     budget = int(budget_gib * GIB)
     check_budget_reachable(cfg, workload, budget, world_size, field="--budget-gib")
@@ -70,14 +74,24 @@ def fit_batch(cfg: Config, workload, budget_gib: float, max_micro_batch: int = 0
             break  # costlier modes cannot fit more than the cap
     per_rank = max(1, cfg.train.global_batch_size // world_size)
     for v in per_mode.values():  # the trainer needs micro-batch x world x accumulation = global batch
-        v["largest_micro_batch"], v["micro_batch_size"] = v["micro_batch_size"], _largest_divisor(per_rank, v["micro_batch_size"])
+        v["largest_micro_batch"], v["micro_batch_size"] = (
+            v["micro_batch_size"],
+            _largest_divisor(per_rank, v["micro_batch_size"]),
+        )
     best_mb = max(v["micro_batch_size"] for v in per_mode.values())
     mode = next(m for m in per_mode if per_mode[m]["micro_batch_size"] == best_mb)
     if best_mb:
         per_mode[mode]["estimated_peak_bytes"] = _peak(cfg, workload, mode, best_mb, world_size)
-    out = {"budget_gib": budget_gib, "micro_batch_size": best_mb, "ac": mode,
-           "estimated_peak_bytes": per_mode[mode]["estimated_peak_bytes"], "max_micro_batch": max_mb, "per_mode": per_mode,
-           "measured_peak_bytes": None, "note": ""}
+    out = {
+        "budget_gib": budget_gib,
+        "micro_batch_size": best_mb,
+        "ac": mode,
+        "estimated_peak_bytes": per_mode[mode]["estimated_peak_bytes"],
+        "max_micro_batch": max_mb,
+        "per_mode": per_mode,
+        "measured_peak_bytes": None,
+        "note": "",
+    }
     if confirm:
         measured = measure_peak(cfg, workload, mode, best_mb, world_size)
         while measured > budget and best_mb > 1:

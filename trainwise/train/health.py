@@ -63,12 +63,18 @@ class HealthMonitor:
         finite = bool(torch.isfinite(grad_norm)) and bool(torch.isfinite(loss))
         if not finite:
             where = first_nonfinite_grad(self.model) or "loss"
-            fwd = first_nonfinite_activation(self.model, replay) if replay is not None and (scaler is None or not bool(torch.isfinite(loss))) else None
+            fwd = (
+                first_nonfinite_activation(self.model, replay)
+                if replay is not None and (scaler is None or not bool(torch.isfinite(loss)))
+                else None
+            )
             if self.first_nonfinite is None:
                 self.first_nonfinite = {"step": step + 1, "layer": where, "activation_layer": fwd}
             if self.on_nonfinite == "stop" and not (scaler is not None and bool(torch.isfinite(loss))):
                 act = f", first non-finite forward output: {fwd}" if fwd else ""
-                raise NonFiniteError(f"non-finite loss or gradient at step {step + 1} (first non-finite gradient: {where}{act}); train.on_nonfinite = 'stop'")
+                raise NonFiniteError(
+                    f"non-finite loss or gradient at step {step + 1} (first non-finite gradient: {where}{act}); train.on_nonfinite = 'stop'"
+                )
         else:
             self._check_spike(step + 1, float(grad_norm))
         if scaler is not None:
@@ -78,7 +84,9 @@ class HealthMonitor:
             self.loss_scale = scaler.get_scale()
             if self.loss_scale != before and len(self.loss_scale_trajectory) < MAX_RECORDED:
                 self.loss_scale_trajectory.append({"step": step + 1, "loss_scale": self.loss_scale})
-            self.min_loss_scale = self.loss_scale if self.min_loss_scale is None else min(self.min_loss_scale, self.loss_scale)
+            self.min_loss_scale = (
+                self.loss_scale if self.min_loss_scale is None else min(self.min_loss_scale, self.loss_scale)
+            )
             stepped = finite and self.loss_scale >= before
         else:
             if finite:
@@ -97,7 +105,9 @@ class HealthMonitor:
             if med > 0 and grad_norm > self.spike_factor * med:
                 if len(self.grad_norm_spikes) < MAX_RECORDED:
                     self.grad_norm_spikes.append({"step": steps_done, "grad_norm": grad_norm, "median": med})
-                self._alarm(f"gradient-norm spike: {grad_norm:.3g} at step {steps_done} is {grad_norm / med:.0f}x the median of the previous {len(self.recent_grad_norms)} steps (precision.grad_spike_factor = {self.spike_factor:g}); see summary.json grad_norm_spikes")
+                self._alarm(
+                    f"gradient-norm spike: {grad_norm:.3g} at step {steps_done} is {grad_norm / med:.0f}x the median of the previous {len(self.recent_grad_norms)} steps (precision.grad_spike_factor = {self.spike_factor:g}); see summary.json grad_norm_spikes"
+                )
         self.recent_grad_norms.append(grad_norm)
 
     def _alarm(self, text: str) -> None:
@@ -108,12 +118,16 @@ class HealthMonitor:
 
     def _check_alarms(self, steps_done: int) -> None:
         if self.loss_scale is not None and self.loss_scale < self.floor:
-            self._alarm(f"loss-scale collapse: the fp16 loss scale fell to {self.loss_scale:g}, below precision.loss_scale_floor = {self.floor:g}; gradients overflow fp16 even unscaled: use bf16-mixed or fp32")
+            self._alarm(
+                f"loss-scale collapse: the fp16 loss scale fell to {self.loss_scale:g}, below precision.loss_scale_floor = {self.floor:g}; gradients overflow fp16 even unscaled: use bf16-mixed or fp32"
+            )
         share = self.skipped_steps / max(1, steps_done)
         # GradScaler skips a few steps while it calibrates its initial scale (65536 overflows
         # on the first steps of most models): judge the share only after 20 steps and 3 skips
         if steps_done >= 20 and self.skipped_steps >= 3 and share > self.max_skipped_share:
-            self._alarm(f"skipped steps: {self.skipped_steps} of {steps_done} steps ({share:.0%}) were skipped as non-finite, above precision.max_skipped_share = {self.max_skipped_share:.0%}")
+            self._alarm(
+                f"skipped steps: {self.skipped_steps} of {steps_done} steps ({share:.0%}) were skipped as non-finite, above precision.max_skipped_share = {self.max_skipped_share:.0%}"
+            )
 
     def log_fields(self) -> dict:
         out = {"skipped_steps": self.skipped_steps}
@@ -122,12 +136,25 @@ class HealthMonitor:
         return out
 
     def state(self) -> dict:
-        return {"skipped_steps": self.skipped_steps, "min_loss_scale": self.min_loss_scale, "loss_scale": self.loss_scale,
-                "first_nonfinite": self.first_nonfinite, "alarms": self.alarms, "recent_grad_norms": list(self.recent_grad_norms),
-                "grad_norm_spikes": self.grad_norm_spikes, "loss_scale_trajectory": self.loss_scale_trajectory}
+        return {
+            "skipped_steps": self.skipped_steps,
+            "min_loss_scale": self.min_loss_scale,
+            "loss_scale": self.loss_scale,
+            "first_nonfinite": self.first_nonfinite,
+            "alarms": self.alarms,
+            "recent_grad_norms": list(self.recent_grad_norms),
+            "grad_norm_spikes": self.grad_norm_spikes,
+            "loss_scale_trajectory": self.loss_scale_trajectory,
+        }
 
     def summary(self, steps_done: int) -> dict:
-        return {"skipped_steps": self.skipped_steps, "skipped_share": self.skipped_steps / max(1, steps_done),
-                "loss_scale": self.loss_scale, "min_loss_scale": self.min_loss_scale,
-                "first_nonfinite": self.first_nonfinite, "alarms": self.alarms,
-                "grad_norm_spikes": self.grad_norm_spikes, "loss_scale_trajectory": self.loss_scale_trajectory}
+        return {
+            "skipped_steps": self.skipped_steps,
+            "skipped_share": self.skipped_steps / max(1, steps_done),
+            "loss_scale": self.loss_scale,
+            "min_loss_scale": self.min_loss_scale,
+            "first_nonfinite": self.first_nonfinite,
+            "alarms": self.alarms,
+            "grad_norm_spikes": self.grad_norm_spikes,
+            "loss_scale_trajectory": self.loss_scale_trajectory,
+        }

@@ -29,6 +29,7 @@ def first_nonfinite_activation(model: nn.Module, replay) -> str | None:
             outs = output if isinstance(output, (tuple, list)) else (output,)
             if any(torch.is_tensor(o) and o.is_floating_point() and not torch.isfinite(o).all() for o in outs):
                 found.append(name)
+
         return fn
 
     handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules() if name]
@@ -51,7 +52,9 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def divergence_alarm(control_losses, candidate_losses, rel_tolerance: float = 0.05, smooth_steps: int = 10, steps=None) -> str | None:
+def divergence_alarm(
+    control_losses, candidate_losses, rel_tolerance: float = 0.05, smooth_steps: int = 10, steps=None
+) -> str | None:
     """An alarm text when the candidate's (smoothed) loss leaves the band control x (1 +- rel_tolerance)
     of its fp32 control, else None. Both curves are per logged step on the same seed and data order;
     `steps` names the step of each point (default 1, 2, ...). A non-finite candidate loss diverges.

@@ -25,7 +25,17 @@ from trainwise.train.data import StepSampler, eval_indices
 from trainwise.numerics.hybrid import resolve_auto_split
 from trainwise.train.health import HealthMonitor, NonFiniteError, replay_forward
 from trainwise.train.memory import measure_step_memory
-from trainwise.train.parallel import broadcast_from_main, elastic_restart, grad_sync, kill_for_test, local_device, mean_over_ranks, setup_distributed, shard_fn, teardown_distributed
+from trainwise.train.parallel import (
+    broadcast_from_main,
+    elastic_restart,
+    grad_sync,
+    kill_for_test,
+    local_device,
+    mean_over_ranks,
+    setup_distributed,
+    shard_fn,
+    teardown_distributed,
+)
 from trainwise.train.precision import autocast_context, get_policy, make_grad_scaler
 from trainwise.train.preflight import check_model_output
 from trainwise.train.progress import Progress
@@ -50,7 +60,9 @@ def lr_at(step: int, peak_lr: float, warmup_steps: int, total_steps: int, min_lr
     return peak_lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+def make_optimizer(
+    model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]
+) -> torch.optim.AdamW:
     # decay matrices (weights of Linear/Conv/Embedding); not biases and norm gains (nanoGPT's rule)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
@@ -119,7 +131,14 @@ def train_step(parts: StepParts, step: int) -> tuple[torch.Tensor, torch.Tensor,
         p.scaler.unscale_(p.optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip if p.grad_clip > 0 else float("inf"))
     grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP2: a DTensor
-    stepped = p.health.step(step, loss_sum, grad_norm, p.optimizer, p.scaler, replay=lambda: replay_forward(model, x, lambda: autocast_context(policy, device)))
+    stepped = p.health.step(
+        step,
+        loss_sum,
+        grad_norm,
+        p.optimizer,
+        p.scaler,
+        replay=lambda: replay_forward(model, x, lambda: autocast_context(policy, device)),
+    )
     p.optimizer.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the clock reads after the device finished the step
@@ -129,10 +148,19 @@ def train_step(parts: StepParts, step: int) -> tuple[torch.Tensor, torch.Tensor,
 STEP_MS_KEPT = 10_000  # step times carried across a resume: the median of the newest this many
 
 
-def _resumable(history: dict, val: dict, memory: dict, health, recent_losses: list[float], step_ms: list[float]) -> dict:
+def _resumable(
+    history: dict, val: dict, memory: dict, health, recent_losses: list[float], step_ms: list[float]
+) -> dict:
     """What a checkpoint keeps besides the tensors: early stopping, the last evaluation, the memory
     measurement, health counters, and what the summary needs (losses of the last steps, step times)."""
-    return {**history, "val": val, "memory": memory, "health": health.state(), "recent_losses": recent_losses, "step_ms": step_ms[-STEP_MS_KEPT:]}
+    return {
+        **history,
+        "val": val,
+        "memory": memory,
+        "health": health.state(),
+        "recent_losses": recent_losses,
+        "step_ms": step_ms[-STEP_MS_KEPT:],
+    }
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) -> RunResult:
@@ -146,37 +174,60 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     device = local_device(dist, device)
     micro_per_step = tc.global_batch_size // (tc.micro_batch_size * dist.world_size)
     if micro_per_step * tc.micro_batch_size * dist.world_size != tc.global_batch_size:
-        raise TrainwiseError(f"train.global_batch_size = {tc.global_batch_size} cannot be made from train.micro_batch_size = {tc.micro_batch_size} x world size {dist.world_size} x accumulation steps; make it a multiple of {tc.micro_batch_size * dist.world_size}")
+        raise TrainwiseError(
+            f"train.global_batch_size = {tc.global_batch_size} cannot be made from train.micro_batch_size = {tc.micro_batch_size} x world size {dist.world_size} x accumulation steps; make it a multiple of {tc.micro_batch_size * dist.world_size}"
+        )
 
     # Seed before the workload builds the model, so initial weights depend only on train.seed.
     torch.manual_seed(tc.seed)
     workload = build_workload(cfg)
     check_model_output(workload, tc.micro_batch_size)  # output shape vs task and classes; same verdict on every rank
     ac_mode, ac_note = resolve_ac_mode(cfg, workload, dist.world_size)  # 'auto' -> a concrete mode
-    keep_high_precision, fp8_auto = resolve_auto_split(cfg, workload, policy)  # ['auto'] -> layer names (numerics probe)
+    keep_high_precision, fp8_auto = resolve_auto_split(
+        cfg, workload, policy
+    )  # ['auto'] -> layer names (numerics probe)
     prepared = prepare(
-        workload.model, policy=policy, device=device, ac_mode=ac_mode, ac_every=cfg.memory.ac_every,
-        compile=tc.compile, block_classes=workload.block_classes, block_class_names=cfg.memory.block_classes,
-        keep_high_precision=keep_high_precision, shard=shard_fn(cfg.parallel.strategy, dist, device, policy, cfg.parallel, workload.block_classes, cfg.memory.block_classes),
+        workload.model,
+        policy=policy,
+        device=device,
+        ac_mode=ac_mode,
+        ac_every=cfg.memory.ac_every,
+        compile=tc.compile,
+        block_classes=workload.block_classes,
+        block_class_names=cfg.memory.block_classes,
+        keep_high_precision=keep_high_precision,
+        shard=shard_fn(
+            cfg.parallel.strategy, dist, device, policy, cfg.parallel, workload.block_classes, cfg.memory.block_classes
+        ),
     )
     model = prepared.model
     prepared.fp8_auto = fp8_auto
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
     scaler = make_grad_scaler(policy, device, cfg.precision.init_scale)
-    sampler = StepSampler(len(workload.train), tc.global_batch_size, tc.micro_batch_size, dist.world_size, dist.rank, tc.seed)
+    sampler = StepSampler(
+        len(workload.train), tc.global_batch_size, tc.micro_batch_size, dist.world_size, dist.rank, tc.seed
+    )
     val_batches = eval_indices(len(workload.val), tc.eval_batches, tc.micro_batch_size)
     units_per_step = workload.units_per_example * tc.global_batch_size  # tokens (lm) or samples per optimizer step
 
     # Everything is validated: only now does the run directory appear. All ranks agree on its path,
     # and a group restarted by torchrun after a failure resumes from the last checkpoint by itself.
-    run_dir, resume = broadcast_from_main(dist, (run_dir or default_run_dir(cfg), resume or (elastic_restart() and (Path(run_dir or "") / "config.toml").is_file())))
+    run_dir, resume = broadcast_from_main(
+        dist,
+        (
+            run_dir or default_run_dir(cfg),
+            resume or (elastic_restart() and (Path(run_dir or "") / "config.toml").is_file()),
+        ),
+    )
     run = open_run_dir(cfg, run_dir, resume, workload, policy, prepared, dist, device)
     start_step, history = 0, {"best_val": float("inf"), "bad_evals": 0}
     if run.resume_from is not None:  # open_run_dir verified its manifest and chose it
         state = load_checkpoint(run.resume_from, model, optimizer, scaler, verify=False)
         start_step, history = state["step"], state["history"]
     health = HealthMonitor(policy, cfg.precision, tc.on_nonfinite, model, state=history.get("health"))
-    parts = StepParts(model, optimizer, scaler, health, workload, sampler, policy, device, dist, micro_per_step, tc.grad_clip)
+    parts = StepParts(
+        model, optimizer, scaler, health, workload, sampler, policy, device, dist, micro_per_step, tc.grad_clip
+    )
 
     # carried in checkpoints, so a resumed run's summary equals an uninterrupted run's
     step_ms: list[float] = history.get("step_ms", [])
@@ -185,7 +236,12 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     memory: dict = history.get("memory", {})
     compile_warmup_s = 0.0
     measure_at = start_step + 1
-    progress = Progress(tc.steps, start_step, enabled=cfg.log.progress and dist.is_main, unit="tok" if workload.task == "lm" else "samples")
+    progress = Progress(
+        tc.steps,
+        start_step,
+        enabled=cfg.log.progress and dist.is_main,
+        unit="tok" if workload.task == "lm" else "samples",
+    )
     status, step, checkpointed_step = "completed", start_step, start_step if run.resume_from else None
     model.train()
     try:
@@ -218,8 +274,16 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
             done = step + 1
             row = None
             if done % tc.log_every == 0 or done == tc.steps:
-                row = {"step": done, "loss": loss_value, "lr": lr, "step_ms": dt_ms, "tokens_per_s": units_per_step / (dt_ms / 1e3),
-                       "grad_norm": float(grad_norm), "stepped": stepped, **health.log_fields()}
+                row = {
+                    "step": done,
+                    "loss": loss_value,
+                    "lr": lr,
+                    "step_ms": dt_ms,
+                    "tokens_per_s": units_per_step / (dt_ms / 1e3),
+                    "grad_norm": float(grad_norm),
+                    "stepped": stepped,
+                    **health.log_fields(),
+                }
             if (tc.eval_every and done % tc.eval_every == 0) or done == tc.steps:
                 val = evaluate_loss(model, workload.val, val_batches, workload.loss_fn, policy, device, workload.task)
                 row = {**(row or {"step": done, "loss": loss_value, "lr": lr}), **val}
@@ -237,7 +301,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                 step = done
                 break
             if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps:
-                run.checkpoint(done, model, optimizer, scaler, _resumable(history, val, memory, health, recent_losses, step_ms))
+                run.checkpoint(
+                    done, model, optimizer, scaler, _resumable(history, val, memory, health, recent_losses, step_ms)
+                )
                 checkpointed_step = done
                 kill_for_test(dist, done)
             step = done
@@ -258,7 +324,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
             run.write_summary({"status": "interrupted", "steps": step})
     final_step = step
     if checkpointed_step != final_step:  # rewriting the same step would only risk the one on disk
-        run.checkpoint(final_step, model, optimizer, scaler, _resumable(history, val, memory, health, recent_losses, step_ms))
+        run.checkpoint(
+            final_step, model, optimizer, scaler, _resumable(history, val, memory, health, recent_losses, step_ms)
+        )
         kill_for_test(dist, final_step)  # the tests' kill between the last checkpoint and summary.json
     if status != "halted":
         run.save_model(model, workload)

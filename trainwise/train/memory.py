@@ -28,8 +28,13 @@ def tracker_peak(tracker, device: torch.device) -> dict:
         "peak_activation_bytes": by.get("ACT", 0),
         "peak_memory_bytes": by.get("Total", 0),
         "memory_breakdown": {
-            "parameters": by.get("PARAM", 0), "gradients": by.get("GRAD", 0), "optimizer_state": by.get("OPT", 0),
-            "activations": by.get("ACT", 0), "temporaries": by.get("TEMP", 0), "buffers": by.get("BUFFER", 0), "other": by.get("OTH", 0),
+            "parameters": by.get("PARAM", 0),
+            "gradients": by.get("GRAD", 0),
+            "optimizer_state": by.get("OPT", 0),
+            "activations": by.get("ACT", 0),
+            "temporaries": by.get("TEMP", 0),
+            "buffers": by.get("BUFFER", 0),
+            "other": by.get("OTH", 0),
         },
     }
 

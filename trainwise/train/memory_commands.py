@@ -13,22 +13,36 @@ MIB = 2**20
 
 def _add_common(p) -> None:
     p.add_argument("config", help="TOML recipe, e.g. configs/lm-tiny.toml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override one config field (repeatable), e.g. --set memory.ac=full")
-    p.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", "1")),
-                   help="processes the run will use (default: $WORLD_SIZE or 1); with parallel.strategy")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one config field (repeatable), e.g. --set memory.ac=full",
+    )
+    p.add_argument(
+        "--world-size",
+        type=int,
+        default=int(os.environ.get("WORLD_SIZE", "1")),
+        help="processes the run will use (default: $WORLD_SIZE or 1); with parallel.strategy",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("estimate", help="predict peak training memory per process (activations included) without training")
+    p = sub.add_parser(
+        "estimate", help="predict peak training memory per process (activations included) without training"
+    )
     _add_common(p)
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("fit-batch", help="the largest micro-batch and the AC mode that fit a memory budget")
     _add_common(p)
     p.add_argument("--budget-gib", type=float, required=True, help="memory budget per process in GiB")
-    p.add_argument("--max-micro-batch", type=int, default=0, help="search no higher (default: global batch / world size)")
+    p.add_argument(
+        "--max-micro-batch", type=int, default=0, help="search no higher (default: global batch / world size)"
+    )
     p.add_argument("--no-confirm", action="store_true", help="skip the confirming measurement of one real step")
     p.set_defaults(func=cmd_fit_batch)
 
@@ -55,11 +69,15 @@ def cmd_estimate(args) -> int:
         print(json.dumps(est, indent=2))
         return 0
     i = est["inputs"]
-    print(f"estimate for {args.config}: {i['precision']}, ac={i['ac']}, micro-batch {i['micro_batch_size']}, "
-          f"example shape {i['example_shape']}, {i['strategy']} x{i['world_size']}")
+    print(
+        f"estimate for {args.config}: {i['precision']}, ac={i['ac']}, micro-batch {i['micro_batch_size']}, "
+        f"example shape {i['example_shape']}, {i['strategy']} x{i['world_size']}"
+    )
     if note:
         print(note)
-    print(f"peak memory per process: {est['peak_memory_bytes'] / MIB:.1f} MiB ({est['peak_memory_bytes'] / 2**30:.4f} GiB)")
+    print(
+        f"peak memory per process: {est['peak_memory_bytes'] / MIB:.1f} MiB ({est['peak_memory_bytes'] / 2**30:.4f} GiB)"
+    )
     for part, v in est["memory_breakdown"].items():
         print(f"  {part:<16} {v / MIB:10.1f} MiB")
     print(f"parameters + gradients + optimizer state: {est['parameter_state_bytes'] / MIB:.1f} MiB")
@@ -76,12 +94,18 @@ def cmd_fit_batch(args) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    measured = "not measured" if res["measured_peak_bytes"] is None else f"measured {res['measured_peak_bytes'] / MIB:.1f} MiB"
-    print(f"budget {args.budget_gib:g} GiB: micro-batch {res['micro_batch_size']} with ac={res['ac']} "
-          f"(estimated {res['estimated_peak_bytes'] / MIB:.1f} MiB, {measured}; searched up to {res['max_micro_batch']})")
+    measured = (
+        "not measured" if res["measured_peak_bytes"] is None else f"measured {res['measured_peak_bytes'] / MIB:.1f} MiB"
+    )
+    print(
+        f"budget {args.budget_gib:g} GiB: micro-batch {res['micro_batch_size']} with ac={res['ac']} "
+        f"(estimated {res['estimated_peak_bytes'] / MIB:.1f} MiB, {measured}; searched up to {res['max_micro_batch']})"
+    )
     for mode, v in res["per_mode"].items():
-        print(f"  {mode:<10} largest micro-batch {v['largest_micro_batch']:5d} (estimated {v['estimated_peak_bytes'] / MIB:.1f} MiB), "
-              f"usable (divides the global batch) {v['micro_batch_size']}")
+        print(
+            f"  {mode:<10} largest micro-batch {v['largest_micro_batch']:5d} (estimated {v['estimated_peak_bytes'] / MIB:.1f} MiB), "
+            f"usable (divides the global batch) {v['micro_batch_size']}"
+        )
     if res["note"]:
         print(res["note"])
     print(f"use: --set train.micro_batch_size={res['micro_batch_size']} --set memory.ac={res['ac']}")

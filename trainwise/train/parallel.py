@@ -54,7 +54,9 @@ def pick_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         return "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and (device.type != "cuda" or not torch.cuda.is_available()):
-        raise DeviceError(f"parallel.backend = 'nccl' needs CUDA GPUs, but this process runs on {device.type}; use parallel.backend = 'gloo' (or 'auto')")
+        raise DeviceError(
+            f"parallel.backend = 'nccl' needs CUDA GPUs, but this process runs on {device.type}; use parallel.backend = 'gloo' (or 'auto')"
+        )
     return backend
 
 
@@ -67,7 +69,9 @@ def setup_distributed(strategy: str, backend: str, device: torch.device) -> Dist
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if strategy == "single":
         if world_size > 1:
-            raise ConfigError(f"parallel.strategy = 'single' but the launcher started {world_size} processes; set parallel.strategy = 'ddp' or 'fsdp2'")
+            raise ConfigError(
+                f"parallel.strategy = 'single' but the launcher started {world_size} processes; set parallel.strategy = 'ddp' or 'fsdp2'"
+            )
         return DistContext()
     backend = pick_backend(backend, device)
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -111,7 +115,9 @@ def apply_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def apply_fsdp2(model: nn.Module, mesh, param_dtype, reduce_dtype, reshard_after_forward: bool, blocks: list[nn.Module]) -> nn.Module:
+def apply_fsdp2(
+    model: nn.Module, mesh, param_dtype, reduce_dtype, reshard_after_forward: bool, blocks: list[nn.Module]
+) -> nn.Module:
     """Shard each block with `fully_shard`, then the root (torchtitan's order), in place.
 
     Parameters, gradients and optimizer state live as 1/N shards (DTensors) per rank; each block's
@@ -141,12 +147,24 @@ def _name(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def shard_fn(strategy: str, ctx: DistContext, device: torch.device, policy, cfg_parallel, block_classes: tuple[type, ...] = (), block_class_names=()):
+def shard_fn(
+    strategy: str,
+    ctx: DistContext,
+    device: torch.device,
+    policy,
+    cfg_parallel,
+    block_classes: tuple[type, ...] = (),
+    block_class_names=(),
+):
     """The callable prepare() applies last, or None for one process."""
     if strategy == "single":
         return None
     if strategy == "ddp":
-        ctx.dtypes = {"params_dtype": _name(policy.param_dtype), "gradient_reduce_dtype": _name(policy.param_dtype), "sharded": "nothing (full replicas)"}
+        ctx.dtypes = {
+            "params_dtype": _name(policy.param_dtype),
+            "gradient_reduce_dtype": _name(policy.param_dtype),
+            "sharded": "nothing (full replicas)",
+        }
         return lambda model: apply_ddp(model, device)
     from torch.distributed.device_mesh import init_device_mesh
 
@@ -163,7 +181,9 @@ def shard_fn(strategy: str, ctx: DistContext, device: torch.device, policy, cfg_
 
     def shard(model: nn.Module) -> nn.Module:
         mesh = init_device_mesh(device.type, (ctx.world_size,))
-        blocks = [b for _, b in find_blocks(model, tuple(block_classes) + (CheckpointedBlock,), list(block_class_names))]
+        blocks = [
+            b for _, b in find_blocks(model, tuple(block_classes) + (CheckpointedBlock,), list(block_class_names))
+        ]
         return apply_fsdp2(model, mesh, param_dtype, reduce_dtype, cfg_parallel.reshard_after_forward, blocks)
 
     return shard

@@ -38,7 +38,11 @@ class Policy:
             "name": self.name,
             "master_weights": str(self.param_dtype).removeprefix("torch."),
             "compute": (f"fp8 matmuls ({self.fp8_recipe} scaling) + " if self.fp8_recipe else "")
-            + (f"autocast {str(self.autocast_dtype).removeprefix('torch.')}" if self.autocast_dtype else str(self.param_dtype).removeprefix("torch.")),
+            + (
+                f"autocast {str(self.autocast_dtype).removeprefix('torch.')}"
+                if self.autocast_dtype
+                else str(self.param_dtype).removeprefix("torch.")
+            ),
             "loss_scaling": "dynamic" if self.loss_scaling else "none",
             "fp32_matmul": self.fp32_matmul,
         }
@@ -62,9 +66,13 @@ def get_policy(name: str, device: torch.device, allow_tf32: bool = False) -> Pol
         major, minor = torch.cuda.get_device_capability(device)
         needs_bf16 = policy.autocast_dtype == torch.bfloat16 or policy.param_dtype == torch.bfloat16
         if needs_bf16 and not torch.cuda.is_bf16_supported():
-            raise DeviceError(f"precision.policy = {name!r} needs bf16, which {torch.cuda.get_device_name(device)} (sm_{major}{minor}) lacks; use fp16-mixed or fp32")
+            raise DeviceError(
+                f"precision.policy = {name!r} needs bf16, which {torch.cuda.get_device_name(device)} (sm_{major}{minor}) lacks; use fp16-mixed or fp32"
+            )
         if policy.fp8_recipe and (major, minor) < (8, 9):
-            raise DeviceError(f"precision.policy = {name!r} needs FP8 matmuls (sm_89 or newer, e.g. L4, H100); {torch.cuda.get_device_name(device)} is sm_{major}{minor}")
+            raise DeviceError(
+                f"precision.policy = {name!r} needs FP8 matmuls (sm_89 or newer, e.g. L4, H100); {torch.cuda.get_device_name(device)} is sm_{major}{minor}"
+            )
     if policy.fp8_recipe:
         try:
             import torchao.float8  # noqa: F401

@@ -44,7 +44,9 @@ def expected_shape(workload: Workload, batch_size: int) -> tuple[tuple, int, str
     if workload.task == "lm":
         seq = int(workload.train.targets.shape[1])
         declared = getattr(workload, "input", None) or {}  # a tokens input spec declares its vocabulary too
-        vocab = workload.info.get("vocab_size") or (declared.get("vocab_size") if declared.get("kind") == "tokens" else None)
+        vocab = workload.info.get("vocab_size") or (
+            declared.get("vocab_size") if declared.get("kind") == "tokens" else None
+        )
         if vocab is None:
             top = _largest_target(workload)
             return (batch_size, seq, None), top + 1, f"(B, T, V) with V > the largest target id {top}"
@@ -54,7 +56,11 @@ def expected_shape(workload: Workload, batch_size: int) -> tuple[tuple, int, str
 
 
 def _shape_ok(shape: tuple, expected: tuple, least_last: int) -> bool:
-    return len(shape) == len(expected) and all(e is None or s == e for s, e in zip(shape, expected)) and shape[-1] >= least_last
+    return (
+        len(shape) == len(expected)
+        and all(e is None or s == e for s, e in zip(shape, expected))
+        and shape[-1] >= least_last
+    )
 
 
 def check_targets(workload: Workload) -> None:
@@ -65,8 +71,10 @@ def check_targets(workload: Workload) -> None:
     for name in ("train", "val", "test"):
         t = getattr(workload, name).targets
         if len(t) and (int(t.min()) < 0 or int(t.max()) >= n):
-            raise ConfigError(f"workload {workload.name!r}: {name} targets range over [{int(t.min())}, {int(t.max())}] but the task has "
-                              f"{n} classes ({why}); expected class ids 0..{n - 1}")
+            raise ConfigError(
+                f"workload {workload.name!r}: {name} targets range over [{int(t.min())}, {int(t.max())}] but the task has "
+                f"{n} classes ({why}); expected class ids 0..{n - 1}"
+            )
 
 
 def _fake_model(model: nn.Module, mode) -> nn.Module:
@@ -139,13 +147,17 @@ def check_model_output(workload: Workload, micro_batch_size: int) -> None:
         except Exception as e:
             raise ConfigError(f"{where}, the model's forward failed: {_first_line(e)}") from None
     if not torch.is_tensor(out):
-        raise ConfigError(f"{where}, the model returned {type(out).__name__}; expected one logits tensor of shape {rule}")
+        raise ConfigError(
+            f"{where}, the model returned {type(out).__name__}; expected one logits tensor of shape {rule}"
+        )
     shape = tuple(out.shape)
     if not _shape_ok(shape, expected, least_last):
         want = "(" + ", ".join("V" if e is None else str(e) for e in expected) + ")"
         raise ConfigError(f"{where}, the model's output has shape {shape}; expected {want}: {rule}")
     if isinstance(loss, Exception):
-        raise ConfigError(f"{where}, the loss failed on outputs {shape} and targets {tuple(y.shape)}: {_first_line(loss)}")
+        raise ConfigError(
+            f"{where}, the loss failed on outputs {shape} and targets {tuple(y.shape)}: {_first_line(loss)}"
+        )
     if not torch.is_tensor(loss) or loss.numel() != 1:
         got = tuple(loss.shape) if torch.is_tensor(loss) else type(loss).__name__
         raise ConfigError(f"{where}, the loss is {got}; expected a scalar tensor")

@@ -28,7 +28,11 @@ class Progress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        due = step == self.total or (self.tty and now - self.last_print > 0.2) or (not self.tty and (step % self.every == 0 or now - self.last_print > 30))
+        due = (
+            step == self.total
+            or (self.tty and now - self.last_print > 0.2)
+            or (not self.tty and (step % self.every == 0 or now - self.last_print > 30))
+        )
         if not due:
             return
         self.last_print = now

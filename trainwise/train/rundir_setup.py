@@ -16,7 +16,18 @@ from trainwise.config import Config, config_hash, config_to_toml
 from trainwise.env import device_facts, git_sha, library_versions
 from trainwise.monitor.reference import write_reference
 from trainwise.errors import ConfigError, DataError, TrainwiseError
-from trainwise.rundir import NonFiniteWeightsError, WriteError, check_fits_spec, clean_state_dict, load_weights_into, plain_shapes, save_model, write_atomic, write_failure_reason, write_json
+from trainwise.rundir import (
+    NonFiniteWeightsError,
+    WriteError,
+    check_fits_spec,
+    clean_state_dict,
+    load_weights_into,
+    plain_shapes,
+    save_model,
+    write_atomic,
+    write_failure_reason,
+    write_json,
+)
 from trainwise.train.checkpoint import checkpoint_dirs, find_resumable, remove_stale_temporaries, save_checkpoint
 from trainwise.train.parallel import broadcast_from_main
 from trainwise.train.precision import fp8_gemm_kind
@@ -76,8 +87,17 @@ class RunFiles:
             model_dir = self.path / "model"
             existed = model_dir.exists()
             try:
-                save_model(model, model_dir, {"workload": workload.name, "task": workload.task, "spec": workload.spec,
-                                              "input": workload.input, "info": workload.info})
+                save_model(
+                    model,
+                    model_dir,
+                    {
+                        "workload": workload.name,
+                        "task": workload.task,
+                        "spec": workload.spec,
+                        "input": workload.input,
+                        "info": workload.info,
+                    },
+                )
                 write_reference(self.path, workload)  # the monitor's default reference (trainwise.monitor.reference)
             except NonFiniteWeightsError as e:
                 self.fail(str(e))  # summary.json says failed, never completed; nothing of model/ was written
@@ -107,8 +127,11 @@ class RunFiles:
         reason = write_failure_reason(e) or str(e)
         steps = [int(p.name.removeprefix("step_")) for p in checkpoint_dirs(self.checkpoints)]
         good = f"the last good checkpoint is step {steps[0]}" if steps else "there is no checkpoint yet"
-        return WriteError(reason, getattr(e, "path", self.path),
-                          f"{reason} writing {what}; {good} (continue with `trainwise train --resume {self.path}` once that is fixed)")
+        return WriteError(
+            reason,
+            getattr(e, "path", self.path),
+            f"{reason} writing {what}; {good} (continue with `trainwise train --resume {self.path}` once that is fixed)",
+        )
 
 
 def _truncate_metrics(path: Path, after_step: int) -> None:
@@ -129,7 +152,9 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
         except json.JSONDecodeError:
             if number == len(lines) or all(not rest.strip() for rest in lines[number:]):
                 continue  # the torn tail
-            raise DataError(f"{path} line {number} is not JSON ({line[:60]!r}); only a torn last line can be dropped on resume") from None
+            raise DataError(
+                f"{path} line {number} is not JSON ({line[:60]!r}); only a torn last line can be dropped on resume"
+            ) from None
         if not isinstance(row, dict) or not isinstance(row.get("step"), int):
             raise DataError(f"{path} line {number} has no integer 'step'; it was not written by trainwise")
         if row["step"] <= after_step:
@@ -145,7 +170,9 @@ def _check_writable(folder: Path, what: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ConfigError(f"{what} {folder}: cannot write there ({write_failure_reason(e) or e}); give a folder this user can write to") from None
+        raise ConfigError(
+            f"{what} {folder}: cannot write there ({write_failure_reason(e) or e}); give a folder this user can write to"
+        ) from None
 
 
 def _on_main(dist, fn):
@@ -205,7 +232,9 @@ def _create(cfg: Config, path: Path, workload: Workload, policy, prepared, dist,
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--run-dir {path} is a file, not a directory; give the path of a new or empty directory")
     if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"run directory {path} already exists and is not empty; pass --resume {path} to continue it, or choose another --run-dir")
+        raise ConfigError(
+            f"run directory {path} already exists and is not empty; pass --resume {path} to continue it, or choose another --run-dir"
+        )
     if path.exists():  # the empty directory the user named: it may be a read-only mount
         _check_writable(path, "--run-dir")
     tmp = path.with_name(f".{path.name}.creating")
@@ -221,7 +250,9 @@ def _create(cfg: Config, path: Path, workload: Workload, policy, prepared, dist,
         tmp.rename(path)
     except (OSError, WriteError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ConfigError(f"--run-dir {path}: cannot create the run directory ({write_failure_reason(e) or e}); give a path this user can write to") from None
+        raise ConfigError(
+            f"--run-dir {path}: cannot create the run directory ({write_failure_reason(e) or e}); give a path this user can write to"
+        ) from None
 
 
 def _env_facts(cfg: Config, workload: Workload, policy, prepared, dist, device) -> dict:
@@ -234,7 +265,9 @@ def _env_facts(cfg: Config, workload: Workload, policy, prepared, dist, device) 
         "precision": policy.describe(),
         "fp8_layers": prepared.fp8_layers,
         "fp8_gemm": fp8_gemm_kind(device) if prepared.fp8_layers else None,
-        "fp8_kept_high_precision": (getattr(prepared, "fp8_auto", None) or {}).get("kept_high_precision", cfg.precision.keep_high_precision),
+        "fp8_kept_high_precision": (getattr(prepared, "fp8_auto", None) or {}).get(
+            "kept_high_precision", cfg.precision.keep_high_precision
+        ),
         "fp8_auto": getattr(prepared, "fp8_auto", None),  # with keep_high_precision = ['auto']: the split and why
         "world_size": dist.world_size,
         "strategy": cfg.parallel.strategy,

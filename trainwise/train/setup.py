@@ -18,7 +18,9 @@ class Prepared:
     compiled_blocks: int = 0
 
 
-def apply_compile(model: nn.Module, enabled: bool, block_classes: tuple[type, ...] = (), block_class_names: list[str] = ()) -> int:
+def apply_compile(
+    model: nn.Module, enabled: bool, block_classes: tuple[type, ...] = (), block_class_names: list[str] = ()
+) -> int:
     """Compile each block with torch.compile in place (per block, like torchtitan: smaller graphs,
     faster compiles, and the checkpoint wrapper stays outside the compiled region). Returns the
     number of compiled blocks; a no-op when disabled."""
@@ -63,7 +65,9 @@ def prepare(
     """
     if any(t.device != device for t in model.parameters()):  # skip when already there: fake-tensor
         model.to(device)  # models (trainwise estimate) cannot be moved, and need not be
-    fp8_layers = apply_fp8(model, policy.fp8_recipe, keep_patterns=list(keep_high_precision), emulate=fp8_gemm_kind(device) == "emulated")
+    fp8_layers = apply_fp8(
+        model, policy.fp8_recipe, keep_patterns=list(keep_high_precision), emulate=fp8_gemm_kind(device) == "emulated"
+    )
     apply_param_dtype(model, policy)
     apply_ac(model, ac_mode, ac_every, block_classes, block_class_names)
     n_compiled = apply_compile(model, compile, block_classes, block_class_names)

@@ -83,7 +83,9 @@ class Workload:
         if self.task not in TASKS:
             raise ConfigError(f"workload {self.name!r}: task {self.task!r} is not one of {', '.join(TASKS)}")
         if self.shifted is not None and not isinstance(self.shifted, Split):
-            raise ConfigError(f"workload {self.name!r}: Workload.shifted is a {type(self.shifted).__name__}; expected a Split or None")
+            raise ConfigError(
+                f"workload {self.name!r}: Workload.shifted is a {type(self.shifted).__name__}; expected a Split or None"
+            )
         if self.input is not None:
             from trainwise.workloads.inputs import check_split_matches, validate_input_spec
 
@@ -137,7 +139,9 @@ def get_workload_fn(name: str) -> Callable[..., Workload]:
     if name not in WORKLOADS:
         close = difflib.get_close_matches(name, list(WORKLOADS), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"workload.name = {name!r} is not a known workload{hint} (known: {', '.join(sorted(WORKLOADS))})")
+        raise ConfigError(
+            f"workload.name = {name!r} is not a known workload{hint} (known: {', '.join(sorted(WORKLOADS))})"
+        )
     return WORKLOADS[name]
 
 
@@ -156,7 +160,9 @@ def build_model_from_spec(spec: dict) -> nn.Module:
         from trainwise.workloads.user import import_entry
 
         return import_entry(builder)(**spec.get("kwargs", {}))
-    raise ConfigError(f"model spec names builder {builder!r}, which is not known (known: {', '.join(sorted(MODEL_BUILDERS))})")
+    raise ConfigError(
+        f"model spec names builder {builder!r}, which is not known (known: {', '.join(sorted(MODEL_BUILDERS))})"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +198,9 @@ def trusted_modules(entry: str) -> list[str]:
     for item in os.environ.get(TRUSTED_BUILDERS_ENV, "").split(","):
         if item.strip():
             if not _MODULE.fullmatch(item.strip()):
-                raise ConfigError(f"${TRUSTED_BUILDERS_ENV} item {item.strip()!r}: expected a module name such as mypkg.models (comma-separated)")
+                raise ConfigError(
+                    f"${TRUSTED_BUILDERS_ENV} item {item.strip()!r}: expected a module name such as mypkg.models (comma-separated)"
+                )
             found.append(item.strip())
     return found
 
@@ -205,15 +213,22 @@ def check_builder_trusted(builder, entry: str, where: str) -> None:
         return
     module, _, function = builder.partition(":") if isinstance(builder, str) else ("", "", "")
     if not (_MODULE.fullmatch(module) and function.isidentifier()):
-        raise DataError(f"{where}: builder {builder!r} is neither a built-in model ({', '.join(sorted(MODEL_BUILDERS))}) "
-                        "nor 'package.module:function'; refusing to load it")
+        raise DataError(
+            f"{where}: builder {builder!r} is neither a built-in model ({', '.join(sorted(MODEL_BUILDERS))}) "
+            "nor 'package.module:function'; refusing to load it"
+        )
     trusted = trusted_modules(entry)
     if any(module == t or module.startswith(t + ".") for t in trusted):
         return
-    source = (f"the package of the entry point the model was trained with ({entry})" if entry
-              else "an entry point of the run (a built-in workload trained it)")
-    raise DataError(f"{where}: builder {builder!r} is neither a built-in model nor from {source}; refusing to import and run it. "
-                    f"If you trust module {module!r}, set {TRUSTED_BUILDERS_ENV}={module}")
+    source = (
+        f"the package of the entry point the model was trained with ({entry})"
+        if entry
+        else "an entry point of the run (a built-in workload trained it)"
+    )
+    raise DataError(
+        f"{where}: builder {builder!r} is neither a built-in model nor from {source}; refusing to import and run it. "
+        f"If you trust module {module!r}, set {TRUSTED_BUILDERS_ENV}={module}"
+    )
 
 
 def _import_builtins() -> None:

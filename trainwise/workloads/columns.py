@@ -25,12 +25,35 @@ COLUMN_TYPES = ("numeric", "categorical")
 
 # Cells that mean "no value" in a numeric column (compared stripped and lower-cased). Any cell made
 # only of punctuation ('?', '--', '*', '.') counts as well.
-MISSING_TOKENS = frozenset({"", "na", "n/a", "n.a.", "nan", "null", "none", "nil", "missing", "unknown", "#n/a", "<na>"})
+MISSING_TOKENS = frozenset(
+    {"", "na", "n/a", "n.a.", "nan", "null", "none", "nil", "missing", "unknown", "#n/a", "<na>"}
+)
 
 # pandas' default `na_values` for read_csv: categorical columns keep reading these as missing
 # ('<missing>' category), as they did before the table was read with keep_default_na=False.
-PANDAS_NA_TOKENS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                              "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+PANDAS_NA_TOKENS = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
 
 NULL_TOKEN = "<null>"  # a cell that holds no value at all (Parquet null), not a text marker
 
@@ -58,7 +81,9 @@ class ColumnReading:
 
     name: str
     kind: str  # numeric | categorical
-    missing_tokens: dict[str, int] = field(default_factory=dict)  # raw cell text -> count (NULL_TOKEN: null cells, as in Parquet)
+    missing_tokens: dict[str, int] = field(
+        default_factory=dict
+    )  # raw cell text -> count (NULL_TOKEN: null cells, as in Parquet)
     numeric_share: float = 1.0  # share of non-missing cells that are numbers
     other_text: dict[str, int] = field(default_factory=dict)  # a mostly-numeric categorical column: its non-numbers
 
@@ -68,13 +93,18 @@ class ColumnReading:
 
     def describe_tokens(self) -> str:
         """The tokens as text, e.g. `'?' x7, '' (empty) x2`."""
-        return ", ".join(f"{'null' if t == NULL_TOKEN else repr(t)}{' (empty)' if not t.strip() else ''} x{n}" for t, n in self.missing_tokens.items())
+        return ", ".join(
+            f"{'null' if t == NULL_TOKEN else repr(t)}{' (empty)' if not t.strip() else ''} x{n}"
+            for t, n in self.missing_tokens.items()
+        )
 
     def looks_numeric_but_text(self) -> bool:
         return self.kind == "categorical" and bool(self.other_text) and self.numeric_share >= MOSTLY_NUMERIC_SHARE
 
 
-def read_column(values: pd.Series, forced: str | None = None, from_text: bool = True) -> tuple[pd.Series, ColumnReading]:
+def read_column(
+    values: pd.Series, forced: str | None = None, from_text: bool = True
+) -> tuple[pd.Series, ColumnReading]:
     """Type one column: (values as the workload will see them, how they were read).
 
     Numeric columns come back as numbers (float64 with NaN where cells were missing markers).
@@ -116,12 +146,16 @@ def parse_column_types(items: list[str], columns) -> dict[str, str]:
             raise ConfigError(f"workload.column_types item {item!r}: expected 'column:numeric' or 'column:categorical'")
         col, kind = item.split(":")
         if col not in columns:
-            raise ConfigError(f"workload.column_types names column {col!r}, which the file lacks (columns: {', '.join(map(str, columns))})")
+            raise ConfigError(
+                f"workload.column_types names column {col!r}, which the file lacks (columns: {', '.join(map(str, columns))})"
+            )
         forced[col] = kind
     return forced
 
 
-def type_table(frame: pd.DataFrame, forced: dict[str, str] | None = None, from_text: bool = True) -> tuple[pd.DataFrame, dict[str, ColumnReading]]:
+def type_table(
+    frame: pd.DataFrame, forced: dict[str, str] | None = None, from_text: bool = True
+) -> tuple[pd.DataFrame, dict[str, ColumnReading]]:
     """Every column typed by `read_column`; returns the typed frame and each column's reading."""
     forced = forced or {}
     columns, readings = {}, {}
@@ -137,18 +171,26 @@ def reading_warnings(source: str, readings: dict[str, ColumnReading], skip: tupl
         if r.name in skip:
             continue
         if r.kind == "numeric" and r.missing_tokens:
-            lines.append(f"{source}: numeric column {r.name!r}: {r.n_missing} cells read as missing ({r.describe_tokens()}); "
-                         f"filled with the training median, with a missing-indicator feature '{r.name}=<missing>'")
+            lines.append(
+                f"{source}: numeric column {r.name!r}: {r.n_missing} cells read as missing ({r.describe_tokens()}); "
+                f"filled with the training median, with a missing-indicator feature '{r.name}=<missing>'"
+            )
         elif r.looks_numeric_but_text():
             sample = ", ".join(f"{t!r} x{n}" for t, n in r.other_text.items())
-            lines.append(f"{source}: column {r.name!r} is {r.numeric_share:.1%} numbers but also holds text ({sample}), so it is read as "
-                         f"categorical; if it is numeric, set workload.column_types = ['{r.name}:numeric'] (those cells are then read as missing)")
+            lines.append(
+                f"{source}: column {r.name!r} is {r.numeric_share:.1%} numbers but also holds text ({sample}), so it is read as "
+                f"categorical; if it is numeric, set workload.column_types = ['{r.name}:numeric'] (those cells are then read as missing)"
+            )
     return lines
 
 
 def infinite_columns(frame: pd.DataFrame, numeric: list[str]) -> list[str]:
     """Numeric columns holding +-inf (pandas reads 'inf' as a number): scaling would turn them into NaN."""
-    return [c for c in numeric if np.isinf(pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)).any()]
+    return [
+        c
+        for c in numeric
+        if np.isinf(pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)).any()
+    ]
 
 
 def looks_continuous(values: pd.Series) -> str | None:

@@ -34,12 +34,23 @@ from trainwise.errors import ConfigError
 INPUT_KINDS = ("table", "tensor", "tokens")
 COLUMN_TYPES = ("numeric", "categorical")
 # dtypes a tensor input may declare: the ones a JSON request can carry (numbers), by torch name
-TENSOR_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16,
-                 "int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
-                 "bool": torch.bool}
-HOW_TO_DECLARE = ("declare it in your Workload: Workload(..., input=tensor_input(shape, dtype)) for tensors, "
-                  "tokens_input(vocab_size, context) for token ids, or table_input(columns, preprocessing) for tables "
-                  "(from trainwise.workloads.inputs), then train again; see README, 'Your own PyTorch model'")
+TENSOR_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+HOW_TO_DECLARE = (
+    "declare it in your Workload: Workload(..., input=tensor_input(shape, dtype)) for tensors, "
+    "tokens_input(vocab_size, context) for token ids, or table_input(columns, preprocessing) for tables "
+    "(from trainwise.workloads.inputs), then train again; see README, 'Your own PyTorch model'"
+)
 
 
 def table_input(columns: list[dict], preprocessing: dict) -> dict:
@@ -71,7 +82,9 @@ def dtype_name(dtype: torch.dtype) -> str:
 def validate_input_spec(spec: Any, where: str = "Workload.input") -> dict:
     """Return `spec` if it is a well-formed input spec, else raise a ConfigError naming the field."""
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a dict made by table_input/tensor_input/tokens_input, got {type(spec).__name__}")
+        raise ConfigError(
+            f"{where}: expected a dict made by table_input/tensor_input/tokens_input, got {type(spec).__name__}"
+        )
     kind = spec.get("kind")
     if kind not in INPUT_KINDS:
         raise ConfigError(f"{where}.kind = {kind!r}: expected one of {', '.join(INPUT_KINDS)}")
@@ -80,7 +93,9 @@ def validate_input_spec(spec: Any, where: str = "Workload.input") -> dict:
     elif kind == "tensor":
         shape = spec.get("shape")
         if not isinstance(shape, list) or not shape or not all(isinstance(s, int) and s > 0 for s in shape):
-            raise ConfigError(f"{where}.shape = {shape!r}: expected a non-empty list of positive sizes, without the batch dimension")
+            raise ConfigError(
+                f"{where}.shape = {shape!r}: expected a non-empty list of positive sizes, without the batch dimension"
+            )
         if spec.get("dtype") not in TENSOR_DTYPES:
             raise ConfigError(f"{where}.dtype = {spec.get('dtype')!r}: expected one of {', '.join(TENSOR_DTYPES)}")
         vr = spec.get("value_range")
@@ -100,7 +115,9 @@ def _check_table(spec: dict, where: str) -> None:
     seen = set()
     for i, col in enumerate(columns):
         if not isinstance(col, dict) or not isinstance(col.get("name"), str) or col.get("type") not in COLUMN_TYPES:
-            raise ConfigError(f"{where}.columns[{i}] = {col!r}: expected {{'name': str, 'type': 'numeric' or 'categorical'}}")
+            raise ConfigError(
+                f"{where}.columns[{i}] = {col!r}: expected {{'name': str, 'type': 'numeric' or 'categorical'}}"
+            )
         if col["name"] in seen:
             raise ConfigError(f"{where}.columns: column {col['name']!r} appears twice")
         seen.add(col["name"])
@@ -111,14 +128,22 @@ def _check_preprocessing(prep: Any, declared: set[str], where: str) -> None:
     # Serving and robustness apply it with trainwise.workloads.tabular.apply_preprocessing, so its
     # shape is part of the contract: refuse at training time what would fail at the first request.
     expected = "the fitted preprocessing dict of trainwise.workloads.tabular.fit_preprocessing"
-    if not isinstance(prep, dict) or not isinstance(prep.get("numeric"), list) or not isinstance(prep.get("categorical"), list):
+    if (
+        not isinstance(prep, dict)
+        or not isinstance(prep.get("numeric"), list)
+        or not isinstance(prep.get("categorical"), list)
+    ):
         raise ConfigError(f"{where}.preprocessing: expected {expected} ({{'numeric': [...], 'categorical': [...]}})")
     for key, fields in (("numeric", ("name", "mean", "scale")), ("categorical", ("name", "categories"))):
         for i, item in enumerate(prep[key]):
             if not isinstance(item, dict) or any(f not in item for f in fields):
-                raise ConfigError(f"{where}.preprocessing.{key}[{i}] = {item!r}: expected a dict with {', '.join(fields)} ({expected})")
+                raise ConfigError(
+                    f"{where}.preprocessing.{key}[{i}] = {item!r}: expected a dict with {', '.join(fields)} ({expected})"
+                )
             if item["name"] not in declared:
-                raise ConfigError(f"{where}.preprocessing.{key}[{i}]: column {item['name']!r} is not among the declared columns")
+                raise ConfigError(
+                    f"{where}.preprocessing.{key}[{i}]: column {item['name']!r} is not among the declared columns"
+                )
 
 
 def input_spec_of(meta: dict) -> dict | None:
@@ -157,28 +182,42 @@ def check_split_matches(spec: dict, inputs: torch.Tensor, where: str) -> None:
     if spec["kind"] == "tensor":
         got = list(inputs.shape[1:])
         if got != spec["shape"]:
-            raise ConfigError(f"{where}: Workload.input declares shape {spec['shape']} but the examples have shape {got} (without the batch dimension)")
+            raise ConfigError(
+                f"{where}: Workload.input declares shape {spec['shape']} but the examples have shape {got} (without the batch dimension)"
+            )
         if _number_kind(TENSOR_DTYPES[spec["dtype"]]) != _number_kind(inputs.dtype):
-            raise ConfigError(f"{where}: Workload.input declares dtype {spec['dtype']} but the examples are {inputs.dtype}")
+            raise ConfigError(
+                f"{where}: Workload.input declares dtype {spec['dtype']} but the examples are {inputs.dtype}"
+            )
     elif spec["kind"] == "table":
         width = table_width(spec["preprocessing"])
         if inputs.dim() != 2 or inputs.shape[1] != width:
-            raise ConfigError(f"{where}: Workload.input's preprocessing makes {width} features but the examples have shape {list(inputs.shape)}; "
-                              "expected (N, features) as apply_preprocessing returns them")
+            raise ConfigError(
+                f"{where}: Workload.input's preprocessing makes {width} features but the examples have shape {list(inputs.shape)}; "
+                "expected (N, features) as apply_preprocessing returns them"
+            )
     elif spec["kind"] == "tokens":
         if inputs.is_floating_point() or inputs.dim() != 2:
-            raise ConfigError(f"{where}: Workload.input declares tokens but the examples are {inputs.dtype} of shape {list(inputs.shape)}; expected (N, T) integer ids")
+            raise ConfigError(
+                f"{where}: Workload.input declares tokens but the examples are {inputs.dtype} of shape {list(inputs.shape)}; expected (N, T) integer ids"
+            )
         if inputs.shape[1] > spec["context"]:
-            raise ConfigError(f"{where}: Workload.input declares context {spec['context']} but the examples hold {inputs.shape[1]} tokens")
+            raise ConfigError(
+                f"{where}: Workload.input declares context {spec['context']} but the examples hold {inputs.shape[1]} tokens"
+            )
         if len(inputs) and int(inputs.max()) >= spec["vocab_size"]:
-            raise ConfigError(f"{where}: Workload.input declares vocab_size {spec['vocab_size']} but the examples hold token id {int(inputs.max())}")
+            raise ConfigError(
+                f"{where}: Workload.input declares vocab_size {spec['vocab_size']} but the examples hold token id {int(inputs.max())}"
+            )
 
 
 def table_width(preprocessing: dict) -> int:
     """Features the table preprocessing makes: one per numeric column, one missing-indicator per
     imputed numeric column, one per trained category (`tabular.feature_names`)."""
     n_indicators = sum(1 for c in preprocessing["numeric"] if c.get("indicator"))
-    return len(preprocessing["numeric"]) + n_indicators + sum(len(c["categories"]) for c in preprocessing["categorical"])
+    return (
+        len(preprocessing["numeric"]) + n_indicators + sum(len(c["categories"]) for c in preprocessing["categorical"])
+    )
 
 
 def _number_kind(dtype: torch.dtype) -> str:

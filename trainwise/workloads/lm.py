@@ -145,7 +145,9 @@ def _windows(data: bytes, groups: np.ndarray, context: int, group_names: list[st
     return Split(inputs=w[:, :-1].contiguous(), targets=w[:, 1:].contiguous(), meta=meta)
 
 
-def load_stdlib_splits(context: int, val_fraction: float, test_fraction: float, seed: int, max_bytes: int = 0) -> dict[str, Split]:
+def load_stdlib_splits(
+    context: int, val_fraction: float, test_fraction: float, seed: int, max_bytes: int = 0
+) -> dict[str, Split]:
     """Train/val/test splits of the standard library source as byte windows."""
     parts: dict[str, list[bytes]] = {"train": [], "val": [], "test": []}
     group_ids: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}

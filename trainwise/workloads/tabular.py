@@ -52,7 +52,9 @@ class MLPBlock(nn.Module):
 
 
 @register_model("tabular_mlp")
-def build_tabular_mlp(n_features: int, n_classes: int, d_hidden: int, n_layers: int, dropout: float = 0.0) -> TabularMLP:
+def build_tabular_mlp(
+    n_features: int, n_classes: int, d_hidden: int, n_layers: int, dropout: float = 0.0
+) -> TabularMLP:
     return TabularMLP(n_features, n_classes, d_hidden, n_layers, dropout)
 
 
@@ -76,7 +78,9 @@ def fit_preprocessing(train: pd.DataFrame, numeric: list[str], categorical: list
             if col in impute:
                 observed = values[~np.isnan(values[:, j]), j]
                 if len(observed) == 0:
-                    raise DataError(f"numeric column {col!r} has no values in the training rows; nothing to impute from")
+                    raise DataError(
+                        f"numeric column {col!r} has no values in the training rows; nothing to impute from"
+                    )
                 fills[col] = float(np.median(observed))
                 values[:, j] = np.where(np.isnan(values[:, j]), fills[col], values[:, j])
         scaler = StandardScaler().fit(values)
@@ -131,15 +135,29 @@ def split_rows(n: int, val_fraction: float, test_fraction: float, seed: int) -> 
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
-    return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test : n_test + n_val]), "train": np.sort(perm[n_test + n_val :])}
+    return {
+        "test": np.sort(perm[:n_test]),
+        "val": np.sort(perm[n_test : n_test + n_val]),
+        "train": np.sort(perm[n_test + n_val :]),
+    }
 
 
-def table_workload(cfg, frame: pd.DataFrame, target: str, numeric: list[str], categorical: list[str], name: str, slice_columns: list[str]) -> Workload:
+def table_workload(
+    cfg,
+    frame: pd.DataFrame,
+    target: str,
+    numeric: list[str],
+    categorical: list[str],
+    name: str,
+    slice_columns: list[str],
+) -> Workload:
     """A tabular classification workload from a DataFrame (the built-in table or a user's file)."""
     y_raw = frame[target]
     classes = sorted(y_raw.astype(str).unique())
     if len(classes) < 2:
-        raise DataError(f"target column {target!r} has a single value ({classes[0]!r}); a classifier needs at least two classes")
+        raise DataError(
+            f"target column {target!r} has a single value ({classes[0]!r}); a classifier needs at least two classes"
+        )
     class_index = {c: i for i, c in enumerate(classes)}
     y = y_raw.astype(str).map(class_index).to_numpy()
     rows = split_rows(len(frame), cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
@@ -151,7 +169,13 @@ def table_workload(cfg, frame: pd.DataFrame, target: str, numeric: list[str], ca
         x = torch.from_numpy(apply_preprocessing(prep, part))
         meta = part[slice_columns].astype(str).reset_index(drop=True) if slice_columns else None
         splits[split] = Split(inputs=x, targets=torch.from_numpy(y[idx]).long(), ids=idx.astype(np.int64), meta=meta)
-    kwargs = dict(n_features=splits["train"].inputs.shape[1], n_classes=len(classes), d_hidden=cfg.model.d_model, n_layers=cfg.model.n_layers, dropout=cfg.model.dropout)
+    kwargs = dict(
+        n_features=splits["train"].inputs.shape[1],
+        n_classes=len(classes),
+        d_hidden=cfg.model.d_model,
+        n_layers=cfg.model.n_layers,
+        dropout=cfg.model.dropout,
+    )
     schema = [{"name": c, "type": "numeric"} | ({"nullable": True} if c in impute else {}) for c in numeric] + [
         {"name": c["name"], "type": "categorical", "categories": c["categories"]} for c in prep["categorical"]
     ]
@@ -163,16 +187,36 @@ def table_workload(cfg, frame: pd.DataFrame, target: str, numeric: list[str], ca
         val=splits["val"],
         test=splits["test"],
         spec={"builder": "tabular_mlp", "kwargs": kwargs},
-        info={"classes": classes, "target": target, "preprocessing": prep, "features": feature_names(prep),
-              "input_schema": schema, "slice_columns": slice_columns},
+        info={
+            "classes": classes,
+            "target": target,
+            "preprocessing": prep,
+            "features": feature_names(prep),
+            "input_schema": schema,
+            "slice_columns": slice_columns,
+        },
         block_classes=(MLPBlock,),
         input=table_input(schema, prep),
     )
 
 
 # Codes documented in statsmodels.datasets.fair (Fair, 1978, "A Theory of Extramarital Affairs").
-_EDUCATION = {9: "grade school", 12: "high school", 14: "some college", 16: "college graduate", 17: "some graduate school", 20: "advanced degree"}
-_OCCUPATION = {1: "student", 2: "farming/semi-skilled/unskilled", 3: "white collar", 4: "teacher/nurse/writer/technician/skilled", 5: "managerial/business", 6: "professional with advanced degree"}
+_EDUCATION = {
+    9: "grade school",
+    12: "high school",
+    14: "some college",
+    16: "college graduate",
+    17: "some graduate school",
+    20: "advanced degree",
+}
+_OCCUPATION = {
+    1: "student",
+    2: "farming/semi-skilled/unskilled",
+    3: "white collar",
+    4: "teacher/nurse/writer/technician/skilled",
+    5: "managerial/business",
+    6: "professional with advanced degree",
+}
 
 
 def load_fair() -> pd.DataFrame:

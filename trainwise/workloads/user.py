@@ -22,7 +22,14 @@ import pandas as pd
 
 from trainwise.errors import ConfigError, DataError
 from trainwise.workloads.base import Split, Workload, check_builder_trusted, register_workload
-from trainwise.workloads.columns import ColumnReading, infinite_columns, looks_continuous, parse_column_types, reading_warnings, type_table
+from trainwise.workloads.columns import (
+    ColumnReading,
+    infinite_columns,
+    looks_continuous,
+    parse_column_types,
+    reading_warnings,
+    type_table,
+)
 from trainwise.workloads.tabular import table_workload
 
 
@@ -38,8 +45,14 @@ def import_entry(entry: str):
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or an error raised while importing the user's module
-        where = f" (looked in the current folder {os.getcwd()} and the installed packages)" if _is_the_missing_module(e, module_name) else ""
-        raise ConfigError(f"workload.entry = {entry!r}: cannot import module {module_name!r}: {type(e).__name__}: {e}{where}") from None
+        where = (
+            f" (looked in the current folder {os.getcwd()} and the installed packages)"
+            if _is_the_missing_module(e, module_name)
+            else ""
+        )
+        raise ConfigError(
+            f"workload.entry = {entry!r}: cannot import module {module_name!r}: {type(e).__name__}: {e}{where}"
+        ) from None
     fn = getattr(module, func_name, None)
     if not callable(fn):
         raise ConfigError(f"workload.entry = {entry!r}: module {module_name!r} has no function {func_name!r}")
@@ -67,7 +80,9 @@ def entry_workload(cfg) -> Workload:
     result.spec.setdefault("builder", cfg.workload.entry)
     # Checked now, not first when the saved model is loaded: a builder that loading would refuse
     # (outside the entry point's package) is reported before training, with the setting that allows it.
-    check_builder_trusted(result.spec["builder"], cfg.workload.entry, f"workload.entry = {cfg.workload.entry!r}: Workload.spec")
+    check_builder_trusted(
+        result.spec["builder"], cfg.workload.entry, f"workload.entry = {cfg.workload.entry!r}: Workload.spec"
+    )
     return result
 
 
@@ -118,11 +133,15 @@ def warn(message: str) -> None:
 def check_target(frame: pd.DataFrame, readings: dict[str, ColumnReading], path: str, target: str, forced: bool) -> None:
     """The target must be present, complete, and look like classes (`columns.looks_continuous`)."""
     if target not in frame.columns:
-        raise DataError(f"data file {path}: target column {target!r} is absent (columns: {', '.join(map(str, frame.columns))})")
+        raise DataError(
+            f"data file {path}: target column {target!r} is absent (columns: {', '.join(map(str, frame.columns))})"
+        )
     r = readings[target]
     if frame[target].isna().any():
         how = f" ({r.describe_tokens()})" if r.missing_tokens else ""
-        raise DataError(f"data file {path}: target column {target!r} has {int(frame[target].isna().sum())} missing values{how}; drop those rows or fill them")
+        raise DataError(
+            f"data file {path}: target column {target!r} has {int(frame[target].isna().sum())} missing values{how}; drop those rows or fill them"
+        )
     why = looks_continuous(frame[target]) if r.kind == "numeric" and not forced else None
     if why:
         raise DataError(
@@ -140,7 +159,9 @@ def file_workload(cfg) -> Workload:
     numeric, categorical = infer_column_types(readings, w.target)
     infinite = infinite_columns(frame, numeric)
     if infinite:
-        raise DataError(f"data file {w.path}: numeric columns {', '.join(infinite)} hold infinite values; expected finite numbers")
+        raise DataError(
+            f"data file {w.path}: numeric columns {', '.join(infinite)} hold infinite values; expected finite numbers"
+        )
     empty = [c for c in numeric if frame[c].isna().all()]
     if empty:
         raise DataError(f"data file {w.path}: numeric columns {', '.join(empty)} have no values at all; drop them")
