@@ -161,7 +161,10 @@ def test_report_says_how_speeds_were_measured_and_caps_mfu(bench):
             "timings reliable" in report or "speed ratios scattered too widely to quote (bench.max_ratio_ci)" in report
         )
     else:
-        assert timing["unreliable_reason"] in report and rec["speedup_vs_fp32"] is None and "speed not quoted" in report
+        # a candidate recommended: "speed not quoted (...)"; the control recommended as the simplest
+        # passing variant: "speeds not compared (...)" (docs/bench.md)
+        assert timing["unreliable_reason"] in report and rec["speedup_vs_fp32"] is None
+        assert "speed not quoted" in report or "speeds not compared" in report
     for r in result["results"]:
         assert r["mfu"] is None or 0 < r["mfu"] <= 1, r
 
