@@ -23,6 +23,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 NAME, ALIAS = "concurrent", "champion"
+# the versions promoted: the built-in tabular workload, a tiny MLP, 2 steps (seconds to train)
+TINY_RUN = [
+    "workload.name=tabular",
+    "model.n_layers=1",
+    "model.d_model=16",
+    "train.steps=2",
+    "train.threads=1",
+    "log.mlflow=false",
+    "log.progress=false",
+]
 
 
 def worker(uri: str, version: str, rounds: int, barrier: Path, n_workers: int, lock: bool) -> None:
@@ -46,37 +56,27 @@ def worker(uri: str, version: str, rounds: int, barrier: Path, n_workers: int, l
         print(json.dumps(rec), flush=True)
 
 
-def make_versions(uri: str, root: Path, n: int = 2) -> list[str]:
-    """Register `n` tiny models (random weights; the gate is not what is measured here)."""
-    import torch
-
+def make_versions(uri: str, root: Path, run_dirs: list[Path] | None = None, n: int = 2) -> list[str]:
+    """Register one version per run directory: `run_dirs`, else `n` tiny runs trained here (the
+    promotions are forced: the gate is not what is measured)."""
+    from trainwise.config import load_config
     from trainwise.registry import register_run
-    from trainwise.rundir import save_model, write_json
-    from trainwise.workloads.base import build_model_from_spec
+    from trainwise.train.loop import train
 
-    versions = []
-    for i in range(n):
-        spec = {"builder": "tabular_mlp", "kwargs": {"n_features": 4, "n_classes": 2, "d_hidden": 8, "n_layers": 1}}
-        torch.manual_seed(i)
-        run_dir = root / f"run{i}"
-        save_model(
-            build_model_from_spec(spec),
-            run_dir / "model",
-            {"spec": spec, "task": "classification", "info": {}, "workload": "tiny"},
-        )
-        (run_dir / "config.toml").write_text("")
-        write_json(run_dir / "summary.json", {"status": "finished"})
-        versions.append(str(register_run(run_dir, NAME, uri).version))
-    return versions
+    if run_dirs is None:
+        run_dirs = [
+            train(load_config(None, TINY_RUN + [f"train.seed={i}"]), root / f"run{i}").run_dir for i in range(n)
+        ]
+    return [str(register_run(run_dir, NAME, uri).version) for run_dir in run_dirs]
 
 
-def run_trial(rounds: int, lock: bool, workdir: Path) -> dict:
+def run_trial(rounds: int, lock: bool, workdir: Path, run_dirs: list[Path] | None = None) -> dict:
     """One trial on a fresh store: returns the checks and the per-promotion latencies."""
     from trainwise.registry import audit
     from trainwise.registry.store import get_client
 
     uri = f"sqlite:///{workdir}/mlflow.db"
-    versions = make_versions(uri, workdir)
+    versions = make_versions(uri, workdir, run_dirs)
     barrier = workdir / "barrier"
     barrier.mkdir()
     procs = [

@@ -1,8 +1,11 @@
-"""Session-wide isolation: MLflow logs and the `trainwise info` cache go to temporary places."""
+"""Session-wide isolation (MLflow logs and the `trainwise info` cache go to temporary places), and
+the real run directories seam tests share (tests/realruns.py)."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests.realruns import TinyRuns
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -13,3 +16,9 @@ def isolated_stores(tmp_path_factory):
     mp.setenv("TRAINWISE_CACHE", str(root / "cache"))
     yield root
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> TinyRuns:
+    """Real tabular runs by name (tests/realruns.py RECIPES), trained and evaluated once per session on first use."""
+    return TinyRuns(tmp_path_factory.mktemp("tiny-runs"))

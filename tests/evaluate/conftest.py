@@ -2,6 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.realruns import copy_run
+
 
 def make_predictions(
     n: int, n_classes: int, seed: int = 0, signal: float = 1.5, labels=None, ties: bool = False
@@ -29,31 +31,6 @@ def preds():
     return make_predictions
 
 
-def make_run(run_dir, overrides, steps=40, seed=0, lr=3e-3):
-    """A run directory as `trainwise train` writes it, from a few steps of a plain training loop."""
-    import torch
-
-    from trainwise.config import config_to_toml, load_config
-    from trainwise.rundir import save_model, write_atomic
-    from trainwise.workloads.base import get_workload_fn
-
-    cfg = load_config(None, overrides)
-    w = get_workload_fn(cfg.workload.name)(cfg)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(w.model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        x, y = w.train.batch(torch.randint(0, len(w.train), (64,), generator=g))
-        loss = w.loss_fn(w.model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    save_model(w.model, run_dir / "model", {"spec": w.spec, "task": w.task, "info": w.info, "workload": w.name})
-    write_atomic(run_dir / "config.toml", config_to_toml(cfg))
-    return run_dir
-
-
-TABULAR = ["workload.name=tabular", "model.n_layers=1", "model.d_model=16"]
 LM = [
     "workload.name=lm",
     "model.n_layers=1",
@@ -61,14 +38,28 @@ LM = [
     "model.n_heads=2",
     "model.context=16",
     "data.max_corpus_bytes=100000",
+    "train.micro_batch_size=8",
+    "train.global_batch_size=8",
+    "train.warmup_steps=1",
+    "train.eval_batches=1",
+    "train.threads=1",
+    "log.mlflow=false",
+    "log.progress=false",
 ]
 
 
+def train_lm(run_dir, steps=5):
+    """A tiny byte-level LM run (context 16), trained by `trainwise.train` itself."""
+    from trainwise.config import load_config
+    from trainwise.train.loop import train
+
+    return train(load_config(None, LM + [f"train.steps={steps}"]), run_dir).run_dir
+
+
 @pytest.fixture(scope="session")
-def tabular_runs(tmp_path_factory):
-    """Two tabular runs (different seeds) of the same workload: a baseline and a candidate."""
-    root = tmp_path_factory.mktemp("runs")
-    return make_run(root / "a", TABULAR, seed=0), make_run(root / "b", TABULAR, seed=1)
+def tabular_runs(tiny_runs):
+    """Two real tabular runs (seeds 0 and 1) of the same recipe: a baseline and a candidate."""
+    return tiny_runs.trained("good"), tiny_runs.trained("good_seed1")
 
 
 @pytest.fixture
@@ -80,27 +71,9 @@ def cli_main(monkeypatch):
     return cli.main
 
 
-TRAIN = [
-    "workload.name=tabular",
-    "model.n_layers=1",
-    "model.d_model=16",
-    "train.steps=60",
-    "train.micro_batch_size=64",
-    "train.global_batch_size=64",
-    "train.lr=1e-2",
-    "log.progress=false",
-    "log.mlflow=false",
-    "train.threads=1",
-]
-
-
-@pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory):
-    """Run directories from `trainwise.train.loop.train` itself (about 2 s each): the same recipe
-    with seeds 0 and 1, and a sabotaged one (lr 0: the model never learns)."""
-    from trainwise.config import load_config
-    from trainwise.train.loop import train
-
-    root = tmp_path_factory.mktemp("trained")
-    runs = {"seed0": ["train.seed=0"], "seed1": ["train.seed=1"], "lr0": ["train.seed=0", "train.lr=0"]}
-    return {name: train(load_config(None, TRAIN + extra), root / name).run_dir for name, extra in runs.items()}
+@pytest.fixture
+def trained_runs(tiny_runs, tmp_path):
+    """Never-evaluated copies of real runs (`compare` evaluates them, writing eval/ into them): the same
+    recipe with seeds 0 and 1, and a sabotaged one (lr 0: the model never learns)."""
+    keys = {"seed0": "good", "seed1": "good_seed1", "lr0": "never_learns"}
+    return {name: copy_run(tiny_runs.trained(key), tmp_path / name, with_eval=False) for name, key in keys.items()}

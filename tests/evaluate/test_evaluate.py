@@ -13,7 +13,7 @@ from trainwise.evaluate.predict import predict_split
 from trainwise.rundir import load_model
 from trainwise.workloads.base import Split
 
-from .conftest import LM, make_run
+from .conftest import train_lm
 
 
 def test_evaluate_tabular_run_writes_consistent_files(tabular_runs, tmp_path):
@@ -53,7 +53,7 @@ def test_evaluate_is_deterministic(tabular_runs, tmp_path):
 
 
 def test_evaluate_lm_run(tmp_path):
-    run = make_run(tmp_path / "lm", LM, steps=5)
+    run = train_lm(tmp_path / "lm", steps=5)
     m = evaluate_run(run, split="test", n_boot=30)
     pred = pd.read_parquet(run / "eval" / "predictions.parquet")
     assert {"id", "loss", "correct", "group", "position_loss"} <= set(pred.columns)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.realruns import copy_run
 from trainwise import cli
 
 
@@ -30,10 +29,8 @@ def make_table(n_rows: int, seed: int, shift_sd: float = 0.0, shifted: str = "x0
 
 
 @pytest.fixture
-def run_cli(monkeypatch, capsys):
+def run_cli(capsys):
     """Run `trainwise ...` through cli.main; returns (exit code, stdout, stderr)."""
-    if importlib.util.find_spec("trainwise.commands.core") is None:  # the core verbs may not be merged yet
-        monkeypatch.setattr(cli, "COMMAND_MODULES", ["trainwise.monitor.commands"])
 
     def run(*argv: str) -> tuple[int, str, str]:
         code = cli.main([str(a) for a in argv])
@@ -45,27 +42,12 @@ def run_cli(monkeypatch, capsys):
 
 # -- real runs, a registry and a serving log, for the tests that join serve and monitor ---------
 
-TAB_OVERRIDES = [
-    "workload.name=tabular",
-    "model.n_layers=1",
-    "model.d_model=16",
-    "train.steps=40",
-    "train.micro_batch_size=64",
-    "train.global_batch_size=64",
-    "train.lr=1e-2",
-    "log.progress=false",
-    "log.mlflow=false",
-    "train.threads=1",
-]
-
 
 @pytest.fixture(scope="session")
-def tab_run(tmp_path_factory):
-    """A small tabular run, trained for real (its model/ holds the training reference)."""
-    from trainwise.config import load_config
-    from trainwise.train.loop import train
-
-    return train(load_config(None, TAB_OVERRIDES), tmp_path_factory.mktemp("monitor-runs") / "tab").run_dir
+def tab_run(tiny_runs, tmp_path_factory):
+    """A small tabular run, trained for real (its model/ holds the training reference): this directory's
+    copy of the shared one (tests/realruns.py), since registering writes into it."""
+    return copy_run(tiny_runs.trained("good"), tmp_path_factory.mktemp("monitor-runs") / "tab")
 
 
 @pytest.fixture(scope="session")

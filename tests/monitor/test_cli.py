@@ -10,6 +10,8 @@ import pytest
 
 from conftest import make_table
 
+from tests.realruns import copy_run
+
 
 @pytest.fixture
 def files(tmp_path):
@@ -121,12 +123,15 @@ def test_other_bad_input(run_cli, tmp_path, files, argv, needle):
     assert code == 2 and needle in err, err
 
 
-def test_run_directory_is_read_through_its_eval_predictions(run_cli, tmp_path, files):
-    run_dir = tmp_path / "runs" / "r1"
-    (run_dir / "eval").mkdir(parents=True)
-    make_table(1000, seed=9).to_parquet(run_dir / "eval" / "predictions.parquet")
-    code, stdout, _ = run_cli("monitor", "--reference", run_dir, "--current", files[0], "--json")
-    assert code == 0 and json.loads(stdout)["n_reference"] == 1000
+def test_run_directory_is_read_through_its_eval_predictions(run_cli, tiny_runs, tmp_path):
+    """A run without a training reference (trained before references existed, or whose model declares
+    no input) is read through the eval/predictions.parquet of `trainwise evaluate`."""
+    run_dir = copy_run(tiny_runs.evaluated("good"), tmp_path / "run")
+    (run_dir / "model" / "reference.parquet").unlink()
+    current = tiny_runs.evaluated("good_seed1") / "eval" / "predictions.parquet"
+    code, stdout, err = run_cli("monitor", "--reference", run_dir, "--current", current, "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["n_reference"] == len(pd.read_parquet(run_dir / "eval" / "predictions.parquet"))
 
 
 def test_common_columns_compares_eval_predictions_with_a_log(run_cli, tmp_path, files):

@@ -1,13 +1,13 @@
-"""Fixtures: one sqlite tracking store per test module, the tabular workload, an in-process CLI."""
+"""Fixtures: one sqlite tracking store per test module, the module's own copies of the shared real
+runs, an in-process CLI."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 
 import pytest
 
-from tests.registry.rundirs import build_workload
+from tests.realruns import copy_run
 
 
 @pytest.fixture(scope="session")
@@ -35,21 +35,24 @@ def store(tmp_path_factory, empty_store_db):
 
 
 @pytest.fixture(scope="module")
-def workload():
-    return build_workload()
+def runs(tiny_runs, tmp_path_factory):
+    """`runs(key)`: this module's copy of a shared real run (trained, then evaluated; tests/realruns.py).
+    A copy, because registering writes mlflow.json into the run directory, and every module has its
+    own tracking store."""
+    root = tmp_path_factory.mktemp("runs")
+
+    def get(key: str):
+        if not (root / key).is_dir():
+            copy_run(tiny_runs.evaluated(key), root / key)
+        return root / key
+
+    return get
 
 
 @pytest.fixture()
-def cli(monkeypatch, capsys):
+def cli(capsys):
     """Run `trainwise ...` in process; returns (exit code, stdout, stderr)."""
     import trainwise.cli
-
-    if importlib.util.find_spec("trainwise.commands.core") is None:  # the lead's verbs may not be merged yet
-        monkeypatch.setattr(
-            trainwise.cli,
-            "COMMAND_MODULES",
-            [m for m in trainwise.cli.COMMAND_MODULES if m != "trainwise.commands.core"],
-        )
 
     def run(*argv):
         code = trainwise.cli.main([str(a) for a in argv])

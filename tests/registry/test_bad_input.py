@@ -7,15 +7,12 @@ import socket
 
 import pytest
 
-from tests.registry.rundirs import make_run
-
 
 @pytest.fixture(scope="module")
-def registered(store, tmp_path_factory, workload):
+def registered(store, runs):
     from trainwise.registry import promote, register_run
 
-    root = tmp_path_factory.mktemp("runs")
-    run_dir, _ = make_run(root, "r1", workload, 5)
+    run_dir = runs("good")
     register_run(run_dir, "known")
     register_run(run_dir, "known")
     promote("known", "1", "champion")

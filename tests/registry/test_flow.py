@@ -1,4 +1,5 @@
-"""register -> promote (passes) -> promote a worse version (refused) -> force -> roll back, through the CLI."""
+"""register -> promote (passes) -> promote a worse version (refused) -> force -> roll back, through the
+CLI and the real gate, on real runs: v1 undertrained (2 steps), v2 good, v3 never learns (lr 0)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,9 @@ import json
 import pytest
 import torch
 
-from tests.registry.rundirs import fake_gate, make_run
 from trainwise.registry import audit
 
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, workload):
-    root = tmp_path_factory.mktemp("runs")
-    return {
-        "good": make_run(root, "good", workload, 40, seed=0),
-        "also_good": make_run(root, "also_good", workload, 80, seed=0),
-        "worse": make_run(root, "worse", workload, 40, seed=0, flip_labels=True),
-    }
+FLOW = ("undertrained", "good", "never_learns")  # v1, v2 (shown not worse than v1), v3 (shown worse than v2)
 
 
 def _history(cli, name):
@@ -27,10 +19,9 @@ def _history(cli, name):
     return json.loads(out)
 
 
-def test_promote_refuse_force_rollback_history(store, runs, cli, monkeypatch):
-    monkeypatch.setattr("trainwise.registry.gate.run_gate", fake_gate)
-    for i, key in enumerate(("good", "also_good", "worse"), 1):
-        code, out, err = cli("register", runs[key][0], "--name", "tab", "--json")
+def test_promote_refuse_force_rollback_history(store, runs, cli):
+    for i, key in enumerate(FLOW, 1):
+        code, out, err = cli("register", runs(key), "--name", "tab", "--json")
         assert code == 0 and json.loads(out)["version"] == str(i), err
     assert cli("promote", "tab", "1", "--alias", "champion")[0] == 0  # first holder: nothing to beat
     code, out, err = cli("promote", "tab", "2", "--alias", "champion", "--reason", "more steps")
@@ -38,7 +29,7 @@ def test_promote_refuse_force_rollback_history(store, runs, cli, monkeypatch):
     code, out, err = cli("promote", "tab", "3", "--check")
     assert code == 1 and "gate failed" in out and "nothing changed" in out  # a dry run records nothing
     code, out, err = cli("promote", "tab", "3", "--alias", "champion")
-    assert code == 1 and "accuracy:" in err and "--force" in err  # refused with the failing rule
+    assert code == 1 and "accuracy dropped" in err and "--force" in err  # refused with the failing rule
     code, out, err = cli("promote", "tab", "3", "--force")
     assert code == 2 and "--reason" in err  # an override needs a reason
     code, out, err = cli("promote", "tab", "3", "--force", "--reason", "hotfix for incident 42")
@@ -78,7 +69,7 @@ def test_promote_refuse_force_rollback_history(store, runs, cli, monkeypatch):
     # --at answers with the holder at each point: just before each entry, and at it
     expected_after = ["1", "2", "2", "3", "2", "1"]
     holder = None
-    for e, after in zip(h["entries"], expected_after):
+    for e, after in zip(h["entries"], expected_after, strict=True):
         for at_us, want in ((e["when_us"] - 1, holder), (e["when_us"], after)):
             code, out, err = cli("history", "tab", "--json", "--at", audit.iso(at_us))
             assert json.loads(out)["aliases"] == {"champion": want}, (e["seq"], at_us)
@@ -90,26 +81,29 @@ def test_promote_refuse_force_rollback_history(store, runs, cli, monkeypatch):
     assert MlflowClient(store).get_registered_model("tab").aliases == {"champion": 1}
 
 
-def test_refused_promotion_leaves_alias(store, runs, cli, monkeypatch):
-    monkeypatch.setattr("trainwise.registry.gate.run_gate", fake_gate)
+def test_refused_promotion_leaves_alias(store, runs, cli):
     from mlflow import MlflowClient
 
-    assert cli("register", runs["good"][0], "--name", "tab2")[0] == 0
-    assert cli("register", runs["worse"][0], "--name", "tab2")[0] == 0
+    assert cli("register", runs("good"), "--name", "tab2")[0] == 0
+    assert cli("register", runs("never_learns"), "--name", "tab2")[0] == 0
     assert cli("promote", "tab2", "1", "--alias", "prod")[0] == 0
     assert cli("promote", "tab2", "2", "--alias", "prod")[0] == 1
     assert MlflowClient(store).get_registered_model("tab2").aliases == {"prod": 1}
     assert cli("promote", "tab2", "1", "--alias", "prod")[1].endswith("nothing to do\n")
 
 
-def test_alias_load_is_bit_identical(store, runs, workload):
+def test_alias_load_is_bit_identical(store, runs):
+    from trainwise.config import load_config
     from trainwise.registry import load_model_by_alias, promote, register_run
+    from trainwise.rundir import load_model
+    from trainwise.workloads.base import get_workload_fn
 
-    run_dir, trained = runs["also_good"]
+    run_dir = runs("good")
+    trained, _ = load_model(run_dir)  # the model as the trainer saved it in the run directory
     mv = register_run(run_dir, "tab3")
     promote("tab3", mv.version, "champion")
     loaded, meta = load_model_by_alias("tab3", "champion")
-    x = workload[1].test.inputs
+    x = get_workload_fn("tabular")(load_config(run_dir / "config.toml")).test.inputs
     with torch.no_grad():
         assert torch.equal(loaded(x), trained(x))
     record = {k: meta["registry"][k] for k in ("name", "version", "alias", "tracking_uri")}
@@ -126,7 +120,7 @@ def test_tampered_artifact_refuses_to_load(store, runs, cli):
     from trainwise.registry.store import get_client
     from trainwise.registry.versions import download_version
 
-    mv = register_run(runs["good"][0], "tab4")
+    mv = register_run(runs("good"), "tab4")
     promote("tab4", mv.version, "champion")
     weights = download_version(get_client(store), mv) / "weights.safetensors"  # the stored artifact itself
     data = bytearray(weights.read_bytes())
@@ -137,13 +131,12 @@ def test_tampered_artifact_refuses_to_load(store, runs, cli):
     assert cli("card", "tab4", mv.version)[0] == 0  # the card still reads (it reads model.json, not weights)
 
 
-def test_audit_trail_detects_edits(store, runs, monkeypatch):
-    monkeypatch.setattr("trainwise.registry.gate.run_gate", fake_gate)
+def test_audit_trail_detects_edits(store, runs):
     from trainwise.registry import promote, register_run
     from trainwise.registry.store import get_client
 
-    for key in ("good", "also_good"):
-        register_run(runs[key][0], "tab5")
+    for key in ("undertrained", "good"):
+        register_run(runs(key), "tab5")
     promote("tab5", "1", "champion")
     promote("tab5", "2", "champion", reason="r", force=True)
     client = get_client(store)

@@ -19,17 +19,14 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from tests.registry.rundirs import make_run
-
 
 @pytest.fixture(scope="module")
-def versions(store, workload, tmp_path_factory):
+def versions(store, runs):
     """`killed` v1 (champion) and v2, registered from real run directories."""
     from trainwise.registry import promote, register_run
 
-    root = tmp_path_factory.mktemp("killed")
-    for i, key in enumerate(("one", "two")):
-        register_run(make_run(root, key, workload, 20, seed=i)[0], "killed")
+    for key in ("good", "good_seed1"):
+        register_run(runs(key), "killed")
     promote("killed", "1", "champion")
     return store
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import json
 
-from tests.registry.rundirs import make_run
 
-
-def test_real_gate_three_verdicts(store, tmp_path, workload, cli):
-    good, _ = make_run(tmp_path, "good", workload, 40)
-    other, _ = make_run(
-        tmp_path, "other", workload, 40, seed=1
-    )  # as good, but 637 examples cannot show it within 0.005
-    worse, _ = make_run(tmp_path, "worse", workload, 40, flip_labels=True)  # accuracy 0.72 -> 0.29
+def test_real_gate_three_verdicts(store, runs, cli):
+    good = runs("good")
+    other = runs("good_seed1")  # as good, but 637 examples cannot show it within 0.005
+    worse = runs("never_learns")  # lr 0: accuracy 0.71 -> 0.47
     for run_dir in (good, good, other, worse):  # v1, v2 (same model), v3, v4
         assert cli("register", run_dir, "--name", "real")[0] == 0
     assert cli("promote", "real", "1")[0] == 0

@@ -6,14 +6,13 @@ import json
 
 import pytest
 
-from tests.registry.rundirs import make_run
 from trainwise.config import config_hash, load_config
-from trainwise.rundir import file_sha256
+from trainwise.rundir import file_sha256, read_json
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, workload):
-    return make_run(tmp_path_factory.mktemp("runs"), "run-a", workload, 10)[0]
+def run(runs):
+    return runs("good")
 
 
 def test_log_run_params_metrics_artifacts(store, run):
@@ -26,8 +25,10 @@ def test_log_run_params_metrics_artifacts(store, run):
     r = c.get_run(run_id)
     cfg = load_config(run / "config.toml")
     assert r.data.params["train.steps"] == str(cfg.train.steps) and r.data.params["model.d_model"] == "16"
-    assert [(m.step, m.value) for m in c.get_metric_history(run_id, "loss")] == [(s, 1.0 / (s + 1)) for s in (1, 2, 3)]
-    assert r.data.metrics["summary.median_step_ms"] == 1.5
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged_loss = sorted((m.step, m.value) for m in c.get_metric_history(run_id, "loss"))
+    assert logged_loss == [(row["step"], row["loss"]) for row in rows if "loss" in row] and len(logged_loss) > 1
+    assert r.data.metrics["summary.median_step_ms"] == read_json(run / "summary.json")["median_step_ms"]
     assert r.data.tags["trainwise.precision"] == "fp32" and r.info.status == "FINISHED"
     assert {a.path for a in c.list_artifacts(run_id)} >= {
         "config.toml",
@@ -53,7 +54,9 @@ def test_register_lineage_and_artifacts(store, run):
     assert logged is None or mv.run_id == logged  # reuses the MLflow run of the run directory
     assert t["trainwise.config_hash"] == config_hash(load_config(run / "config.toml"))
     assert t["trainwise.data_fingerprint.test"] == env["data_fingerprints"]["test"]
-    assert t["trainwise.git_sha"] == "abc123" and t["trainwise.precision"] == "fp32" and t["trainwise.ac"] == "none"
+    assert (
+        t["trainwise.git_sha"] == env["git_sha"] and t["trainwise.precision"] == "fp32" and t["trainwise.ac"] == "none"
+    )
     assert t["trainwise.strategy"] == "single" and t["trainwise.world_size"] == "1"
     assert t["trainwise.eval_report_sha256"] == file_sha256(run / "eval" / "report.html")
     assert float(t["trainwise.metric.accuracy"]) == metrics["accuracy"]

@@ -41,10 +41,9 @@ def _train(run_dir, *extra: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def tab_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("trusted") / "tab"
-    assert _train(run) == 0
-    return run
+def tab_run(tiny_runs):
+    """The shared real tabular run (read-only: every test here copies it before changing it)."""
+    return tiny_runs.trained("good")
 
 
 def plant_command(model_dir, marker, reseal: bool) -> None:

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from tests.realruns import copy_run
+
 INSTANCE = {
     "rate_marriage": 3.0,
     "age": 32.0,
@@ -23,25 +25,9 @@ INSTANCE = {
 
 
 @pytest.fixture(scope="session")
-def tab_run(tmp_path_factory):
-    from trainwise.config import load_config
-    from trainwise.train.loop import train
-
-    run_dir = tmp_path_factory.mktemp("serve") / "tab"
-    cfg = load_config(
-        None,
-        [
-            "workload.name=tabular",
-            "model.n_layers=1",
-            "model.d_model=16",
-            "train.steps=30",
-            "train.micro_batch_size=64",
-            "train.global_batch_size=64",
-            "log.progress=false",
-        ],
-    )
-    train(cfg, run_dir)
-    return run_dir
+def tab_run(tiny_runs, tmp_path_factory):
+    """This directory's copy of the shared real tabular run (tests/realruns.py): registering it writes into it."""
+    return copy_run(tiny_runs.trained("good"), tmp_path_factory.mktemp("serve") / "tab")
 
 
 def free_port() -> int:

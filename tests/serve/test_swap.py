@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 
 import httpx
 import pytest
-import torch
 
+from tests.realruns import copy_run
 from tests.serve.conftest import INSTANCE, free_port
 
 
 @pytest.fixture(scope="module")
-def registry(tab_run, tmp_path_factory):
-    """A sqlite registry with `tab` v1 (the trained run) and v2 (its weights perturbed), champion -> v1."""
+def registry(tab_run, tiny_runs, tmp_path_factory):
+    """A sqlite registry with `tab` v1 (the trained run) and v2 (another real run: seed 1), champion -> v1."""
     from trainwise.registry import register_run
     from trainwise.registry.promote import promote
-    from trainwise.rundir import load_model, read_json, save_model
 
     root = tmp_path_factory.mktemp("swapreg")
     uri = f"sqlite:///{root}/mlflow.db"
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", uri)
     mp.setenv("TRAINWISE_ACTOR", "tester")
-    second = root / "tab2"
-    shutil.copytree(tab_run, second)
-    model, _ = load_model(second)
-    with torch.no_grad():
-        model.head.bias += torch.tensor([2.0, -2.0])  # v2 answers differently, so the switch is visible
-    meta = {k: v for k, v in read_json(second / "model" / "model.json").items() if k != "weights_sha256"}
-    save_model(model, second / "model", meta)
+    second = copy_run(tiny_runs.trained("good_seed1"), root / "tab2")  # a copy: registering writes into it
     register_run(tab_run, "tab")
     register_run(second, "tab")
     promote("tab", 1, alias="champion", force=True, reason="test set-up")
