@@ -37,12 +37,7 @@ def test_card(card, runs):
     assert "classes no, yes" in card
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry/card.py flattens only nested dicts; `trainwise evaluate` writes slices as a list of "
-    "records per column ({'education': [{'value': ..., 'n': ..., 'metrics': {...}}]}), so the card has no "
-    "slice table for a real evaluation (the old hand-written metrics.json used nested dicts)",
-)
+# `trainwise evaluate` writes slices as records per column; the card keys them by value
 def test_card_shows_the_slices_of_the_evaluation(card):
     assert "### Slices" in card and "| education.college graduate |" in card
 

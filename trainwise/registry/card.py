@@ -35,9 +35,27 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _slices_as_dicts(metrics: dict) -> dict:
+    """`trainwise evaluate` writes each slice column as a list of records {value, n, metrics}; key
+    them by value so the slice rows flatten to "slices.<column>.<value>.<metric>"."""
+    slices = metrics.get("slices")
+    if not isinstance(slices, dict):
+        return metrics
+    as_dicts = {}
+    for column, groups in slices.items():
+        if isinstance(groups, list):
+            groups = {
+                str(g.get("value")): {"n": g.get("n"), **(g.get("metrics") or {})}
+                for g in groups
+                if isinstance(g, dict)
+            }
+        as_dicts[column] = groups
+    return {**metrics, "slices": as_dicts}
+
+
 def _metric_sections(metrics: dict) -> list[str]:
     """Overall metrics, then per-slice tables and calibration, from eval/metrics.json (any nesting)."""
-    flat = {k: v for k, v in flatten(metrics).items() if is_number(v)}
+    flat = {k: v for k, v in flatten(_slices_as_dicts(metrics)).items() if is_number(v)}
     slice_keys = {k for k in flat if "slice" in k.split(".")[0].lower()}
     calib_keys = {k for k in flat if any(w in k.lower() for w in ("ece", "brier", "calibration"))} - slice_keys
     overall = [(k, _fmt(v)) for k, v in flat.items() if k not in slice_keys | calib_keys]
