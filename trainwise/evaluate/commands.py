@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from trainwise.cliargs import add_config_args
 from trainwise.errors import TrainwiseError
 
 
@@ -85,7 +86,7 @@ def register(subparsers) -> None:
         help="comma-separated findings that fail the command, each NAME or NAME>NUMBER "
         "(schema, missing, imbalance, duplicates, leakage, label_issues, pii)",
     )
-    c.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a CONFIG field")
+    add_config_args(c, config=None, set_help="override a CONFIG field")
     c.add_argument(
         "--json",
         default=None,
@@ -149,12 +150,14 @@ def format_comparison(c) -> str:
     for m, d in c.deltas.items():
         if d["baseline"] == d["baseline"] and d["ci95"][0] == d["ci95"][0]:  # skip undefined (NaN) metrics
             lines.append(
-                f"  {m:20s} {d['baseline']:10.4f} {d['candidate']:10.4f} {d['delta']:+10.4f}  [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  {d['interval']}"
+                f"  {m:20s} {d['baseline']:10.4f} {d['candidate']:10.4f} {d['delta']:+10.4f}  "
+                f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  {d['interval']}"
             )
     if "mcnemar" in c.tests:
         t = c.tests["mcnemar"]
         lines.append(
-            f"  McNemar exact: baseline-only right {t['a_only_correct']}, candidate-only right {t['b_only_correct']}, p = {t['p_value']:.3g}"
+            f"  McNemar exact: baseline-only right {t['a_only_correct']}, "
+            f"candidate-only right {t['b_only_correct']}, p = {t['p_value']:.3g}"
         )
     if "delong" in c.tests:
         t = c.tests["delong"]
@@ -162,7 +165,8 @@ def format_comparison(c) -> str:
             f"  DeLong: AUC {t['auc_a']:.4f} -> {t['auc_b']:.4f} (delta {t['delta']:+.4f}, p = {t['p_value']:.3g})"
         )
     lines.append(
-        "  gate rules (pass: upper bound of the worsening <= tolerance; fail: lower bound > tolerance; else inconclusive):"
+        "  gate rules (pass: upper bound of the worsening <= tolerance; fail: lower bound > tolerance; "
+        "else inconclusive):"
     )
     for r in c.rules:
         if r["status"] != "not applicable":
@@ -176,7 +180,7 @@ def run_data_check(args) -> int:
     from trainwise.evaluate.datacheck import check_data, format_report
     from trainwise.rundir import write_json
 
-    report = check_data(args.source, args.against, args.target, args.fail_on, args.set)
+    report = check_data(args.source, args.against, args.target, args.fail_on, args.overrides)
     if args.json == "-":
         print(json.dumps(report, indent=2, default=float))
     else:
