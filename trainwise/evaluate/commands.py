@@ -31,7 +31,7 @@ def register(subparsers) -> None:
         help="bootstrap replicates for slice confidence intervals (default: 200)",
     )
     p.add_argument("--no-robustness", action="store_true", help="skip the perturbation metrics")
-    p.set_defaults(func=run_evaluate)
+    p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser(
         "compare",
@@ -57,7 +57,7 @@ def register(subparsers) -> None:
         metavar="N",
         help="paired bootstrap replicates for ECE, AUC, F1 and other non-mean metrics (default: 1000)",
     )
-    p.set_defaults(func=run_compare)
+    p.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser("data", help="data-quality checks (`trainwise data check`)")
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
@@ -93,7 +93,7 @@ def register(subparsers) -> None:
         metavar="PATH",
         help="also write the report as JSON to PATH ('-' prints JSON instead of text)",
     )
-    c.set_defaults(func=run_data_check)
+    c.set_defaults(func=cmd_data_check)
     p.set_defaults(func=lambda args: _data_usage(p))
 
 
@@ -102,7 +102,7 @@ def _data_usage(parser) -> int:
     return 2
 
 
-def run_evaluate(args) -> int:
+def cmd_evaluate(args) -> int:
     from trainwise.evaluate.evaluate import evaluate_run
 
     if args.bootstrap < 1:
@@ -126,7 +126,7 @@ def run_evaluate(args) -> int:
     return 0
 
 
-def run_compare(args) -> int:
+def cmd_compare(args) -> int:
     from trainwise.evaluate.compare import compare_dirs
     from trainwise.evaluate.gate import EXIT_CODES, load_gate
 
@@ -176,7 +176,7 @@ def format_comparison(c) -> str:
     return "\n".join(lines)
 
 
-def run_data_check(args) -> int:
+def cmd_data_check(args) -> int:
     from trainwise.evaluate.datacheck import check_data, format_report
     from trainwise.rundir import write_json
 

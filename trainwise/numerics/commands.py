@@ -10,7 +10,7 @@ from trainwise.numerics.formats import DEFAULT_FORMATS, RECIPES
 from trainwise.numerics.preflight import GPU_CLASSES, preflight_text
 
 
-def _cmd_numerics(args) -> int:
+def cmd_numerics(args) -> int:
     from trainwise.numerics.diagnose import run_numerics
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -66,4 +66,4 @@ def register(subparsers) -> None:
         choices=[*GPU_CLASSES, "any"],
         help="GPU class for the speed verdict (default h100; 'any' = numerics only)",
     )
-    p.set_defaults(func=_cmd_numerics)
+    p.set_defaults(func=cmd_numerics)
