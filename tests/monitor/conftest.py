@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,8 +30,6 @@ def make_table(n_rows: int, seed: int, shift_sd: float = 0.0, shifted: str = "x0
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
     """Run `trainwise ...` through cli.main; returns (exit code, stdout, stderr)."""
-    if importlib.util.find_spec("trainwise.commands.core") is None:  # the core verbs may not be merged yet
-        monkeypatch.setattr(cli, "COMMAND_MODULES", ["trainwise.monitor.commands"])
 
     def run(*argv: str) -> tuple[int, str, str]:
         code = cli.main([str(a) for a in argv])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 
 import pytest
@@ -43,13 +42,6 @@ def workload():
 def cli(monkeypatch, capsys):
     """Run `trainwise ...` in process; returns (exit code, stdout, stderr)."""
     import trainwise.cli
-
-    if importlib.util.find_spec("trainwise.commands.core") is None:  # the lead's verbs may not be merged yet
-        monkeypatch.setattr(
-            trainwise.cli,
-            "COMMAND_MODULES",
-            [m for m in trainwise.cli.COMMAND_MODULES if m != "trainwise.commands.core"],
-        )
 
     def run(*argv):
         code = trainwise.cli.main([str(a) for a in argv])
