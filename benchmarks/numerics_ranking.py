@@ -37,7 +37,7 @@ import torch
 
 from trainwise.config import load_config
 from trainwise.numerics.analysis import analyze
-from trainwise.numerics.commands import training_batches
+from trainwise.numerics.diagnose import training_batches
 from trainwise.train.loop import train
 from trainwise.train.precision import fp8_module_filter
 from trainwise.train.rundir_setup import build_workload

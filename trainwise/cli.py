@@ -19,11 +19,13 @@ from trainwise.errors import TrainwiseError
 
 # Modules that contribute verbs (each has `register(subparsers)`), in `--help` order.
 COMMAND_MODULES = [
-    "trainwise.commands.core",  # train, config, info
+    "trainwise.train.commands",  # train
+    "trainwise.config_commands",  # config
+    "trainwise.env_commands",  # info
     "trainwise.evaluate.commands",  # evaluate, compare, data check
     "trainwise.registry.commands",  # register, promote, rollback, history, card, ui
     "trainwise.monitor.commands",  # monitor
-    "trainwise.commands.launch",  # launch (torchrun: DDP, FSDP2)
+    "trainwise.launch.commands",  # launch (torchrun: DDP, FSDP2)
     "trainwise.serve.commands",  # serve, export
     "trainwise.train.memory_commands",  # estimate, fit-batch
     "trainwise.bench.commands",  # bench, demo

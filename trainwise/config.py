@@ -24,6 +24,7 @@ from typing import Any
 from trainwise.config_checks import (
     SEED_MAX,
     Needs,
+    accumulation_steps,
     check_number,
     entry_problem,
     field_default,
@@ -606,13 +607,7 @@ def reset_fields(cfg: Config, paths: list[str]) -> Config:
 
 def validate_relations(cfg: Config) -> None:
     """Rules that involve more than one field."""
-    t = cfg.train
-    if t.global_batch_size % t.micro_batch_size:
-        raise ConfigError(
-            f"train.global_batch_size = {t.global_batch_size} is not a multiple of "
-            f"train.micro_batch_size = {t.micro_batch_size}: the global batch must be "
-            "micro_batch_size x world_size x accumulation steps"
-        )
+    accumulation_steps(cfg.train.global_batch_size, cfg.train.micro_batch_size)  # world size is not known yet
     if cfg.workload.name == "lm" and cfg.model.d_model % cfg.model.n_heads:
         raise ConfigError(
             f"model.d_model = {cfg.model.d_model} is not divisible by model.n_heads = {cfg.model.n_heads}"

@@ -149,3 +149,29 @@ def entry_problem(entry: str) -> str | None:
     if not sep or not func.isidentifier() or not all(part.isidentifier() for part in module.split(".")):
         return "expected 'package.module:function'"
     return None
+
+
+def accumulation_steps(global_batch_size: int, micro_batch_size: int, world_size: int = 1) -> int:
+    """Micro-batches each process runs per optimizer step: the global batch is made of
+    micro_batch_size x world_size x accumulation steps examples, or it is a ConfigError.
+
+    The one place that rule lives: the config checks it at load (world size 1, the only one known
+    then), `trainwise launch` before any process starts, and the trainer at its real world size.
+
+    >>> accumulation_steps(32, 4, world_size=2)
+    4
+    """
+    per_step = micro_batch_size * world_size
+    if global_batch_size % per_step == 0:
+        return global_batch_size // per_step
+    if world_size == 1:
+        raise ConfigError(
+            f"train.global_batch_size = {global_batch_size} is not a multiple of "
+            f"train.micro_batch_size = {micro_batch_size}: the global batch must be "
+            "micro_batch_size x world_size x accumulation steps"
+        )
+    raise ConfigError(
+        f"train.global_batch_size = {global_batch_size} cannot be made from "
+        f"train.micro_batch_size = {micro_batch_size} x world size {world_size} x accumulation steps; "
+        f"make it a multiple of {per_step}"
+    )

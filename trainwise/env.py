@@ -395,6 +395,18 @@ def collect_info(device: torch.device | None = None, refresh: bool = False, allo
     return info
 
 
+def device_report(device_name: str, refresh: bool = False, cfg=None, config_path: str | None = None) -> dict:
+    """`trainwise info`: collect_info for `device_name` ("auto", "cpu", "cuda"); with a config, also
+    the peak on its own matmul shapes ("model_gemm"), measured under the threads it trains with."""
+    device = pick_device(device_name)
+    if cfg is not None and cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)  # both probes under the threads the recipe trains with
+    info = collect_info(device, refresh=refresh)
+    if cfg is not None:
+        info["model_gemm"] = {"config": config_path, **measure_model_peaks(cfg, device, info["matmul_gflops"])}
+    return info
+
+
 def dtype_warnings(gflops: dict[str, float | None], device: torch.device) -> list[str]:
     """Warnings derived from the measurements only."""
     out = []

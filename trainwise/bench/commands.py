@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainwise.cliargs import add_config_args
 from trainwise.errors import ConfigError
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lm-tiny.toml"
@@ -28,7 +29,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "bench", help="train variants of a config side by side and recommend the fastest that keeps quality"
     )
-    p.add_argument("config", help="TOML recipe, e.g. configs/lm-tiny.toml")
+    add_config_args(p, set_help="override a field of the base config for every variant (repeatable)")
     p.add_argument(
         "--grid",
         action="append",
@@ -44,14 +45,6 @@ def register(sub) -> None:
         help="one explicit variant: overrides separated by ';' (repeatable)",
     )
     p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field of the base config for every variant (repeatable)",
-    )
-    p.add_argument(
         "--out", default="bench", help="output folder (rerunning into it skips finished variants; default: bench)"
     )
     p.add_argument("--cost-per-hour", type=float, help="machine price per hour, to show each run's cost")
@@ -65,23 +58,18 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="bench lm-tiny over precision x activation checkpointing on this machine, within a time budget (default 6 minutes)",
+        help="bench lm-tiny over precision x activation checkpointing on this machine, "
+        "within a time budget (default 6 minutes)",
     )
     p.add_argument(
         "--budget-min",
         type=float,
         default=DEMO_BUDGET_MIN,
-        help=f"minutes the whole demo may take; the steps are planned from measured speed (default: {DEMO_BUDGET_MIN:g})",
+        help="minutes the whole demo may take; the steps are planned from measured speed "
+        f"(default: {DEMO_BUDGET_MIN:g})",
     )
     p.add_argument("--out", default="bench-demo", help="output folder (default: bench-demo)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field (repeatable)",
-    )
+    add_config_args(p, config=None, set_help="override a field (repeatable)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -91,7 +79,8 @@ def _check_numbers(args) -> None:
     budget = args.budget_min
     if budget is not None and not budget > 0 and (args.func is cmd_demo or budget != 0):
         raise ConfigError(
-            f"--budget-min {budget:g}: expected a number of minutes > 0 (the demo measures this machine and plans its steps to fit it; "
+            f"--budget-min {budget:g}: expected a number of minutes > 0 "
+            "(the demo measures this machine and plans its steps to fit it; "
             f"the default is {DEMO_BUDGET_MIN:g})"
         )
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from trainwise.config import load_config
+from trainwise.config_checks import accumulation_steps
 
 FAULT_ENV = "TRAINWISE_TIMING_FAULT"
 
@@ -74,7 +75,7 @@ def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
     policy = get_policy(cfg.precision.policy, device, cfg.precision.allow_tf32)
     dist = setup_distributed(cfg.parallel.strategy, cfg.parallel.backend, device)
     device = local_device(dist, device)
-    micro_per_step = tc.global_batch_size // (tc.micro_batch_size * dist.world_size)
+    micro_per_step = accumulation_steps(tc.global_batch_size, tc.micro_batch_size, dist.world_size)
     torch.manual_seed(tc.seed)
     workload = build_workload(cfg)
     summary_path = run_dir / "summary.json" if run_dir else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from trainwise.cliargs import add_config_args
 from trainwise.errors import TrainwiseError
 
 
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
         help="bootstrap replicates for slice confidence intervals (default: 200)",
     )
     p.add_argument("--no-robustness", action="store_true", help="skip the perturbation metrics")
-    p.set_defaults(func=run_evaluate)
+    p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser(
         "compare",
@@ -56,7 +57,7 @@ def register(subparsers) -> None:
         metavar="N",
         help="paired bootstrap replicates for ECE, AUC, F1 and other non-mean metrics (default: 1000)",
     )
-    p.set_defaults(func=run_compare)
+    p.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser("data", help="data-quality checks (`trainwise data check`)")
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
@@ -85,14 +86,14 @@ def register(subparsers) -> None:
         help="comma-separated findings that fail the command, each NAME or NAME>NUMBER "
         "(schema, missing, imbalance, duplicates, leakage, label_issues, pii)",
     )
-    c.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a CONFIG field")
+    add_config_args(c, config=None, set_help="override a CONFIG field")
     c.add_argument(
         "--json",
         default=None,
         metavar="PATH",
         help="also write the report as JSON to PATH ('-' prints JSON instead of text)",
     )
-    c.set_defaults(func=run_data_check)
+    c.set_defaults(func=cmd_data_check)
     p.set_defaults(func=lambda args: _data_usage(p))
 
 
@@ -101,7 +102,7 @@ def _data_usage(parser) -> int:
     return 2
 
 
-def run_evaluate(args) -> int:
+def cmd_evaluate(args) -> int:
     from trainwise.evaluate.evaluate import evaluate_run
 
     if args.bootstrap < 1:
@@ -125,7 +126,7 @@ def run_evaluate(args) -> int:
     return 0
 
 
-def run_compare(args) -> int:
+def cmd_compare(args) -> int:
     from trainwise.evaluate.compare import compare_dirs
     from trainwise.evaluate.gate import EXIT_CODES, load_gate
 
@@ -149,12 +150,14 @@ def format_comparison(c) -> str:
     for m, d in c.deltas.items():
         if d["baseline"] == d["baseline"] and d["ci95"][0] == d["ci95"][0]:  # skip undefined (NaN) metrics
             lines.append(
-                f"  {m:20s} {d['baseline']:10.4f} {d['candidate']:10.4f} {d['delta']:+10.4f}  [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  {d['interval']}"
+                f"  {m:20s} {d['baseline']:10.4f} {d['candidate']:10.4f} {d['delta']:+10.4f}  "
+                f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  {d['interval']}"
             )
     if "mcnemar" in c.tests:
         t = c.tests["mcnemar"]
         lines.append(
-            f"  McNemar exact: baseline-only right {t['a_only_correct']}, candidate-only right {t['b_only_correct']}, p = {t['p_value']:.3g}"
+            f"  McNemar exact: baseline-only right {t['a_only_correct']}, "
+            f"candidate-only right {t['b_only_correct']}, p = {t['p_value']:.3g}"
         )
     if "delong" in c.tests:
         t = c.tests["delong"]
@@ -162,7 +165,8 @@ def format_comparison(c) -> str:
             f"  DeLong: AUC {t['auc_a']:.4f} -> {t['auc_b']:.4f} (delta {t['delta']:+.4f}, p = {t['p_value']:.3g})"
         )
     lines.append(
-        "  gate rules (pass: upper bound of the worsening <= tolerance; fail: lower bound > tolerance; else inconclusive):"
+        "  gate rules (pass: upper bound of the worsening <= tolerance; fail: lower bound > tolerance; "
+        "else inconclusive):"
     )
     for r in c.rules:
         if r["status"] != "not applicable":
@@ -172,11 +176,11 @@ def format_comparison(c) -> str:
     return "\n".join(lines)
 
 
-def run_data_check(args) -> int:
+def cmd_data_check(args) -> int:
     from trainwise.evaluate.datacheck import check_data, format_report
     from trainwise.rundir import write_json
 
-    report = check_data(args.source, args.against, args.target, args.fail_on, args.set)
+    report = check_data(args.source, args.against, args.target, args.fail_on, args.overrides)
     if args.json == "-":
         print(json.dumps(report, indent=2, default=float))
     else:

@@ -1,69 +1,24 @@
 """`trainwise numerics CONFIG [--steps N] [--out DIR]`: per-layer precision diagnostics and the
-FP8 preflight for the configured workload."""
+FP8 preflight for the configured workload (the library side is trainwise.numerics.diagnose)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from trainwise.config import load_config
-from trainwise.errors import TrainwiseError
-from trainwise.numerics.analysis import analyze
+from trainwise.cliargs import add_config_args
 from trainwise.numerics.formats import DEFAULT_FORMATS, RECIPES
 from trainwise.numerics.preflight import GPU_CLASSES, preflight_text
-from trainwise.rundir import write_atomic, write_json
 
 
-def training_batches(cfg, workload, steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first `steps` micro-batches of the run's own data order (fp32, CPU)."""
-    from trainwise.train.data import StepSampler
+def cmd_numerics(args) -> int:
+    from trainwise.numerics.diagnose import run_numerics
 
-    sampler = StepSampler(
-        len(workload.train), cfg.train.global_batch_size, cfg.train.micro_batch_size, 1, 0, cfg.train.seed
-    )
-    return [workload.train.batch(sampler.indices(step, 0)) for step in range(steps)]
-
-
-def run_numerics(
-    config: str, steps: int, out: str | Path, formats: list[str], recipe: str, gpu: str, overrides: list[str] = ()
-) -> dict:
-    if steps < 1:
-        raise TrainwiseError(f"--steps = {steps}: expected at least 1 training step to measure")
-    from trainwise.train.rundir_setup import build_workload
-
-    cfg = load_config(config, overrides)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    torch.manual_seed(cfg.train.seed)
-    workload = build_workload(cfg)
-    report = analyze(
-        workload.model,
-        training_batches(cfg, workload, steps),
-        workload.loss_fn,
-        formats,
-        recipe=recipe,
-        gpu=gpu,
-        loss_scale=cfg.precision.init_scale,
-        lr=cfg.train.lr,
-    )
-    report["config"] = str(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "numerics.json", report)
-    from trainwise.numerics.html import render_html
-
-    write_atomic(out / "numerics.html", render_html(report))
-    write_atomic(out / "preflight.txt", preflight_text(report["preflight"]) + "\n")
-    return report
-
-
-def _cmd_numerics(args) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    report = run_numerics(args.config, args.steps, args.out, formats, args.recipe, args.gpu, args.set or [])
+    report = run_numerics(args.config, args.steps, args.out, formats, args.recipe, args.gpu, args.overrides)
     li = report["loss_impact"]
     print(
-        f"worst layers under {report['recipe']} (layers beyond fp16's range first, then by loss impact; fp32 loss {li['loss_fp32']:.4f}, "
+        f"worst layers under {report['recipe']} (layers beyond fp16's range first, then by loss impact; "
+        f"fp32 loss {li['loss_fp32']:.4f}, "
         f"all FP8-eligible layers converted {li['loss_converted']:.4f}):"
     )
     print(f"  {'':4s} {'layer':30s} {'loss impact':>12s} {'matmul error':>13s}")
@@ -85,7 +40,9 @@ def register(subparsers) -> None:
         description="Run a few fp32 training steps with hooks; report each Linear/Conv layer's dynamic range, "
         "overflow/flush shares and matmul error per format, and whether FP8 pays and is safe per layer.",
     )
-    p.add_argument("config", help="TOML recipe (e.g. configs/lm-tiny.toml)")
+    add_config_args(
+        p, config_help="TOML recipe (e.g. configs/lm-tiny.toml)", set_help="override a config field (repeatable)"
+    )
     p.add_argument("--steps", type=int, default=3, help="fp32 training steps to measure (default 3)")
     p.add_argument(
         "--out",
@@ -109,5 +66,4 @@ def register(subparsers) -> None:
         choices=[*GPU_CLASSES, "any"],
         help="GPU class for the speed verdict (default h100; 'any' = numerics only)",
     )
-    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override a config field (repeatable)")
-    p.set_defaults(func=_cmd_numerics)
+    p.set_defaults(func=cmd_numerics)

@@ -47,7 +47,8 @@ def register(sub) -> None:
     p.add_argument(
         "--accept-inconclusive",
         action="store_true",
-        help="promote when the gate is inconclusive (not shown worse, not shown within tolerance); needs --reason, recorded",
+        help="promote when the gate is inconclusive (not shown worse, not shown within tolerance); "
+        "needs --reason, recorded",
     )
     p.add_argument(
         "--gate", default=None, metavar="FILE", help="gate file (default: the evaluate component's default gate)"
@@ -117,7 +118,8 @@ def cmd_register(args) -> int:
         print(json.dumps({"name": args.name, "version": str(mv.version), "run_id": mv.run_id, "source": mv.source}))
         return 0
     print(
-        f"registered {args.name} version {mv.version} from {args.run_dir} (weights sha256 {mv.tags['trainwise.weights_sha256'][:12]}...)"
+        f"registered {args.name} version {mv.version} from {args.run_dir} "
+        f"(weights sha256 {mv.tags['trainwise.weights_sha256'][:12]}...)"
     )
     return 0
 
@@ -140,7 +142,8 @@ def cmd_promote(args) -> int:
     )
     if r.action.startswith("check-"):
         print(
-            f"gate {r.verdict}: {args.name} v{r.to_version} against {args.name}@{r.alias} (v{r.from_version or '-'}); nothing changed"
+            f"gate {r.verdict}: {args.name} v{r.to_version} against {args.name}@{r.alias} "
+            f"(v{r.from_version or '-'}); nothing changed"
         )
         for f in r.failures:
             print(f"  - {f}")
@@ -158,13 +161,15 @@ def cmd_promote(args) -> int:
             print(f"  - {f}", file=sys.stderr)
         if r.outcome == "inconclusive":
             print(
-                "settle it with more evaluation data, or accept it knowingly with --accept-inconclusive --reason TEXT (recorded)",
+                "settle it with more evaluation data, "
+                "or accept it knowingly with --accept-inconclusive --reason TEXT (recorded)",
                 file=sys.stderr,
             )
         print("override with --force --reason TEXT (recorded)", file=sys.stderr)
         return EXIT_CODES.get(r.outcome, 1)
     print(
-        f"{args.name}@{r.alias}: v{r.from_version or '-'} -> v{r.to_version} ({r.action}, gate {r.verdict}; audit entry {r.seq})"
+        f"{args.name}@{r.alias}: v{r.from_version or '-'} -> v{r.to_version} "
+        f"({r.action}, gate {r.verdict}; audit entry {r.seq})"
     )
     return 0
 
@@ -184,21 +189,17 @@ def cmd_rollback(args) -> int:
 @_store_errors
 def cmd_history(args) -> int:
     from trainwise.registry import audit
-    from trainwise.registry.promote import reconcile_moves
-    from trainwise.registry.store import get_client, move_lock
-    from trainwise.registry.versions import get_model
+    from trainwise.registry.history import read_history
 
-    client = get_client(args.tracking_uri)
-    get_model(client, args.name)
-    with move_lock(client.tracking_uri):  # what a killed promoter left unfinished is settled first
-        for e in reconcile_moves(client, args.name):
-            print(
-                f"reconciled audit entry {e['seq']} ({e['action']} {e['alias']}: v{e['from_version'] or '-'} -> v{e['to_version']}): "
-                f"{e['reconciled']}; its writer stopped before finishing it",
-                file=sys.stderr,
-            )
-    entries = audit.read_entries(client, args.name)
-    problems = audit.check_chain(entries) + audit.check_aliases(entries, get_model(client, args.name).aliases)
+    h = read_history(args.name, args.tracking_uri)
+    for e in h.reconciled:
+        print(
+            f"reconciled audit entry {e['seq']} ({e['action']} {e['alias']}: "
+            f"v{e['from_version'] or '-'} -> v{e['to_version']}): {e['reconciled']}; "
+            "its writer stopped before finishing it",
+            file=sys.stderr,
+        )
+    entries, problems = h.entries, h.problems
     if args.at is not None:
         at_us = audit.parse_time(args.at)
         held = audit.holders_at(entries, at_us)
@@ -212,8 +213,10 @@ def cmd_history(args) -> int:
     else:
         for e in entries:
             print(
-                f"{e['seq']:>4}  {e['when']}  {e['who']}  {e['action']:<8} {e['alias']}: v{e['from_version'] or '-'} -> v{e['to_version']}  "
-                f"gate={e['verdict']}  evidence={e['evidence_sha256'][:12] or '-'}  [{e['status']}{', reconciled: ' + e['reconciled'] if e['reconciled'] else ''}]  {e['reason']}"
+                f"{e['seq']:>4}  {e['when']}  {e['who']}  {e['action']:<8} {e['alias']}: "
+                f"v{e['from_version'] or '-'} -> v{e['to_version']}  "
+                f"gate={e['verdict']}  evidence={e['evidence_sha256'][:12] or '-'}  "
+                f"[{e['status']}{', reconciled: ' + e['reconciled'] if e['reconciled'] else ''}]  {e['reason']}"
             )
         if not entries:
             print(f"{args.name}: no alias moves recorded")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import socket
-import sys
 
-from trainwise.errors import ConfigError, TrainwiseError
+from trainwise.cliargs import add_config_args
 
 
 def register(sub) -> None:
@@ -20,8 +17,14 @@ def register(sub) -> None:
     p.add_argument("ref", metavar="NAME@ALIAS|RUN_DIR")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--config", default=None, metavar="FILE", help="TOML file whose [serve] section is used")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="serve.FIELD=VALUE")
+    add_config_args(
+        p,
+        config="flag",
+        config_help="TOML file whose [serve] section is used",
+        config_metavar="FILE",
+        set_help=None,
+        set_metavar="serve.FIELD=VALUE",
+    )
     p.add_argument(
         "--check-precision",
         action="store_true",
@@ -37,58 +40,20 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Fail before loading anything when the port is taken (uvicorn would only log and exit 1)."""
-    if not 0 < port < 65536:
-        raise ConfigError(f"--port {port}: expected 1..65535")
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            why = "is already in use" if e.errno == errno.EADDRINUSE else f"cannot be bound ({e.strerror})"
-            raise TrainwiseError(f"--host {host} --port {port}: the address {why}; choose another --port") from None
-
-
 def cmd_serve(args) -> int:
     from trainwise.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     if args.check_precision:
-        return _check_precision(args.ref, cfg)
-    check_port_free(args.host, args.port)
+        from trainwise.serve.quality import precision_change, run_dir_of
+
+        run_dir = run_dir_of(args.ref, cfg.registry.tracking_uri or None)
+        print(json.dumps(precision_change(run_dir, cfg.serve.precision), indent=2))
+        return 0
+    from trainwise.serve.server import run_server
+
     run_server(args.ref, cfg, args.host, args.port)
     return 0
-
-
-def _check_precision(ref: str, cfg) -> int:
-    from trainwise.serve.quality import precision_change, run_dir_of
-
-    print(
-        json.dumps(precision_change(run_dir_of(ref, cfg.registry.tracking_uri or None), cfg.serve.precision), indent=2)
-    )
-    return 0
-
-
-def run_server(ref: str, cfg, host: str, port: int) -> None:
-    import torch
-    import uvicorn
-
-    from trainwise.serve.app import build_app
-    from trainwise.serve.runtime import load_runtime
-
-    if cfg.serve.threads:
-        torch.set_num_threads(cfg.serve.threads)
-    tracking_uri = cfg.registry.tracking_uri or None
-    runtime = load_runtime(ref, cfg.serve.precision, tracking_uri)
-    app = build_app(runtime, cfg.serve, ref=ref, tracking_uri=tracking_uri)
-    print(
-        f"trainwise serve: {runtime.version} ({cfg.serve.precision}) on http://{host}:{port} "
-        f"(max_batch_size={cfg.serve.max_batch_size}, max_wait_ms={cfg.serve.max_wait_ms})",
-        file=sys.stderr,
-        flush=True,
-    )
-    # No access log: one log line per request costs more than a small model's prediction.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 def cmd_export(args) -> int:

@@ -16,6 +16,7 @@ from statistics import median
 import torch
 
 from trainwise.config import Config
+from trainwise.config_checks import accumulation_steps
 from trainwise.env import pick_device
 from trainwise.errors import TrainwiseError
 from trainwise.train.autoac import confirm_ac_mode, resolve_ac_mode
@@ -172,11 +173,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     policy = get_policy(cfg.precision.policy, device, cfg.precision.allow_tf32)
     dist = setup_distributed(cfg.parallel.strategy, cfg.parallel.backend, device)
     device = local_device(dist, device)
-    micro_per_step = tc.global_batch_size // (tc.micro_batch_size * dist.world_size)
-    if micro_per_step * tc.micro_batch_size * dist.world_size != tc.global_batch_size:
-        raise TrainwiseError(
-            f"train.global_batch_size = {tc.global_batch_size} cannot be made from train.micro_batch_size = {tc.micro_batch_size} x world size {dist.world_size} x accumulation steps; make it a multiple of {tc.micro_batch_size * dist.world_size}"
-        )
+    micro_per_step = accumulation_steps(tc.global_batch_size, tc.micro_batch_size, dist.world_size)
 
     # Seed before the workload builds the model, so initial weights depend only on train.seed.
     torch.manual_seed(tc.seed)

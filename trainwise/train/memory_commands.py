@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from trainwise.cliargs import add_config_args
 from trainwise.config import load_config
 from trainwise.errors import ConfigError
 
@@ -12,15 +13,7 @@ MIB = 2**20
 
 
 def _add_common(p) -> None:
-    p.add_argument("config", help="TOML recipe, e.g. configs/lm-tiny.toml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override one config field (repeatable), e.g. --set memory.ac=full",
-    )
+    add_config_args(p, set_help="override one config field (repeatable), e.g. --set memory.ac=full")
     p.add_argument(
         "--world-size",
         type=int,
@@ -76,7 +69,8 @@ def cmd_estimate(args) -> int:
     if note:
         print(note)
     print(
-        f"peak memory per process: {est['peak_memory_bytes'] / MIB:.1f} MiB ({est['peak_memory_bytes'] / 2**30:.4f} GiB)"
+        f"peak memory per process: {est['peak_memory_bytes'] / MIB:.1f} MiB "
+        f"({est['peak_memory_bytes'] / 2**30:.4f} GiB)"
     )
     for part, v in est["memory_breakdown"].items():
         print(f"  {part:<16} {v / MIB:10.1f} MiB")
@@ -103,7 +97,8 @@ def cmd_fit_batch(args) -> int:
     )
     for mode, v in res["per_mode"].items():
         print(
-            f"  {mode:<10} largest micro-batch {v['largest_micro_batch']:5d} (estimated {v['estimated_peak_bytes'] / MIB:.1f} MiB), "
+            f"  {mode:<10} largest micro-batch {v['largest_micro_batch']:5d} "
+            f"(estimated {v['estimated_peak_bytes'] / MIB:.1f} MiB), "
             f"usable (divides the global batch) {v['micro_batch_size']}"
         )
     if res["note"]:

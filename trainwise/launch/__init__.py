@@ -1,0 +1,1 @@
+"""`trainwise launch`: train on N processes per node (and M nodes) under torchrun."""
