@@ -139,7 +139,7 @@ def run_baseline(cfg, variant_dir: Path, quality: bool) -> dict:
     from trainwise.bench.baseline import plain_train
     from trainwise.env import pick_device
     from trainwise.train.data import eval_indices
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.workloads.build import build_workload
 
     tc = cfg.train
     if tc.threads:

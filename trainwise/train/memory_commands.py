@@ -48,7 +48,7 @@ def register(sub) -> None:
 
 
 def _load(args):
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.workloads.build import build_workload
 
     if args.world_size < 1:
         raise ConfigError(f"--world-size {args.world_size}: expected a positive integer")

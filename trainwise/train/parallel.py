@@ -208,16 +208,6 @@ def elastic_restart() -> bool:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
 
 
-def kill_for_test(ctx: DistContext, step: int) -> None:
-    """Test hook for fault tolerance: TRAINWISE_TEST_KILL="RANK:STEP" makes that rank die (SIGKILL)
-    after optimizer step STEP, in the first attempt only. Never set outside tests."""
-    spec = os.environ.get("TRAINWISE_TEST_KILL")
-    if spec and not elastic_restart():
-        rank, at = (int(v) for v in spec.split(":"))
-        if ctx.rank == rank and step == at:
-            os.kill(os.getpid(), 9)
-
-
 def teardown_distributed(ctx: DistContext) -> None:
     if ctx.enabled and tdist.is_initialized():
         tdist.destroy_process_group()

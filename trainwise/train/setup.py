@@ -16,6 +16,9 @@ class Prepared:
     model: nn.Module
     fp8_layers: list[str] = field(default_factory=list)
     compiled_blocks: int = 0
+    # with precision.keep_high_precision = ['auto']: the numerics probe's split and why (env.json);
+    # decided before prepare() (trainwise.numerics.hybrid.resolve_auto_split), recorded here
+    fp8_auto: dict | None = None
 
 
 def apply_compile(
