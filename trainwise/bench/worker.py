@@ -25,6 +25,7 @@ import torch
 
 from trainwise.config import load_config
 from trainwise.rundir import write_json
+from trainwise.runstatus import RunStatus
 
 FAULT_ENV = "TRAINWISE_BENCH_FAULT"
 
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     out["config_hash"] = meta["config_hash"]
     out["process_wall_s"] = time.perf_counter() - t0
     write_json(variant_dir / RESULT, out)
-    return 0 if out["status"] in ("completed", "early_stopped") else 1
+    status = RunStatus.of(out["status"])  # None for the bench's own outcomes (oom, failed)
+    return 0 if status is not None and status.finished else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from trainwise.config import config_to_toml, explain, load_config, parse_override
 from trainwise.errors import ConfigError
+from trainwise.runstatus import RunStatus
 
 # Fields that may change when a run is resumed: they do not alter the optimisation trajectory.
 RESUMABLE_OVERRIDES = {
@@ -102,7 +103,7 @@ def cmd_train(args) -> int:
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports and logs
         print_summary(result.run_dir, result.summary)
         log_to_mlflow(result.run_dir, cfg)
-    return 0 if result.summary["status"] in ("completed", "early_stopped", "halted") else 1
+    return 0 if RunStatus(result.summary["status"]).succeeded else 1
 
 
 def check_tracking(cfg) -> None:

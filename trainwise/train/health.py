@@ -86,7 +86,10 @@ class HealthMonitor:
             self.first_nonfinite = {"step": step + 1, "layer": where, "activation_layer": fwd}
         if self.on_nonfinite == "stop" and not calibrating:
             act = f", first non-finite forward output: {fwd}" if fwd else ""
-            verdict.stop_reason = f"non-finite loss or gradient at step {step + 1} (first non-finite gradient: {where}{act}); train.on_nonfinite = 'stop'"
+            verdict.stop_reason = (
+                f"non-finite loss or gradient at step {step + 1} (first non-finite gradient: {where}{act}); "
+                "train.on_nonfinite = 'stop'"
+            )
         return verdict
 
     def after_update(self, step: int, verdict: Verdict, scaler) -> bool:
@@ -115,7 +118,9 @@ class HealthMonitor:
                 if len(self.grad_norm_spikes) < MAX_RECORDED:
                     self.grad_norm_spikes.append({"step": steps_done, "grad_norm": grad_norm, "median": med})
                 self._alarm(
-                    f"gradient-norm spike: {grad_norm:.3g} at step {steps_done} is {grad_norm / med:.0f}x the median of the previous {len(self.recent_grad_norms)} steps (precision.grad_spike_factor = {self.spike_factor:g}); see summary.json grad_norm_spikes"
+                    f"gradient-norm spike: {grad_norm:.3g} at step {steps_done} is {grad_norm / med:.0f}x the median "
+                    f"of the previous {len(self.recent_grad_norms)} steps (precision.grad_spike_factor = "
+                    f"{self.spike_factor:g}); see summary.json grad_norm_spikes"
                 )
         self.recent_grad_norms.append(grad_norm)
 
@@ -128,14 +133,17 @@ class HealthMonitor:
     def _check_alarms(self, steps_done: int) -> None:
         if self.loss_scale is not None and self.loss_scale < self.floor:
             self._alarm(
-                f"loss-scale collapse: the fp16 loss scale fell to {self.loss_scale:g}, below precision.loss_scale_floor = {self.floor:g}; gradients overflow fp16 even unscaled: use bf16-mixed or fp32"
+                f"loss-scale collapse: the fp16 loss scale fell to {self.loss_scale:g}, below "
+                f"precision.loss_scale_floor = {self.floor:g}; gradients overflow fp16 even unscaled: use bf16-mixed "
+                "or fp32"
             )
         share = self.skipped_steps / max(1, steps_done)
         # GradScaler skips a few steps while it calibrates its initial scale (65536 overflows
         # on the first steps of most models): judge the share only after 20 steps and 3 skips
         if steps_done >= 20 and self.skipped_steps >= 3 and share > self.max_skipped_share:
             self._alarm(
-                f"skipped steps: {self.skipped_steps} of {steps_done} steps ({share:.0%}) were skipped as non-finite, above precision.max_skipped_share = {self.max_skipped_share:.0%}"
+                f"skipped steps: {self.skipped_steps} of {steps_done} steps ({share:.0%}) were skipped as non-finite, "
+                f"above precision.max_skipped_share = {self.max_skipped_share:.0%}"
             )
 
     def log_fields(self) -> dict:

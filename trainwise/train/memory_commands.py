@@ -76,7 +76,8 @@ def cmd_estimate(args) -> int:
     if note:
         print(note)
     print(
-        f"peak memory per process: {est['peak_memory_bytes'] / MIB:.1f} MiB ({est['peak_memory_bytes'] / 2**30:.4f} GiB)"
+        f"peak memory per process: {est['peak_memory_bytes'] / MIB:.1f} MiB ({est['peak_memory_bytes'] / 2**30:.4f} "
+        "GiB)"
     )
     for part, v in est["memory_breakdown"].items():
         print(f"  {part:<16} {v / MIB:10.1f} MiB")
@@ -103,7 +104,8 @@ def cmd_fit_batch(args) -> int:
     )
     for mode, v in res["per_mode"].items():
         print(
-            f"  {mode:<10} largest micro-batch {v['largest_micro_batch']:5d} (estimated {v['estimated_peak_bytes'] / MIB:.1f} MiB), "
+            f"  {mode:<10} largest micro-batch {v['largest_micro_batch']:5d} (estimated "
+            f"{v['estimated_peak_bytes'] / MIB:.1f} MiB), "
             f"usable (divides the global batch) {v['micro_batch_size']}"
         )
     if res["note"]:

@@ -121,7 +121,8 @@ class RunFiles:
         return WriteError(
             reason,
             getattr(e, "path", self.path),
-            f"{reason} writing {what}; {good} (continue with `trainwise train --resume {self.path}` once that is fixed)",
+            f"{reason} writing {what}; {good} (continue with `trainwise train --resume {self.path}` once that is "
+            "fixed)",
         )
 
 
@@ -162,7 +163,8 @@ def _check_writable(folder: Path, what: str) -> None:
         os.unlink(probe)
     except OSError as e:
         raise ConfigError(
-            f"{what} {folder}: cannot write there ({write_failure_reason(e) or e}); give a folder this user can write to"
+            f"{what} {folder}: cannot write there ({write_failure_reason(e) or e}); give a folder this user can write "
+            "to"
         ) from None
 
 
@@ -224,7 +226,8 @@ def _create(cfg: Config, path: Path, workload: Workload, policy, prepared, dist,
         raise ConfigError(f"--run-dir {path} is a file, not a directory; give the path of a new or empty directory")
     if path.exists() and any(path.iterdir()):
         raise ConfigError(
-            f"run directory {path} already exists and is not empty; pass --resume {path} to continue it, or choose another --run-dir"
+            f"run directory {path} already exists and is not empty; pass --resume {path} to continue it, or choose "
+            "another --run-dir"
         )
     if path.exists():  # the empty directory the user named: it may be a read-only mount
         _check_writable(path, "--run-dir")
@@ -242,7 +245,8 @@ def _create(cfg: Config, path: Path, workload: Workload, policy, prepared, dist,
     except (OSError, WriteError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ConfigError(
-            f"--run-dir {path}: cannot create the run directory ({write_failure_reason(e) or e}); give a path this user can write to"
+            f"--run-dir {path}: cannot create the run directory ({write_failure_reason(e) or e}); give a path this "
+            "user can write to"
         ) from None
 
 

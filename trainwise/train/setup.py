@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from trainwise.train.ac import apply_ac
+from trainwise.train.ac import CheckpointedBlock, apply_ac, find_blocks
 from trainwise.train.precision import Policy, apply_fp8, apply_param_dtype, fp8_gemm_kind
 
 
@@ -29,8 +29,6 @@ def apply_compile(
     number of compiled blocks; a no-op when disabled."""
     if not enabled:
         return 0
-    from trainwise.train.ac import CheckpointedBlock, find_blocks
-
     blocks = find_blocks(model, block_classes + (CheckpointedBlock,), block_class_names)
     n = 0
     for _, block in blocks:
