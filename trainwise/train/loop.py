@@ -37,8 +37,8 @@ class RunResult:
     policy: object | None = None
 
 
-# complexity 20: the loop is read top to bottom in one sitting (nanoGPT's train.py); each branch is
-# one of its steps, and splitting it up would hide the order they run in
+# 77 lines, complexity 20: the loop is read top to bottom in one sitting (nanoGPT's train.py); each
+# branch is one of its steps, and splitting it up would hide the order they run in
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) -> RunResult:  # noqa: C901
     t_start = time.perf_counter()
     run = build_run(cfg, run_dir, resume)

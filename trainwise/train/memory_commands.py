@@ -1,4 +1,8 @@
-"""Verbs: estimate, fit-batch."""
+"""Verbs: estimate, fit-batch.
+
+The CLI imports every verb module to register its parser, so the modules that import torch
+(~2 s) are imported inside the verbs: `trainwise --help` and the other verbs do not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ def register(sub) -> None:
 
 
 def _load(args):
+    # torch and the workloads load here, when the verb runs (see the module note)
     from trainwise.workloads.build import build_workload
 
     if args.world_size < 1:
@@ -57,6 +62,7 @@ def _load(args):
 
 
 def cmd_estimate(args) -> int:
+    # torch and the workloads load here, when the verb runs (see the module note)
     from trainwise.train.autoac import resolve_ac_mode
     from trainwise.train.estimate import estimate_memory
 
@@ -86,6 +92,7 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_fit_batch(args) -> int:
+    # torch and the workloads load here, when the verb runs (see the module note)
     from trainwise.train.fitbatch import fit_batch
 
     if args.budget_gib <= 0:
