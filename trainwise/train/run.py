@@ -146,7 +146,7 @@ def agree_on_run_dir(dist: DistContext, cfg: Config, run_dir, resume: bool) -> t
     return broadcast_from_main(dist, (path, resume or restarted))
 
 
-def test_kill_step(dist: DistContext) -> int | None:
+def kill_step_for_tests(dist: DistContext) -> int | None:
     """Fault injection for the tests, read once: TRAINWISE_TEST_KILL="RANK:STEP" makes that rank
     SIGKILL itself right after writing checkpoint STEP, in the first attempt only (RunFiles)."""
     spec = os.environ.get("TRAINWISE_TEST_KILL")
@@ -179,7 +179,7 @@ def build_run(cfg: Config, run_dir: str | Path | None = None, resume: bool = Fal
     # Everything is validated: only now does the run directory appear.
     run_dir, resume = agree_on_run_dir(dist, cfg, run_dir, resume)
     files = open_run_dir(cfg, run_dir, resume, workload, policy, prepared, dist, device)
-    files.kill_after_checkpoint = test_kill_step(dist)
+    files.kill_after_checkpoint = kill_step_for_tests(dist)
     start_step, state = 0, TrainState()
     if files.resume_from is not None:  # open_run_dir verified its manifest and chose it
         ckpt = load_checkpoint(files.resume_from, prepared.model, optimizer, scaler, verify=False)

@@ -52,7 +52,7 @@ class RunFiles:
         self.checkpoints = path / "checkpoints"
         self.metrics = path / "metrics.jsonl"
         self.resume_from: Path | None = None  # the checkpoint a resumed run continues from (open_run_dir)
-        # fault injection for the kill/resume tests (trainwise.train.run.test_kill_step): this
+        # fault injection for the kill/resume tests (trainwise.train.run.kill_step_for_tests): this
         # process SIGKILLs itself right after writing this checkpoint step; None outside tests
         self.kill_after_checkpoint: int | None = None
 
