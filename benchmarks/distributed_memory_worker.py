@@ -12,10 +12,10 @@ import sys
 import torch
 
 from trainwise.config import load_config
-from trainwise.train.loop import make_optimizer
+from trainwise.train.step import make_optimizer
 from trainwise.train.parallel import setup_distributed, shard_fn, teardown_distributed
 from trainwise.train.precision import get_policy
-from trainwise.train.rundir_setup import build_workload
+from trainwise.workloads.build import build_workload
 from trainwise.train.setup import prepare
 
 

@@ -23,10 +23,10 @@ import torch
 
 from trainwise.config import load_config
 from trainwise.rundir import write_atomic, write_json
-from trainwise.train.loop import make_optimizer
+from trainwise.train.step import make_optimizer
 from trainwise.train.memory import measure_step_memory
 from trainwise.train.precision import get_policy
-from trainwise.train.rundir_setup import build_workload
+from trainwise.workloads.build import build_workload
 from trainwise.train.setup import prepare
 
 MODES = ["none", "selective", "every-n", "full"]

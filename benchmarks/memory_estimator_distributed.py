@@ -24,7 +24,7 @@ import torch
 from trainwise.config import load_config
 from trainwise.rundir import write_atomic, write_json
 from trainwise.train.estimate import estimate_memory
-from trainwise.train.rundir_setup import build_workload
+from trainwise.workloads.build import build_workload
 
 OUT = Path(__file__).parent / "memory_estimator_distributed_cpu-2core_20261122"
 ROOT = Path(__file__).resolve().parents[1]

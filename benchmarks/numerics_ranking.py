@@ -40,7 +40,7 @@ from trainwise.numerics.analysis import analyze
 from trainwise.numerics.diagnose import training_batches
 from trainwise.train.loop import train
 from trainwise.train.precision import fp8_module_filter
-from trainwise.train.rundir_setup import build_workload
+from trainwise.workloads.build import build_workload
 
 CONFIG = "configs/lm-tiny.toml"
 OUT = "benchmarks/numerics_ranking_cpu-2core_20261122"

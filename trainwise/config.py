@@ -34,6 +34,7 @@ from trainwise.config_checks import (
     unused_message,
 )
 from trainwise.errors import ConfigError
+from trainwise.train.names import AC_COST_ORDER, POLICY_NAMES
 
 
 def F(default, help: str, *, choices=None, min=None, max=None, needs: Needs | None = None, check=None):  # noqa: A002 - mirrors the schema words
@@ -49,8 +50,9 @@ def F(default, help: str, *, choices=None, min=None, max=None, needs: Needs | No
     return field(default=default, metadata=meta)
 
 
-PRECISION_POLICIES = ["fp32", "bf16-mixed", "fp16-mixed", "bf16-true", "fp8-tensorwise", "fp8-rowwise"]
-AC_MODES = ["none", "full", "every-n", "selective", "auto"]
+# built from the registries they name (trainwise.train.names, kept free of torch so the config loads fast)
+PRECISION_POLICIES = list(POLICY_NAMES)
+AC_MODES = [*AC_COST_ORDER, "auto"]
 STRATEGIES = ["single", "ddp", "fsdp2"]
 
 # The choices under which a field has an effect (trainwise.config_checks.Needs). Built-in workloads

@@ -273,7 +273,7 @@ def measure_model_peaks(
     device (tf32 off CUDA; fp8 where torch._scaled_mm is missing) is None, and so is one whose
     single pass over the distinct shapes would outlast MAX_MODEL_PROBE_BUDGETS x `seconds` at its
     square-probe rate (`square_gflops`; fp16 on most CPUs), with the reason in `not_measured`."""
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.workloads.build import build_workload
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)

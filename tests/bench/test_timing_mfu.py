@@ -13,7 +13,7 @@ from trainwise.bench.results import PEAK_UNREPRESENTATIVE, aggregate, mfu
 from trainwise.bench.worker import flops_per_step
 from trainwise.config import build_config, load_config
 from trainwise.env import gemm_flops, measure_gemm_gflops, record_gemm_shapes
-from trainwise.train.rundir_setup import build_workload
+from trainwise.workloads.build import build_workload
 
 LM = [
     "workload.name=lm",

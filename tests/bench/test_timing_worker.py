@@ -16,7 +16,7 @@ from trainwise.bench import baseline
 from trainwise.bench.baseline import PlainBatches, plain_optimizer, plain_step, plain_train
 from trainwise.bench.timing_worker import build_baseline_step, build_trainwise_step
 from trainwise.train.loop import train
-from trainwise.train.rundir_setup import build_workload
+from trainwise.workloads.build import build_workload
 from trainwise.workloads.lm import build_gpt
 
 

@@ -15,7 +15,7 @@ from trainwise.monitor.reference import REFERENCE_FILE, raw_table
 from trainwise.rundir import load_model
 from trainwise.seal import write_manifest
 from trainwise.train.loop import train
-from trainwise.train.rundir_setup import build_workload
+from trainwise.workloads.build import build_workload
 from trainwise.workloads.inputs import input_spec_of
 from trainwise.workloads.tabular import load_fair
 

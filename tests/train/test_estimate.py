@@ -15,7 +15,7 @@ from trainwise.train.autoac import confirm_ac_mode, resolve_ac_mode
 from trainwise.train.estimate import GIB, estimate_memory, trace_step
 from trainwise.train.precision import get_policy
 from trainwise.train.setup import prepare
-from trainwise.train.rundir_setup import build_workload
+from trainwise.workloads.build import build_workload
 
 SETS = [a for item in TINY for a in ("--set", item)]
 

@@ -96,11 +96,22 @@ def _monitor(policy="fp32", **kw):
     return HealthMonitor(POLICIES[policy], PrecisionConfig(**kw), "skip", model), model, opt
 
 
+def _step(mon, step, loss, grad_norm, opt, scaler):
+    """The training loop's update around the monitor (trainwise.train.loop.train)."""
+    verdict = mon.check(step, loss, grad_norm, scaler)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    elif verdict.finite:
+        opt.step()
+    return mon.after_update(step, verdict, scaler)
+
+
 def test_grad_norm_spike_is_recorded_once_with_its_step():
     mon, model, opt = _monitor(grad_spike_factor=5.0)
     norms = [1.0, 1.1, 0.9, 1.0, 1.2, 0.8, 1.0, 1.1, 0.9, 1.0, 1.0, 4.0, 20.0, 1.0]
     for step, n in enumerate(norms):
-        mon.step(step, torch.tensor(1.0), torch.tensor(n), opt, None)
+        _step(mon, step, torch.tensor(1.0), torch.tensor(n), opt, None)
     assert [s["step"] for s in mon.grad_norm_spikes] == [13]
     assert mon.grad_norm_spikes[0]["median"] == pytest.approx(1.0)
     assert sum("gradient-norm spike" in a for a in mon.alarms) == 1
@@ -115,7 +126,7 @@ def test_loss_scale_trajectory_records_each_change():
             model.weight.grad.fill_(float("inf"))
         scaler.unscale_(opt)
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-        mon.step(step, torch.tensor(1.0), gn, opt, scaler)
+        _step(mon, step, torch.tensor(1.0), gn, opt, scaler)
         opt.zero_grad()
     assert [(t["step"], t["loss_scale"]) for t in mon.loss_scale_trajectory] == [(1, 512.0), (2, 256.0), (4, 512.0)]
     assert mon.skipped_steps == 2 and mon.min_loss_scale == 256.0

@@ -13,7 +13,8 @@ from tests.helpers import TINY_LM, tiny_lm_config
 from trainwise.cli import main
 from trainwise.config import load_config
 from trainwise.errors import TrainwiseError
-from trainwise.train.loop import lr_at, train
+from trainwise.train.loop import train
+from trainwise.train.step import lr_at
 
 
 def read_metrics(run_dir):
@@ -197,7 +198,7 @@ def test_each_alarm_is_raised_once(tmp_path):
 
 
 def test_init_from_starts_from_a_previous_runs_weights(tmp_path, capsys):
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.workloads.build import build_workload
 
     first = train(tiny_lm_config(), tmp_path / "first").run_dir
     cfg = tiny_lm_config(f"model.init_from={first}", "train.seed=7")  # another seed would give other fresh weights

@@ -100,8 +100,8 @@ def test_tampered_dcp_metadata_is_refused_before_pickle_runs(tmp_path, capsys):
 
 def test_load_checkpoint_refuses_a_file_the_manifest_does_not_list(uninterrupted, tmp_path):
     from trainwise.train.checkpoint import load_checkpoint
-    from trainwise.train.loop import make_optimizer
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.train.step import make_optimizer
+    from trainwise.workloads.build import build_workload
 
     ckpt = Path(shutil.copytree(uninterrupted / CKPT.format(8), tmp_path / "step_0000008"))
     model = build_workload(tiny_lm_config()).model

@@ -6,6 +6,7 @@ import html
 
 from trainwise.bench.figures import loss_figure, pareto_front, speed_memory_figure, speedup_figure  # noqa: F401  (pareto_front: re-exported)
 from trainwise.evaluate.report import CSS
+from trainwise.runstatus import RunStatus
 
 MIB = 2**20
 
@@ -39,7 +40,7 @@ def _speed_cell(r: dict) -> str:
     if r.get("pruned"):
         p = r["pruned"]
         return f"{p['slowdown']:.0f}x the control's ({p['observed_steps']} steps)"
-    return "not timed" if r.get("kind") == "control-seed" and r.get("status") == "completed" else "—"
+    return "not timed" if r.get("kind") == "control-seed" and r.get("status") == RunStatus.COMPLETED else "—"
 
 
 def _ratio(s: dict | None) -> str:

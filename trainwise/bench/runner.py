@@ -33,8 +33,9 @@ from trainwise.bench.timing_stats import usable_cores
 from trainwise.config import build_config, config_to_toml, read_toml
 from trainwise.errors import ConfigError
 from trainwise.rundir import read_json, write_json
+from trainwise.runstatus import RunStatus
 
-FINISHED = ("completed", "early_stopped")
+FINISHED = tuple(s.value for s in RunStatus if s.finished)  # runs that ended by themselves
 POLL_S = 0.25  # how often a running worker's metrics.jsonl is read (a stat and a short read)
 # The bench logs every step, so that pruning sees each step's time as it happens (a --set wins).
 BENCH_SETS = ["train.log_every=1"]

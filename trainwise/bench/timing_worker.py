@@ -61,11 +61,10 @@ def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
     from trainwise.train.autoac import resolve_ac_mode
     from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint
     from trainwise.train.data import StepSampler
-    from trainwise.train.health import HealthMonitor
-    from trainwise.train.loop import StepParts, lr_at, make_optimizer, train_step
+    from trainwise.train.step import StepParts, lr_at, make_optimizer, sampled_batches, train_step, wait_for_device
     from trainwise.train.parallel import local_device, setup_distributed, shard_fn
     from trainwise.train.precision import get_policy, make_grad_scaler
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.workloads.build import build_workload
     from trainwise.train.setup import prepare
 
     tc = cfg.train
@@ -105,9 +104,9 @@ def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
     )
     ckpt = latest_checkpoint(run_dir / "checkpoints") if run_dir else None
     step = load_checkpoint(ckpt, model, optimizer, scaler)["step"] if ckpt is not None else 0
-    health = HealthMonitor(policy, cfg.precision, tc.on_nonfinite, model)
+    batches = sampled_batches(workload.train, sampler)
     parts = StepParts(
-        model, optimizer, scaler, health, workload, sampler, policy, device, dist, micro_per_step, tc.grad_clip
+        model, optimizer, scaler, batches, workload.loss_fn, policy, device, dist, micro_per_step, tc.grad_clip
     )
     model.train()
 
@@ -116,7 +115,16 @@ def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
         for group in optimizer.param_groups:  # outside the timed region, as in the trainer
             group["lr"] = lr_at(step, tc.lr, tc.warmup_steps, tc.steps, tc.min_lr_ratio)
         t0 = time.perf_counter()
-        loss, _, _ = train_step(parts, step)  # synchronises the device before returning
+        out = train_step(parts, step)
+        # the trainer's update (trainwise.train.loop.train); the health check only observes there
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        elif torch.isfinite(out.grad_norm) and torch.isfinite(out.loss):
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        wait_for_device(device)
+        loss = out.loss
         ms = (time.perf_counter() - t0) * 1e3
         step += 1
         return ms, loss
@@ -128,7 +136,7 @@ def build_baseline_step(cfg) -> TimedStep:
     """The plain-PyTorch loop's step on the variants' device (trainwise/bench/baseline.py)."""
     from trainwise.bench.baseline import PlainBatches, plain_optimizer, plain_step
     from trainwise.env import pick_device
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.workloads.build import build_workload
 
     tc = cfg.train
     device = pick_device(tc.device)

@@ -25,6 +25,7 @@ import torch
 
 from trainwise.config import load_config
 from trainwise.rundir import write_json
+from trainwise.runstatus import RunStatus
 
 FAULT_ENV = "TRAINWISE_BENCH_FAULT"
 
@@ -139,7 +140,7 @@ def run_baseline(cfg, variant_dir: Path, quality: bool) -> dict:
     from trainwise.bench.baseline import plain_train
     from trainwise.env import pick_device
     from trainwise.train.data import eval_indices
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.workloads.build import build_workload
 
     tc = cfg.train
     if tc.threads:
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     out["config_hash"] = meta["config_hash"]
     out["process_wall_s"] = time.perf_counter() - t0
     write_json(variant_dir / RESULT, out)
-    return 0 if out["status"] in ("completed", "early_stopped") else 1
+    status = RunStatus.of(out["status"])  # None for the bench's own outcomes (oom, failed)
+    return 0 if status is not None and status.finished else 1
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ def version_reference(model_version: str, tracking_uri: str | None = None) -> tu
 def build_run_reference(run_dir: Path) -> Path | None:
     """Write the training reference of a run trained before references existed (from its config.toml)."""
     from trainwise.config import load_config
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.workloads.build import build_workload
 
     cfg = load_config(run_dir / "config.toml", [])
     return write_reference(run_dir, build_workload(cfg))

@@ -29,7 +29,7 @@ def run_numerics(
 ) -> dict:
     if steps < 1:
         raise TrainwiseError(f"--steps = {steps}: expected at least 1 training step to measure")
-    from trainwise.train.rundir_setup import build_workload
+    from trainwise.workloads.build import build_workload
 
     cfg = load_config(config, overrides)
     if cfg.train.threads:

@@ -30,9 +30,8 @@ from torch import nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from trainwise.errors import ConfigError
+from trainwise.train.names import AC_COST_ORDER  # noqa: F401 (the modes' order, public here)
 
-# Cheapest first, by forward matmul FLOPs recomputed in backward: 0, 0 (pointwise only), 1/n, all.
-AC_COST_ORDER = ("none", "selective", "every-n", "full")
 
 # Ops whose outputs selective AC keeps: the expensive ones (matmuls, attention). Everything else
 # (GELU, LayerNorm, adds, dropout masks, views) is recomputed in backward, which is cheap because

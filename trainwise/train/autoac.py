@@ -44,7 +44,8 @@ def check_budget_reachable(
         )
         raise ConfigError(
             f"{field} = {budget / GIB:g} {what}; the minimum reachable budget is "
-            f"{floor['peak_memory_bytes'] / GIB:.4f} GiB (ac = 'full', micro-batch {floor['inputs']['micro_batch_size']}, "
+            f"{floor['peak_memory_bytes'] / GIB:.4f} GiB (ac = 'full', micro-batch "
+            f"{floor['inputs']['micro_batch_size']}, "
             f"precision {cfg.precision.policy}); raise the budget, or lower the memory with a cheaper "
             "precision policy or FSDP sharding"
         )
@@ -65,7 +66,10 @@ def choose_ac_mode(
         if est["peak_memory_bytes"] <= budget:
             skipped = [m for m in estimates if m != mode]
             why = f" ({', '.join(skipped)} estimated over it)" if skipped else ""
-            note = f"auto: chose {mode!r}, estimated peak {est['peak_memory_bytes'] / GIB:.4f} GiB <= budget {budget / GIB:g} GiB{why}"
+            note = (
+                f"auto: chose {mode!r}, estimated peak {est['peak_memory_bytes'] / GIB:.4f} GiB <= budget "
+                f"{budget / GIB:g} GiB{why}"
+            )
             return mode, estimates, note
     check_budget_reachable(cfg, workload, budget, world_size)
     raise ConfigError(  # full AC fits at micro-batch 1, so the micro-batch is what is too large
@@ -102,20 +106,23 @@ def confirm_ac_mode(
     if i + 1 == len(AC_COST_ORDER):
         return (
             mode,
-            f"measured peak {measured / GIB:.4f} GiB is over the budget {budget / GIB:g} GiB even with 'full'; kept 'full'",
+            f"measured peak {measured / GIB:.4f} GiB is over the budget {budget / GIB:g} GiB even with 'full'; kept "
+            "'full'",
             False,
         )
     nxt = AC_COST_ORDER[i + 1]
     if cfg.parallel.strategy == "fsdp2":  # blocks are sharded units now: rewrapping them would break FSDP
         return (
             mode,
-            f"measured peak {measured / GIB:.4f} GiB with {mode!r} is over the budget {budget / GIB:g} GiB; under fsdp2 the mode cannot change after sharding: set memory.ac = {nxt!r}",
+            f"measured peak {measured / GIB:.4f} GiB with {mode!r} is over the budget {budget / GIB:g} GiB; under "
+            f"fsdp2 the mode cannot change after sharding: set memory.ac = {nxt!r}",
             False,
         )
     remove_ac(model)
     apply_ac(model, nxt, cfg.memory.ac_every, block_classes, cfg.memory.block_classes)
     return (
         nxt,
-        f"measured peak {measured / GIB:.4f} GiB with {mode!r} is over the budget {budget / GIB:g} GiB; fell back to {nxt!r}",
+        f"measured peak {measured / GIB:.4f} GiB with {mode!r} is over the budget {budget / GIB:g} GiB; fell back to "
+        f"{nxt!r}",
         True,
     )

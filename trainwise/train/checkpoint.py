@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 
@@ -30,11 +29,8 @@ from torch import nn
 from trainwise.errors import DataError
 from trainwise.rundir import WriteError, read_json, save_tensors_atomic, write_atomic, write_failure_reason, write_json
 from trainwise.train.checkpoint_dcp import is_sharded, load_sharded, save_sharded
-from trainwise.train.checkpoint_manifest import manifest_problem, write_manifest
+from trainwise.train.checkpoint_manifest import checkpoint_dirs, manifest_problem, prune_checkpoints, write_manifest
 from trainwise.train.checkpoint_names import plain_name_of_key
-
-_STEP_DIR = re.compile(r"step_(\d{7})")
-KEEP_CHECKPOINTS = 2  # the newest and the one before it, to fall back on if the newest is damaged
 
 
 def _flatten_optimizer(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -145,20 +141,6 @@ def _kill_for_test(step: int) -> None:
         os.kill(os.getpid(), 9)
 
 
-def checkpoint_dirs(ckpt_root: str | Path) -> list[Path]:
-    """The complete checkpoint directories (step_NNNNNNN), newest first."""
-    root = Path(ckpt_root)
-    found = [p for p in root.iterdir() if _STEP_DIR.fullmatch(p.name) and p.is_dir()] if root.is_dir() else []
-    return sorted(found, key=lambda p: p.name, reverse=True)
-
-
-def prune_checkpoints(ckpt_root: str | Path, newest: Path) -> None:
-    """Keep `newest` and the KEEP_CHECKPOINTS - 1 before it; deleting is best effort."""
-    older = [p for p in checkpoint_dirs(ckpt_root) if p.name != newest.name]
-    for old in older[KEEP_CHECKPOINTS - 1 :]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def remove_stale_temporaries(ckpt_root: str | Path) -> None:
     """Remove what killed writers left: .tmp_step_* directories and write_atomic's .*.tmp files.
     Called on resume only, before anything is written: no writer of this run is alive then."""
@@ -211,7 +193,8 @@ def load_checkpoint(
     problem = manifest_problem(path) if verify else None
     if problem:
         raise DataError(
-            f"checkpoint {path} does not match its manifest ({problem}): it was modified or damaged; refusing to load it"
+            f"checkpoint {path} does not match its manifest ({problem}): it was modified or damaged; refusing to load "
+            "it"
         )
     if is_sharded(path):
         state, rng_tensors = load_sharded(path, model, optimizer, scaler)
@@ -219,7 +202,8 @@ def load_checkpoint(
         return state
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         raise DataError(
-            f"checkpoint {path} is in the one-process format (safetensors); resume it with one process and parallel.strategy = 'single' (sharded checkpoints from DDP/FSDP2 runs load at any world size)"
+            f"checkpoint {path} is in the one-process format (safetensors); resume it with one process and "
+            "parallel.strategy = 'single' (sharded checkpoints from DDP/FSDP2 runs load at any world size)"
         )
     state = read_json(path / "state.json")
     weights = load_file(path / "model.safetensors")

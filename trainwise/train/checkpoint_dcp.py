@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as tdist
+from safetensors.torch import load_file
 from torch import nn
 
 from trainwise.errors import DataError
 from trainwise.rundir import WriteError, read_json, save_tensors_atomic, write_atomic, write_failure_reason, write_json
-from trainwise.train.checkpoint_manifest import hash_files, write_manifest
+from trainwise.train.checkpoint_manifest import hash_files, prune_checkpoints, write_manifest
 from trainwise.train.checkpoint_names import plain_name_of_fqn, rename_optimizer_state
 
 FORMAT = "dcp"
@@ -43,6 +44,7 @@ def is_sharded(path: str | Path) -> bool:
 
 def _as_write_error(e: BaseException, where: Path) -> WriteError:
     """A WriteError for a file-system failure (DCP wraps each rank's in a CheckpointException); else re-raise `e`."""
+    # torch.distributed.checkpoint takes ~0.7 s to import; only sharded (FSDP2) runs need it
     from torch.distributed.checkpoint.api import CheckpointException
 
     if isinstance(e, CheckpointException):  # each rank's exception, pickled: without its __context__
@@ -77,6 +79,7 @@ def save_sharded(
     ckpt_root: str | Path, step: int, model: nn.Module, optimizer, scaler, extra: dict, rng: tuple[dict, dict]
 ) -> Path:
     """All ranks call this; returns the final checkpoint directory."""
+    # torch.distributed.checkpoint takes ~0.7 s to import; only sharded (FSDP2) runs need it
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -115,8 +118,6 @@ def save_sharded(
             error = _as_write_error(e, tmp)
     _agree(error, tmp=tmp)
     if rank == 0:
-        from trainwise.train.checkpoint import prune_checkpoints
-
         prune_checkpoints(ckpt_root, final)
     return final
 
@@ -147,6 +148,7 @@ def _finish(
 
 
 def _check_same_model(path: Path, model_sd: dict) -> None:
+    # torch.distributed.checkpoint takes ~0.7 s to import; only sharded (FSDP2) runs need it
     from torch.distributed.checkpoint import FileSystemReader
 
     saved = {
@@ -158,7 +160,8 @@ def _check_same_model(path: Path, model_sd: dict) -> None:
     if saved != own:
         diff = sorted(set(saved) ^ set(own)) or sorted(k for k in own if saved[k] != own[k])
         raise DataError(
-            f"checkpoint {path} was written by a different model (its tensors do not match this config's architecture; first difference: {diff[0]})"
+            f"checkpoint {path} was written by a different model (its tensors do not match this config's "
+            f"architecture; first difference: {diff[0]})"
         )
 
 
@@ -166,8 +169,8 @@ def load_sharded(path: str | Path, model: nn.Module, optimizer, scaler) -> tuple
     """Load a DCP checkpoint into `model`/`optimizer` at this process's world size (resharding as
     needed); returns (state.json, rng tensors) for the caller to restore RNG state. The caller has
     verified the manifest (load_checkpoint)."""
+    # torch.distributed.checkpoint takes ~0.7 s to import; only sharded (FSDP2) runs need it
     import torch.distributed.checkpoint as dcp
-    from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     path = Path(path)

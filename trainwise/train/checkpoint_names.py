@@ -43,7 +43,8 @@ def plain_name_of_key(model: nn.Module) -> dict[str, str]:
 def plain_name_of_fqn(model: nn.Module) -> dict[str, str]:
     """{name in torch.distributed.checkpoint's get_state_dict: its name in the plain model}, for the
     model's parameters and buffers (the optimizer's state is keyed by the same names)."""
-    # _get_fqns is the function get_state_dict names keys with (torch/distributed/checkpoint/state_dict.py)
+    # _get_fqns is the function get_state_dict names keys with (torch/distributed/checkpoint/state_dict.py);
+    # imported here because torch.distributed.checkpoint takes ~0.7 s and only sharded runs need it
     from torch.distributed.checkpoint.state_dict import _get_fqns
 
     out = {}

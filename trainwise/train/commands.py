@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from trainwise.cliargs import add_config_args
+from trainwise.runstatus import RunStatus
 
 
 def register(sub) -> None:
@@ -20,14 +21,14 @@ def register(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from trainwise.train.entry import FINISHED, run_training
+    from trainwise.train.entry import run_training
 
     result, mlflow_run_id = run_training(args.config, args.overrides, args.run_dir, args.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print_summary(result.run_dir, result.summary)
         if mlflow_run_id:
             print(f"mlflow: logged as run {mlflow_run_id} (browse with `trainwise ui`)")
-    return 0 if result.summary["status"] in FINISHED else 1
+    return 0 if RunStatus(result.summary["status"]).succeeded else 1
 
 
 def print_summary(run_dir: Path, s: dict) -> None:

@@ -25,7 +25,6 @@ RESUMABLE_OVERRIDES = {
     "log.progress",
     "log.mlflow",
 }
-FINISHED = ("completed", "early_stopped", "halted")  # statuses of a run that did what was asked
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> Config:

@@ -2,11 +2,12 @@
 
 The workload's model is copied into torch's FakeTensorMode (tensors with shapes, dtypes and
 storages but no data, like the meta device), prepared exactly as the trainer prepares it (FP8,
-precision, activation checkpointing, through `prepare()`), and one optimizer step is traced on a
-fake micro-batch under the same storage tracker that measures real runs (MemTracker). So the
-estimate includes activations, unlike `accelerate estimate-memory`, which counts parameters only,
-and it follows the precision policy, the AC mode, the micro-batch and the sequence length because
-it runs the very code that the trainer runs.
+precision, activation checkpointing, through `prepare()`), and the trainer's own step (`train_step`
+of trainwise.train.step, then AdamW's update) is traced on a fake micro-batch under the same
+storage tracker that measures real runs (MemTracker). So the estimate includes activations, unlike
+`accelerate estimate-memory`, which counts parameters only, and it follows the precision policy,
+the AC mode, the micro-batch and the sequence length because it runs the very code that the
+trainer runs.
 
 Data parallelism is applied on top as a model of what each rank holds: DDP keeps a flat copy of
 all gradients in its buckets; FSDP2 divides parameters, gradients and optimizer state by the
@@ -21,13 +22,17 @@ import copy
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from trainwise.config import Config
 from trainwise.env import pick_device
 from trainwise.errors import TrainwiseError
+from trainwise.train.ac import CheckpointedBlock, find_blocks
 from trainwise.train.memory import measure_step_memory, tracker_peak
-from trainwise.train.precision import autocast_context, get_policy
+from trainwise.train.parallel import DistContext
+from trainwise.train.precision import get_policy
 from trainwise.train.setup import prepare
+from trainwise.train.step import FixedBatch, StepParts, make_optimizer, train_step
 from trainwise.workloads.base import Workload
 
 GIB = 1024**3
@@ -41,30 +46,25 @@ def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
 
 
 def _largest_block_bytes(model: nn.Module, block_classes: tuple, block_class_names: list[str]) -> int:
-    from trainwise.train.ac import CheckpointedBlock, find_blocks
-
     blocks = find_blocks(model, tuple(block_classes) + (CheckpointedBlock,), block_class_names)
     sizes = [sum(p.numel() * p.element_size() for p in b.parameters()) for _, b in blocks]
     return max(sizes, default=0)
 
 
 def trace_step(cfg: Config, workload: Workload, *, ac_mode: str, micro_batch_size: int, fake: bool = True) -> dict:
-    """Run the trainer's step (forward, backward, clip, AdamW) on one micro-batch and track storages.
+    """Run the trainer's step (`train_step`: forward, backward, clip; then AdamW's update) on one
+    micro-batch and track storages.
 
     fake=True traces on fake tensors (an estimate, no data, seconds); fake=False runs real tensors
     (a measurement, used by fit-batch to confirm its answer). The optimizer state is created first
-    (an AdamW step on zero gradients), because the trainer measures its second step. With gradient accumulation two micro-batches
-    run per step: from the second on, gradients are already allocated, so more change nothing.
+    (an AdamW step on zero gradients), because the trainer measures its second step. With gradient
+    accumulation two micro-batches run per step: from the second on, gradients are already
+    allocated, so more change nothing.
     """
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    from trainwise.train.loop import make_optimizer
-
     device = pick_device(cfg.train.device)
     policy = get_policy(cfg.precision.policy, device)
     tc = cfg.train
     x, y = workload.train.batch(torch.arange(micro_batch_size) % len(workload.train))
-    n_micro = 1 if tc.global_batch_size <= micro_batch_size else 2
     mode = FakeTensorMode() if fake else contextlib.nullcontext()
     with mode:
         model = _fake_copy(workload.model, mode, policy.param_dtype, device) if fake else copy.deepcopy(workload.model)
@@ -81,26 +81,30 @@ def trace_step(cfg: Config, workload: Workload, *, ac_mode: str, micro_batch_siz
         model = prepared.model
         model.train()
         optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
-        xs, ys = (
-            (mode.from_tensor(x.to(device)), mode.from_tensor(y.to(device))) if fake else (x.to(device), y.to(device))
+        xs, ys = (mode.from_tensor(x), mode.from_tensor(y)) if fake else (x, y)
+        # no loss scaler: GradScaler's scale is one scalar, and a fake tensor cannot hold its value
+        n_micro = 1 if tc.global_batch_size <= micro_batch_size else 2
+        parts = StepParts(
+            model,
+            optimizer,
+            None,
+            FixedBatch(xs, ys),
+            workload.loss_fn,
+            policy,
+            device,
+            DistContext(),
+            n_micro,
+            tc.grad_clip,
         )
-
-        def step():
-            for _ in range(n_micro):
-                with autocast_context(policy, device):
-                    logits = model(xs)
-                (workload.loss_fn(logits, ys) / n_micro).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
         # the trainer measures its second step, when AdamW's state exists: create it without a pass
         for p in model.parameters():
             p.grad = torch.zeros_like(p) if p.requires_grad else None
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         with measure_step_memory(model, optimizer, device) as mem:
-            step()
+            train_step(parts, step=0)
+            optimizer.step()  # the trainer's update when the step is finite (trainwise.train.loop)
+            optimizer.zero_grad(set_to_none=True)
         if mem.error:
             raise TrainwiseError(f"cannot trace the step's memory: {mem.error}")
         out = tracker_peak(mem.tracker, device)

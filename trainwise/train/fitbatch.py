@@ -2,10 +2,10 @@
 
 For each AC mode the estimator is traced at micro-batch 1 and at the cap, then the bracket is
 narrowed (secant and bisection, `largest_fitting`) until the largest micro-batch whose own trace
-fits is found: the answer rests on a trace at the answer itself, not on an extrapolation. The answer is the largest micro-batch any mode reaches
-(capped at the per-process share of the global batch and rounded down to a divisor of it, which
-the trainer needs), with the cheapest mode that reaches it,
-then confirmed by measuring one real step (real tensors, same tracker) and stepped down if needed.
+fits is found: the answer rests on a trace at the answer itself, not on an extrapolation. The
+answer is the largest micro-batch any mode reaches (capped at the per-process share of the global
+batch and rounded down to a divisor of it, which the trainer needs), with the cheapest mode that
+reaches it, then confirmed by measuring one real step (real tensors, same tracker) and stepped down if needed.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import sys
 from collections import deque
+from dataclasses import dataclass
 
 import torch
 
@@ -34,8 +35,19 @@ def first_nonfinite_grad(model: torch.nn.Module) -> str | None:
     return None
 
 
+@dataclass
+class Verdict:
+    """The health check's judgement of one step, before its update."""
+
+    finite: bool  # loss and gradient norm are finite: the optimizer may step
+    stop_reason: str | None  # set when the run must stop (train.on_nonfinite = 'stop')
+    scale_before: float | None  # fp16: GradScaler's scale before the update
+
+
 class HealthMonitor:
-    """Counts skipped (non-finite) steps, tracks the loss scale and raises alarms once each."""
+    """Observes each step (`check` before the update, `after_update` after it): counts skipped
+    (non-finite) steps, tracks the loss scale and raises alarms once each. It never steps the
+    optimizer: the training loop does, after consulting the verdict."""
 
     def __init__(self, policy, precision_cfg, on_nonfinite: str, model: torch.nn.Module, state: dict | None = None):
         self.policy = policy
@@ -54,44 +66,44 @@ class HealthMonitor:
         self.grad_norm_spikes: list[dict] = list(s.get("grad_norm_spikes", []))
         self.loss_scale_trajectory: list[dict] = list(s.get("loss_scale_trajectory", []))
 
-    def step(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor, optimizer, scaler, replay=None) -> bool:
-        """Take the optimizer step unless it is non-finite; returns whether it was taken.
+    def check(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor, scaler, replay=None) -> Verdict:
+        """Judge step `step` before its update: are its loss and gradient norm finite, and must the
+        run stop (train.on_nonfinite = 'stop')? The caller skips or stops; the monitor only observes.
 
         `replay()`, if given, re-runs the step's last forward; it is called only when something is
         non-finite, to name the first layer whose forward output is non-finite (hooks on the hot
         path would cost every step)."""
         finite = bool(torch.isfinite(grad_norm)) and bool(torch.isfinite(loss))
-        if not finite:
-            where = first_nonfinite_grad(self.model) or "loss"
-            fwd = (
-                first_nonfinite_activation(self.model, replay)
-                if replay is not None and (scaler is None or not bool(torch.isfinite(loss)))
-                else None
-            )
-            if self.first_nonfinite is None:
-                self.first_nonfinite = {"step": step + 1, "layer": where, "activation_layer": fwd}
-            if self.on_nonfinite == "stop" and not (scaler is not None and bool(torch.isfinite(loss))):
-                act = f", first non-finite forward output: {fwd}" if fwd else ""
-                raise NonFiniteError(
-                    f"non-finite loss or gradient at step {step + 1} (first non-finite gradient: {where}{act}); train.on_nonfinite = 'stop'"
-                )
-        else:
+        verdict = Verdict(finite, None, scaler.get_scale() if scaler is not None else None)
+        if finite:
             self._check_spike(step + 1, float(grad_norm))
+            return verdict
+        # fp16: an inf gradient with a finite loss is GradScaler calibrating, not a failure
+        calibrating = scaler is not None and bool(torch.isfinite(loss))
+        where = first_nonfinite_grad(self.model) or "loss"
+        fwd = first_nonfinite_activation(self.model, replay) if replay is not None and not calibrating else None
+        if self.first_nonfinite is None:
+            self.first_nonfinite = {"step": step + 1, "layer": where, "activation_layer": fwd}
+        if self.on_nonfinite == "stop" and not calibrating:
+            act = f", first non-finite forward output: {fwd}" if fwd else ""
+            verdict.stop_reason = (
+                f"non-finite loss or gradient at step {step + 1} (first non-finite gradient: {where}{act}); "
+                "train.on_nonfinite = 'stop'"
+            )
+        return verdict
+
+    def after_update(self, step: int, verdict: Verdict, scaler) -> bool:
+        """Record what the update did (the loss scale, a skipped step) and raise alarms; returns
+        whether the optimizer stepped (GradScaler skips by itself and lowers its scale)."""
+        stepped = verdict.finite
         if scaler is not None:
-            before = scaler.get_scale()
-            scaler.step(optimizer)  # skips the update itself when gradients are not finite
-            scaler.update()
             self.loss_scale = scaler.get_scale()
-            if self.loss_scale != before and len(self.loss_scale_trajectory) < MAX_RECORDED:
+            if self.loss_scale != verdict.scale_before and len(self.loss_scale_trajectory) < MAX_RECORDED:
                 self.loss_scale_trajectory.append({"step": step + 1, "loss_scale": self.loss_scale})
             self.min_loss_scale = (
                 self.loss_scale if self.min_loss_scale is None else min(self.min_loss_scale, self.loss_scale)
             )
-            stepped = finite and self.loss_scale >= before
-        else:
-            if finite:
-                optimizer.step()
-            stepped = finite
+            stepped = verdict.finite and self.loss_scale >= verdict.scale_before
         if not stepped:
             self.skipped_steps += 1
         self._check_alarms(step + 1)
@@ -106,7 +118,9 @@ class HealthMonitor:
                 if len(self.grad_norm_spikes) < MAX_RECORDED:
                     self.grad_norm_spikes.append({"step": steps_done, "grad_norm": grad_norm, "median": med})
                 self._alarm(
-                    f"gradient-norm spike: {grad_norm:.3g} at step {steps_done} is {grad_norm / med:.0f}x the median of the previous {len(self.recent_grad_norms)} steps (precision.grad_spike_factor = {self.spike_factor:g}); see summary.json grad_norm_spikes"
+                    f"gradient-norm spike: {grad_norm:.3g} at step {steps_done} is {grad_norm / med:.0f}x the median "
+                    f"of the previous {len(self.recent_grad_norms)} steps (precision.grad_spike_factor = "
+                    f"{self.spike_factor:g}); see summary.json grad_norm_spikes"
                 )
         self.recent_grad_norms.append(grad_norm)
 
@@ -119,14 +133,17 @@ class HealthMonitor:
     def _check_alarms(self, steps_done: int) -> None:
         if self.loss_scale is not None and self.loss_scale < self.floor:
             self._alarm(
-                f"loss-scale collapse: the fp16 loss scale fell to {self.loss_scale:g}, below precision.loss_scale_floor = {self.floor:g}; gradients overflow fp16 even unscaled: use bf16-mixed or fp32"
+                f"loss-scale collapse: the fp16 loss scale fell to {self.loss_scale:g}, below "
+                f"precision.loss_scale_floor = {self.floor:g}; gradients overflow fp16 even unscaled: use bf16-mixed "
+                "or fp32"
             )
         share = self.skipped_steps / max(1, steps_done)
         # GradScaler skips a few steps while it calibrates its initial scale (65536 overflows
         # on the first steps of most models): judge the share only after 20 steps and 3 skips
         if steps_done >= 20 and self.skipped_steps >= 3 and share > self.max_skipped_share:
             self._alarm(
-                f"skipped steps: {self.skipped_steps} of {steps_done} steps ({share:.0%}) were skipped as non-finite, above precision.max_skipped_share = {self.max_skipped_share:.0%}"
+                f"skipped steps: {self.skipped_steps} of {steps_done} steps ({share:.0%}) were skipped as non-finite, "
+                f"above precision.max_skipped_share = {self.max_skipped_share:.0%}"
             )
 
     def log_fields(self) -> dict:

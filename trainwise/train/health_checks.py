@@ -75,5 +75,8 @@ def divergence_alarm(
     c, d = _smooth(control[:n], smooth_steps), _smooth(candidate[:n], smooth_steps)
     for i in range(n):
         if abs(d[i] - c[i]) > rel_tolerance * abs(c[i]):
-            return f"divergence: at step {steps[i]} the loss {d[i]:.4g} left the band of its fp32 control ({c[i]:.4g} +- {rel_tolerance:.0%})"
+            return (
+                f"divergence: at step {steps[i]} the loss {d[i]:.4g} left the band of its fp32 control ({c[i]:.4g} +- "
+                f"{rel_tolerance:.0%})"
+            )
     return None

@@ -1,4 +1,8 @@
-"""Verbs: estimate, fit-batch."""
+"""Verbs: estimate, fit-batch.
+
+The CLI imports every verb module to register its parser, so the modules that import torch
+(~2 s) are imported inside the verbs: `trainwise --help` and the other verbs do not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ def register(sub) -> None:
 
 
 def _load(args):
-    from trainwise.train.rundir_setup import build_workload
+    # torch and the workloads load here, when the verb runs (see the module note)
+    from trainwise.workloads.build import build_workload
 
     if args.world_size < 1:
         raise ConfigError(f"--world-size {args.world_size}: expected a positive integer")
@@ -50,6 +55,7 @@ def _load(args):
 
 
 def cmd_estimate(args) -> int:
+    # torch and the workloads load here, when the verb runs (see the module note)
     from trainwise.train.autoac import resolve_ac_mode
     from trainwise.train.estimate import estimate_memory
 

@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as tdist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.nn.parallel import DistributedDataParallel
 
 from trainwise.errors import ConfigError, DeviceError
+from trainwise.train.ac import CheckpointedBlock, find_blocks
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -55,7 +59,8 @@ def pick_backend(backend: str, device: torch.device) -> str:
         return "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and (device.type != "cuda" or not torch.cuda.is_available()):
         raise DeviceError(
-            f"parallel.backend = 'nccl' needs CUDA GPUs, but this process runs on {device.type}; use parallel.backend = 'gloo' (or 'auto')"
+            f"parallel.backend = 'nccl' needs CUDA GPUs, but this process runs on {device.type}; use parallel.backend "
+            "= 'gloo' (or 'auto')"
         )
     return backend
 
@@ -70,7 +75,8 @@ def setup_distributed(strategy: str, backend: str, device: torch.device) -> Dist
     if strategy == "single":
         if world_size > 1:
             raise ConfigError(
-                f"parallel.strategy = 'single' but the launcher started {world_size} processes; set parallel.strategy = 'ddp' or 'fsdp2'"
+                f"parallel.strategy = 'single' but the launcher started {world_size} processes; set parallel.strategy "
+                "= 'ddp' or 'fsdp2'"
             )
         return DistContext()
     backend = pick_backend(backend, device)
@@ -110,8 +116,6 @@ def mean_over_ranks(ctx: DistContext, value: torch.Tensor) -> torch.Tensor:
 
 def apply_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """Wrap in DistributedDataParallel: full replicas, gradients all-reduced (averaged) in their own dtype."""
-    from torch.nn.parallel import DistributedDataParallel
-
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
@@ -124,8 +128,6 @@ def apply_fsdp2(
     parameters are all-gathered in `param_dtype` just before it runs and freed after forward when
     `reshard_after_forward`; gradients are reduce-scattered in `reduce_dtype`.
     """
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
     for block in blocks:
         fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=mp)
@@ -166,10 +168,6 @@ def shard_fn(
             "sharded": "nothing (full replicas)",
         }
         return lambda model: apply_ddp(model, device)
-    from torch.distributed.device_mesh import init_device_mesh
-
-    from trainwise.train.ac import CheckpointedBlock, find_blocks
-
     param_dtype, reduce_dtype = fsdp_dtypes(policy, cfg_parallel.param_dtype, cfg_parallel.reduce_dtype)
     ctx.dtypes = {
         "params_dtype": _name(policy.param_dtype),
@@ -206,16 +204,6 @@ def grad_sync(model: nn.Module, sync: bool):
 def elastic_restart() -> bool:
     """True in a group that torchrun restarted after a failure (then the run resumes by itself)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
-
-
-def kill_for_test(ctx: DistContext, step: int) -> None:
-    """Test hook for fault tolerance: TRAINWISE_TEST_KILL="RANK:STEP" makes that rank die (SIGKILL)
-    after optimizer step STEP, in the first attempt only. Never set outside tests."""
-    spec = os.environ.get("TRAINWISE_TEST_KILL")
-    if spec and not elastic_restart():
-        rank, at = (int(v) for v in spec.split(":"))
-        if ctx.rank == rank and step == at:
-            os.kill(os.getpid(), 9)
 
 
 def teardown_distributed(ctx: DistContext) -> None:

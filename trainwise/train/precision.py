@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import DeviceError
+from trainwise.train.names import POLICY_NAMES
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ POLICIES = {
     "fp8-tensorwise": Policy("fp8-tensorwise", torch.float32, torch.bfloat16, fp8_recipe="tensorwise"),
     "fp8-rowwise": Policy("fp8-rowwise", torch.float32, torch.bfloat16, fp8_recipe="rowwise"),
 }
+if tuple(POLICIES) != POLICY_NAMES:  # the config offers POLICY_NAMES (trainwise.train.names): keep them one list
+    raise ImportError(f"precision.POLICIES {list(POLICIES)} differs from trainwise.train.names.POLICY_NAMES")
 
 
 def get_policy(name: str, device: torch.device, allow_tf32: bool = False) -> Policy:
@@ -67,14 +70,16 @@ def get_policy(name: str, device: torch.device, allow_tf32: bool = False) -> Pol
         needs_bf16 = policy.autocast_dtype == torch.bfloat16 or policy.param_dtype == torch.bfloat16
         if needs_bf16 and not torch.cuda.is_bf16_supported():
             raise DeviceError(
-                f"precision.policy = {name!r} needs bf16, which {torch.cuda.get_device_name(device)} (sm_{major}{minor}) lacks; use fp16-mixed or fp32"
+                f"precision.policy = {name!r} needs bf16, which {torch.cuda.get_device_name(device)} "
+                f"(sm_{major}{minor}) lacks; use fp16-mixed or fp32"
             )
         if policy.fp8_recipe and (major, minor) < (8, 9):
             raise DeviceError(
-                f"precision.policy = {name!r} needs FP8 matmuls (sm_89 or newer, e.g. L4, H100); {torch.cuda.get_device_name(device)} is sm_{major}{minor}"
+                f"precision.policy = {name!r} needs FP8 matmuls (sm_89 or newer, e.g. L4, H100); "
+                f"{torch.cuda.get_device_name(device)} is sm_{major}{minor}"
             )
     if policy.fp8_recipe:
-        try:
+        try:  # torchao is optional: only FP8 policies need it
             import torchao.float8  # noqa: F401
         except ImportError:
             raise DeviceError(f"precision.policy = {name!r} needs torchao: pip install torchao") from None
@@ -146,8 +151,7 @@ def apply_fp8(model: nn.Module, recipe: str | None, keep_patterns: list[str] = (
     """
     if recipe is None:
         return []
-    import dataclasses
-
+    # torchao is optional (FP8 policies only) and takes ~0.4 s to import
     from torchao.float8 import Float8LinearConfig, convert_to_float8_training
 
     keep = fp8_module_filter(keep_patterns=[p for p in keep_patterns if p != "auto"])

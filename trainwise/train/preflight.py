@@ -21,6 +21,7 @@ import logging
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from trainwise.errors import ConfigError
 from trainwise.workloads.base import Workload
@@ -58,7 +59,7 @@ def expected_shape(workload: Workload, batch_size: int) -> tuple[tuple, int, str
 def _shape_ok(shape: tuple, expected: tuple, least_last: int) -> bool:
     return (
         len(shape) == len(expected)
-        and all(e is None or s == e for s, e in zip(shape, expected))
+        and all(e is None or s == e for s, e in zip(shape, expected, strict=True))
         and shape[-1] >= least_last
     )
 
@@ -72,7 +73,8 @@ def check_targets(workload: Workload) -> None:
         t = getattr(workload, name).targets
         if len(t) and (int(t.min()) < 0 or int(t.max()) >= n):
             raise ConfigError(
-                f"workload {workload.name!r}: {name} targets range over [{int(t.min())}, {int(t.max())}] but the task has "
+                f"workload {workload.name!r}: {name} targets range over [{int(t.min())}, {int(t.max())}] but the task "
+                "has "
                 f"{n} classes ({why}); expected class ids 0..{n - 1}"
             )
 
@@ -110,8 +112,6 @@ def _forward_and_loss(workload: Workload, x: torch.Tensor, y: torch.Tensor, mode
 
 def _dry_run(workload: Workload, x: torch.Tensor, y: torch.Tensor, fake: bool):
     """One forward and loss in eval mode without gradients: on fake tensors, or for real."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
     if not fake:
         model = workload.model
         was_training = model.training
@@ -138,7 +138,10 @@ def check_model_output(workload: Workload, micro_batch_size: int) -> None:
     if param is not None:
         x, y = x.to(param.device), y.to(param.device)
     expected, least_last, rule = expected_shape(workload, batch)
-    where = f"workload {workload.name!r} (task {workload.task!r}): on a micro-batch of inputs {tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}"
+    where = (
+        f"workload {workload.name!r} (task {workload.task!r}): on a micro-batch of inputs {tuple(x.shape)} "
+        f"{str(x.dtype).removeprefix('torch.')}"
+    )
     try:
         out, loss = _dry_run(workload, x, y, fake=True)
     except Exception:  # fake tensors cannot run this model (data-dependent code): run it for real

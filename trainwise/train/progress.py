@@ -39,7 +39,10 @@ class Progress:
         done = step - self.start_step
         eta = (now - self.t0) / done * (self.total - step) if done else 0
         val = f" val {val_loss:.4f}" if val_loss is not None else ""
-        line = f"step {step}/{self.total} loss {loss:.4f}{val} {rate:,.0f} {self.unit}/s elapsed {_fmt_duration(now - self.t0)} ETA {_fmt_duration(eta)}"
+        line = (
+            f"step {step}/{self.total} loss {loss:.4f}{val} {rate:,.0f} {self.unit}/s elapsed "
+            f"{_fmt_duration(now - self.t0)} ETA {_fmt_duration(eta)}"
+        )
         if self.tty:
             self.stream.write("\r" + line.ljust(100))
         else:

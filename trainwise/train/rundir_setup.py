@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -21,7 +22,6 @@ from trainwise.rundir import (
     WriteError,
     check_fits_spec,
     clean_state_dict,
-    load_weights_into,
     plain_shapes,
     save_model,
     write_atomic,
@@ -31,21 +31,7 @@ from trainwise.rundir import (
 from trainwise.train.checkpoint import checkpoint_dirs, find_resumable, remove_stale_temporaries, save_checkpoint
 from trainwise.train.parallel import broadcast_from_main
 from trainwise.train.precision import fp8_gemm_kind
-from trainwise.workloads.base import Workload, fingerprint_split, get_workload_fn
-
-
-def build_workload(cfg: Config) -> Workload:
-    """The configured workload; errors from a user's entry point are reported, not raised raw."""
-    fn = get_workload_fn(cfg.workload.name)
-    try:
-        workload = fn(cfg)
-    except TrainwiseError:
-        raise
-    except Exception as e:  # the user's workload function failed: say where, without a traceback
-        raise ConfigError(f"workload {cfg.workload.name!r} failed to build: {type(e).__name__}: {e}") from None
-    if cfg.model.init_from:
-        load_weights_into(workload.model, cfg.model.init_from)
-    return workload
+from trainwise.workloads.base import Workload, fingerprint_split
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -66,6 +52,9 @@ class RunFiles:
         self.checkpoints = path / "checkpoints"
         self.metrics = path / "metrics.jsonl"
         self.resume_from: Path | None = None  # the checkpoint a resumed run continues from (open_run_dir)
+        # fault injection for the kill/resume tests (trainwise.train.run.kill_step_for_tests): this
+        # process SIGKILLs itself right after writing this checkpoint step; None outside tests
+        self.kill_after_checkpoint: int | None = None
 
     def log_metrics(self, row: dict) -> None:
         # one short append per logged step; a crash loses at most the line being written, and a
@@ -81,6 +70,8 @@ class RunFiles:
             save_checkpoint(self.checkpoints, step, model, optimizer, scaler, {}, {"history": history})
         except WriteError as e:
             raise self.write_error(e, f"checkpoint step {step} to {self.checkpoints}") from None
+        if step == self.kill_after_checkpoint:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def save_model(self, model, workload: Workload) -> None:
         if self.is_main:
@@ -130,7 +121,8 @@ class RunFiles:
         return WriteError(
             reason,
             getattr(e, "path", self.path),
-            f"{reason} writing {what}; {good} (continue with `trainwise train --resume {self.path}` once that is fixed)",
+            f"{reason} writing {what}; {good} (continue with `trainwise train --resume {self.path}` once that is "
+            "fixed)",
         )
 
 
@@ -171,7 +163,8 @@ def _check_writable(folder: Path, what: str) -> None:
         os.unlink(probe)
     except OSError as e:
         raise ConfigError(
-            f"{what} {folder}: cannot write there ({write_failure_reason(e) or e}); give a folder this user can write to"
+            f"{what} {folder}: cannot write there ({write_failure_reason(e) or e}); give a folder this user can write "
+            "to"
         ) from None
 
 
@@ -233,7 +226,8 @@ def _create(cfg: Config, path: Path, workload: Workload, policy, prepared, dist,
         raise ConfigError(f"--run-dir {path} is a file, not a directory; give the path of a new or empty directory")
     if path.exists() and any(path.iterdir()):
         raise ConfigError(
-            f"run directory {path} already exists and is not empty; pass --resume {path} to continue it, or choose another --run-dir"
+            f"run directory {path} already exists and is not empty; pass --resume {path} to continue it, or choose "
+            "another --run-dir"
         )
     if path.exists():  # the empty directory the user named: it may be a read-only mount
         _check_writable(path, "--run-dir")
@@ -251,7 +245,8 @@ def _create(cfg: Config, path: Path, workload: Workload, policy, prepared, dist,
     except (OSError, WriteError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ConfigError(
-            f"--run-dir {path}: cannot create the run directory ({write_failure_reason(e) or e}); give a path this user can write to"
+            f"--run-dir {path}: cannot create the run directory ({write_failure_reason(e) or e}); give a path this "
+            "user can write to"
         ) from None
 
 
@@ -265,10 +260,10 @@ def _env_facts(cfg: Config, workload: Workload, policy, prepared, dist, device) 
         "precision": policy.describe(),
         "fp8_layers": prepared.fp8_layers,
         "fp8_gemm": fp8_gemm_kind(device) if prepared.fp8_layers else None,
-        "fp8_kept_high_precision": (getattr(prepared, "fp8_auto", None) or {}).get(
+        "fp8_kept_high_precision": (prepared.fp8_auto or {}).get(
             "kept_high_precision", cfg.precision.keep_high_precision
         ),
-        "fp8_auto": getattr(prepared, "fp8_auto", None),  # with keep_high_precision = ['auto']: the split and why
+        "fp8_auto": prepared.fp8_auto,  # with keep_high_precision = ['auto']: the split and why
         "world_size": dist.world_size,
         "strategy": cfg.parallel.strategy,
         "parallel": dist.describe(),  # backend, gather/reduce dtypes, what is sharded

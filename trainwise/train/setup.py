@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from trainwise.train.ac import apply_ac
+from trainwise.train.ac import CheckpointedBlock, apply_ac, find_blocks
 from trainwise.train.precision import Policy, apply_fp8, apply_param_dtype, fp8_gemm_kind
 
 
@@ -16,6 +16,9 @@ class Prepared:
     model: nn.Module
     fp8_layers: list[str] = field(default_factory=list)
     compiled_blocks: int = 0
+    # with precision.keep_high_precision = ['auto']: the numerics probe's split and why (env.json);
+    # decided before prepare() (trainwise.numerics.hybrid.resolve_auto_split), recorded here
+    fp8_auto: dict | None = None
 
 
 def apply_compile(
@@ -26,8 +29,6 @@ def apply_compile(
     number of compiled blocks; a no-op when disabled."""
     if not enabled:
         return 0
-    from trainwise.train.ac import CheckpointedBlock, find_blocks
-
     blocks = find_blocks(model, block_classes + (CheckpointedBlock,), block_class_names)
     n = 0
     for _, block in blocks:
