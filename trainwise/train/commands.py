@@ -21,6 +21,7 @@ def register(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    # lazy: the CLI imports every verb module to register its parser; torch (~2 s) loads only when training
     from trainwise.train.entry import run_training
 
     result, mlflow_run_id = run_training(args.config, args.overrides, args.run_dir, args.resume)
