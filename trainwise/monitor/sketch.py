@@ -1,7 +1,7 @@
 """Mergeable column profiles: what the monitor needs of a table, computed one partition at a time.
 
 A profile is plain JSON. Numeric columns: counts in fixed bins whose edges come from the
-reference's quantiles, exact count, missing count, min, max, mean and M2 (the sum of squared
+reference's quantiles (with each bin's min, max and sum), exact count, missing count, min, max, mean and M2 (the sum of squared
 deviations; merged with Chan et al.'s pairwise update). Categorical columns: exact counts per
 value. Plus a row sample for the multivariate test and the performance calibration: the rows with
 the `sample_rows` smallest hashes of their content (a bottom-k sample), which the merge keeps too,
@@ -80,7 +80,8 @@ def profile_partition(data, layout: dict, sample_rows: int = SAMPLE_ROWS, carry:
         col = table.column(name)
         if spec["kind"] == "numeric":
             if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type)):
-                raise DataError(f"column {name!r} is numeric in the reference but {col.type} here; expected numbers")
+                found = "text" if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) else col.type
+                raise DataError(f"column {name!r} is numeric in the reference but {found} here; expected numbers")
             columns[name] = _numeric(col, np.asarray(spec["edges"], dtype=np.float64))
         else:
             columns[name] = _categorical(col)
@@ -115,6 +116,7 @@ def _numeric(col, edges: np.ndarray) -> dict:
         "counts": counts.tolist(),
         "bin_min": [float(v) if c else None for v, c in zip(bin_min, counts, strict=True)],
         "bin_max": [float(v) if c else None for v, c in zip(bin_max, counts, strict=True)],
+        "bin_sum": np.bincount(bins, weights=values, minlength=len(edges) + 1).tolist(),
         "count": n,
         "n_missing": len(col) - n,
         "min": float(values.min()) if n else None,
@@ -238,6 +240,7 @@ def _merge_column(parts: list[dict]) -> dict:
     out = dict(parts[0], counts=list(parts[0]["counts"]))
     for p in parts[1:]:
         out["counts"] = [x + y for x, y in zip(out["counts"], p["counts"], strict=True)]
+        out["bin_sum"] = [x + y for x, y in zip(out["bin_sum"], p["bin_sum"], strict=True)]
         out["bin_min"] = [_pick(min, x, y) for x, y in zip(out["bin_min"], p["bin_min"], strict=True)]
         out["bin_max"] = [_pick(max, x, y) for x, y in zip(out["bin_max"], p["bin_max"], strict=True)]
         n_a, n_b = out["count"], p["count"]
