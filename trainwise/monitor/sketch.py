@@ -1,14 +1,14 @@
 """Mergeable column profiles: what the monitor needs of a table, computed one partition at a time.
 
 A profile is plain JSON. Numeric columns: counts in fixed bins whose edges come from the
-reference's quantiles (with each bin's min, max and sum), exact count, missing count, min, max, mean and M2 (the sum of squared
-deviations; merged with Chan et al.'s pairwise update). Categorical columns: exact counts per
-value. Plus a row sample for the multivariate test and the performance calibration: the rows with
-the `sample_rows` smallest hashes of their content (a bottom-k sample), which the merge keeps too,
-so the sample of a table is the same however it was partitioned.
+reference's quantiles (with each bin's min, max and sum), exact count, missing count, min, max,
+mean and M2 (the sum of squared deviations; merged with Chan et al.'s pairwise update).
+Categorical columns: exact counts per value. Plus a row sample for the multivariate test and the
+performance calibration: the rows with the `sample_rows` smallest hashes of their content (a
+bottom-k sample), which the merge keeps too, so the sample of a table is the same however it was partitioned.
 
 The profile of a table equals the merge of its partitions' profiles (counts, min, max exactly;
-mean and M2 to float rounding). That is what lets Spark or Ray Data profile partitions in
+mean, M2 and bin sums to float rounding). That is what lets Spark or Ray Data profile partitions in
 parallel (docs/monitor.md):
 
     layout = profile_layout(reference_sample)            # bin edges, from the reference
