@@ -196,6 +196,11 @@ class DriftMonitor:
         """Compare one window with the reference; returns the drift.json dictionary."""
         current = ls.to_monitor_layout(current)
         self._check_schema(current)
+        if self.layout_ is not None:  # fitted on a profile: the window is judged as a profile too
+            from trainwise.monitor.sketch import profile_partition
+
+            window = profile_partition(current[list(self.layout_)], self.layout_, self.multivariate_rows, ())
+            return self.check_profile(window, current)
         n = len(current)
         if n == 0:
             raise DataError("the current window has no rows; expected at least one row to compare")

@@ -62,12 +62,15 @@ def profile_layout(data, n_bins: int = N_BINS, column_types: dict | None = None)
     return layout
 
 
-def profile_partition(data, layout: dict, sample_rows: int = SAMPLE_ROWS, carry: tuple = ("label",)) -> dict:
+def profile_partition(
+    data, layout: dict, sample_rows: int = SAMPLE_ROWS, carry: tuple = ("label",), max_hash: int | None = None
+) -> dict:
     """The profile (plain JSON) of one partition: a pandas DataFrame or a pyarrow Table/RecordBatch.
 
     The row sample holds the layout's columns plus those of `carry` the data has (the label, which
     the performance estimate calibrates on; it is not hashed, so labels arriving later keep the
-    sample). A column of the layout that the partition lacks is an error naming it.
+    sample). A column of the layout that the partition lacks is an error naming it. `max_hash`: rows
+    hashed above it are left out of the sample (a caller merging into a full sample knows they cannot enter).
     """
     import pyarrow as pa
 
@@ -85,13 +88,12 @@ def profile_partition(data, layout: dict, sample_rows: int = SAMPLE_ROWS, carry:
             columns[name] = _numeric(col, np.asarray(spec["edges"], dtype=np.float64))
         else:
             columns[name] = _categorical(col)
+    carried = [c for c in carry if c in table.column_names and c not in layout]
     return {
         "format": FORMAT,
         "n_rows": table.num_rows,
         "columns": columns,
-        "sample": _sample(
-            table, list(layout), [c for c in carry if c in table.column_names and c not in layout], sample_rows
-        ),
+        "sample": _sample(table, list(layout), carried, sample_rows, max_hash),
     }
 
 
@@ -142,19 +144,23 @@ def _categorical(col) -> dict:
 
 def row_hashes(table, columns: list[str]) -> np.ndarray:
     """A 64-bit hash of each row's content in `columns` (same row, same hash, in any partition)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     h = np.full(table.num_rows, _HASH_SEED, dtype=np.uint64)
     for name in columns:
         col = table.column(name)
-        if col.num_chunks != 1:
-            col = col.combine_chunks()
-        else:
-            col = col.chunk(0)
-        encoded = pc.dictionary_encode(col.cast("string") if not _is_numeric(col.type) else col)
-        words = _value_words(encoded.dictionary)
-        index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        bits = np.where(index < 0, np.uint64(1), words[np.maximum(index, 0)] if len(words) else np.uint64(1))
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        if _is_numeric(col.type):  # a number is its float64 bits (a missing value a fixed word)
+            values = col.to_numpy(zero_copy_only=False).astype(np.float64)
+            bits = values.view(np.uint64).copy()
+            bits[np.isnan(values)] = np.uint64(1)
+        else:  # a text value is pandas' hash of its string, computed once per distinct value
+            if not pa.types.is_dictionary(col.type):
+                col = pc.dictionary_encode(col.cast(pa.string()) if not pa.types.is_null(col.type) else col)
+            words = _string_words(col.dictionary)
+            index = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            bits = np.where(index < 0, np.uint64(1), words[np.maximum(index, 0)] if len(words) else np.uint64(1))
         h = _mix(h ^ bits.astype(np.uint64))
     return h
 
@@ -165,11 +171,9 @@ def _is_numeric(t) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
-def _value_words(dictionary) -> np.ndarray:
-    """One 64-bit word per distinct value: numbers by their float64 bits, strings by pandas' hash."""
-    if _is_numeric(dictionary.type):
-        return _mix(dictionary.to_numpy(zero_copy_only=False).astype(np.float64).view(np.uint64))
-    return pd.util.hash_array(np.asarray(dictionary.to_pylist(), dtype=object)).astype(np.uint64)
+def _string_words(dictionary) -> np.ndarray:
+    values = np.asarray([str(v) for v in dictionary.to_pylist()], dtype=object)
+    return pd.util.hash_array(values).astype(np.uint64) if len(values) else np.zeros(0, dtype=np.uint64)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -180,9 +184,10 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _sample(table, columns: list[str], carried: list[str], k: int) -> dict:
+def _sample(table, columns: list[str], carried: list[str], k: int, max_hash: int | None) -> dict:
     hashes = row_hashes(table, columns)
-    take = np.argsort(hashes, kind="stable")[:k]
+    candidates = np.arange(len(hashes)) if max_hash is None else np.flatnonzero(hashes <= np.uint64(max_hash))
+    take = candidates[np.argsort(hashes[candidates], kind="stable")[:k]]
     rows = table.select(columns + carried).take(take).to_pydict()
     return {"size": k, "hashes": hashes[take].tolist(), "rows": {c: _jsonable(v) for c, v in rows.items()}}
 

@@ -87,20 +87,24 @@ def profile_parquet(path: str | Path, tested, label_column: str = ls.LABEL, n_bi
 
     layout = sketch.profile_layout(pa.concat_tables(picked, promote_options="default"), n_bins)
     del picked
-    parts = [sketch.profile_partition(t, layout, carry=(label_column,)) for t in _batches(files, columns)]
-    return _merge_all(parts)
+    profile = None
+    for table in _batches(files, columns):
+        part = sketch.profile_partition(table, layout, carry=(label_column,), max_hash=_sample_bound(profile))
+        profile = part if profile is None else sketch.merge_profiles([profile, part])
+    return profile
+
+
+def _sample_bound(profile: dict | None) -> int | None:
+    """The largest hash a full sample holds: rows hashed above it cannot enter the merged sample."""
+    if profile is None or len(profile["sample"]["hashes"]) < profile["sample"]["size"]:
+        return None
+    return profile["sample"]["hashes"][-1]
 
 
 def _row_count(f: str) -> int:
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(f).metadata.num_rows
-
-
-def _merge_all(parts: list[dict]) -> dict:
-    while len(parts) > 1:  # pairwise, so no profile is merged more than log2(n) times
-        parts = [sketch.merge_profiles(parts[i : i + 2]) for i in range(0, len(parts), 2)]
-    return parts[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,7 +211,9 @@ def profile_log_windows(
         at += table.num_rows
         for w in np.unique(ids[ids >= 0]):
             rows = table.filter(pa.array(ids == w))
-            part = sketch.profile_partition(rows.select(list(layouts[w])), layouts[w])
+            part = sketch.profile_partition(
+                rows.select(list(layouts[w])), layouts[w], max_hash=_sample_bound(profiles[w])
+            )
             profiles[w] = part if profiles[w] is None else sketch.merge_profiles([profiles[w], part])
             if perf_columns:  # strings as dictionaries: one string per row would not fit at 10M rows
                 perf[w].append(pa.table({c: _compact(rows.column(c)) for c in perf_columns}))
