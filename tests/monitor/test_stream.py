@@ -118,3 +118,24 @@ def test_log_folder_without_parquet_files_is_one_clear_line(run_cli, tmp_path):
     code, out, err = run_cli("monitor", "--log", tmp_path / "log", "--reference", tmp_path / "log")
     assert code == 2
     assert err.strip().count("\n") == 0 and "holds no .parquet files" in err and "Traceback" not in err
+
+
+def test_text_columns_dictionary_encoded_in_some_files_only(tmp_path):
+    """pandas category columns are written as Parquet dictionaries: files of one log may differ in that."""
+    log = tmp_path / "log"
+    write_log(log)
+    first = pd.read_parquet(log / "part-0.parquet")
+    first["in_cat_2"] = first["in_cat_2"].astype("category")
+    first.to_parquet(log / "part-0.parquet", index=False)
+    result = check_windows(str(log), MonitorConfig(), "1h")
+    assert result.streamed and sum(w["n_rows"] for w in result.windows) == 6_000  # the first hour is the reference
+
+
+def test_files_whose_column_types_conflict_are_one_clear_line(run_cli, tmp_path):
+    log = tmp_path / "log"
+    write_log(log)
+    first = pd.read_parquet(log / "part-0.parquet")
+    first["in_num_normal"] = first["in_num_normal"].astype(str)
+    first.to_parquet(log / "part-0.parquet", index=False)
+    code, _, err = run_cli("monitor", "--log", log)
+    assert code == 2 and err.strip().count("\n") == 0 and "cannot be read as one table" in err

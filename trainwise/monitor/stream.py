@@ -64,10 +64,18 @@ def _schema(files: list[str]):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        return pa.unify_schemas([pq.read_schema(f) for f in files])
-    except (pa.ArrowInvalid, OSError) as e:
-        raise DataError(f"the Parquet files {files[0]}... cannot be read as one table: {e}") from None
+    try:  # a text column may be dictionary-encoded in one file and plain in another: compare value types
+        schemas = [pq.read_schema(f) for f in files]
+        plain = [pa.schema([f.with_type(_value_type(f.type)) for f in s]) for s in schemas]
+        return pa.unify_schemas(plain, promote_options="permissive")
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"the Parquet files in {Path(files[0]).parent} cannot be read as one table: {e}") from None
+
+
+def _value_type(t):
+    import pyarrow as pa
+
+    return t.value_type if pa.types.is_dictionary(t) else t
 
 
 def profile_parquet(path: str | Path, tested, label_column: str = ls.LABEL, n_bins: int = sketch.N_BINS) -> dict:
@@ -85,7 +93,7 @@ def profile_parquet(path: str | Path, tested, label_column: str = ls.LABEL, n_bi
     picked = [t.filter(rng.random(t.num_rows) < rate) if rate < 1 else t for t in _batches(files, columns)]
     import pyarrow as pa
 
-    layout = sketch.profile_layout(pa.concat_tables(picked, promote_options="default"), n_bins)
+    layout = sketch.profile_layout(pa.concat_tables(picked, promote_options="permissive"), n_bins)
     del picked
     profile = None
     for table in _batches(files, columns):
@@ -217,11 +225,15 @@ def profile_log_windows(
             profiles[w] = part if profiles[w] is None else sketch.merge_profiles([profiles[w], part])
             if perf_columns:  # strings as dictionaries: one string per row would not fit at 10M rows
                 perf[w].append(pa.table({c: _compact(rows.column(c)) for c in perf_columns}))
-    frames = [pa.concat_tables(p).to_pandas() if p else None for p in perf]
+    frames = [pa.concat_tables(p, promote_options="permissive").to_pandas() if p else None for p in perf]
     return profiles, frames
 
 
 def _compact(col):
     import pyarrow as pa
 
-    return col.dictionary_encode() if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) else col
+    if pa.types.is_dictionary(col.type):  # one index type for every batch, so the batches concatenate
+        col = col.cast(col.type.value_type)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col.cast(pa.string()).dictionary_encode()
+    return col

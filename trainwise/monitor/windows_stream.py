@@ -94,5 +94,7 @@ def _window_rows(files: list[str], row_window: np.ndarray, index: int, columns: 
         ids = row_window[at : at + table.num_rows]
         at += table.num_rows
         if (ids == index).any():
-            parts.append(table.filter(pa.array(ids == index)))
-    return pa.concat_tables(parts).to_pandas()
+            rows = table.filter(pa.array(ids == index))
+            plain = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in rows.columns]
+            parts.append(pa.table(plain, names=rows.column_names))  # files may differ in dictionary encoding
+    return pa.concat_tables(parts, promote_options="permissive").to_pandas()
