@@ -32,13 +32,13 @@ class WindowCut:
     model_version: str | None
 
 
-def parquet_files(path: Path) -> list[str]:
+def parquet_files(path: Path, what: str = "a prediction log") -> list[str]:
     """The Parquet files of a file or folder, in a fixed order; a folder without any is an error."""
     if path.is_file():
         return [str(path)]
     files = sorted(str(f) for f in path.rglob("*.parquet") if not f.name.startswith("."))
     if not files:
-        raise DataError(f"{path} holds no .parquet files; expected a prediction log (a folder of Parquet files)")
+        raise DataError(f"{path} holds no .parquet files; expected {what} (a folder of Parquet files)")
     return files
 
 
@@ -84,7 +84,7 @@ def profile_parquet(path: str | Path, tested, label_column: str = ls.LABEL, n_bi
     The bin edges come from the quantiles of a seeded Bernoulli sample of at most
     LAYOUT_SAMPLE_ROWS rows (exact when the data are smaller); the counts are over every row.
     """
-    files = parquet_files(Path(path))
+    files = parquet_files(Path(path), "reference data")
     names = _schema(files).names
     columns = list(dict.fromkeys(tested(names) + ([label_column] if label_column in names else [])))
     n_total = sum(_row_count(f) for f in files)
