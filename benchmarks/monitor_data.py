@@ -22,7 +22,8 @@ def _zipf_shares(k: int, a: float = 1.1) -> np.ndarray:
 def make_mixed(
     n_rows: int, seed: int, drift: bool = False, n_numeric: int = 10, n_categorical: int = 10, as_category: bool = False
 ) -> pd.DataFrame:
-    """`as_category`: categorical columns as pandas category dtype (as Parquet dictionary columns read), faster to build."""
+    """`as_category`: categorical columns as pandas category dtype (as Parquet dictionary columns read), faster to
+    build."""
     rng = np.random.default_rng(seed)
     numeric = {
         "num_normal": lambda: rng.normal(50.0, 10.0, n_rows),
@@ -54,5 +55,7 @@ def make_mixed(
         if "cat_5" in frame:
             k = 5
             shares = _zipf_shares(k)[::-1]  # the rarest category becomes the most common
-            frame["cat_5"] = np.array([f"c{k}_{i}" for i in range(k)])[rng.choice(k, n_rows, p=shares)]
+            codes = rng.choice(k, n_rows, p=shares)
+            labels = np.array([f"c{k}_{i}" for i in range(k)])
+            frame["cat_5"] = pd.Categorical.from_codes(codes, labels) if as_category else labels[codes]
     return frame

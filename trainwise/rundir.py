@@ -331,6 +331,7 @@ def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
     check_finite_weights(state, weights)
     save_tensors_atomic(state, weights)
     (model_dir / REFERENCE_FILE).unlink(missing_ok=True)
+    (model_dir / "reference_profile.json").unlink(missing_ok=True)  # the profile of that reference (monitor)
     write_json(model_dir / MODEL_JSON, {**meta, "weights_sha256": file_sha256(weights)})
     write_manifest(model_dir)
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from trainwise.errors import DataError
 
 MANIFEST = "manifest.json"
-SEALED_FILES = ("model.json", "weights.safetensors", "reference.parquet")  # what a model folder may hold
+# what a model folder may hold; reference_profile.json is the monitor's mergeable profile of reference.parquet
+SEALED_FILES = ("model.json", "weights.safetensors", "reference.parquet", "reference_profile.json")
 
 
 @dataclass(frozen=True)

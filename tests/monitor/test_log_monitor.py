@@ -178,7 +178,8 @@ def test_old_serving_log_is_refused_naming_the_column(run_cli, tmp_path):
 
 
 def test_run_directory_served_directly(run_cli, tab_run, tmp_path):
-    """A run directory's version is no registry entry: the error says to give the run as --reference, which then works."""
+    """A run directory's version is no registry entry: the error says to give the run as --reference, which then
+    works."""
     from trainwise.serve.runtime import load_runtime
 
     log_dir = tmp_path / "log"
@@ -191,3 +192,20 @@ def test_run_directory_served_directly(run_cli, tab_run, tmp_path):
     assert result["n_reference"] == len(pd.read_parquet(tab_run / "model" / "reference.parquet"))
     assert result["reference"]["source"] == f"--reference {tab_run}" and len(result["windows"]) == 2
     assert np.isfinite(result["performance"]["estimated"]["accuracy"])
+
+
+def test_the_streamed_log_decides_as_the_in_memory_path(served):
+    """The real serving log, windows profiled out of core vs read into memory: the same timeline."""
+    from trainwise.config import MonitorConfig
+    from trainwise.monitor.check import check_windows
+
+    log_dir, _ = served
+    streamed = check_windows(str(log_dir), MonitorConfig(), "200rows")
+    in_memory = check_windows(str(log_dir), MonitorConfig(), "200rows", keep_rows=True)
+    assert streamed.streamed and not in_memory.streamed
+    same = ("label", "start", "end", "n_rows", "model_version", "reference", "dataset_drift", "prediction_drift")
+    for a, b in zip(streamed.windows, in_memory.windows, strict=True):
+        assert {k: a[k] for k in same} == {k: b[k] for k in same}
+        assert a["drifted_columns"] == b["drifted_columns"]
+        assert a["estimated_accuracy"] == pytest.approx(b["estimated_accuracy"], abs=0.01)
+    assert [t["name"] for t in streamed.drift["triggers"]] == [t["name"] for t in in_memory.drift["triggers"]]

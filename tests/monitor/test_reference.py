@@ -146,3 +146,22 @@ def test_a_run_trained_before_references_gets_one_at_registration(store, tab_run
     pd.testing.assert_frame_equal(
         pd.read_parquet(download_reference(get_client(), mv)), pd.read_parquet(tab_run / "model" / REFERENCE_FILE)
     )
+
+
+def test_the_reference_profile_is_sealed_with_the_model_and_read_by_the_monitor(tab_run):
+    """model/reference_profile.json: the monitor's profile of reference.parquet, in the model's manifest."""
+    import json
+
+    from trainwise.monitor.check import REFERENCE_PROFILE, frame_profile, reference_profile
+    from trainwise.monitor.drift import DriftMonitor
+    from trainwise.seal import read_seal
+
+    model_dir = tab_run / "model"
+    stored = json.loads((model_dir / REFERENCE_PROFILE).read_text())
+    assert REFERENCE_PROFILE in read_seal(model_dir).files
+    ref = pd.read_parquet(model_dir / REFERENCE_FILE)
+    assert stored == json.loads(json.dumps(frame_profile(ref, DriftMonitor()._tested, "label")))
+    assert stored["n_rows"] == len(ref) and set(stored["columns"]) == set(ref.columns)
+    assert reference_profile(str(tab_run), DriftMonitor()._tested, "label") == stored  # no raw rows read
+    monitor = DriftMonitor(multivariate=False).fit_profile(stored)
+    assert monitor.check(ref)["dataset_drift"] is False  # fitted from the profile, the reference does not drift

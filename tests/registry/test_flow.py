@@ -111,7 +111,12 @@ def test_alias_load_is_bit_identical(store, runs):
     assert meta["registry"]["model_files"] == json.loads(
         mv.tags["trainwise.model_files"]
     )  # what loading checked the files against
-    assert set(meta["registry"]["model_files"]) == {"model.json", "weights.safetensors", "reference.parquet"}
+    assert set(meta["registry"]["model_files"]) == {
+        "model.json",
+        "weights.safetensors",
+        "reference.parquet",
+        "reference_profile.json",  # the monitor's profile of the reference, sealed with it
+    }
 
 
 def test_tampered_artifact_refuses_to_load(store, runs, cli):

@@ -63,7 +63,7 @@ def test_register_lineage_and_artifacts(store, run):
     assert t["trainwise.weights_sha256"] == file_sha256(run / "model" / "weights.safetensors")
     c = MlflowClient(store)
     source_path = mv.source.split("/artifacts/", 1)[1]
-    logged_files = ["manifest.json", "model.json", "reference.parquet", "weights.safetensors"]
+    logged_files = ["manifest.json", "model.json", "reference.parquet", "reference_profile.json", "weights.safetensors"]
     assert sorted(a.path.rsplit("/", 1)[1] for a in c.list_artifacts(mv.run_id, source_path)) == logged_files
     assert json.loads(t["trainwise.model_files"]) == {
         name: file_sha256(run / "model" / name) for name in logged_files if name != "manifest.json"

@@ -91,7 +91,69 @@ class DriftMonitor:
         self.multivariate_reference_ = mv.encode_frame(reference.iloc[np.sort(take)], self.input_profiles_)
         self.performance_ = PerformanceState(self.label_column, self.pred_column, self.seed).fit(reference)
         self.thresholds_ = {}  # calibration size -> {column: null effect quantile}, filled on demand
+        self.layout_ = None
         return self
+
+    def fit_profile(self, profile: dict) -> "DriftMonitor":
+        """Fit on a reference profile (trainwise.monitor.sketch) instead of its rows: no raw reference needed.
+
+        Numeric columns are judged from binned CDFs (trainwise.monitor.binned states the error that
+        adds); the multivariate test and the performance calibration use the profile's row sample.
+        """
+        from trainwise.monitor.binned import BinnedNumericProfile
+        from trainwise.monitor.profile import CategoricalProfile
+        from trainwise.monitor.sketch import sample_frame
+
+        n_rows = profile["n_rows"]
+        if n_rows == 0:
+            raise DataError("the reference profile has no rows; expected a profile of reference examples")
+        columns = profile["columns"]
+        self.schema_ = self._tested(list(columns))
+        predictions = {self.pred_column, *prob_columns(list(columns))}
+        self.profiles_ = [
+            BinnedNumericProfile(c, columns[c], n_rows)
+            if columns[c]["kind"] == "numeric"
+            else CategoricalProfile.from_counts(c, columns[c]["counts"], columns[c]["n_missing"] / n_rows)
+            for c in self.schema_
+        ]
+        self.input_profiles_ = [p for p in self.profiles_ if p.name not in predictions]
+        self.prediction_profiles_ = [p for p in self.profiles_ if p.name in predictions]
+        self.n_reference_ = n_rows
+        sample = ls.to_monitor_layout(sample_frame(profile))
+        self.multivariate_reference_ = mv.encode_frame(sample.iloc[: self.multivariate_rows], self.input_profiles_)
+        self.performance_ = PerformanceState(self.label_column, self.pred_column, self.seed).fit(sample)
+        self.thresholds_ = {}
+        self.layout_ = {c: {k: v for k, v in columns[c].items() if k in ("kind", "edges")} for c in self.schema_}
+        return self
+
+    def check_profile(self, window: dict, performance_rows: pd.DataFrame | None = None) -> dict:
+        """Compare one window's profile (profiled on `self.layout_`) with a profile-fitted reference.
+
+        `performance_rows`: the window's prediction, probability and label columns for the
+        performance figures; without them they are computed on the profile's row sample.
+        """
+        from trainwise.monitor.binned import BinnedColumn
+        from trainwise.monitor.sketch import sample_frame
+
+        self._check_names(list(window["columns"]))
+        n = window["n_rows"]
+        if n == 0:
+            raise DataError("the current window has no rows; expected at least one row to compare")
+        too_small = n < self.min_window_rows
+        nulls = {} if too_small else self.null_thresholds(n)
+
+        def judge(profile) -> dict:
+            col = window["columns"][profile.name]
+            missing_share = col["n_missing"] / n
+            if profile.kind == "numeric":
+                values = BinnedColumn(col)
+                return self._judge(profile, values, values.n, missing_share, nulls)
+            counts = pd.Series(col["counts"], dtype=np.float64).sort_values(ascending=False, kind="stable")
+            return self._judge(profile, counts[counts > 0], int(counts.sum()), missing_share, nulls)
+
+        sample = ls.to_monitor_layout(sample_frame(window))
+        rows = sample if performance_rows is None else ls.to_monitor_layout(performance_rows)
+        return self._result(n, too_small, judge, lambda: self._domain_test(sample), rows)
 
     def null_thresholds(self, n_rows: int) -> dict[str, float]:
         """Per-column 95th percentile of no-drift effect sizes for a window of `n_rows` (cached).
@@ -134,14 +196,28 @@ class DriftMonitor:
         """Compare one window with the reference; returns the drift.json dictionary."""
         current = ls.to_monitor_layout(current)
         self._check_schema(current)
+        if self.layout_ is not None:  # fitted on a profile: the window is judged as a profile too
+            from trainwise.monitor.sketch import profile_partition
+
+            window = profile_partition(current[list(self.layout_)], self.layout_, self.multivariate_rows, ())
+            return self.check_profile(window, current)
         n = len(current)
         if n == 0:
             raise DataError("the current window has no rows; expected at least one row to compare")
         too_small = n < self.min_window_rows
         nulls = {} if too_small else self.null_thresholds(n)
-        inputs = [self._column(p, current[p.name], nulls) for p in self.input_profiles_]
-        preds = [self._column(p, current[p.name], nulls) for p in self.prediction_profiles_]
-        multi = None if too_small or not self.multivariate or not self.input_profiles_ else self._multivariate(current)
+        return self._result(
+            n,
+            too_small,
+            lambda p: self._column(p, current[p.name], nulls),
+            lambda: self._multivariate(current),
+            current,
+        )
+
+    def _result(self, n: int, too_small: bool, judge, multivariate, performance_rows: pd.DataFrame) -> dict:
+        inputs = [judge(p) for p in self.input_profiles_]
+        preds = [judge(p) for p in self.prediction_profiles_]
+        multi = None if too_small or not self.multivariate or not self.input_profiles_ else multivariate()
         family = inputs + ([multi] if multi else [])
         self._decide(family)
         self._decide(preds)
@@ -158,11 +234,11 @@ class DriftMonitor:
             "prediction_drift": None if too_small or not preds else any(c["drift"] for c in preds),
             "prediction_columns": preds,
         }
-        result["performance"] = self.performance_.check(current)
+        result["performance"] = self.performance_.check(performance_rows)
         return result
 
-    def _check_schema(self, current: pd.DataFrame) -> None:
-        cur = self._tested(current.columns)
+    def _check_names(self, names: list[str]) -> None:
+        cur = self._tested(names)
         missing = [c for c in self.schema_ if c not in cur]
         extra = [c for c in cur if c not in self.schema_]
         if missing or extra:
@@ -172,17 +248,24 @@ class DriftMonitor:
             raise DataError(
                 f"reference and current have different columns ({'; '.join(parts)}); expected the same schema"
             )
+
+    def _check_schema(self, current: pd.DataFrame) -> None:
+        self._check_names(list(current.columns))
         for p in self.profiles_:
             if p.kind == "numeric" and not (
                 pd.api.types.is_numeric_dtype(current[p.name]) or current[p.name].isna().all()
             ):
                 raise DataError(
-                    f"column {p.name!r} is numeric in the reference but {current[p.name].dtype} in current; expected numbers"
+                    f"column {p.name!r} is numeric in the reference but {current[p.name].dtype} in current; "
+                    "expected numbers"
                 )
 
     def _column(self, profile, values: pd.Series, nulls: dict) -> dict:
         window, missing_share = profile.window_values(values)
         n_valid = int(len(window) if profile.kind == "numeric" else window.sum())
+        return self._judge(profile, window, n_valid, missing_share, nulls)
+
+    def _judge(self, profile, window, n_valid: int, missing_share: float, nulls: dict) -> dict:
         out = {
             "name": profile.name,
             "type": profile.kind,
@@ -213,7 +296,10 @@ class DriftMonitor:
     def _multivariate(self, current: pd.DataFrame) -> dict:
         rng = np.random.default_rng([self.seed, len(current)])
         take = rng.choice(len(current), min(len(current), self.multivariate_rows), replace=False)
-        cur_x = mv.encode_frame(current.iloc[np.sort(take)], self.input_profiles_)
+        return self._domain_test(current.iloc[np.sort(take)])
+
+    def _domain_test(self, rows: pd.DataFrame) -> dict:
+        cur_x = mv.encode_frame(rows.iloc[: self.multivariate_rows], self.input_profiles_)
         mask = np.array([p.kind == "categorical" for p in self.input_profiles_])
         r = mv.domain_classifier_test(self.multivariate_reference_, cur_x, mask, self.seed)
         return {
@@ -236,7 +322,7 @@ class DriftMonitor:
         """Benjamini-Hochberg over the family's p-values, then the effect-size gate."""
         judged = [c for c in family if c.get("status") == "ok"]
         reject = benjamini_hochberg(np.array([c["p_value"] for c in judged], dtype=np.float64), self.alpha)
-        for c, r in zip(judged, reject):
+        for c, r in zip(judged, reject, strict=True):
             c["significant"] = bool(r)
             c["effect_passes"] = bool(c["effect_size"] > c["threshold"])
             c["drift"] = c["significant"] and c["effect_passes"]

@@ -98,10 +98,21 @@ class CategoricalProfile:
     test = "chi2"
     effect_measure = "js_distance"
 
-    def __init__(self, name: str, values: pd.Series):
+    def __init__(self, name: str, values: pd.Series | None = None):
         self.name = name
-        self.missing_share = float(values.isna().mean()) if len(values) else 0.0
-        counts = _string_counts(values)
+        if values is not None:
+            self._set_counts(_string_counts(values), float(values.isna().mean()) if len(values) else 0.0)
+
+    @classmethod
+    def from_counts(cls, name: str, counts: dict, missing_share: float) -> "CategoricalProfile":
+        """From exact counts per value (a profile's, trainwise.monitor.sketch): the same as from the values."""
+        profile = cls(name)
+        series = pd.Series(counts, dtype=np.float64) if counts else pd.Series([], dtype=np.float64)
+        profile._set_counts(series[series > 0].sort_values(ascending=False, kind="stable"), missing_share)
+        return profile
+
+    def _set_counts(self, counts: pd.Series, missing_share: float) -> None:
+        self.missing_share = missing_share
         top = counts.iloc[:MAX_CATEGORIES]
         self.categories_ = [str(c) for c in top.index]
         self.counts_ = top.to_numpy(dtype=np.float64)

@@ -74,7 +74,21 @@ def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None
     add_model_file(
         model_dir, REFERENCE_FILE, buf.getvalue()
     )  # sealed with the model: its hash joins model/manifest.json
+    write_reference_profile(model_dir, frame)
     return path
+
+
+def write_reference_profile(model_dir: Path, frame: pd.DataFrame) -> None:
+    """model/reference_profile.json, sealed too: the monitor's profile of the reference (trainwise.monitor.sketch),
+    so a monitor, or a serving process keeping a live profile, needs no raw reference rows."""
+    import json
+
+    from trainwise.monitor.check import REFERENCE_PROFILE, frame_profile
+    from trainwise.monitor.drift import DriftMonitor
+    from trainwise.seal import add_model_file
+
+    profile = frame_profile(frame, DriftMonitor()._tested, ls.LABEL)
+    add_model_file(model_dir, REFERENCE_PROFILE, json.dumps(profile).encode())
 
 
 def reference_frame(
@@ -150,7 +164,8 @@ def raw_table(spec: dict, features: np.ndarray) -> dict[str, list]:
         at += 1
     for c in prep["numeric"]:  # missing indicators of imputed columns (tabular.feature_names): the cell was missing
         if c.get("indicator"):
-            out[c["name"]] = [None if flag > 0.5 else v for v, flag in zip(out[c["name"]], features[:, at])]
+            flags = features[:, at]
+            out[c["name"]] = [None if flag > 0.5 else v for v, flag in zip(out[c["name"]], flags, strict=True)]
             at += 1
     for c in prep["categorical"]:
         block = features[:, at : at + len(c["categories"])]

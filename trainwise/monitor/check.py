@@ -1,0 +1,200 @@
+"""The monitor's library entry points: plain values in, a `Result` out (the CLI only parses arguments).
+
+`check_files` compares a reference table with a current one; `check_windows` compares every window
+of the prediction log with its reference. A log on disk is profiled out of core
+(trainwise.monitor.stream: bounded memory however many rows) unless rows must be held: labels to
+join (`labels`), columns to intersect (`common_columns`) or the latest window's rows for retraining
+(`keep_rows`), which read the rows into memory as before. Both paths decide drift the same way
+(docs/monitor.md, "Streaming profiles").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from trainwise.errors import DataError
+from trainwise.monitor import logschema as ls
+
+REFERENCE_PROFILE = "reference_profile.json"
+
+
+@dataclass
+class Result:
+    """drift: the drift.json dictionary (with windows: the latest window's, plus the `windows` timeline);
+    rows: the rows judged last (None when the log was streamed); streamed: whether it was."""
+
+    drift: dict
+    rows: pd.DataFrame | None = None
+    streamed: bool = False
+    windows: list = field(default_factory=list)
+
+    @property
+    def last_window_end(self) -> str | None:
+        return self.windows[-1]["end"] if self.windows else None
+
+
+def check_files(
+    reference: str,
+    current: str,
+    cfg,
+    labels: str | None = None,
+    common_columns: bool = False,
+    model_age_days: float | None = None,
+) -> Result:
+    """--reference against --current (labels joined into current), in memory."""
+    from trainwise.monitor.data import load_table
+    from trainwise.monitor.triggers import build_monitor
+
+    if not (reference and current):
+        raise DataError("give --reference and --current (Parquet/CSV files), or --log DIR --window 1h")
+    ref_frame, cur_frame = load_table(reference), load_table(current)
+    joined = None
+    if labels:
+        from trainwise.monitor.labels import join_labels
+
+        cur_frame, joined = join_labels(cur_frame, labels, cfg.label_column)
+    dropped: list[str] = []
+    if common_columns:
+        ref_frame, dropped = _common_columns(ref_frame, [cur_frame], keep=[cfg.label_column])
+    drift = build_monitor(cfg).fit(ref_frame).check(cur_frame)
+    drift.update(
+        reference={"source": f"--reference {reference}", "n_rows": len(ref_frame)},
+        dropped_columns=dropped,
+        labels=joined,
+    )
+    return _with_triggers(Result(drift, rows=cur_frame), cfg, model_age_days)
+
+
+def check_windows(
+    log: str,
+    cfg,
+    window: str = "1h",
+    since: str | None = None,
+    until: str | None = None,
+    after: str | None = None,
+    reference: str | None = None,
+    labels: str | None = None,
+    tracking_uri: str | None = None,
+    common_columns: bool = False,
+    complete_only: bool = False,
+    model_age_days: float | None = None,
+    keep_rows: bool = False,
+) -> Result:
+    """Every window of the log against its reference: the latest window's result plus the timeline."""
+    if labels or common_columns or keep_rows:
+        from trainwise.monitor.windows_memory import check_log_in_memory
+
+        drift, rows = check_log_in_memory(
+            log, cfg, window, since, until, after, reference, labels, tracking_uri, common_columns, complete_only
+        )
+        return _with_triggers(Result(drift, rows=rows, windows=drift["windows"]), cfg, model_age_days)
+    from trainwise.monitor.windows_stream import check_log_streaming
+
+    drift = check_log_streaming(log, cfg, window, since, until, after, reference, tracking_uri, complete_only)
+    return _with_triggers(Result(drift, streamed=True, windows=drift["windows"]), cfg, model_age_days)
+
+
+def _with_triggers(result: Result, cfg, model_age_days: float | None) -> Result:
+    from trainwise.monitor.triggers import evaluate_triggers
+
+    result.drift["triggers"] = [t.to_dict() for t in evaluate_triggers(result.drift, cfg, model_age_days)]
+    return result
+
+
+def act_on_triggers(
+    fired: list[dict],
+    frame,
+    cfg,
+    model: str | None,
+    alias: str = "champion",
+    gate: str | None = None,
+    tracking_uri: str | None = None,
+    retrain_set: tuple = (),
+    out: str | None = None,
+) -> dict:
+    """Retrain `model` on `frame`'s labelled rows (the model's raw input columns) through the gate when a
+    trigger fired; the CLI's --act and watch call it."""
+    import time
+    from pathlib import Path
+
+    from trainwise.monitor.logschema import training_rows
+    from trainwise.monitor.pipeline import real_steps
+    from trainwise.monitor.retrain import run_retraining
+
+    if not model:
+        raise DataError("--act needs --model NAME: the registered model the triggers act on")
+    if not fired:
+        return {"decision": "none", "triggers": []}
+    if cfg.label_column not in frame.columns:
+        raise DataError(
+            f"a trigger fired but the window has no {cfg.label_column!r} column: retraining needs labelled rows "
+            "(monitor.label_column)"
+        )
+    rows = training_rows(frame, cfg.label_column).dropna(subset=[cfg.label_column])
+    if len(rows) < cfg.min_window_rows:
+        raise DataError(
+            f"a trigger fired but only {len(rows)} rows of the window are labelled (at least monitor.min_window_rows = "
+            f"{cfg.min_window_rows} needed to retrain); give --labels FILE with the labels that have arrived"
+        )
+    work = Path(out or "runs") / f"retrain-{time.strftime('%Y%m%d-%H%M%S')}"
+    work.mkdir(parents=True, exist_ok=True)
+    steps = real_steps(model, alias, cfg.label_column, work, tracking_uri, gate, tuple(retrain_set))
+    return run_retraining(fired, rows, work, steps)
+
+
+# ----------------------------------------------------------------------------------------------
+def reference_profile(path: str, tested, label_column: str) -> dict:
+    """The profile of a reference: a run directory's stored model/reference_profile.json, a Parquet file
+    or folder profiled out of core, or any other table (CSV, a run's eval predictions) profiled in memory."""
+    from trainwise.monitor.data import load_table
+    from trainwise.monitor.stream import profile_parquet
+
+    p = Path(path)
+    stored = p / "model" / REFERENCE_PROFILE
+    if p.is_dir() and stored.is_file():
+        return json.loads(stored.read_text())
+    if (
+        p.is_dir()
+        and not (p / "model").is_dir()
+        and not (p / "eval").is_dir()
+        or p.suffix.lower() in (".parquet", ".pq")
+    ):
+        if p.exists():
+            return _renamed(profile_parquet(p, tested, label_column))
+    return frame_profile(load_table(path), tested, label_column)
+
+
+def frame_profile(frame: pd.DataFrame, tested, label_column: str) -> dict:
+    """The profile of an in-memory table: its tested columns and label, on bins from its own quantiles."""
+    from trainwise.monitor.sketch import profile_layout, profile_partition
+
+    frame = ls.to_monitor_layout(frame)
+    columns = list(dict.fromkeys(tested(list(frame.columns)) + ([label_column] if label_column in frame else [])))
+    return profile_partition(frame[columns], profile_layout(frame[columns]), carry=(label_column,))
+
+
+def _renamed(profile: dict) -> dict:
+    """Evaluation's `pred` column as `prediction`, the monitor's one layout (logschema.to_monitor_layout)."""
+    cols = profile["columns"]
+    if ls.EVAL_PREDICTION in cols and ls.PREDICTION not in cols:
+        cols[ls.PREDICTION] = cols.pop(ls.EVAL_PREDICTION)
+        rows = profile["sample"]["rows"]
+        rows[ls.PREDICTION] = rows.pop(ls.EVAL_PREDICTION, [])
+    return profile
+
+
+def _common_columns(reference, currents: list, keep: list[str]):
+    """The reference restricted to columns every current table has (plus `keep`), and the dropped names.
+
+    Current tables keep their extra columns: the monitor ignores columns it was not fitted on only
+    if they are dropped too, so they are removed in place.
+    """
+    shared = [c for c in reference.columns if all(c in cur.columns for cur in currents) or c in keep]
+    dropped = sorted(set(reference.columns).union(*[set(cur.columns) for cur in currents]) - set(shared))
+    for cur in currents:
+        cur.drop(columns=[c for c in cur.columns if c not in shared], inplace=True)
+    return reference[shared], dropped
