@@ -10,16 +10,15 @@ join (`labels`), columns to intersect (`common_columns`) or the latest window's 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from trainwise.errors import DataError
-from trainwise.monitor import logschema as ls
-
-REFERENCE_PROFILE = "reference_profile.json"
+from trainwise.monitor.reference import REFERENCE_PROFILE, frame_profile  # noqa: F401  (the monitor's API)
+from trainwise.monitor import refsource
+from trainwise.monitor.refsource import reference_profile  # noqa: F401  (the monitor's API)
 
 
 @dataclass
@@ -59,7 +58,7 @@ def check_files(
         cur_frame, joined = join_labels(cur_frame, labels, cfg.label_column)
     dropped: list[str] = []
     if common_columns:
-        ref_frame, dropped = _common_columns(ref_frame, [cur_frame], keep=[cfg.label_column])
+        ref_frame, dropped = refsource.common_columns(ref_frame, [cur_frame], keep=[cfg.label_column])
     drift = build_monitor(cfg).fit(ref_frame).check(cur_frame)
     drift.update(
         reference={"source": f"--reference {reference}", "n_rows": len(ref_frame)},
@@ -119,7 +118,6 @@ def act_on_triggers(
     """Retrain `model` on `frame`'s labelled rows (the model's raw input columns) through the gate when a
     trigger fired; the CLI's --act and watch call it."""
     import time
-    from pathlib import Path
 
     from trainwise.monitor.logschema import training_rows
     from trainwise.monitor.pipeline import real_steps
@@ -147,54 +145,3 @@ def act_on_triggers(
 
 
 # ----------------------------------------------------------------------------------------------
-def reference_profile(path: str, tested, label_column: str) -> dict:
-    """The profile of a reference: a run directory's stored model/reference_profile.json, a Parquet file
-    or folder profiled out of core, or any other table (CSV, a run's eval predictions) profiled in memory."""
-    from trainwise.monitor.data import load_table
-    from trainwise.monitor.stream import profile_parquet
-
-    p = Path(path)
-    stored = p / "model" / REFERENCE_PROFILE
-    if p.is_dir() and stored.is_file():
-        return json.loads(stored.read_text())
-    if (
-        p.is_dir()
-        and not (p / "model").is_dir()
-        and not (p / "eval").is_dir()
-        or p.suffix.lower() in (".parquet", ".pq")
-    ):
-        if p.exists():
-            return _renamed(profile_parquet(p, tested, label_column))
-    return frame_profile(load_table(path), tested, label_column)
-
-
-def frame_profile(frame: pd.DataFrame, tested, label_column: str) -> dict:
-    """The profile of an in-memory table: its tested columns and label, on bins from its own quantiles."""
-    from trainwise.monitor.sketch import profile_layout, profile_partition
-
-    frame = ls.to_monitor_layout(frame)
-    columns = list(dict.fromkeys(tested(list(frame.columns)) + ([label_column] if label_column in frame else [])))
-    return profile_partition(frame[columns], profile_layout(frame[columns]), carry=(label_column,))
-
-
-def _renamed(profile: dict) -> dict:
-    """Evaluation's `pred` column as `prediction`, the monitor's one layout (logschema.to_monitor_layout)."""
-    cols = profile["columns"]
-    if ls.EVAL_PREDICTION in cols and ls.PREDICTION not in cols:
-        cols[ls.PREDICTION] = cols.pop(ls.EVAL_PREDICTION)
-        rows = profile["sample"]["rows"]
-        rows[ls.PREDICTION] = rows.pop(ls.EVAL_PREDICTION, [])
-    return profile
-
-
-def _common_columns(reference, currents: list, keep: list[str]):
-    """The reference restricted to columns every current table has (plus `keep`), and the dropped names.
-
-    Current tables keep their extra columns: the monitor ignores columns it was not fitted on only
-    if they are dropped too, so they are removed in place.
-    """
-    shared = [c for c in reference.columns if all(c in cur.columns for cur in currents) or c in keep]
-    dropped = sorted(set(reference.columns).union(*[set(cur.columns) for cur in currents]) - set(shared))
-    for cur in currents:
-        cur.drop(columns=[c for c in cur.columns if c not in shared], inplace=True)
-    return reference[shared], dropped

@@ -31,11 +31,14 @@ import torch
 
 from trainwise.errors import DataError
 from trainwise.monitor import logschema as ls
+from trainwise.monitor.sketch import profile_layout, profile_partition
 
 REFERENCE_FILE = "reference.parquet"
 REFERENCE_ROWS = {"table": 2000, "tensor": 1000, "tokens": 256}  # an lm's forward pass over full contexts costs more
 BATCH_ROWS = 256
 SIGNIFICANT_DIGITS = 7
+
+REFERENCE_PROFILE = "reference_profile.json"  # the reference's profile (trainwise.monitor.sketch), sealed in model/
 
 
 def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None:
@@ -78,12 +81,18 @@ def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None
     return path
 
 
+def frame_profile(frame: pd.DataFrame, tested, label_column: str) -> dict:
+    """The profile of an in-memory table: its tested columns and label, on bins from its own quantiles."""
+    frame = ls.to_monitor_layout(frame)
+    columns = list(dict.fromkeys(tested(list(frame.columns)) + ([label_column] if label_column in frame else [])))
+    return profile_partition(frame[columns], profile_layout(frame[columns]), carry=(label_column,))
+
+
 def write_reference_profile(model_dir: Path, frame: pd.DataFrame) -> None:
     """model/reference_profile.json, sealed too: the monitor's profile of the reference (trainwise.monitor.sketch),
     so a monitor, or a serving process keeping a live profile, needs no raw reference rows."""
     import json
 
-    from trainwise.monitor.check import REFERENCE_PROFILE, frame_profile
     from trainwise.monitor.drift import DriftMonitor
     from trainwise.seal import add_model_file
 
@@ -188,25 +197,6 @@ def read_reference(path: str | Path, what: str) -> pd.DataFrame:
         return pd.read_parquet(path)
     except (OSError, ValueError) as e:
         raise DataError(f"the training reference of {what} ({path}) could not be read: {e}") from None
-
-
-def version_reference(model_version: str, tracking_uri: str | None = None) -> tuple[pd.DataFrame, str]:
-    """(reference rows, description) of a logged `model_version` ("NAME/VERSION" of a registered model)."""
-    from trainwise.registry.store import get_client
-    from trainwise.registry.versions import download_reference, get_version
-
-    name, _, version = model_version.rpartition("/")
-    if not name or not version.isdigit():
-        raise DataError(
-            f"the log's model_version {model_version!r} is not a registered NAME/VERSION (the server served a run "
-            "directory): give --reference RUN_DIR, whose model/reference.parquet is that run's training reference"
-        )
-    client = get_client(tracking_uri)
-    mv = get_version(client, name, version)
-    path = download_reference(client, mv)
-    return read_reference(
-        path, model_version
-    ), f"training reference of {model_version} (held-out training rows stored at registration)"
 
 
 def build_run_reference(run_dir: Path) -> Path | None:

@@ -20,7 +20,7 @@ def check_log_in_memory(
     complete_only: bool,
 ) -> tuple[dict, object]:
     """(drift dictionary of the latest window plus the `windows` timeline, the latest window's rows)."""
-    from trainwise.monitor.check import _common_columns
+    from trainwise.monitor.refsource import common_columns
     from trainwise.monitor.data import load_log_windows
     from trainwise.monitor.triggers import build_monitor
 
@@ -44,7 +44,7 @@ def check_log_in_memory(
         if source not in monitors:
             dropped: list[str] = []
             if common_columns:
-                frame, dropped = _common_columns(frame, [v.frame for v in windows], keep=[cfg.label_column])
+                frame, dropped = common_columns(frame, [v.frame for v in windows], keep=[cfg.label_column])
             monitors[source] = (build_monitor(cfg).fit(frame), {"source": source, "n_rows": len(frame)}, dropped)
         monitor, ref, dropped = monitors[source]
         results.append((w, {**monitor.check(w.frame), "reference": ref, "dropped_columns": dropped}))
@@ -62,7 +62,7 @@ def reference_source(log: str, window: str, reference: str | None, tracking_uri:
     falls back to its own first window.
     """
     from trainwise.monitor.data import load_table
-    from trainwise.monitor.reference import version_reference
+    from trainwise.monitor.refsource import version_reference
 
     if reference:
         frame = load_table(reference)

@@ -25,8 +25,8 @@ def check_log_streaming(
     tracking_uri: str | None,
     complete_only: bool,
 ) -> dict:
-    from trainwise.monitor.check import frame_profile, reference_profile
-    from trainwise.monitor.reference import version_reference
+    from trainwise.monitor.refsource import frame_profile, reference_profile
+    from trainwise.monitor.refsource import version_reference
     from trainwise.monitor.stream import _schema, cut_log_windows, profile_log_windows
     from trainwise.monitor.triggers import build_monitor
     from trainwise.monitor.windows_memory import window_summary

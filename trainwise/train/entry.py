@@ -11,6 +11,8 @@ from pathlib import Path
 
 from trainwise.config import Config, load_config, parse_override
 from trainwise.errors import ConfigError
+from trainwise.registry.tracking import log_run_if_enabled  # imports mlflow only when it logs
+from trainwise.train.loop import train
 
 # Fields that may change when a run is resumed: they do not alter the optimisation trajectory.
 RESUMABLE_OVERRIDES = {
@@ -73,14 +75,10 @@ def run_training(config: str | None, overrides: list[str], run_dir: str | None =
 
     Under torchrun only rank 0 logs to MLflow (the run id is None on the other ranks).
     """
-    from trainwise.train.loop import train
-
     cfg = run_config(config, overrides, run_dir, resume)
     check_tracking(cfg)
     result = train(cfg, Path(resume), resume=True) if resume else train(cfg, run_dir)
     mlflow_run_id = None
     if os.environ.get("RANK", "0") == "0" and cfg.log.mlflow:
-        from trainwise.registry.tracking import log_run_if_enabled
-
         mlflow_run_id = log_run_if_enabled(result.run_dir, cfg)
     return result, mlflow_run_id
