@@ -6,6 +6,7 @@ import argparse
 import json
 
 
+from trainwise.cliargs import add_config_args
 from trainwise.errors import DataError
 
 
@@ -40,8 +41,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", help="folder to write drift.json and report.html into")
     p.add_argument("--json", action="store_true", help="print drift.json to stdout instead of a summary")
-    p.add_argument("--config", help="TOML recipe whose [monitor] section sets thresholds and triggers")
-    p.add_argument("--set", action="append", default=[], metavar="monitor.FIELD=VALUE", help="override a config field")
+    add_config_args(
+        p,
+        config_required=False,
+        config="flag",
+        config_help="TOML recipe whose [monitor] section sets thresholds and triggers",
+        set_metavar="monitor.FIELD=VALUE",
+        set_help="override a config field",
+    )
     p.add_argument(
         "--model-age-days", type=float, default=None, help="age of the serving model, for the max-age trigger"
     )
@@ -75,8 +82,13 @@ def register(subparsers) -> None:
     w.add_argument("--interval-s", type=float, default=60.0, help="seconds between checks (default 60)")
     w.add_argument("--iterations", type=int, default=0, help="stop after this many checks (0 = run until interrupted)")
     w.add_argument("--out", required=True, help="folder for drift.json, report.html, retraining runs and watch state")
-    w.add_argument("--config", help="TOML recipe whose [monitor] section sets thresholds and triggers")
-    w.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a config field")
+    add_config_args(
+        w,
+        config_required=False,
+        config="flag",
+        config_help="TOML recipe whose [monitor] section sets thresholds and triggers",
+        set_help="override a config field",
+    )
     w.add_argument(
         "--model-age-days", type=float, default=None, help="age of the serving model, for the max-age trigger"
     )
@@ -110,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from trainwise.monitor.check import check_files, check_windows
     from trainwise.monitor.report import strip_plots, write_outputs
 
-    cfg = load_config(args.config, args.set).monitor
+    cfg = load_config(args.config, args.overrides).monitor
     if args.log:
         result = check_windows(
             args.log,
@@ -175,7 +187,7 @@ def watch(args: argparse.Namespace) -> int:
     from trainwise.monitor.report import write_outputs
     from trainwise.rundir import read_json, write_json
 
-    cfg = load_config(args.config, args.set).monitor
+    cfg = load_config(args.config, args.overrides).monitor
     state_path = Path(args.out) / "watch_state.json"
     state = read_json(state_path) if state_path.is_file() else {"last_window_end": None, "checks": 0}
     iteration = 0
