@@ -53,7 +53,7 @@ def check_files(
     ref_frame, cur_frame = load_table(reference), load_table(current)
     joined = None
     if labels:
-        from trainwise.monitor.labels import join_labels
+        from trainwise.monitor.data import join_labels
 
         cur_frame, joined = join_labels(cur_frame, labels, cfg.label_column)
     dropped: list[str] = []

@@ -17,6 +17,7 @@ import pandas as pd
 
 from trainwise.errors import DataError
 from trainwise.monitor import logschema as ls
+from trainwise.monitor.labels import join_labelled
 
 TIMESTAMP = ls.TIMESTAMP
 _DURATION = re.compile(r"^(\d+)(s|min|m|h|d)$")
@@ -111,14 +112,12 @@ def load_log_windows(
     frame = read_log(log_dir, since, until, after)
     report = None
     if labels:
-        from trainwise.monitor.labels import join_labels
-
         frame, report = join_labels(frame, labels, label_column, log_keys(log_dir))
     versions = (
         frame[ls.MODEL_VERSION].astype(str) if ls.MODEL_VERSION in frame.columns else pd.Series("", index=frame.index)
     )
     groups = []
-    for version, rows in frame.groupby(versions, sort=False):
+    for _version, rows in frame.groupby(versions, sort=False):
         if kind == "rows":
             groups += [(rows.iloc[i : i + size], len(rows) - i >= size) for i in range(0, len(rows), size)]
         else:
@@ -188,3 +187,14 @@ def _timestamp(text: str, ts_type):
     elif not tz and value.tzinfo is not None:
         value = value.tz_convert(None)
     return pa.scalar(value.to_pydatetime(), type=ts_type if pa.types.is_timestamp(ts_type) else None)
+
+
+def join_labels(
+    frame: pd.DataFrame, path: str | Path, label_column: str = ls.LABEL, log_keys: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """`frame` (log rows) with labels from the file at `path` filled in, and a report of the join.
+
+    `log_keys` (request_id, instance of the whole log) tells labels of rows outside `frame` (other
+    windows, or before --since) from ids the log never held; without it both count as unknown.
+    """
+    return join_labelled(frame, load_table(path), label_column, str(path), log_keys)

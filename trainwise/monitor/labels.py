@@ -16,7 +16,6 @@ and reported, not guessed at. The server answers every prediction with its reque
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 
@@ -26,19 +25,6 @@ from trainwise.monitor import logschema as ls
 MAX_LISTED = 5
 
 
-def join_labels(
-    frame: pd.DataFrame, path: str | Path, label_column: str = ls.LABEL, log_keys: pd.DataFrame | None = None
-) -> tuple[pd.DataFrame, dict]:
-    """`frame` (log rows) with labels from the file at `path` filled in, and a report of the join.
-
-    `log_keys` (request_id, instance of the whole log) tells labels of rows outside `frame` (other
-    windows, or before --since) from ids the log never held; without it both count as unknown.
-    """
-    from trainwise.monitor.data import load_table
-
-    return join_labelled(frame, load_table(path), label_column, str(path), log_keys)
-
-
 def join_labelled(
     frame: pd.DataFrame, labels: pd.DataFrame, label_column: str, where: str, log_keys: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, dict]:
@@ -46,8 +32,9 @@ def join_labelled(
     missing = [c for c in (ls.REQUEST_ID, label_column) if c not in labels.columns]
     if missing:
         raise DataError(
-            f"labels file {where} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
-            f"(columns: {', '.join(map(str, labels.columns))}); expected request_id and {label_column} (and optionally instance)"
+            f"labels file {where} lacks the column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} (columns: {', '.join(map(str, labels.columns))}); "
+            f"expected request_id and {label_column} (and optionally instance)"
         )
     if ls.REQUEST_ID not in frame.columns:
         raise DataError(
@@ -66,8 +53,8 @@ def join_labelled(
     if len(duplicated):
         shown = ", ".join(map(str, duplicated[ls.REQUEST_ID].drop_duplicates().iloc[:MAX_LISTED]))
         raise DataError(
-            f"labels file {where}: {duplicated[key].drop_duplicates().shape[0]} {'/'.join(key)} keys appear more than once "
-            f"(e.g. {shown}); expected one label per key"
+            f"labels file {where}: {duplicated[key].drop_duplicates().shape[0]} {'/'.join(key)} keys appear "
+            f"more than once (e.g. {shown}); expected one label per key"
         )
     joined = rows[key].merge(labels, on=key, how="left", validate="many_to_one")[label_column]
     joined.index = frame.index
@@ -128,4 +115,5 @@ def labels_text(report: dict) -> str:
         if report["n_unknown"]
         else ""
     )
-    return f"labels: {report['n_joined']} rows labelled from {report['file']} ({report['n_labels']} labels{outside}{unknown})"
+    joined = f"labels: {report['n_joined']} rows labelled from {report['file']}"
+    return f"{joined} ({report['n_labels']} labels{outside}{unknown})"

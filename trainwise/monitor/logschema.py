@@ -8,11 +8,15 @@
 | `model_version` | string | metadata | `NAME/VERSION` of a registered model, else `RUN@SHA12` |
 | `latency_ms` | float64 | metadata | request latency |
 | `in_<column>` | float64 / string | input | table models: one per declared column (numeric / categorical), raw values |
-| `in_mean`, `in_std`, `in_min`, `in_max`, `in_zero_share`, `in_nonfinite_share` | float64 | input | tensor models: per-example summary of all its values (statistics over the finite ones) |
-| `in_length`, `in_distinct_share`, `in_high_id_share` | float64 | input | token models: ids per example, distinct ids / length, share of ids >= vocab_size / 2 (bytes >= 128 for a byte vocabulary) |
+| `in_mean`, `in_std`, `in_min`, `in_max`, `in_zero_share`, `in_nonfinite_share` | float64 | input | tensor models (1) |
+| `in_length`, `in_distinct_share`, `in_high_id_share` | float64 | input | token models (2) |
 | `prediction` | string | prediction | the predicted class (the argmax id for an lm's next byte) |
 | `prob_<class>` | float64 | probabilities | one per class (classification) |
 | `label` | string | label | the true label: null when served, filled when labels arrive (`monitor --labels`) |
+
+(1) a per-example summary of all its values (statistics over the finite ones).
+(2) ids per example, distinct ids / length, share of ids >= vocab_size / 2 (bytes >= 128 for a
+byte vocabulary).
 
 Metadata is never tested for drift; inputs are (each `in_` column); prediction and probabilities
 give prediction drift and the label-free performance estimate; labels give realised performance.

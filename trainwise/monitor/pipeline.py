@@ -77,7 +77,8 @@ def real_steps(
     champion_model, champion_meta = load_model(champion_dir, registered=champion_ref["registry"])
     if "preprocessing" not in champion_meta.get("info", {}):
         raise DataError(
-            f"{name}@{alias} is a {champion_meta.get('workload')!r} model; retraining on a data window supports tabular models (workload tabular or file)"
+            f"{name}@{alias} is a {champion_meta.get('workload')!r} model; retraining on a data window "
+            "supports tabular models (workload tabular or file)"
         )
     config_path = _champion_config(client, champion, work)
     verdict: dict = {}

@@ -31,7 +31,7 @@ def _distribution_figure(columns: list[dict]) -> str | None:
     n_cols = 4
     n_rows = (len(shown) + n_cols - 1) // n_cols
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.3 * n_rows), squeeze=False)
-    for ax, c in zip(axes.flat, shown):
+    for ax, c in zip(axes.flat, shown, strict=False):  # the grid's last row may have spare axes
         p = c["plot"]
         if "edges" in p:
             edges = p["edges"]
@@ -97,7 +97,8 @@ def _timeline_figure(windows: list[dict]) -> str | None:
 
 
 def _table(columns: list[dict]) -> str:
-    head = "<tr><th>column</th><th>type</th><th>test</th><th>effect</th><th>threshold</th><th>p-value</th><th>PSI</th><th>status</th><th>drift</th></tr>"
+    names = ("column", "type", "test", "effect", "threshold", "p-value", "PSI", "status", "drift")
+    head = "<tr>" + "".join(f"<th>{n}</th>" for n in names) + "</tr>"
     rows = []
     for c in columns:
         fmt = lambda v: "" if v is None else f"{v:.4g}"  # noqa: E731
@@ -105,7 +106,8 @@ def _table(columns: list[dict]) -> str:
         rows.append(
             f"<tr{style}><td>{html.escape(str(c['name']))}</td><td>{c['type']}</td><td>{c['test']}</td>"
             f"<td>{c['effect_measure']} {fmt(c.get('effect_size'))}</td><td>{fmt(c.get('threshold'))}</td>"
-            f"<td>{fmt(c.get('p_value'))}</td><td>{fmt(c.get('psi'))}</td><td>{c.get('status', '')}</td><td>{'yes' if c['drift'] else 'no'}</td></tr>"
+            f"<td>{fmt(c.get('p_value'))}</td><td>{fmt(c.get('psi'))}</td><td>{c.get('status', '')}</td>"
+            f"<td>{'yes' if c['drift'] else 'no'}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -134,8 +136,12 @@ def render_html(result: dict) -> str:
     ):
         if img:
             parts.append(f'<h2>{title}</h2><img src="{img}" alt="{title}">')
-    style = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}"
-    return f'<!doctype html><html><head><meta charset="utf-8"><title>trainwise drift report</title><style>{style}</style></head><body>{"".join(parts)}</body></html>'
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}"
+    )
+    head = f'<meta charset="utf-8"><title>trainwise drift report</title><style>{style}</style>'
+    return f"<!doctype html><html><head>{head}</head><body>{''.join(parts)}</body></html>"
 
 
 def _perf_text(perf: dict) -> str:
