@@ -99,7 +99,8 @@ class ModelConfig:
     dropout: float = F(0.0, "dropout probability", min=0.0, max=0.9, needs=NOT_VISION)
     init_from: str = F(
         "",
-        "start from the weights of a trainwise run or model directory (fine-tuning; same architecture), '' = fresh weights",
+        "start from the weights of a trainwise run or model directory (fine-tuning; same architecture), '' = fresh "
+        "weights",
     )
 
 
@@ -154,7 +155,8 @@ class PrecisionConfig:
     )
     allow_tf32: bool = F(
         False,
-        "let fp32 matmuls and convolutions run as TF32 on CUDA (10-bit mantissa, sm_80+); env.json precision.fp32_matmul says what ran",
+        "let fp32 matmuls and convolutions run as TF32 on CUDA (10-bit mantissa, sm_80+); env.json "
+        "precision.fp32_matmul says what ran",
         needs=Needs("train.device", ("cpu",), unless=True),
     )
     keep_high_precision: list = F([], "module-name patterns kept out of FP8, or ['auto']", needs=FP8)
@@ -341,7 +343,8 @@ class ServeConfig:
 class BenchConfig:
     tolerance: float = F(
         0.02,
-        "quality gate: largest accepted rise of the validation loss over the fp32 control, as a share of the control's loss",
+        "quality gate: largest accepted rise of the validation loss over the fp32 control, as a share of the "
+        "control's loss",
         min=0.0,
         max=1.0,
     )
@@ -356,14 +359,16 @@ class BenchConfig:
     )
     repeats: int = F(
         1,
-        "retired (must be 1): each variant trains once; its speed comes from the interleaved timing rounds (bench.timing_rounds)",
+        "retired (must be 1): each variant trains once; its speed comes from the interleaved timing rounds "
+        "(bench.timing_rounds)",
         min=1,
     )
     cost_per_hour: float = F(0.0, "price of the machine per hour: turns run times into money (0 = not shown)", min=0.0)
     baseline: bool = F(True, "add a row trained by a minimal plain-PyTorch loop, to show trainwise's own overhead")
     timing_rounds: int = F(
         10,
-        "after training, time every variant's step in this many interleaved rounds (A B C A B C); each speed ratio is the median of the per-round ratios (0 = no timing phase: speeds from the training runs)",
+        "after training, time every variant's step in this many interleaved rounds (A B C A B C); each speed ratio "
+        "is the median of the per-round ratios (0 = no timing phase: speeds from the training runs)",
         min=0,
     )
     timing_steps_per_round: int = F(
@@ -371,32 +376,38 @@ class BenchConfig:
     )
     max_ratio_ci: float = F(
         0.10,
-        "a speed ratio whose 95% confidence interval reaches further than this share from its median is reported as unreliable instead of quoted",
+        "a speed ratio whose 95% confidence interval reaches further than this share from its median is reported as "
+        "unreliable instead of quoted",
         min=0.0,
     )
     max_load_per_core: float = F(
         1.0,
-        "timings are unreliable when the load average from other processes (the timed process's own threads subtracted) exceeds this per core during the timing rounds",
+        "timings are unreliable when the load average from other processes (the timed process's own threads "
+        "subtracted) exceeds this per core during the timing rounds",
         min=0.0,
     )
     control_seeds: int = F(
         2,
-        "train the fp32 control with this many seeds (train.seed, +1, ...): their spread is the noise floor the quality verdicts allow for",
+        "train the fp32 control with this many seeds (train.seed, +1, ...): their spread is the noise floor the "
+        "quality verdicts allow for",
         min=1,
     )
     prune_slowdown: float = F(
         4.0,
-        "stop a variant once its steps take at least this many times the control's same steps (its first two can be enough) and it saves no memory over a faster finished variant (> 1; emulated fp8 is never pruned)",
+        "stop a variant once its steps take at least this many times the control's same steps (its first two can be "
+        "enough) and it saves no memory over a faster finished variant (> 1; emulated fp8 is never pruned)",
         min=0.0,
     )
     budget_min: float = F(
         0.0,
-        "time budget in minutes: plan train.steps from measured speed so that the whole bench fits (0 = no budget: train.steps as given)",
+        "time budget in minutes: plan train.steps from measured speed so that the whole bench fits (0 = no budget: "
+        "train.steps as given)",
         min=0.0,
     )
     min_gain: float = F(
         0.10,
-        "recommend a more complex variant over a simpler one only when its speed-up is clear of the measured noise by more than this share",
+        "recommend a more complex variant over a simpler one only when its speed-up is clear of the measured noise "
+        "by more than this share",
         min=0.0,
     )
 
@@ -555,13 +566,8 @@ def parse_override(item: str) -> tuple[str, str, str]:
     return section, name, text
 
 
-def build_config(data: dict, overrides: list[str] = (), source: str = "config", unused: str = "error") -> Config:
-    """Validate a nested dict (as read from TOML) plus overrides into a Config.
-
-    `unused`: what a value set for a field without effect under the config's choices gets (see
-    trainwise.config_checks): "error", or "keep" for a caller that applies its own rule (the bench).
-    """
-    sections = _sections()
+def _merged_values(data: dict, overrides: list[str], sections: dict, source: str) -> dict[str, dict]:
+    """{section: {field: value}} from the TOML tables, with the --set overrides applied on top."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a table of sections")
     merged: dict[str, dict] = {}
@@ -575,6 +581,17 @@ def build_config(data: dict, overrides: list[str] = (), source: str = "config", 
         section, name, text = parse_override(item)
         f = _fields(sections[section])[name]
         merged.setdefault(section, {})[name] = _parse_override_value(f, text)
+    return merged
+
+
+def build_config(data: dict, overrides: list[str] = (), source: str = "config", unused: str = "error") -> Config:
+    """Validate a nested dict (as read from TOML) plus overrides into a Config.
+
+    `unused`: what a value set for a field without effect under the config's choices gets (see
+    trainwise.config_checks): "error", or "keep" for a caller that applies its own rule (the bench).
+    """
+    sections = _sections()
+    merged = _merged_values(data, overrides, sections, source)
     kwargs = {}
     for section, cls in sections.items():
         fields = _fields(cls)
@@ -618,7 +635,8 @@ def validate_relations(cfg: Config) -> None:
         raise ConfigError("workload.name = 'file' needs workload.path (a CSV/Parquet file) and workload.target")
     if cfg.bench.prune_slowdown <= 1:
         raise ConfigError(
-            f"bench.prune_slowdown = {cfg.bench.prune_slowdown!r}: must be > 1 (a variant is stopped when its steps take at least "
+            f"bench.prune_slowdown = {cfg.bench.prune_slowdown!r}: must be > 1 (a variant is stopped when its steps "
+            "take at least "
             "this many times the fp32 control's; 4 stops what is 4x slower)"
         )
     if cfg.workload.name == "entry" and not cfg.workload.entry:
@@ -697,7 +715,8 @@ def explain() -> str:
                 allowed = f" (one of: {', '.join(f.metadata['choices'])})"
             elif f.metadata.get("min") is not None or f.metadata.get("max") is not None:
                 lo, hi = f.metadata.get("min"), f.metadata.get("max")
-                allowed = f" ({'' if lo is None else f'>= {lo}'}{', ' if lo is not None and hi is not None else ''}{'' if hi is None else f'<= {hi}'})"
+                bounds = [f">= {lo}"] * (lo is not None) + [f"<= {hi}"] * (hi is not None)
+                allowed = f" ({', '.join(bounds)})"
             needs = f.metadata.get("needs")
             used = f" [used only when {needs.describe()}]" if needs else ""
             out.append(f"  {section}.{name} = {_toml_literal(default)}  {f.metadata['help']}{allowed}{used}")
