@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   create .venv, install everything, run the main job on the built-in workload
-#   make test   create .venv, install everything (and the test tools), run the whole test suite
+#   make test   create .venv, install everything (and the test tools), check formatting and lint
+#               (ruff), run the whole test suite
 #
 # torch is pinned to the CPU wheel used on the development machine and in CI. On a GPU machine,
 # install the CUDA build first (see README, "GPU install") or run: make install TORCH=torch
@@ -10,7 +11,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test test-deps benchmarks clean
+.PHONY: install demo test lint format test-deps benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +28,16 @@ test-deps:
 demo: install
 	$(VENV)/bin/trainwise demo
 
-test: install test-deps
+# ruff (pinned in the dev extra): the format is checked and the rules of pyproject.toml [tool.ruff]
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: install test-deps lint
 	$(PY) -m pytest
 
 clean:
