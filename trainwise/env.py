@@ -302,8 +302,10 @@ def measure_model_peaks(
         "shapes": [list(s[:3]) for s in sorted(set(shapes))],
         "gflops": gflops,
         "not_measured": skipped,
-        "method": "each distinct (op, a, b) of one forward + backward timed alone, weighted by how often the model runs it; "
-        "fp8: Linear GEMMs through torch._scaled_mm, batched and unaligned ones in bf16",
+        "method": (
+            "each distinct (op, a, b) of one forward + backward timed alone, weighted by how often the model runs "
+            "it; fp8: Linear GEMMs through torch._scaled_mm, batched and unaligned ones in bf16"
+        ),
     }
 
 
@@ -405,7 +407,8 @@ def dtype_warnings(gflops: dict[str, float | None], device: torch.device) -> lis
             out.append(f"{name} matmuls do not run on this {device.type}; policies using {name} are unavailable")
         elif base and rate < SLOW_FACTOR * base:
             out.append(
-                f"{name} matmuls measured {base / rate:.1f}x slower than fp32 on this {device.type} ({rate:.0f} vs {base:.0f} GFLOP/s): {name} policies will be slower, not faster"
+                f"{name} matmuls measured {base / rate:.1f}x slower than fp32 on this {device.type} ({rate:.0f} vs "
+                f"{base:.0f} GFLOP/s): {name} policies will be slower, not faster"
             )
     if device.type == "cpu":
         out.append(
@@ -449,12 +452,13 @@ def format_info(info: dict) -> str:
     model = info.get("model_gemm")
     if model:
         lines.append(
-            f"measured on {model['config']}'s own matmul shapes ({model['distinct_shapes']} distinct, {model['gemm_calls']} per "
-            f"forward + backward of a micro-batch of {model['micro_batch_size']}; GFLOP/s):"
+            f"measured on {model['config']}'s own matmul shapes ({model['distinct_shapes']} distinct, "
+            f"{model['gemm_calls']} per forward + backward of a micro-batch of {model['micro_batch_size']}; GFLOP/s):"
         )
         for k, v in model["gflops"].items():
             lines.append(
-                f"  {k:11s} {v if v is not None else 'not measured: ' + model.get('not_measured', {}).get(k, 'unsupported')}"
+                f"  {k:11s} "
+                f"{v if v is not None else 'not measured: ' + model.get('not_measured', {}).get(k, 'unsupported')}"
             )
     for w in info["warnings"]:
         lines.append(f"warning: {w}")

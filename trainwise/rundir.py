@@ -18,14 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from trainwise.errors import ConfigError, DataError, TrainwiseError
+
+# the process umask, read once at import: os.umask can only be read by setting it (and then restoring it)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 MODEL_WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
@@ -221,7 +222,8 @@ def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     out = {name: held[id(t)] for name, t in _plain_names(model) if id(t) in held}
     if len({id(t) for t in out.values()}) != len(held):
         raise TrainwiseError(
-            f"{type(model).__name__}: some entries of its state_dict are not parameters or buffers of its modules; cannot name them in the plain model"
+            f"{type(model).__name__}: some entries of its state_dict are not parameters or buffers of its modules; "
+            "cannot name them in the plain model"
         )
     return out
 
@@ -261,7 +263,8 @@ def spec_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
                 raise
             except Exception as e:  # the user's builder failed (e.g. it is not a model builder at all)
                 raise ConfigError(
-                    f"builder {spec.get('builder')!r} failed with kwargs {spec.get('kwargs', {})}: {type(e).__name__}: {e}"
+                    f"builder {spec.get('builder')!r} failed with kwargs {spec.get('kwargs', {})}: {type(e).__name__}: "
+                    f"{e}"
                 ) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"builder {spec.get('builder')!r} returned {type(model).__name__}, not a torch.nn.Module")
@@ -309,8 +312,9 @@ def check_finite_weights(state: dict[str, torch.Tensor], weights: Path) -> None:
     bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         raise NonFiniteWeightsError(
-            f"refusing to write {weights}: {len(bad)} of {len(state)} weight tensors hold NaN or infinity (first: {bad[0]}); "
-            "the training diverged (a learning rate too high? see metrics.jsonl), so the run failed and no model was saved"
+            f"refusing to write {weights}: {len(bad)} of {len(state)} weight tensors hold NaN or infinity (first: "
+            f"{bad[0]}); the training diverged (a learning rate too high? see metrics.jsonl), so the run failed and no "
+            "model was saved"
         )
 
 
@@ -370,8 +374,8 @@ def load_model(model_dir: str | Path, verify: bool = True, registered: dict | No
         raise
     except Exception as e:  # the builder itself failed (kwargs it does not take, ...)
         raise DataError(
-            f"{model_dir / MODEL_JSON}: builder {meta['spec'].get('builder')!r} failed with kwargs {meta['spec'].get('kwargs', {})}: "
-            f"{type(e).__name__}: {e}"
+            f"{model_dir / MODEL_JSON}: builder {meta['spec'].get('builder')!r} failed with kwargs "
+            f"{meta['spec'].get('kwargs', {})}: {type(e).__name__}: {e}"
         ) from None
     weights = model_dir / MODEL_WEIGHTS
     try:
@@ -383,7 +387,8 @@ def load_model(model_dir: str | Path, verify: bool = True, registered: dict | No
     )
     if misfit:
         raise DataError(
-            f"{weights} does not fit the architecture in {MODEL_JSON} (builder {meta['spec'].get('builder')!r}): {misfit}"
+            f"{weights} does not fit the architecture in {MODEL_JSON} (builder {meta['spec'].get('builder')!r}): "
+            f"{misfit}"
         )
     model.load_state_dict(saved, strict=True)
     return model.eval(), meta
@@ -403,8 +408,8 @@ def load_weights_into(model: nn.Module, model_dir: str | Path, what: str = "mode
     misfit = describe_misfit({k: tuple(v.shape) for k, v in saved.items()}, plain_shapes(model))
     if misfit:
         raise DataError(
-            f"{what} = {str(model_dir)!r}: its weights do not fit this model ({misfit}; shapes are saved vs this model); "
-            "train from it with the same workload and model settings"
+            f"{what} = {str(model_dir)!r}: its weights do not fit this model ({misfit}; shapes are saved vs this "
+            "model); train from it with the same workload and model settings"
         )
     model.load_state_dict(saved, strict=True)
     return meta

@@ -124,12 +124,16 @@ def check_sealed(model_dir: Path, seal: Seal, model_json: bytes | None = None) -
         elif have is None:
             why = f"is missing, but {seal.source} records it"
         else:
-            why = f"does not match the hash recorded in {seal.source} (sha256 {have[:12]}..., recorded {want[:12]}...): the file was modified or corrupted"
+            why = (
+                f"does not match the hash recorded in {seal.source} (sha256 {have[:12]}..., recorded {want[:12]}...): "
+                "the file was modified or corrupted"
+            )
         raise DataError(f"{model_dir / name} {why}; refusing to load it")
     unknown = sorted(set(seal.files) - set(SEALED_FILES))
     if unknown:
         raise DataError(
-            f"{seal.source} records files a model folder does not hold ({', '.join(unknown)}); refusing to load {model_dir}"
+            f"{seal.source} records files a model folder does not hold ({', '.join(unknown)}); refusing to load "
+            f"{model_dir}"
         )
 
 

@@ -178,7 +178,8 @@ def test_old_serving_log_is_refused_naming_the_column(run_cli, tmp_path):
 
 
 def test_run_directory_served_directly(run_cli, tab_run, tmp_path):
-    """A run directory's version is no registry entry: the error says to give the run as --reference, which then works."""
+    """A run directory's version is no registry entry: the error says to give the run as --reference, which then
+    works."""
     from trainwise.serve.runtime import load_runtime
 
     log_dir = tmp_path / "log"

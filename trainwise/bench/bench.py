@@ -88,7 +88,8 @@ def run_bench(
     bc = base.bench
     ordered = run_order(vs, info, bc.prune_slowdown)
     log(
-        f"bench: {len(vs)} variants ({bc.control_seeds} seed(s) of the fp32 control) into {out}; order: {', '.join(v.label for v in ordered)}"
+        f"bench: {len(vs)} variants ({bc.control_seeds} seed(s) of the fp32 control) into {out}; order: "
+        f"{', '.join(v.label for v in ordered)}"
     )
     t = time.monotonic()
     raw = run_variants(out, ordered, log, supervision(bc, info, vs, budget, t_start, progress))
@@ -143,8 +144,8 @@ def run_bench(
 def check_retired(bc) -> None:
     if bc.repeats != 1:
         raise ConfigError(
-            f"bench.repeats = {bc.repeats}: retired, it must be 1; each variant now trains once and its speed comes from "
-            f"interleaved timing rounds after training: set bench.timing_rounds (now {bc.timing_rounds}) instead"
+            f"bench.repeats = {bc.repeats}: retired, it must be 1; each variant now trains once and its speed comes "
+            f"from interleaved timing rounds after training: set bench.timing_rounds (now {bc.timing_rounds}) instead"
         )
 
 

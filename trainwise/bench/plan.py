@@ -255,10 +255,11 @@ def plan_budget(
     minimum = spent_s + total(min(MIN_STEPS, tc.steps), must) + TAIL_S + TAIL_PER_RUN_S * len(must)
     if minimum > budget_s:
         raise ConfigError(
-            f"time budget {budget_s / 60:.3g} min is too small for this machine: the fp32 control measured {probe.step_s:.2f} s a step "
-            f"and {probe.fixed_s:.0f} s a run besides its steps, so training it (and its {len(must) - 1} other seed(s)) for "
-            f"{min(MIN_STEPS, tc.steps)} steps alone needs about {math.ceil(minimum / 60 * 10) / 10:.1f} min; "
-            f"give --budget-min {math.ceil(minimum / 60 * 10) / 10:.1f} or more"
+            f"time budget {budget_s / 60:.3g} min is too small for this machine: the fp32 control measured "
+            f"{probe.step_s:.2f} s a step and {probe.fixed_s:.0f} s a run besides its steps, so training it (and its "
+            f"{len(must) - 1} other seed(s)) for {min(MIN_STEPS, tc.steps)} steps alone needs about "
+            f"{math.ceil(minimum / 60 * 10) / 10:.1f} min; give --budget-min {math.ceil(minimum / 60 * 10) / 10:.1f} "
+            "or more"
         )
     room = SAFETY * (budget_s - spent_s - timing_reserve - tail)
     ladder = step_ladder(tc.steps)

@@ -1,5 +1,5 @@
-"""From each variant's training run and timing-phase entry to one row per variant: speed with its spread, MFU, memory, time to target,
-quality verdict against the fp32 control, numerics health, cost."""
+"""From each variant's training run and timing-phase entry to one row per variant: speed with its spread,
+MFU, memory, time to target, quality verdict against the fp32 control, numerics health, cost."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def mfu(
     )
     return (
         None,
-        f"{PEAK_UNREPRESENTATIVE}: the model ran {achieved:.1f} GFLOP/s, above the {dtype} peak of the square-matrix probe ({square:g}){measured}{fp8}",
+        f"{PEAK_UNREPRESENTATIVE}: the model ran {achieved:.1f} GFLOP/s, above the {dtype} peak of the square-matrix "
+        f"probe ({square:g}){measured}{fp8}",
     )
 
 
@@ -177,8 +178,8 @@ def emulated_note(v: Variant, info: dict) -> str | None:
     ):
         return None
     return (
-        f"emulated on this {info.get('device', 'cpu')} (real fp8 casts, no fp8 matmul units): its quality is checked here, "
-        "its speed says nothing about fp8 hardware (an SM89+ GPU)"
+        f"emulated on this {info.get('device', 'cpu')} (real fp8 casts, no fp8 matmul units): its quality is checked "
+        "here, its speed says nothing about fp8 hardware (an SM89+ GPU)"
     )
 
 
@@ -207,7 +208,9 @@ def speed_fields(trained: dict, timed: dict | None) -> dict:
             "step_ms_min": trained.get("min_step_ms"),
             "step_ms_max": trained.get("max_step_ms"),
             "timed_steps": trained.get("timed_steps"),
-            "timing_source": f"training run ({why}): not interleaved, so not comparable across variants on a busy machine",
+            "timing_source": (
+                f"training run ({why}): not interleaved, so not comparable across variants on a busy machine"
+            ),
         }
     out["tokens_per_s"] = units / (ms / 1e3) if units else None
     return out
@@ -222,7 +225,8 @@ def health_issues(summary: dict, max_skipped_share: float) -> list[str]:
     share = summary.get("skipped_share") or 0.0
     if share > max_skipped_share:
         issues.append(
-            f"{summary.get('skipped_steps')} of {summary.get('steps')} steps ({share:.0%}) skipped as non-finite, above precision.max_skipped_share = {max_skipped_share:.0%}"
+            f"{summary.get('skipped_steps')} of {summary.get('steps')} steps ({share:.0%}) skipped as non-finite, "
+            f"above precision.max_skipped_share = {max_skipped_share:.0%}"
         )
     return issues
 

@@ -219,7 +219,8 @@ def time_variants(
     out = Path(out)
     t0 = time.monotonic()
     log(
-        f"timing: {len(variants)} variants, {rounds} interleaved rounds x {steps_per_round} steps (after {warmup_steps} warm-up steps each)"
+        f"timing: {len(variants)} variants, {rounds} interleaved rounds x {steps_per_round} steps (after "
+        f"{warmup_steps} warm-up steps each)"
     )
     procs, failed = start_processes(out, variants, log)
     cores = usable_cores()

@@ -120,7 +120,8 @@ def run_trainwise(cfg, variant_dir: Path, quality: bool) -> dict:
         **result.summary,
         "curves": curves(rows),
         "flops_per_step": flops_per_step(result.workload, cfg.train),
-        # every logged timed step (each one with the bench's train.log_every = 1): the spread of the speed, for the recommendation
+        # every logged timed step (each one with the bench's train.log_every = 1): the spread of the speed, for
+        # the recommendation
         "step_ms_samples": [r["step_ms"] for r in rows if is_timed_row(r)],
         "val_examples": len(result.workload.val),
     }

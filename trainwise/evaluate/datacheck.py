@@ -169,14 +169,16 @@ def check_data(
         for name, _ in rules:
             if name in FILE_NEEDS and not given[FILE_NEEDS[name]]:
                 raise TrainwiseError(
-                    f"--fail-on {name}: the {name} check of a FILE needs {FILE_NEEDS[name]}; without it the check cannot run"
+                    f"--fail-on {name}: the {name} check of a FILE needs {FILE_NEEDS[name]}; without it the check "
+                    "cannot run"
                 )
     if source.suffix.lower() == ".toml":
         from trainwise.config import load_config
 
         if against is not None:
             raise TrainwiseError(
-                "--against applies to a FILE; a CONFIG's val and test splits are already checked against its train split"
+                "--against applies to a FILE; a CONFIG's val and test splits are already checked against its train "
+                "split"
             )
         findings, fingerprints = check_workload(load_config(source, list(overrides)), seed)
         kind = "config"

@@ -54,7 +54,8 @@ def evaluate_run(
     missing = [s for s in slices if s not in available]
     if missing:
         raise DataError(
-            f"slice column(s) {', '.join(missing)} do not exist in the {split} split of workload {workload.name!r} (available: {', '.join(available) or 'none'})"
+            f"slice column(s) {', '.join(missing)} do not exist in the {split} split of workload {workload.name!r} "
+            f"(available: {', '.join(available) or 'none'})"
         )
 
     pred_df = predict_split(model, data, task, classes, cfg.eval.batch_size)

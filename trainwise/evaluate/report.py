@@ -13,7 +13,11 @@ import io
 import numpy as np
 import pandas as pd
 
-CSS = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}.small{color:#a60}.bad{color:#b00}"
+CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}.small{color:#a60}"
+    ".bad{color:#b00}"
+)
 
 
 def _png(fig) -> str:
@@ -58,7 +62,7 @@ def reliability_figure(rel: dict) -> str:
     ax.set_ylabel("accuracy")
     ax.legend(loc="upper left")
     axc.bar(centers, rel["count"], width=1 / n, edgecolor="k", color="gray")
-    for c, k in zip(centers, rel["count"]):
+    for c, k in zip(centers, rel["count"], strict=True):
         if k:
             axc.text(c, k, str(k), ha="center", va="bottom", fontsize=6)
     axc.set_xlabel("confidence (top-class probability)")
@@ -94,7 +98,8 @@ def slices_html(slices: dict, metric_names: list[str]) -> str:
             classes.append("small" if r["small"] else "")
         parts.append(f"<h3>{html.escape(col)}</h3>" + _table(header, body, classes))
     note = (
-        '<p class="small">Slices in this colour have fewer examples than the minimum count: their numbers are noisy.</p>'
+        '<p class="small">Slices in this colour have fewer examples than the minimum count: their numbers are '
+        "noisy.</p>"
         if parts
         else "<p>No slices.</p>"
     )
@@ -167,10 +172,13 @@ def render_report(metrics: dict, pred_df: pd.DataFrame, title: str) -> str:
         cm = metrics["confusion_matrix"]
         parts += [
             "<h2>Confusion matrix (rows: true, columns: predicted)</h2>",
-            _table([""] + classes, [[c, *row] for c, row in zip(classes, cm)]),
+            _table([""] + classes, [[c, *row] for c, row in zip(classes, cm, strict=True)]),
         ]
         slice_metrics = ["accuracy", "f1_macro", "log_loss", "ece"]
     parts += ["<h2>Slices</h2>", slices_html(metrics.get("slices", {}), slice_metrics)]
     if "robustness" in metrics:
         parts += ["<h2>Robustness</h2>", robustness_html(metrics["robustness"])]
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+        f"</head><body>{''.join(parts)}</body></html>"
+    )

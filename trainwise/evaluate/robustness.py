@@ -51,8 +51,8 @@ def perturbations(split: Split, spec: dict | None, seed: int = 0) -> dict[str, S
     """name -> perturbed copy of `split` (inputs changed; targets, ids and meta kept). Raises DoesNotFit."""
     if spec is None:
         raise DoesNotFit(
-            "the model declares no input (model.json has no 'input'), so no perturbation is known to fit it; "
-            "declare it with Workload(..., input=tensor_input(shape, dtype)) (or tokens_input/table_input) and train again"
+            "the model declares no input (model.json has no 'input'), so no perturbation is known to fit it; declare "
+            "it with Workload(..., input=tensor_input(shape, dtype)) (or tokens_input/table_input) and train again"
         )
     g = torch.Generator().manual_seed(seed)
     make = {"table": table_perturbations, "tensor": tensor_perturbations, "tokens": token_perturbations}[spec["kind"]]
@@ -176,7 +176,9 @@ def robustness(
             m = compute_metrics(predict_split(model, variant, task, classes, batch_size), task, classes)
         except Exception as e:  # noqa: BLE001 - a user's model may reject a variant; report it, keep the evaluation
             out[name] = {
-                "skipped": f"the model failed on these inputs: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                "skipped": (
+                    f"the model failed on these inputs: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                )
             }
             continue
         out[name] = {

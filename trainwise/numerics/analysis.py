@@ -99,7 +99,10 @@ def analyze(
         "error_method": METHOD,
         "error_tolerance": ERROR_TOLERANCE,
         "loss_impact": {
-            "method": "leave-one-out fake-quantised forward in the recipe's formats, eval mode, the probe's batches (probe.loss_impact)",
+            "method": (
+                "leave-one-out fake-quantised forward in the recipe's formats, eval mode, the probe's batches "
+                "(probe.loss_impact)"
+            ),
             "loss_fp32": impact["loss_fp32"],
             "loss_converted": impact["loss_converted"],
             "gap": impact["gap"],

@@ -94,7 +94,8 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
         db = sqlite_path(uri)
         if db is None or not db.parent.is_dir():
             raise RegistryError(
-                f"tracking store {uri}: folder {db.parent if db else '?'} does not exist; create it or use another --tracking-uri"
+                f"tracking store {uri}: folder {db.parent if db else '?'} does not exist; create it or use another "
+                "--tracking-uri"
             )
     elif tracking_uri_problem(uri):  # the same rule registry.tracking_uri is held to when the config loads
         raise RegistryError(f"tracking URI {uri!r}: {tracking_uri_problem(uri)}")

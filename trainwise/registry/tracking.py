@@ -95,7 +95,7 @@ def log_run_to_mlflow(run_dir: str | Path, tracking_uri: str | None = None, expe
     status, precision, AC and strategy. Artifacts: config.toml, env.json, summary.json,
     metrics.jsonl, model/ and eval/.
     """
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
 
     from trainwise.registry.store import get_client, get_or_create_experiment, resolve_tracking_uri
 

@@ -144,7 +144,8 @@ def download_reference(client, mv) -> Path:
     if not artifact:
         why = mv.tags.get(TAG + "reference_missing") or "it was registered before training references existed"
         raise DataError(
-            f"model {mv.name!r} version {mv.version} has no training reference ({why}); give --reference FILE or RUN_DIR"
+            f"model {mv.name!r} version {mv.version} has no training reference ({why}); give --reference FILE or "
+            "RUN_DIR"
         )
     uri = f"{client.get_run(mv.run_id).info.artifact_uri}/{artifact}"
     path = (
@@ -152,7 +153,8 @@ def download_reference(client, mv) -> Path:
     )
     if file_sha256(path) != mv.tags.get(TAG + "reference_sha256"):
         raise DataError(
-            f"model {mv.name!r} version {mv.version}: {path} does not match the hash recorded at registration; refusing to use it"
+            f"model {mv.name!r} version {mv.version}: {path} does not match the hash recorded at registration; "
+            "refusing to use it"
         )
     return path
 
@@ -234,8 +236,8 @@ def registered_record(mv) -> dict:
         files = None
     if not isinstance(files, dict) or not files:
         raise DataError(
-            f"model {mv.name!r} version {mv.version} was registered before trainwise recorded the hash of every model file "
-            "(model.json included); register its run directory again"
+            f"model {mv.name!r} version {mv.version} was registered before trainwise recorded the hash of every model "
+            "file (model.json included); register its run directory again"
         )
     return {
         "name": mv.name,
@@ -272,7 +274,8 @@ def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple
     model_dir = download_version(client, mv)
     if not (model_dir / MODEL_JSON).is_file():
         raise DataError(
-            f"model {name!r} version {mv.version}: {model_dir} lacks {MODEL_JSON}; the registered artifact is gone or damaged"
+            f"model {name!r} version {mv.version}: {model_dir} lacks {MODEL_JSON}; the registered artifact is gone or "
+            "damaged"
         )
     model_dir, meta = read_model_dir(model_dir, verify=True, registered=record)
     meta["registry"] = {**record, "alias": alias if "@" in text else None, "tracking_uri": client.tracking_uri}

@@ -21,15 +21,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from trainwise.serve.batcher import Batcher, Overloaded
 from trainwise.serve.finite import InstanceError
-
-# Young-generation collections every 50,000 allocations instead of 700: a request allocates a few
-# hundred objects, and fewer collections mean fewer pauses in the event loop (CPython gc docs).
-GC_THRESHOLDS = (50_000, 20, 100)
 from trainwise.serve.metrics import ServeMetrics
 from trainwise.serve.predlog import PredictionLog
 from trainwise.serve.schemas import PredictResponse, request_model
 from trainwise.serve.security import GuardMiddleware, TokenBucket, load_api_keys, send_json
 from trainwise.workloads.inputs import input_spec_of
+
+# Young-generation collections every 50,000 allocations instead of 700: a request allocates a few
+# hundred objects, and fewer collections mean fewer pauses in the event loop (CPython gc docs).
+GC_THRESHOLDS = (50_000, 20, 100)
 
 log = logging.getLogger("trainwise.serve")
 

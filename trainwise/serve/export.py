@@ -2,8 +2,9 @@
 
 The graph takes the model's tensor input as its input spec declares it (for tables the
 preprocessed feature vector; the fitted preprocessing travels in the file's metadata as
-`trainwise_model_json`) and returns logits, with a dynamic batch axis. After export the file is run in onnxruntime on random inputs and
-compared with PyTorch's outputs; a mismatch beyond `atol` is an error, not a warning.
+`trainwise_model_json`) and returns logits, with a dynamic batch axis. After export the file is run in
+onnxruntime on random inputs and compared with PyTorch's outputs; a mismatch beyond `atol` is an error,
+not a warning.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def example_input(spec: dict, batch: int, seed: int = 0) -> torch.Tensor:
     """A random batch the model accepts, built from its input spec (model.json `input`).
 
     table: the preprocessed feature vector (standardised numbers, the missing indicators of imputed
-    columns, then one one-hot block per categorical column); tensor: the declared shape and dtype, within value_range when declared;
-    tokens: ids below vocab_size, `context` of them (the exported graph's fixed sequence length).
+    columns, then one one-hot block per categorical column); tensor: the declared shape and dtype, within
+    value_range when declared; tokens: ids below vocab_size, `context` of them (the exported graph's fixed
+    sequence length).
     """
     g = torch.Generator().manual_seed(seed)
     if spec["kind"] == "table":

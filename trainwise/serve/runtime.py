@@ -103,7 +103,7 @@ class Runtime:
         refused = nonfinite_inputs(x, torch.bfloat16 if self.precision == "bf16" else None, instances, self.input)
         keep = [i for i in range(len(instances)) if i not in refused]
         answers = self._classify(x if len(keep) == len(x) else x[keep]) if keep else []
-        for i, answer in zip(keep, answers):
+        for i, answer in zip(keep, answers, strict=True):
             out[i] = answer or output_error(x[i], instances[i], self.input)
         for i, error in refused.items():
             out[i] = error
@@ -114,7 +114,7 @@ class Runtime:
         prob = F.softmax(self.model(x).float(), dim=-1).numpy()
         classes = self.meta.get("info", {}).get("classes") or [str(i) for i in range(prob.shape[1])]
         return [
-            {"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist()))}
+            {"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist(), strict=True))}
             if finite_output(p)
             else None
             for p in prob
@@ -128,7 +128,7 @@ class Runtime:
             by_length.setdefault(len(token_ids(inst)), []).append(i)
         out: list[dict] = [{}] * len(instances)
         for index in by_length.values():
-            for i, pred in zip(index, self._classify(self.to_tensor([instances[i] for i in index]))):
+            for i, pred in zip(index, self._classify(self.to_tensor([instances[i] for i in index])), strict=True):
                 out[i] = pred or InstanceError("prompt" if "prompt" in instances[i] else "ids", OVERFLOW_INSIDE)
         return out
 
@@ -176,7 +176,8 @@ def resolve_ref(ref: str, tracking_uri: str | None = None) -> tuple[Path, dict]:
     if text.startswith(("/", ".", "~")) or text.count("/") > 1:
         if not Path(text).expanduser().exists():
             raise DataError(
-                f"model reference {text!r}: no such run directory (expected a run directory, NAME@ALIAS or NAME/VERSION)"
+                f"model reference {text!r}: no such run directory (expected a run directory, NAME@ALIAS or "
+                "NAME/VERSION)"
             )
         text = str(Path(text).expanduser())
     return resolve_model_ref(text, tracking_uri)

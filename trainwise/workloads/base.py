@@ -199,7 +199,8 @@ def trusted_modules(entry: str) -> list[str]:
         if item.strip():
             if not _MODULE.fullmatch(item.strip()):
                 raise ConfigError(
-                    f"${TRUSTED_BUILDERS_ENV} item {item.strip()!r}: expected a module name such as mypkg.models (comma-separated)"
+                    f"${TRUSTED_BUILDERS_ENV} item {item.strip()!r}: expected a module name such as mypkg.models "
+                    "(comma-separated)"
                 )
             found.append(item.strip())
     return found
