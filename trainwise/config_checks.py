@@ -131,6 +131,7 @@ def fsspec_url_problem(url: str) -> str | None:
     if "://" not in url:
         return None
     protocol = url.split("://", 1)[0]
+    # lazy: only a serve.log_dir URL needs fsspec; every verb loads its config through this module
     import fsspec
 
     try:

@@ -7,6 +7,7 @@ probes and plans again (docs/bench.md, "Time budget").
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -62,7 +63,6 @@ def probe_speed(
             f"the fp32 control's speed probe did not finish ({result.get('status')}: {result.get('reason')}); "
             f"see {d / LOG}"
         )
-    import json
 
     rows = [json.loads(line) for line in (d / RUN / "metrics.jsonl").read_text().splitlines() if line.strip()]
     probe = Probe.from_run(

@@ -21,6 +21,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _plt():
+    # lazy: matplotlib takes seconds to import, and only the HTML report draws; Agg is chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")

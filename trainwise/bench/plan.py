@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from statistics import median
 
 from trainwise.bench.results import PEAK_DTYPE
 from trainwise.bench.timing_stats import MIN_ROUNDS
@@ -128,8 +129,6 @@ class Probe:
     @classmethod
     def from_run(cls, wall_s: float, step_ms: list[float], timed_ms: list[float]) -> "Probe":
         """`step_ms`: every step of the probe run (it logs each); `timed_ms`: the timed ones."""
-        from statistics import median
-
         step_s = median(timed_ms) / 1e3
         total_steps_s = sum(step_ms) / 1e3
         return cls(step_s, max(0.0, wall_s - total_steps_s), max(0.0, total_steps_s / step_s - len(step_ms)), wall_s)

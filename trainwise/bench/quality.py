@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from trainwise.evaluate.compare import compare_predictions
+from trainwise.evaluate.gate import Gate, Rule
+
 N_BOOT = 1000
 GATE_METRIC = {"lm": "loss", "classification": "log_loss"}
 PRIMARY_METRIC = {"lm": "next_byte_accuracy", "classification": "accuracy"}
@@ -39,9 +42,6 @@ def verdict(lower: float, upper: float, margin: float) -> str:
 
 
 def _compare(base: pd.DataFrame, cand: pd.DataFrame, metric: str, margin: float, confidence: float):
-    from trainwise.evaluate.compare import compare_predictions
-    from trainwise.evaluate.gate import Gate, Rule
-
     return compare_predictions(
         base, cand, gate=Gate([Rule(metric, max(margin, 0.0), confidence)]), n_boot=N_BOOT, seed=0
     )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import html
 
-from trainwise.bench.figures import loss_figure, pareto_front, speed_memory_figure, speedup_figure  # noqa: F401  (pareto_front: re-exported)
+from trainwise.bench.figures import (  # noqa: F401  (pareto_front: re-exported)
+    loss_figure,
+    pareto_front,
+    speed_memory_figure,
+    speedup_figure,
+)
+from trainwise.bench.recommend import summary_line
 from trainwise.evaluate.report import CSS
 
 MIB = 2**20
@@ -167,8 +173,6 @@ def header_lines(meta: dict) -> list[str]:
 
 
 def render_markdown(rows: list[dict], rec: dict, meta: dict) -> str:
-    from trainwise.bench.recommend import summary_line
-
     head = header(meta.get("throughput_unit", "tokens"))
     lines = [f"# trainwise bench: {meta.get('config')}", ""] + [f"{x}  " for x in header_lines(meta)] + [""]
     lines += [f"**{summary_line(rec)}**", "", timing_line(meta, rec), ""]
@@ -188,8 +192,6 @@ def _paragraphs(lines: list[str]) -> str:
 
 
 def render_html(rows: list[dict], rec: dict, meta: dict) -> str:
-    from trainwise.bench.recommend import summary_line
-
     unit = meta.get("throughput_unit", "tokens")
     unreliable = rec.get("speed_unreliable")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header(unit))

@@ -6,9 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from trainwise.bench.grid import Variant
+from trainwise.bench.quality import GATE_METRIC, PRIMARY_METRIC, QualityRule, judge, noise_floor
 from trainwise.bench.runner import FINISHED
+from trainwise.evaluate.compare import infer_task
+from trainwise.train.precision import fp8_gemm_kind
 
 # which measured matmul peak (trainwise info) each policy's MFU is divided by
 PEAK_DTYPE = {
@@ -161,16 +165,12 @@ def aggregate(v: Variant, result: dict | None, info: dict, cost_per_hour: float,
 
 
 def torch_device(info: dict):
-    import torch
-
     return torch.device(info.get("device") or "cpu")
 
 
 def emulated_note(v: Variant, info: dict) -> str | None:
     """Why a variant's speed on this device says nothing about its technique, or None: fp8 off an
     GPU runs emulated (real fp8 casts, high-precision matmuls: the trainer's own rule), for its numerics only."""
-    from trainwise.train.precision import fp8_gemm_kind
-
     if (
         v.kind != "trainwise"
         or not v.cfg.precision.policy.startswith("fp8")
@@ -251,9 +251,6 @@ def add_quality(
     control's seed-to-seed noise floor in the margin (trainwise.bench.quality). Returns what the
     report shows of the floor: {'measured', 'seeds', 'metric', 'primary_metric', 'margin', 'tolerance_abs',
     'control_loss', 'per_metric': {metric: {'per_seed', 'floor'}}} ('reason' when not measured)."""
-    from trainwise.bench.quality import GATE_METRIC, PRIMARY_METRIC, QualityRule, judge, noise_floor
-    from trainwise.evaluate.compare import infer_task
-
     control = next((r for r in rows if r["is_control"]), None)
     if (
         control is None

@@ -23,6 +23,7 @@ from pathlib import Path
 from statistics import median
 
 from trainwise.bench.grid import Variant
+from trainwise.bench.results import peak_dtype
 from trainwise.bench.runner import RESULT, RUN
 from trainwise.bench.timing_stats import (
     load_row,
@@ -213,8 +214,6 @@ def time_variants(
     `gemm_peak_dtype(variant, median_step_ms)` names the dtype in which to measure the peak on the
     variant's own matmul shapes (MFU's peak when the square probe does not bound the model), or
     None to skip it; by default every timed variant is measured in its policy's dtype."""
-    from trainwise.bench.results import peak_dtype
-
     gemm_peak_dtype = gemm_peak_dtype or (lambda v, ms: peak_dtype(v))
     out = Path(out)
     t0 = time.monotonic()

@@ -26,6 +26,7 @@ def median_ci95(values: list[float]) -> tuple[float | None, float | None]:
     with fewer than MIN_ROUNDS values."""
     if len(values) < MIN_ROUNDS:
         return None, None
+    # lazy: scipy takes seconds to import, and every bench worker process loads this module (via bench.runner)
     from scipy.stats import quantile_test
 
     ci = quantile_test(values, q=median(values), p=0.5).confidence_interval(0.95)

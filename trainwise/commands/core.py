@@ -166,7 +166,8 @@ def cmd_config(args) -> int:
 def cmd_info(args) -> int:
     import torch
 
-    from trainwise.env import collect_info, format_info, measure_model_peaks, pick_device
+    from trainwise.env import collect_info, format_info, pick_device
+    from trainwise.model_peaks import measure_model_peaks
 
     if args.overrides and not args.config:
         raise ConfigError("--set needs --config: it overrides a field of that recipe")

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from trainwise.errors import DataError
+from trainwise.evaluate.evaluate import evaluate_run
 from trainwise.evaluate.gate import Gate, Rule, combine_statuses, default_gate, describe_needed, judge_rule
 from trainwise.evaluate.intervals import Interval, bootstrap_se, paired_interval
 from trainwise.evaluate.metrics import PROB_PREFIX, class_arrays
@@ -364,8 +365,6 @@ def locate_predictions(path: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     if (p / "model").is_dir() and (p / "config.toml").is_file():
-        from trainwise.evaluate.evaluate import evaluate_run
-
         evaluate_run(p)
         return p / "eval" / "predictions.parquet"
     raise DataError(

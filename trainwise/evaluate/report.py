@@ -23,6 +23,7 @@ CSS = (
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    # lazy: matplotlib, as in the figures below
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -48,6 +49,7 @@ def _table(header: list[str], rows: list[list], row_class: list[str] | None = No
 
 def reliability_figure(rel: dict) -> str:
     """Accuracy vs confidence per equal-width bin, with the per-bin counts underneath."""
+    # lazy: matplotlib takes seconds to import; only the HTML report draws (Agg before pyplot)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,6 +73,7 @@ def reliability_figure(rel: dict) -> str:
 
 
 def position_loss_figure(pred_df: pd.DataFrame) -> str:
+    # lazy: matplotlib takes seconds to import; only the HTML report draws (Agg before pyplot)
     import matplotlib
 
     matplotlib.use("Agg")

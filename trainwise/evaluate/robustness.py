@@ -29,6 +29,8 @@ import torch
 from trainwise.evaluate.metrics import compute_metrics
 from trainwise.evaluate.predict import predict_split
 from trainwise.workloads.base import Split
+from trainwise.workloads.inputs import table_width
+from trainwise.workloads.tabular import apply_preprocessing
 
 HEADLINE = {
     "classification": ("accuracy", "f1_macro", "log_loss", "ece"),
@@ -63,9 +65,6 @@ def perturbations(split: Split, spec: dict | None, seed: int = 0) -> dict[str, S
 
 
 def table_perturbations(x: torch.Tensor, spec: dict, g: torch.Generator) -> dict[str, torch.Tensor]:
-    from trainwise.workloads.inputs import table_width
-    from trainwise.workloads.tabular import apply_preprocessing
-
     prep = spec["preprocessing"]
     if x.dim() != 2 or x.shape[1] != table_width(prep) or not x.is_floating_point():
         raise DoesNotFit(

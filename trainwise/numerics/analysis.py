@@ -11,6 +11,7 @@ from torch import nn
 from trainwise.numerics.formats import FORMATS, RECIPES, check_formats
 from trainwise.numerics.preflight import check_gpu, preflight
 from trainwise.numerics.probe import find_layers, loss_impact, probe, scaled_mm_check
+from trainwise.train.precision import fp8_module_filter
 
 FP16_MAX = torch.finfo(torch.float16).max
 # A layer is unsafe for an fp8 recipe when its matmul error exceeds this. e4m3's unit roundoff is
@@ -64,7 +65,6 @@ def analyze(
     check_gpu(gpu)
     for needed in RECIPES[recipe].values():  # the ranking needs the recipe's formats to be castable
         check_formats([needed])
-    from trainwise.train.precision import fp8_module_filter
 
     in_filter = fp8_module_filter()
     modules = find_layers(model)

@@ -8,13 +8,15 @@ import html
 import io
 import math
 
+import numpy as np
+
 
 def heatmap_png(report: dict) -> bytes:
+    # lazy: matplotlib takes seconds to import; only the HTML report draws (Agg before pyplot)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     layers = report["ranking"]
     cols = list(next(iter(report["layers"].values()))["errors"]) if layers else []

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainwise.errors import TrainwiseError
-from trainwise.numerics.formats import FORMATS, RECIPES, Format, quantize, shares
+from trainwise.numerics.formats import FORMATS, RECIPES, Format, quantize, scale_of, shares
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 KINDS = ("activations", "outputs", "weights", "gradients")
@@ -279,7 +279,6 @@ def scaled_mm_check(rows: int = 32, k: int = 64, n: int = 32, seed: int = 0) -> 
     gen = torch.Generator().manual_seed(seed)
     x, w = torch.randn(rows, k, generator=gen), torch.randn(n, k, generator=gen)
     f = FORMATS["e4m3-tensorwise"]
-    from trainwise.numerics.formats import scale_of
 
     sx, sw = scale_of(x, f), scale_of(w, f)
     xq = (x * sx).clamp(-448, 448).to(f.dtype)

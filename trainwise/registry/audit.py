@@ -93,6 +93,7 @@ def parse_time(text: str) -> int:
 
 def read_entries(client, name: str) -> list[dict]:
     """Every audit entry of model `name` in `seq` order, each with its MLflow `status` and `run_id`."""
+    # lazy: mlflow takes seconds to import; every CLI verb loads this module
     from mlflow.entities import ViewType
 
     exp = client.get_experiment_by_name(audit_experiment(name))

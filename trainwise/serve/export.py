@@ -20,6 +20,9 @@ import numpy as np
 import torch
 
 from trainwise.errors import TrainwiseError
+from trainwise.rundir import load_model
+from trainwise.serve.runtime import resolve_ref
+from trainwise.workloads.inputs import TENSOR_DTYPES, require_input_spec
 
 
 class ExportError(TrainwiseError):
@@ -50,8 +53,6 @@ def example_input(spec: dict, batch: int, seed: int = 0) -> torch.Tensor:
 
 
 def _example_tensor(spec: dict, batch: int, g: torch.Generator) -> torch.Tensor:
-    from trainwise.workloads.inputs import TENSOR_DTYPES
-
     dtype, shape = TENSOR_DTYPES[spec["dtype"]], (batch, *spec["shape"])
     if dtype == torch.bfloat16:  # numpy has no bfloat16, so onnxruntime cannot be fed one from Python
         raise ExportError(
@@ -71,16 +72,13 @@ def _example_tensor(spec: dict, batch: int, g: torch.Generator) -> torch.Tensor:
 def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol: float = 1e-4) -> dict:
     """Export `ref`'s model to `out`; returns {path, max_abs_diff, n_checked, opset}."""
     try:
+        # lazy: onnx and onnxruntime take seconds to import; only export uses them
         import onnx
         import onnxruntime as ort
     except ImportError as e:
         raise ExportError(
             f"ONNX export needs onnx and onnxruntime ({e}); install them with `pip install onnx onnxruntime onnxscript`"
         ) from e
-    from trainwise.rundir import load_model
-    from trainwise.serve.runtime import resolve_ref
-    from trainwise.workloads.inputs import require_input_spec
-
     model_dir, meta = resolve_ref(ref, tracking_uri)
     spec = require_input_spec(meta, "trainwise export", str(model_dir / "model.json"))  # before loading weights
     model, _ = load_model(model_dir, verify=True, registered=meta.get("registry"))

@@ -221,6 +221,7 @@ _OCCUPATION = {
 
 def load_fair() -> pd.DataFrame:
     """The Fair affairs table from statsmodels, with readable categories and a binary target."""
+    # lazy: statsmodels takes seconds to import; only the built-in Fair data set comes from it
     import statsmodels.api as sm
 
     d = sm.datasets.fair.load_pandas().data.copy()
