@@ -68,6 +68,8 @@ def run_bench(
     With `budget_min` (or bench.budget_min) the whole bench fits that many minutes from
     `started_s` (a time.monotonic() value; default now). `timing_deadline_s` (time.monotonic())
     ends the timing phase after the round running then."""
+    # Over 60 lines on purpose: the bench's phases in the order they run (plan, train, time, judge, report), read top to
+    # bottom like train(); the report's meta dict is a third of it.
     t_start = time.monotonic() if started_s is None else started_s
     sets = list(overrides) + [
         f"bench.{k}={v}" for k, v in (("cost_per_hour", cost_per_hour), ("budget_min", budget_min)) if v is not None

@@ -121,6 +121,8 @@ def recommend(
     timing: dict | None = None,
 ) -> dict:
     """`timing`: the timing phase's verdict {'reliable', 'unreliable_reason'} (None when it did not run)."""
+    # Over 60 lines on purpose: the recommendation's steps in order (reject, choose, explain each loser, quote speed),
+    # each a call; the rest is the returned dict.
     control = next((r for r in rows if r["is_control"]), None)
     reasons = {r["config_hash"]: rejection(r, budget_gib) for r in rows}
     if control is None or control["status"] not in FINISHED or not control.get("median_step_ms"):

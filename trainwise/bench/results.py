@@ -94,6 +94,8 @@ def aggregate(v: Variant, result: dict | None, info: dict, cost_per_hour: float,
     timing.json) when it was timed there, else from the training run's own steps; `timing_source`
     says which. The control's other seeds are trained for the noise floor only: no speed is
     reported for them (their step times, kept in `step_ms_samples`, show run-to-run drift)."""
+    # Over 60 lines on purpose: one row's fields, each set where its source (training run, timing phase, peaks) is at
+    # hand; split up, the row would be assembled in several places.
     r = result or {"status": "not run", "reason": "it did not run"}
     policy = v.cfg.precision.policy
     row = {
@@ -294,6 +296,21 @@ def add_quality(
     rule = QualityRule(
         metric, primary, margin, control_loss, tolerance, floor_abs, confidence, examples_per_batch, eval_batches
     )
+    _judge_rows(rows, control, seed_rows, dirs, base, rule, control_loss)
+    return info
+
+
+def _judge_rows(
+    rows: list[dict],
+    control: dict,
+    seed_rows: list[dict],
+    dirs: dict[str, Path],
+    base: pd.DataFrame,
+    rule: QualityRule,
+    control_loss: float,
+) -> None:
+    """Each row's quality verdict and detail: the control, its other seeds, and every other variant
+    judged against the control's predictions `base` by `rule`."""
     control["quality_verdict"], control["quality_detail"] = "control", "the fp32 control"
     for r in seed_rows:
         r["quality_verdict"], r["quality_detail"] = (
@@ -315,7 +332,6 @@ def add_quality(
             )
             continue
         r.update(judge(base, _frame(dirs[r["config_hash"]]), rule, rise, r.get("val_examples")))
-    return info
 
 
 def _rise(row: dict, control_loss: float) -> float | None:

@@ -189,6 +189,8 @@ def compare_predictions(
 
     `split` (val/test) only shapes the advice of an inconclusive verdict.
     """
+    # Over 60 lines on purpose: the comparison in order (align, paired deltas and tests, per-slice deltas, the gate's
+    # verdict), then the Comparison it returns; each statistic is a function already.
     task = task or infer_task(baseline_df, "baseline")
     for what, df in (("baseline", baseline_df), ("candidate", candidate_df)):
         if infer_task(df, what) != task:

@@ -125,6 +125,7 @@ def robustness_html(rob: dict) -> str:
 
 
 def render_report(metrics: dict, pred_df: pd.DataFrame, title: str) -> str:
+    # Over 60 lines on purpose: the HTML report's sections in page order, mostly literal table rows.
     lm = metrics["task"] == "lm"
     keys = (
         ["n", "loss", "bits_per_byte", "next_byte_accuracy"]

@@ -61,6 +61,8 @@ def analyze(
     lr: float = 1e-3,
 ) -> dict:
     """Probe `model` on `batches` (list of (x, y)) and build the numerics report (numerics.json)."""
+    # Over 60 lines on purpose: loss impact, probe, ranking and preflight in order, then the report dict in the shape
+    # numerics.json documents.
     fmts = check_formats(formats)
     check_gpu(gpu)
     for needed in RECIPES[recipe].values():  # the ranking needs the recipe's formats to be castable

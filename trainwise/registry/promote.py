@@ -148,6 +148,8 @@ def promote(
     window's held-out rows); it runs under the move lock and its verdict and evidence are
     recorded like the built-in gate's.
     """
+    # Over 60 lines on purpose: one lock held from the gate to the audit entry; the steps under it (check, gate, move,
+    # audit) read in order.
     check_alias(alias)
     if force and not reason.strip():
         raise RegistryError("--force needs --reason TEXT: an override is recorded with its justification")
