@@ -124,29 +124,29 @@ def robustness_html(rob: dict) -> str:
     return _table(["perturbation", "metric", "value", "change from clean"], rows)
 
 
+# the headline metrics the report's first table shows, per task
+LM_KEYS = ["n", "loss", "bits_per_byte", "next_byte_accuracy"]
+CLASSIFICATION_KEYS = [
+    "n",
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "f1_micro",
+    "precision_macro",
+    "recall_macro",
+    "roc_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "ece_l2",
+    "ece_max",
+    "ece_equal_mass",
+]
+
+
 def render_report(metrics: dict, pred_df: pd.DataFrame, title: str) -> str:
-    # Over 60 lines on purpose: the HTML report's sections in page order, mostly literal table rows.
     lm = metrics["task"] == "lm"
-    keys = (
-        ["n", "loss", "bits_per_byte", "next_byte_accuracy"]
-        if lm
-        else [
-            "n",
-            "accuracy",
-            "balanced_accuracy",
-            "f1_macro",
-            "f1_micro",
-            "precision_macro",
-            "recall_macro",
-            "roc_auc",
-            "log_loss",
-            "brier",
-            "ece",
-            "ece_l2",
-            "ece_max",
-            "ece_equal_mass",
-        ]
-    )
+    keys = LM_KEYS if lm else CLASSIFICATION_KEYS
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Metrics</h2>",
