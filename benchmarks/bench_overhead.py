@@ -70,7 +70,7 @@ def main(rounds: int = 5) -> None:
             b.append(in_bench(tmp, i))
             print(f"round {i + 1}: alone {a[-1]:.1f} ms, in bench {b[-1]:.1f} ms", flush=True)
     ratio = median(b) / median(a)
-    paired = median(y / x for x, y in zip(a, b))
+    paired = median(y / x for x, y in zip(a, b, strict=True))
     result = {
         "config": CONFIG,
         "overrides": SETS,
@@ -87,12 +87,13 @@ def main(rounds: int = 5) -> None:
     stem = ROOT / "benchmarks" / f"bench_overhead_cpu-2core_{time.strftime('%Y%m%d')}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".md").write_text(
-        f"# Step time inside `trainwise bench` vs the same config run alone\n\n"
-        f"`python benchmarks/bench_overhead.py {rounds}`: {CONFIG} with {' '.join(SETS)}, {rounds} interleaved rounds "
-        f"(A = `trainwise train`, B = `trainwise bench --grid precision.policy=fp32`), shared 2-core CPU.\n\n"
-        f"| | median step ms | min | max |\n|---|---|---|---|\n"
-        f"| alone | {median(a):.1f} | {min(a):.1f} | {max(a):.1f} |\n| in bench | {median(b):.1f} | {min(b):.1f} | {max(b):.1f} |\n\n"
-        f"ratio of medians (bench / alone): **{ratio:.3f}** ({ratio - 1:+.1%}); median of the paired per-round ratios: {paired:.3f} ({paired - 1:+.1%}). Target: within 3%.\n"
+        "# Step time inside `trainwise bench` vs the same config run alone\n\n`python benchmarks/bench_overhead.py "
+        f"{rounds}`: {CONFIG} with {' '.join(SETS)}, {rounds} interleaved rounds (A = `trainwise train`, B = "
+        "`trainwise bench --grid precision.policy=fp32`), shared 2-core CPU.\n\n| | median step ms | min | max "
+        f"|\n|---|---|---|---|\n| alone | {median(a):.1f} | {min(a):.1f} | {max(a):.1f} |\n| in bench | "
+        f"{median(b):.1f} | {min(b):.1f} | {max(b):.1f} |\n\nratio of medians (bench / alone): **{ratio:.3f}** "
+        f"({ratio - 1:+.1%}); median of the paired per-round ratios: {paired:.3f} ({paired - 1:+.1%}). Target: within "
+        "3%.\n"
     )
     print(stem.with_suffix(".md").read_text())
 

@@ -90,7 +90,7 @@ def main() -> None:
     ref = runs["single"]["losses"]
     parity = {}
     for s in ("ddp", "fsdp2"):
-        rel = [abs(a - b) / abs(b) for a, b in zip(runs[s]["losses"], ref)]
+        rel = [abs(a - b) / abs(b) for a, b in zip(runs[s]["losses"], ref, strict=True)]
         parity[s] = {
             "steps": len(rel),
             "max_rel_diff": max(rel),
@@ -115,7 +115,8 @@ def main() -> None:
         "",
         "Command: `python benchmarks/distributed_cpu.py --steps %d`" % args.steps,
         "",
-        f"## Loss parity, lm-tiny fp32, global batch 16, {args.steps} steps (1 process, micro 16) vs 2 processes (micro 8)",
+        f"## Loss parity, lm-tiny fp32, global batch 16, {args.steps} steps (1 process, micro 16) vs 2 processes "
+        "(micro 8)",
         "",
         "| strategy | steps | max relative loss difference | median | within 1e-5 |",
         "|---|---|---|---|---|",
@@ -133,12 +134,14 @@ def main() -> None:
     ]
     for s, rows in memory.items():
         lines += [
-            f"| {s} | {r['rank']} | {r['parameter_bytes']:,} | {r['gradient_bytes']:,} | {r['optimizer_state_bytes']:,} | {r['total_bytes']:,} |"
+            f"| {s} | {r['rank']} | {r['parameter_bytes']:,} | {r['gradient_bytes']:,} | "
+            f"{r['optimizer_state_bytes']:,} | {r['total_bytes']:,} |"
             for r in rows
         ]
     lines += [
         "",
-        f"FSDP2 / DDP total bytes per rank: rank 0 {ratio[0]:.3f}, rank 1 {ratio[1]:.3f} (ideal 0.5: parameters are sharded on dim 0,",
+        f"FSDP2 / DDP total bytes per rank: rank 0 {ratio[0]:.3f}, rank 1 {ratio[1]:.3f} (ideal 0.5: parameters are "
+        "sharded on dim 0,",
         "so uneven first dimensions leave one rank slightly more).",
         "",
         "MemTracker breakdown of training step 2 on rank 0 (summary.json memory_breakdown, bytes):",
@@ -147,7 +150,8 @@ def main() -> None:
     lines += [f"- {s}: {runs[s]['memory_breakdown_rank0']}" for s in ("single", "ddp", "fsdp2")]
     lines += [
         "",
-        "MemTracker's peak counts FSDP2's gathered (unsharded) parameters of the blocks in flight as parameters, hence more than the local shard; gradients read 0 where the peak falls before backward.",
+        "MemTracker's peak counts FSDP2's gathered (unsharded) parameters of the blocks in flight as parameters, "
+        "hence more than the local shard; gradients read 0 where the peak falls before backward.",
     ]
     lines += ["", "No GPU in this task: no throughput figures for lm-small per strategy."]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -76,15 +76,18 @@ def speed(repeats: int, steps: int) -> dict:
             runs.setdefault(f"trainwise {policy}", []).append(s["median_step_ms"])
             runs.setdefault(f"minimal {policy}", []).append(statistics.median(minimal_loop(cfg, steps)))
             print(
-                f"repeat {r}: {policy}: trainwise {runs[f'trainwise {policy}'][-1]:.1f} ms, minimal {runs[f'minimal {policy}'][-1]:.1f} ms",
+                f"repeat {r}: {policy}: trainwise {runs[f'trainwise {policy}'][-1]:.1f} ms, minimal "
+                f"{runs[f'minimal {policy}'][-1]:.1f} ms",
                 flush=True,
             )
     out = {k: spread(v) for k, v in runs.items()}
     out["bf16_over_fp32"] = out["trainwise bf16-mixed"]["median"] / out["trainwise fp32"]["median"]
-    out["paired_bf16_over_fp32"] = spread([b / a for a, b in zip(runs["trainwise fp32"], runs["trainwise bf16-mixed"])])
+    out["paired_bf16_over_fp32"] = spread(
+        [b / a for a, b in zip(runs["trainwise fp32"], runs["trainwise bf16-mixed"], strict=True)]
+    )
     for policy in ("fp32", "bf16-mixed"):
         out[f"overhead_{policy}"] = spread(
-            [t / m - 1 for t, m in zip(runs[f"trainwise {policy}"], runs[f"minimal {policy}"])]
+            [t / m - 1 for t, m in zip(runs[f"trainwise {policy}"], runs[f"minimal {policy}"], strict=True)]
         )
     return out
 
@@ -116,7 +119,8 @@ def quality(policies: list[str]) -> dict:
 def write_report(result: dict, out: Path) -> None:
     s, q = result["speed"], result["quality"]
     lines = [
-        f"# Foundation figures: lm-tiny on {result['machine']['cpu']} ({result['machine']['threads']} torch threads), {result['date']}",
+        f"# Foundation figures: lm-tiny on {result['machine']['cpu']} ({result['machine']['threads']} torch threads), "
+        f"{result['date']}",
         "",
         f"Command: `{result['command']}`. Other processes shared the 2 cores during the run, so runs were interleaved",
         "and each figure is the median over repeats of per-run median step times (min-max in brackets).",
@@ -135,12 +139,14 @@ def write_report(result: dict, out: Path) -> None:
     p = s["paired_bf16_over_fp32"]
     lines += [
         "",
-        f"- bf16-mixed / fp32 step time: **{s['bf16_over_fp32']:.3f}** (paired per repeat: median {p['median']:.3f}, {p['min']:.3f}-{p['max']:.3f}); target <= 0.60",
+        f"- bf16-mixed / fp32 step time: **{s['bf16_over_fp32']:.3f}** (paired per repeat: median {p['median']:.3f}, "
+        f"{p['min']:.3f}-{p['max']:.3f}); target <= 0.60",
     ]
     for policy in ("fp32", "bf16-mixed"):
         o = s[f"overhead_{policy}"]
         lines.append(
-            f"- trainwise overhead vs minimal loop, {policy}: **{o['median']:+.1%}** (per repeat {o['min']:+.1%} to {o['max']:+.1%}); target within 3%"
+            f"- trainwise overhead vs minimal loop, {policy}: **{o['median']:+.1%}** (per repeat {o['min']:+.1%} to "
+            f"{o['max']:+.1%}); target within 3%"
         )
     lines += [
         "",
@@ -151,12 +157,15 @@ def write_report(result: dict, out: Path) -> None:
     ]
     for policy, v in q.items():
         lines.append(
-            f"| {policy} | {v['first_logged_loss']:.4f} | {v['final_val_loss']:.4f} | {v['val_loss_vs_fp32']:+.2%} | {v['skipped_steps']} | {v['median_step_ms']:.1f} |"
+            f"| {policy} | {v['first_logged_loss']:.4f} | {v['final_val_loss']:.4f} | {v['val_loss_vs_fp32']:+.2%} | "
+            f"{v['skipped_steps']} | {v['median_step_ms']:.1f} |"
         )
     lines += [
         "",
-        "Targets: bf16-mixed within 2% of fp32's validation loss; fp8-tensorwise trains (loss falls) and ends within 5%.",
-        "fp8 runs emulated on CPU (real fp8 casts and scales, fp32 GEMM of the dequantised values): its speed here means nothing.",
+        "Targets: bf16-mixed within 2% of fp32's validation loss; fp8-tensorwise trains (loss falls) and ends within "
+        "5%.",
+        "fp8 runs emulated on CPU (real fp8 casts and scales, fp32 GEMM of the dequantised values): its speed here "
+        "means nothing.",
     ]
     (out.with_suffix(".md")).write_text("\n".join(lines) + "\n")
     (out.with_suffix(".json")).write_text(json.dumps(result, indent=2) + "\n")

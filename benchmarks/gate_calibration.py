@@ -146,11 +146,13 @@ def check_properties(cell: dict) -> list[str]:
     problems = []
     if cell["multiple"] >= 2.0 and cell["pass"]["wilson95"][0] > 0.05:
         problems.append(
-            f"a true worsening of {cell['multiple']:g}x the tolerance passed {cell['pass']['rate']:.1%} > 5% (n = {cell['n']})"
+            f"a true worsening of {cell['multiple']:g}x the tolerance passed {cell['pass']['rate']:.1%} > 5% (n = "
+            f"{cell['n']})"
         )
     if cell["multiple"] == 0.0 and (cell["tolerance_in_se"] or 0) >= 3 and cell["pass"]["wilson95"][1] < 0.90:
         problems.append(
-            f"equal models passed {cell['pass']['rate']:.1%} < 90% with the tolerance {cell['tolerance_in_se']:.1f} SE (n = {cell['n']})"
+            f"equal models passed {cell['pass']['rate']:.1%} < 90% with the tolerance {cell['tolerance_in_se']:.1f} SE "
+            f"(n = {cell['n']})"
         )
     return problems
 
@@ -187,7 +189,7 @@ def consistency_check(pairs: int, n: int, seed: int) -> dict:
     return {
         "pairs": pairs,
         "n": n,
-        "agree": int(sum(a == b for a, b in zip(vectorised, full))),
+        "agree": int(sum(a == b for a, b in zip(vectorised, full, strict=True))),
         "statuses": {s: full.count(s) for s in ("pass", "fail", "inconclusive")},
     }
 
@@ -241,11 +243,12 @@ def markdown(out: dict, command: str) -> str:
         f"# Gate calibration by simulation: pass / fail / inconclusive rates ({out['reps']} simulated pairs per cell)",
         "",
         f"Command: `{command}` ({out['elapsed_s']:.0f} s, load average {out['load_average_end']:.1f} at the end). "
-        "Every verdict comes from the gate's own functions (`paired_interval` -> `judge_change`), one-sided 95% bounds.",
+        "Every verdict comes from the gate's own functions (`paired_interval` -> `judge_change`), one-sided 95% "
+        "bounds.",
         "",
-        "Properties (issue 15): a true worsening of 2x the tolerance passes <= 5% at every n; equal models pass >= 90% "
-        "once the tolerance is >= 3 standard errors of the paired difference (column 'tol / SE'). At 1x (the margin) the "
-        "pass rate is the test's size, nominally 5%.",
+        "Properties (issue 15): a true worsening of 2x the tolerance passes <= 5% at every n; equal models pass >= "
+        "90% once the tolerance is >= 3 standard errors of the paired difference (column 'tol / SE'). At 1x (the "
+        "margin) the pass rate is the test's size, nominally 5%.",
         "",
     ]
     for rule_name, scenarios in SCENARIOS.items():
@@ -275,7 +278,8 @@ def markdown(out: dict, command: str) -> str:
     margin = max((c for c in out["cells"] if c["multiple"] == 1.0), key=lambda c: c["pass"]["rate"])
     lines += [
         f"Size at the margin (true worsening = tolerance): the largest pass rate is {rate(margin, 'pass')} "
-        f"({margin['rule']}, n = {margin['n']:,}, Wilson 95% [{margin['pass']['wilson95'][0]:.1%}, {margin['pass']['wilson95'][1]:.1%}]).",
+        f"({margin['rule']}, n = {margin['n']:,}, Wilson 95% [{margin['pass']['wilson95'][0]:.1%}, "
+        f"{margin['pass']['wilson95'][1]:.1%}]).",
         "",
     ]
     lines += [
@@ -286,8 +290,9 @@ def markdown(out: dict, command: str) -> str:
     ]
     cc = out["consistency"]
     lines += [
-        f"Consistency: on {cc['pairs']} simulated pairs (n = {cc['n']}, true accuracy drop 0.01), `compare_predictions` and the "
-        f"vectorised path gave the same accuracy-rule status {cc['agree']} of {cc['pairs']} times ({cc['statuses']}).",
+        f"Consistency: on {cc['pairs']} simulated pairs (n = {cc['n']}, true accuracy drop 0.01), "
+        f"`compare_predictions` and the vectorised path gave the same accuracy-rule status {cc['agree']} of "
+        f"{cc['pairs']} times ({cc['statuses']}).",
         "",
     ]
     lines += [
@@ -303,8 +308,8 @@ def markdown(out: dict, command: str) -> str:
     half = 1.96 * np.sqrt(0.25 / out["reps"])
     lines += [
         "",
-        f"Each rate has a 95% Wilson interval (in the .json) of at most +-{half:.1%} at {out['reps']:,} pairs per cell; "
-        "a property counts as violated only when that whole interval is on the wrong side.",
+        f"Each rate has a 95% Wilson interval (in the .json) of at most +-{half:.1%} at {out['reps']:,} pairs per "
+        "cell; a property counts as violated only when that whole interval is on the wrong side.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -332,9 +337,9 @@ def main() -> None:
         cell["problems"] = check_properties(cell)
         cells.append(cell)
         print(
-            f"[{i + 1}/{len(grid)}] {rule_name} param={param} n={n} worsening={multiple:g}x: pass {rate(cell, 'pass')}, "
-            f"fail {rate(cell, 'fail')}, inconclusive {rate(cell, 'inconclusive')} (tol/SE {cell['tolerance_in_se']:.2f})"
-            + (f"  VIOLATION: {cell['problems']}" if cell["problems"] else ""),
+            f"[{i + 1}/{len(grid)}] {rule_name} param={param} n={n} worsening={multiple:g}x: pass "
+            f"{rate(cell, 'pass')}, fail {rate(cell, 'fail')}, inconclusive {rate(cell, 'inconclusive')} (tol/SE "
+            f"{cell['tolerance_in_se']:.2f})" + (f"  VIOLATION: {cell['problems']}" if cell["problems"] else ""),
             flush=True,
         )
     consistency = consistency_check(pairs=min(40, args.reps), n=600, seed=args.seed + 1)

@@ -21,7 +21,6 @@ import argparse
 import json
 import re
 from pathlib import Path
-from statistics import median
 
 from trainwise.bench.results import mfu
 from trainwise.bench.timing_stats import ratio_summary, round_ratios
@@ -403,14 +402,14 @@ def render_markdown(res: dict) -> str:
     lines = [f"# lm-small GPU proof: {res['hardware']}, {res['date']}", ""]
     if res["dry_run"]:
         lines += [
-            "**DRY RUN on a CPU with a tiny model and a few steps: it checks that benchmarks/gpu_proof.sh runs end to end. "
-            "None of its figures says anything about a GPU or about lm-small.**",
+            "**DRY RUN on a CPU with a tiny model and a few steps: it checks that benchmarks/gpu_proof.sh runs end "
+            "to end. None of its figures says anything about a GPU or about lm-small.**",
             "",
         ]
     dev = res["device"]
     lines += [
-        f"Device: {dev.get('gpu_name') or dev.get('cpu_model')} ({dev.get('device')}, compute capability {dev.get('compute_capability') or '-'}). "
-        f"Command: `{res['command']}`.",
+        f"Device: {dev.get('gpu_name') or dev.get('cpu_model')} ({dev.get('device')}, compute capability "
+        f"{dev.get('compute_capability') or '-'}). Command: `{res['command']}`.",
         "",
         "## Figures",
         "",
@@ -418,8 +417,9 @@ def render_markdown(res: dict) -> str:
     lines.append(f"- bf16-mixed vs fp32 speed-up (eager, no AC): {_x(f['bf16_vs_fp32_speedup'])}")
     for x in f["fp8_vs_bf16"]:
         lines.append(
-            f"- {x['recipe']} vs bf16-mixed (ac={x['ac']}, compile={'on' if x['compile'] else 'off'}): {_x(x['speedup_vs_bf16'])}; "
-            f"validation loss {_num(x['val_loss_minus_bf16'], '+.4f')} vs bf16; quality vs fp32: {x['quality_verdict_vs_fp32']}"
+            f"- {x['recipe']} vs bf16-mixed (ac={x['ac']}, compile={'on' if x['compile'] else 'off'}): "
+            f"{_x(x['speedup_vs_bf16'])}; validation loss {_num(x['val_loss_minus_bf16'], '+.4f')} vs bf16; quality vs "
+            f"fp32: {x['quality_verdict_vs_fp32']}"
         )
     bf16 = [r for r in res["variants"] if r["precision"] == "bf16-mixed" and r["mfu"] is not None]
     lines.append(
@@ -428,15 +428,17 @@ def render_markdown(res: dict) -> str:
     )
     for e in f["estimate_vs_measured"]:
         lines.append(
-            f"- estimate vs {e['measured_basis']}, {e['label']}: {_gib(e['estimate_bytes'])} vs {_gib(e['measured_bytes'])} GiB, "
-            f"error {_pct(e['error'], True)} ({'within' if e['within_target'] else 'outside'} ±{ESTIMATE_TARGET:.0%})"
+            f"- estimate vs {e['measured_basis']}, {e['label']}: {_gib(e['estimate_bytes'])} vs "
+            f"{_gib(e['measured_bytes'])} GiB, error {_pct(e['error'], True)} "
+            f"({'within' if e['within_target'] else 'outside'} ±{ESTIMATE_TARGET:.0%})"
             + (f"; {e['note']}" if e["note"] else "")
         )
     pf = f["preflight"]
     if pf:
         m = pf["measured"]
         lines.append(
-            f'- FP8 preflight ({pf["gpu"]}): "{pf["verdict"]}" ({pf["fp8_layers"]} of {pf["linear_layers"]} Linear layers; largest GEMM '
+            f'- FP8 preflight ({pf["gpu"]}): "{pf["verdict"]}" ({pf["fp8_layers"]} of {pf["linear_layers"]} Linear '
+            "layers; largest GEMM "
             f"M x K x N {pf['largest_gemm_mxkxn']}). Measured fp8-tensorwise / bf16: "
             + (f"{m['speedup']:.2f}x (compile {'on' if m['compile'] else 'off'})" if m else "-")
             + f". Matched: {pf['matched']} ({pf.get('note')})"
@@ -447,8 +449,9 @@ def render_markdown(res: dict) -> str:
         "",
         f"Reference: {res['torchao_reference']}. Llama3-8B's Linear layers are 4096 wide with a 14336-wide MLP; "
         + (
-            f"lm-small's largest GEMM is M x K x N = {pf['largest_gemm_mxkxn']}, and the preflight's roofline, which charges each fp8 "
-            f"GEMM the casts of its operands, estimated {pf['estimated_speedup_range']} per layer on {pf['gpu']}."
+            f"lm-small's largest GEMM is M x K x N = {pf['largest_gemm_mxkxn']}, and the preflight's roofline, which "
+            f"charges each fp8 GEMM the casts of its operands, estimated {pf['estimated_speedup_range']} per layer on "
+            f"{pf['gpu']}."
             if pf
             else ""
         ),
@@ -474,19 +477,21 @@ def render_markdown(res: dict) -> str:
     for r in res["variants"]:
         spread = f"{_num(r['median_step_ms'], '.1f')} ({_num(r['step_ms_min'], '.1f')}-{_num(r['step_ms_max'], '.1f')})"
         lines.append(
-            f"| {r['label']} | {r['stage'] or '-'} | {spread} | {_num(r['tokens_per_s'], ',.0f')} | {_num(r['achieved_tflops'], '.3g')} "
-            f"| {_pct(r['mfu'])} | {_pct(r['mfu_vs_fp8_peak'])} | {_gib(r['max_memory_allocated'])} | {_gib(r['max_memory_reserved'])} "
-            f"| {_gib(r['peak_activation_bytes'])} | {_num(r['final_val_loss'], '.4f')} | {_pct(r['val_loss_rise_vs_control'], True)} "
-            f"| {r['quality_verdict']} | {r['timing_source'] or r['status']} |"
+            f"| {r['label']} | {r['stage'] or '-'} | {spread} | {_num(r['tokens_per_s'], ',.0f')} | "
+            f"{_num(r['achieved_tflops'], '.3g')} | {_pct(r['mfu'])} | {_pct(r['mfu_vs_fp8_peak'])} | "
+            f"{_gib(r['max_memory_allocated'])} | {_gib(r['max_memory_reserved'])} | "
+            f"{_gib(r['peak_activation_bytes'])} | {_num(r['final_val_loss'], '.4f')} | "
+            f"{_pct(r['val_loss_rise_vs_control'], True)} | {r['quality_verdict']} | "
+            f"{r['timing_source'] or r['status']} |"
         )
     lines += ["", "## Stages", "", "| stage | what it answers | status | seconds | note |", "|---|---|---|---|---|"]
     for s in res["stages"]:
         lines.append(f"| {s['stage']} | {s['title']} | {s['status']} | {s['seconds']} | {s['reason']} |")
     lines += [
         "",
-        "MFU: model FLOPs (PaLM's count) over the measured bf16 square peak for bf16 and fp8 (bf16-equivalent), fp32's for fp32; "
-        "`mfu_basis` in the JSON says which. Speed ratios: median of per-round paired ratios with a distribution-free 95% interval "
-        "(trainwise.bench.timing_stats).",
+        "MFU: model FLOPs (PaLM's count) over the measured bf16 square peak for bf16 and fp8 (bf16-equivalent), "
+        "fp32's for fp32; `mfu_basis` in the JSON says which. Speed ratios: median of per-round paired ratios with a "
+        "distribution-free 95% interval (trainwise.bench.timing_stats).",
         "",
     ]
     return "\n".join(lines)

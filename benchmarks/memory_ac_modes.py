@@ -81,7 +81,7 @@ def main(rounds: int, threads: int) -> None:
     base_act, base_ms = memory["none"]["peak_activation_bytes"], median(times["none"])
     rows = []
     for mode in MODES:
-        ratio_per_round = [a / b for a, b in zip(times[mode], times["none"])]
+        ratio_per_round = [a / b for a, b in zip(times[mode], times["none"], strict=True)]
         rows.append(
             {
                 "mode": mode,
@@ -135,16 +135,19 @@ def write_report(meta: dict, rows: list[dict]) -> None:
     lines = [
         "# Activation checkpointing modes: memory vs step time (cpu-2core, 2026-11-22)",
         "",
-        f"{meta['workload']}, {meta['precision']}, micro-batch {meta['micro_batch_size']}, {meta['rounds']} interleaved rounds, "
-        f"{meta['torch_threads']} torch threads, torch {meta['torch']}. Command: `PYTHONPATH=. python benchmarks/memory_ac_modes.py`.",
+        f"{meta['workload']}, {meta['precision']}, micro-batch {meta['micro_batch_size']}, {meta['rounds']} "
+        f"interleaved rounds, {meta['torch_threads']} torch threads, torch {meta['torch']}. Command: `PYTHONPATH=. "
+        "python benchmarks/memory_ac_modes.py`.",
         "",
-        "| mode | peak activations MiB | share of none | peak tracked total MiB | median step ms (min-max) | time / none (median of paired ratios, min-max) |",
+        "| mode | peak activations MiB | share of none | peak tracked total MiB | median step ms (min-max) | time / "
+        "none (median of paired ratios, min-max) |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['mode']} | {r['peak_activation_bytes'] / 2**20:.1f} | {r['activation_share_of_none']:.1%} | {r['peak_memory_bytes'] / 2**20:.1f} | "
-            f"{r['median_step_ms']:.1f} ({r['min_step_ms']:.1f}-{r['max_step_ms']:.1f}) | {r['step_time_ratio_to_none']:.2f}x "
+            f"| {r['mode']} | {r['peak_activation_bytes'] / 2**20:.1f} | {r['activation_share_of_none']:.1%} | "
+            f"{r['peak_memory_bytes'] / 2**20:.1f} | {r['median_step_ms']:.1f} "
+            f"({r['min_step_ms']:.1f}-{r['max_step_ms']:.1f}) | {r['step_time_ratio_to_none']:.2f}x "
             f"({r['paired_ratio_median']:.2f}x, {r['paired_ratio_min']:.2f}-{r['paired_ratio_max']:.2f}) |"
         )
     by = {r["mode"]: r for r in rows}
@@ -154,7 +157,8 @@ def write_report(meta: dict, rows: list[dict]) -> None:
         ok = r["activation_share_of_none"] <= max_share and r["step_time_ratio_to_none"] <= max_ratio
         lines.append(
             f"- {mode}: {r['activation_share_of_none']:.1%} of none's activation bytes (target <= {max_share:.0%}) at "
-            f"{r['step_time_ratio_to_none']:.2f}x its median step time (target <= {max_ratio}x): {'met' if ok else 'MISSED'}."
+            f"{r['step_time_ratio_to_none']:.2f}x its median step time (target <= {max_ratio}x): "
+            f"{'met' if ok else 'MISSED'}."
         )
     lines += [
         "",

@@ -70,16 +70,18 @@ def main() -> None:
         "# Memory estimator vs measurement (cpu-2core, 2026-11-22)",
         "",
         f"lm-tiny, torch {meta['torch']}. Estimate: `trainwise estimate` (fake-tensor trace). Measured: the trainer's "
-        "summary.json of a 3-step run (MemTracker on the second step). Command: `PYTHONPATH=. python benchmarks/memory_estimator.py`.",
+        "summary.json of a 3-step run (MemTracker on the second step). Command: `PYTHONPATH=. python "
+        "benchmarks/memory_estimator.py`.",
         "",
-        "| precision | ac | micro-batch | estimated peak MiB | measured peak MiB | error | est. activations MiB | measured activations MiB |",
+        "| precision | ac | micro-batch | estimated peak MiB | measured peak MiB | error | est. activations MiB | "
+        "measured activations MiB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['precision']} | {r['ac']} | {r['micro_batch_size']} | {r['estimated_peak_bytes'] / 2**20:.2f} | "
-            f"{r['measured_peak_bytes'] / 2**20:.2f} | {r['relative_error']:+.2%} | {r['estimated_activation_bytes'] / 2**20:.2f} | "
-            f"{r['measured_activation_bytes'] / 2**20:.2f} |"
+            f"{r['measured_peak_bytes'] / 2**20:.2f} | {r['relative_error']:+.2%} | "
+            f"{r['estimated_activation_bytes'] / 2**20:.2f} | {r['measured_activation_bytes'] / 2**20:.2f} |"
         )
     lines += ["", f"Worst absolute error: {worst:.2%} (target: 15%).", ""]
     write_atomic(OUT.with_suffix(".md"), "\n".join(lines))

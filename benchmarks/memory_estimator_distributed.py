@@ -95,10 +95,10 @@ def main() -> None:
     lines = [
         "# Memory estimator under DDP / FSDP2 vs real 2-process runs (cpu-2core, 2026-11-22)",
         "",
-        f"lm-tiny, micro-batch 8 per rank, global batch 16, torch {meta['torch']}. Estimate: `estimate_memory(cfg, world_size=2)` "
-        "(one-process fake-tensor trace plus the per-rank model of the strategy). Measured: rank 0's summary.json of "
-        "`trainwise launch --nproc-per-node 2` (3 steps, MemTracker on the second). "
-        "Command: `PYTHONPATH=. python benchmarks/memory_estimator_distributed.py`.",
+        f"lm-tiny, micro-batch 8 per rank, global batch 16, torch {meta['torch']}. Estimate: `estimate_memory(cfg, "
+        "world_size=2)` (one-process fake-tensor trace plus the per-rank model of the strategy). Measured: rank 0's "
+        "summary.json of `trainwise launch --nproc-per-node 2` (3 steps, MemTracker on the second). Command: "
+        "`PYTHONPATH=. python benchmarks/memory_estimator_distributed.py`.",
         "",
         "| strategy | ac | estimated peak MiB | measured peak MiB | error | "
         + " | ".join(f"{p} est / meas MiB" for p in PARTS)
@@ -108,7 +108,8 @@ def main() -> None:
     for r in rows:
         e, m = r["estimated_breakdown"], r["measured_breakdown"]
         lines.append(
-            f"| {r['strategy']} | {r['ac']} | {mib(r['estimated_peak_bytes'])} | {mib(r['measured_peak_bytes'])} | {r['relative_error']:+.1%} | "
+            f"| {r['strategy']} | {r['ac']} | {mib(r['estimated_peak_bytes'])} | {mib(r['measured_peak_bytes'])} | "
+            f"{r['relative_error']:+.1%} | "
             + " | ".join(f"{mib(e.get(p, 0))} / {mib(m.get(p, 0))}" for p in PARTS)
             + " |"
         )

@@ -2,7 +2,8 @@
 
 Target (issue 7): <= 10 s on the 2-core CPU, numbers equal to scikit-learn's.
 
-    /work/main/.venv/bin/python benchmarks/metrics_speed.py [--n 1000000] [--repeats 5] [--out benchmarks/metrics_speed_cpu-2core_20261122]
+    /work/main/.venv/bin/python benchmarks/metrics_speed.py [--n 1000000] [--repeats 5] \\
+        [--out benchmarks/metrics_speed_cpu-2core_20261122]
 
 Times the whole `compute_metrics` call (no slices: the headline metrics, calibration and the
 confusion matrix) `--repeats` times and reports the median with min and max, the same metrics by
@@ -89,7 +90,10 @@ def main() -> None:
     slice_s, ms = timed(lambda: compute_metrics(df, "classification", slices=["region"], n_boot=200), 1)
     result = {
         "what": f"compute_metrics on {args.n:,} predictions x {args.classes} classes",
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}",
+        "machine": (
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), load average before "
+            f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}"
+        ),
         "repeats": args.repeats,
         "compute_metrics_s": {
             "median": statistics.median(ours_s),
@@ -117,16 +121,21 @@ Machine: {result["machine"]}.
 
 | measurement | median | min | max |
 |---|---|---|---|
-| `compute_metrics` (all headline metrics, ECE variants, confusion matrix) | {c["median"]:.2f} s | {c["min"]:.2f} s | {c["max"]:.2f} s |
-| the sklearn-only subset by direct sklearn calls (same run) | {s["median"]:.2f} s | {s["min"]:.2f} s | {s["max"]:.2f} s |
+| `compute_metrics` (all headline metrics, ECE variants, confusion matrix) | {c["median"]:.2f} s | \
+{c["min"]:.2f} s | {c["max"]:.2f} s |
+| the sklearn-only subset by direct sklearn calls (same run) | {s["median"]:.2f} s | {s["min"]:.2f} s | \
+{s["max"]:.2f} s |
 | `compute_metrics` + one 10-value slice column, 200 bootstrap replicates (1 run) | {slice_s[0]:.2f} s | | |
 
-Ratio compute_metrics / sklearn calls: {result["ratio_ours_to_sklearn_calls"]:.2f}. compute_metrics does more (calibration metrics, the Wilson
-interval, per-class tables) but takes the AUC from scipy's Mann-Whitney U instead of sklearn's ROC curve, which is faster.
+Ratio compute_metrics / sklearn calls: {result["ratio_ours_to_sklearn_calls"]:.2f}. compute_metrics does more \
+(calibration metrics, the Wilson
+interval, per-class tables) but takes the AUC from scipy's Mann-Whitney U instead of sklearn's ROC curve, which is \
+faster.
 The 2 cores were shared with other jobs during the run (see the load average above).
 
 Largest absolute difference from scikit-learn over accuracy, balanced accuracy, macro precision/recall/F1,
-micro F1, one-vs-rest AUC, log loss and Brier score: {result["max_abs_diff_from_sklearn"]:.1e}; confusion matrix equal: {cm_equal}.
+micro F1, one-vs-rest AUC, log loss and Brier score: {result["max_abs_diff_from_sklearn"]:.1e}; confusion matrix \
+equal: {cm_equal}.
 
 Target: <= 10 s and equal to scikit-learn: {"met" if result["meets_target"] else "NOT met"}.
 """

@@ -22,8 +22,8 @@ def _zipf_shares(k: int, a: float = 1.1) -> np.ndarray:
 def make_mixed(
     n_rows: int, seed: int, drift: bool = False, n_numeric: int = 10, n_categorical: int = 10, as_category: bool = False
 ) -> pd.DataFrame:
-    """`as_category`: categorical columns as pandas category dtype (as Parquet dictionary columns read), faster to
-    build."""
+    """`as_category`: categorical columns as pandas category dtype (as Parquet dictionary columns read), faster
+    to build."""
     rng = np.random.default_rng(seed)
     numeric = {
         "num_normal": lambda: rng.normal(50.0, 10.0, n_rows),

@@ -139,7 +139,7 @@ def fair(args) -> list[dict]:
     for window_rows in (100, 300, 1000):
         for share in (0.0, 0.25, 0.5, 1.0):
             flags, flagged = [], {}
-            for w in range(args.fair_windows):
+            for _ in range(args.fair_windows):
                 n_other = int(round(share * window_rows))
                 window = pd.concat(
                     [

@@ -150,26 +150,31 @@ def write_results(rows: list[dict], meta: dict) -> None:
     lines = [
         "# Keeping the top-ranked layer vs a random layer in high precision (lm-tiny, fp8-tensorwise emulated, CPU)",
         "",
-        f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s of run time, summed over processes), torch {meta['torch']}.",
-        f"Per seed: fp32 pretraining from scratch ({meta['pretrain_steps']} steps), the ranking of `trainwise numerics` on that checkpoint "
-        f"({meta['probe_steps']} probe steps), then {meta['steps']} fine-tuning steps at lr {meta['lr']} from it in every arm (same weights, same batches); "
-        f"val loss over {meta['eval_batches']} batches of 32 x 128 bytes. 'random' = mean over the other {rows[0]['n_layers'] - 1 if rows else '?'} eligible layers "
-        "(the exact expectation of a random pick).",
+        f"Command: `{meta['command']}` ({meta['wall_s']:.0f} s of run time, summed over processes), torch "
+        f"{meta['torch']}.",
+        f"Per seed: fp32 pretraining from scratch ({meta['pretrain_steps']} steps), the ranking of `trainwise "
+        f"numerics` on that checkpoint ({meta['probe_steps']} probe steps), then {meta['steps']} fine-tuning steps at "
+        f"lr {meta['lr']} from it in every arm (same weights, same batches); val loss over {meta['eval_batches']} "
+        f"batches of 32 x 128 bytes. 'random' = mean over the other {rows[0]['n_layers'] - 1 if rows else '?'} "
+        "eligible layers (the exact expectation of a random pick).",
         "",
-        "| seed | val fp32 | val fp8 | gap | top-ranked layer | gap closed (top) | gap closed (random, expected) | top by matmul error only | its gap closed | best layer in hindsight | rank of top in hindsight |",
+        "| seed | val fp32 | val fp8 | gap | top-ranked layer | gap closed (top) | gap closed (random, expected) | "
+        "top by matmul error only | its gap closed | best layer in hindsight | rank of top in hindsight |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['seed']} | {r['val_fp32']:.5f} | {r['val_fp8']:.5f} | {r['gap']:+.5f} | {r['top_layer']} | {f(r['gap_closed_top'])} | "
-            f"{f(r['gap_closed_random_expectation'])} | {r['top_layer_by_matmul_error']} | {f(r['gap_closed_top_by_matmul_error'])} | "
-            f"{r['best_layer_in_hindsight']} | {r['rank_of_top_in_hindsight']} of {r['n_layers']} |"
+            f"| {r['seed']} | {r['val_fp32']:.5f} | {r['val_fp8']:.5f} | {r['gap']:+.5f} | {r['top_layer']} | "
+            f"{f(r['gap_closed_top'])} | {f(r['gap_closed_random_expectation'])} | {r['top_layer_by_matmul_error']} | "
+            f"{f(r['gap_closed_top_by_matmul_error'])} | {r['best_layer_in_hindsight']} | "
+            f"{r['rank_of_top_in_hindsight']} of {r['n_layers']} |"
         )
     lines += [
         "",
         f"Mean over the {len(valid)} seeds whose fp8 run lost to fp32 (gap > 0): gap closed by the top-ranked layer "
-        f"**{f(summary['mean_gap_closed_top'])}**, by a random layer (expected) **{f(summary['mean_gap_closed_random'])}**, "
-        f"by the top layer of the matmul-error-only ranking {f(summary['mean_gap_closed_top_by_matmul_error'])}.",
+        f"**{f(summary['mean_gap_closed_top'])}**, by a random layer (expected) "
+        f"**{f(summary['mean_gap_closed_random'])}**, by the top layer of the matmul-error-only ranking "
+        f"{f(summary['mean_gap_closed_top_by_matmul_error'])}.",
         "",
     ]
     for r in rows:

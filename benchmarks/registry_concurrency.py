@@ -187,15 +187,17 @@ def main() -> None:
 
 def to_markdown(report: dict) -> str:
     rows = [
-        "| move lock | attempts | moves reported | moves recorded | no-ops | errors | lost | dup seq | chain problems | final alias = last move | promote ms median (min-max) | verdict |",
+        "| move lock | attempts | moves reported | moves recorded | no-ops | errors | lost | dup seq | chain "
+        "problems | final alias = last move | promote ms median (min-max) | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in report["trials"]:
         ms = t["promote_ms"]
         ms_txt = f"{ms['median']:.0f} ({ms['min']:.0f}-{ms['max']:.0f})" if ms else "-"
         rows.append(
-            f"| {'on' if t['lock'] else 'off'} | {t['attempts']} | {t['moves_reported']} | {t['moves_recorded']} | {t['noops']} | {t['errors']} | "
-            f"{t['lost_entries']} | {t['duplicate_seqs']} | {t['chain_problems']} | {t['final_alias_equals_last_move']} | {ms_txt} | {'PASS' if t['passed'] else 'FAIL'} |"
+            f"| {'on' if t['lock'] else 'off'} | {t['attempts']} | {t['moves_reported']} | {t['moves_recorded']} | "
+            f"{t['noops']} | {t['errors']} | {t['lost_entries']} | {t['duplicate_seqs']} | {t['chain_problems']} | "
+            f"{t['final_alias_equals_last_move']} | {ms_txt} | {'PASS' if t['passed'] else 'FAIL'} |"
         )
     return "\n".join(
         [
@@ -204,8 +206,9 @@ def to_markdown(report: dict) -> str:
             "Command: `python benchmarks/registry_concurrency.py --rounds "
             f"{report['trials'][0]['rounds_per_worker']} --out benchmarks/registry_concurrency_cpu-2core_20261122`",
             "",
-            "Two worker processes start together (a file barrier after both have imported and connected); each promotes its own version to `champion` "
-            f"{report['trials'][0]['rounds_per_worker']} times (`--force`, so the gate is not what is timed), on a fresh `sqlite:///` store.",
+            "Two worker processes start together (a file barrier after both have imported and connected); each "
+            f"promotes its own version to `champion` {report['trials'][0]['rounds_per_worker']} times (`--force`, so "
+            "the gate is not what is timed), on a fresh `sqlite:///` store.",
             "No-ops are attempts whose version already held the alias (nothing to record).",
             "",
             *rows,

@@ -248,7 +248,7 @@ def hot_swap(
 
 def render_markdown(r: dict, command: str) -> str:
     s, d = r["summary"], r["defaults"]
-    b, u = s["batched (defaults)"], s["max_batch_size=1"]
+    b = s["batched (defaults)"]
     f = lambda x, k, nd=1: f"{x[k]['median']:.{nd}f} [{x[k]['min']:.{nd}f}, {x[k]['max']:.{nd}f}]"  # noqa: E731
     lines = [
         f"# trainwise serve under load: wrk, {r['connections']} connections, localhost",
@@ -260,7 +260,8 @@ def render_markdown(r: dict, command: str) -> str:
         f"d_model={r['model']['d_model']}, n_layers={r['model']['n_layers']}, fp32; one instance per request. "
         f"{r['repeats']} interleaved repeats of {r['duration_s']:.0f} s each after a 2 s warm-up; median [min, max].",
         "",
-        "| server | requests/s | p50 ms | p99 ms (wrk) | p99 ms (server histogram) | compute ms / batch | average batch | 5xx + errors |",
+        "| server | requests/s | p50 ms | p99 ms (wrk) | p99 ms (server histogram) | compute ms / batch | average "
+        "batch | 5xx + errors |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, x in s.items():
@@ -274,11 +275,11 @@ def render_markdown(r: dict, command: str) -> str:
     ok_p99 = b["p99_ms"]["median"] <= r["p99_bound_ms"]
     lines += [
         "",
-        f"- Throughput, batching vs max_batch_size=1: **{r['throughput_ratio']:.1f}x** (ratio of medians; per repeat {ratios}); "
-        f"target >= 4x: {'met' if ok_ratio else 'NOT met'}.",
+        f"- Throughput, batching vs max_batch_size=1: **{r['throughput_ratio']:.1f}x** (ratio of medians; per repeat "
+        f"{ratios}); target >= 4x: {'met' if ok_ratio else 'NOT met'}.",
         f"- p99 with batching (defaults max_batch_size={d['max_batch_size']}, max_wait_ms={d['max_wait_ms']:g}): "
-        f"**{b['p99_ms']['median']:.0f} ms** (wrk), bound max_wait_ms + 3 x compute per batch = {r['p99_bound_ms']:.0f} ms: "
-        f"{'met' if ok_p99 else 'NOT met'}.",
+        f"**{b['p99_ms']['median']:.0f} ms** (wrk), bound max_wait_ms + 3 x compute per batch = "
+        f"{r['p99_bound_ms']:.0f} ms: {'met' if ok_p99 else 'NOT met'}.",
         "",
         "## Sweep of (max_batch_size, max_wait_ms), one run each",
         "",
@@ -287,16 +288,17 @@ def render_markdown(r: dict, command: str) -> str:
     ]
     for pair, x in r["sweep"].items():
         lines.append(
-            f"| {pair} | {x['rps']:.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {x['batch_compute_ms']:.1f} | {x['average_batch']:.1f} |"
+            f"| {pair} | {x['rps']:.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {x['batch_compute_ms']:.1f} | "
+            f"{x['average_batch']:.1f} |"
         )
     h = r["hot_swap"]
     lines += [
         "",
         "## Hot swap under the same load",
         "",
-        f"`tabbench@champion` served with serve.poll_alias_s=0.5; the alias moved v1 -> v2 (`promote --force`) "
-        f"{h['promote_at_s']:.0f} s into a wrk run. Requests: {h['requests']}; non-2xx: **{h['non_2xx']}**; "
-        f"socket errors: {h['socket_errors']}; 5xx counted by the server: {h['served_5xx']:.0f}; swaps: {h['swaps']:.0f}; "
+        "`tabbench@champion` served with serve.poll_alias_s=0.5; the alias moved v1 -> v2 (`promote --force`) "
+        f"{h['promote_at_s']:.0f} s into a wrk run. Requests: {h['requests']}; non-2xx: **{h['non_2xx']}**; socket "
+        f"errors: {h['socket_errors']}; 5xx counted by the server: {h['served_5xx']:.0f}; swaps: {h['swaps']:.0f}; "
         f"version served afterwards: {h['version_after']}.",
     ]
     return "\n".join(lines) + "\n"
@@ -326,7 +328,8 @@ def main() -> int:
     train_model(run_b, args.d_model, args.n_layers, seed=1)
     script = tmp / "post.lua"
     script.write_text(
-        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(json.dumps({"instances": [INSTANCE]}))}\n'
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = '
+        f"{json.dumps(json.dumps({'instances': [INSTANCE]}))}\n"
     )
     load_before = os.getloadavg()[0]
     variants = {"batched (defaults)": [], "max_batch_size=1": ["serve.max_batch_size=1"]}
@@ -363,7 +366,7 @@ def main() -> int:
     s = result["summary"]
     result["throughput_ratio"] = s["batched (defaults)"]["rps"]["median"] / s["max_batch_size=1"]["rps"]["median"]
     result["ratio_per_repeat"] = [
-        a["rps"] / b["rps"] for a, b in zip(runs["batched (defaults)"], runs["max_batch_size=1"])
+        a["rps"] / b["rps"] for a, b in zip(runs["batched (defaults)"], runs["max_batch_size=1"], strict=True)
     ]
     d = result["defaults"]
     result["p99_bound_ms"] = d["max_wait_ms"] + 3 * s["batched (defaults)"]["batch_compute_ms"]["median"]

@@ -94,18 +94,20 @@ def main() -> int:
         f"Command: `{result['command']}`; 2 shared cores, load average {result['load_average']:.1f}; "
         f"timing with torch.set_num_threads({args.threads}), {args.repeats} interleaved repeats, median [min, max].",
         "",
-        "| precision | test accuracy | change vs fp32 | same class as fp32 | max prob diff | ms per 64-instance batch |",
+        "| precision | test accuracy | change vs fp32 | same class as fp32 | max prob diff | ms per 64-instance "
+        "batch |",
         "|---|---|---|---|---|---|",
     ]
     fp32_acc = quality["bf16"]["fp32"]["accuracy"]
     lines.append(
-        f"| fp32 | {fp32_acc:.4f} | - | - | - | {result['batch64_ms']['fp32']['median']:.2f} [{result['batch64_ms']['fp32']['min']:.2f}, {result['batch64_ms']['fp32']['max']:.2f}] |"
+        f"| fp32 | {fp32_acc:.4f} | - | - | - | {result['batch64_ms']['fp32']['median']:.2f} "
+        f"[{result['batch64_ms']['fp32']['min']:.2f}, {result['batch64_ms']['fp32']['max']:.2f}] |"
     )
     for p in precisions[1:]:
         q, t = quality[p], result["batch64_ms"][p]
         lines.append(
-            f"| {p} | {q[p]['accuracy']:.4f} | {q['accuracy_change']:+.4f} | {q['agreement']:.4f} | {q['max_prob_diff']:.4f} | "
-            f"{t['median']:.2f} [{t['min']:.2f}, {t['max']:.2f}] |"
+            f"| {p} | {q[p]['accuracy']:.4f} | {q['accuracy_change']:+.4f} | {q['agreement']:.4f} | "
+            f"{q['max_prob_diff']:.4f} | {t['median']:.2f} [{t['min']:.2f}, {t['max']:.2f}] |"
         )
     lines += [
         "",

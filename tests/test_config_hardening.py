@@ -36,7 +36,8 @@ TABULAR = [
 
 
 def refused(capsys, tmp_path, *sets: str) -> str:
-    """`trainwise train configs/tabular.toml` with the overrides: exit 2, one line, no run directory; returns the line."""
+    """`trainwise train configs/tabular.toml` with the overrides: exit 2, one line, no run directory; returns the
+    line."""
     argv = ["train", str(ROOT / "configs" / "tabular.toml"), *TABULAR]
     for s in sets:
         argv += ["--set", s]
@@ -158,8 +159,8 @@ def nan_weight_workload(cfg):
 def test_a_file_path_under_the_builtin_workload_is_refused(capsys, tmp_path):
     err = refused(capsys, tmp_path, "workload.path=data.csv")
     assert (
-        "workload.path = 'data.csv' has no effect here: it is used only when workload.name is 'file' (here workload.name = 'tabular')"
-        in err
+        "workload.path = 'data.csv' has no effect here: it is used only when workload.name is 'file' (here "
+        "workload.name = 'tabular')" in err
     )
 
 

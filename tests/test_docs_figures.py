@@ -71,7 +71,8 @@ UNIT_RE = (
     r"[GTMK]?FLOP(?:s)?(?:/s)?|[A-Za-z]+/s)(?![\w/]))"
 )
 NUMBER_RE = re.compile(
-    r"(?<![\w.^])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\d,]*\.\d)(?![\w\-]*\d)"  # not inside words, versions, 3x224
+    # not inside words, versions, 3x224
+    r"(?<![\w.^])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\d,]*\.\d)(?![\w\-]*\d)"
     r"(?:" + UNIT_RE + r")?"
     r"(?P<spread>\s\[\s?-?[\d.,]+\s?,\s?-?[\d.,]+\s?\])?"
     r"(?:\*\*)?(?P<cite>\[\^[\w-]+\])?"
@@ -154,26 +155,27 @@ def external_notes(path: Path) -> set[str]:
 def committed_numbers() -> list[float]:
     """Every number in the committed benchmark results (JSON values and the numbers in the .md reports)."""
     out: list[float] = []
-
-    def walk(v):
-        if isinstance(v, bool):
-            return
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            out.append(float(v))
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-        elif isinstance(v, str):
-            out.extend(float(x.replace(",", "")) for x in re.findall(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?", v))
-
     for p in sorted((ROOT / "benchmarks").glob("*.json")):
-        walk(json.loads(p.read_text()))
+        _collect_numbers(json.loads(p.read_text()), out)
     for p in sorted((ROOT / "benchmarks").glob("*.md")):
-        walk(p.read_text(encoding="utf-8"))
+        _collect_numbers(p.read_text(encoding="utf-8"), out)
     return out
+
+
+def _collect_numbers(v, out: list[float]) -> None:
+    """Append every finite number in the JSON value `v` (numbers inside its strings too) to `out`."""
+    if isinstance(v, bool):
+        return
+    if isinstance(v, (int, float)) and math.isfinite(v):
+        out.append(float(v))
+    elif isinstance(v, dict):
+        for x in v.values():
+            _collect_numbers(x, out)
+    elif isinstance(v, list):
+        for x in v:
+            _collect_numbers(x, out)
+    elif isinstance(v, str):
+        out.extend(float(x.replace(",", "")) for x in re.findall(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?", v))
 
 
 @pytest.fixture(scope="module")
@@ -218,10 +220,10 @@ def test_every_quoted_figure_is_committed_or_cited(path, pool):
 def test_extraction_takes_measurements_and_leaves_identifiers(tmp_path):
     doc = tmp_path / "d.md"
     doc.write_text(
-        "Throughput 4,107 req/s, p99 21.2 ms, 11.3x faster, 12% less memory, accuracy 0.7049, 2011 [1862, 2701].\n"
-        "Not figures: fp16, p99, sm_89, torch 2.13.0, Python 3.11, 3x224x224, 1e-4, 95% CI, 64 workers, 35,691 rows, `9.99 ms`.\n"
-        "```\n12.5 ms in a code block\n```\n"
-        "A page holds 65,504 bytes[^fp16].\n\n[^fp16]: External: a made-up source.\n"
+        "Throughput 4,107 req/s, p99 21.2 ms, 11.3x faster, 12% less memory, accuracy 0.7049, 2011 [1862, 2701].\nNot "
+        "figures: fp16, p99, sm_89, torch 2.13.0, Python 3.11, 3x224x224, 1e-4, 95% CI, 64 workers, 35,691 rows, "
+        "`9.99 ms`.\n```\n12.5 ms in a code block\n```\nA page holds 65,504 bytes[^fp16].\n\n[^fp16]: External: a "
+        "made-up source.\n"
     )
     got = [(f.text, f.unit) for f in quoted_figures(doc)]
     assert got == [

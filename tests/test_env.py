@@ -17,8 +17,8 @@ from trainwise.env import (
     matmul_mode,
     measure_gemm_gflops,
     measure_matmul_gflops,
-    measure_model_peaks,
 )
+from trainwise.model_peaks import measure_model_peaks
 
 
 def test_info_json_has_measured_throughput(tmp_path, monkeypatch, capsys):

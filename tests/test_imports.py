@@ -53,7 +53,8 @@ from trainwise.cli import main
 tiny = {TINY!r}
 with contextlib.redirect_stdout(io.StringIO()):
     codes = [main(["info", "--device", "cpu", "--json"]),
-             main(["train", "configs/lm-tiny.toml", "--run-dir", {str(run_dir)!r}, *tiny, "--set", "train.steps=2", "--set", "log.mlflow=false"]),
+             main(["train", "configs/lm-tiny.toml", "--run-dir", {str(run_dir)!r}, *tiny,
+                   "--set", "train.steps=2", "--set", "log.mlflow=false"]),
              main(["estimate", "configs/lm-tiny.toml", *tiny, "--json"]),
              main(["numerics", "configs/lm-tiny.toml", "--steps", "1", "--out", {str(numerics_dir)!r}, *tiny])]
 print("CODES", codes)
@@ -96,7 +97,7 @@ def test_tracking_on_without_mlflow_is_one_clear_line_before_training(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "trainwise train: error: log.mlflow = true, but MLflow is not installed here: pip install mlflow, or --set log.mlflow=false "
-        "(the run directory holds everything MLflow would get)"
+        "trainwise train: error: log.mlflow = true, but MLflow is not installed here: pip install mlflow, or --set "
+        "log.mlflow=false (the run directory holds everything MLflow would get)"
     ]
     assert not run_dir.exists()  # refused before training: nothing trained for hours and then lost its tracking

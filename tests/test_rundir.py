@@ -150,7 +150,8 @@ def test_load_model_refuses_an_artifact_with_wrapper_names(tmp_path):
         (
             "no_builder_workload",
             [
-                "model.json's spec cannot rebuild the model (builder 'tests.artifact_models:no_builder_workload' failed with kwargs {}: TypeError"
+                "model.json's spec cannot rebuild the model (builder 'tests.artifact_models:no_builder_workload' "
+                "failed with kwargs {}: TypeError"
             ],
         ),
     ],

@@ -201,7 +201,8 @@ def test_evaluate_without_a_spec_skips_robustness_and_says_why(bare_run, tmp_pat
 
 
 def test_an_entry_module_in_the_current_directory_imports(tmp_path, monkeypatch):
-    """README's `mypkg/workload.py`, run from its folder through the `trainwise` script (whose sys.path lacks the cwd)."""
+    """README's `mypkg/workload.py`, run from its folder through the `trainwise` script (whose sys.path lacks the
+    cwd)."""
     import sys
 
     from trainwise.workloads.user import import_entry

@@ -103,8 +103,9 @@ TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "
 def tracking_uri_problem(uri: str) -> str | None:
     """'' (the default store) or a URI whose scheme the registry supports; sqlite needs a path.
 
-    >>> tracking_uri_problem("foo://bar")
-    "scheme 'foo' is not supported: expected sqlite:///PATH.db, http(s)://HOST:PORT (an MLflow server), a postgresql://, mysql:// or mssql:// database, or file:///PATH"
+    >>> print(tracking_uri_problem("foo://bar"))  # doctest: +NORMALIZE_WHITESPACE
+    scheme 'foo' is not supported: expected sqlite:///PATH.db, http(s)://HOST:PORT (an MLflow server),
+    a postgresql://, mysql:// or mssql:// database, or file:///PATH
     """
     if not uri:
         return None
@@ -112,8 +113,8 @@ def tracking_uri_problem(uri: str) -> str | None:
     if scheme not in TRACKING_SCHEMES:
         return (
             (
-                f"scheme {scheme!r} is not supported: expected sqlite:///PATH.db, http(s)://HOST:PORT (an MLflow server), "
-                "a postgresql://, mysql:// or mssql:// database, or file:///PATH"
+                f"scheme {scheme!r} is not supported: expected sqlite:///PATH.db, http(s)://HOST:PORT (an MLflow "
+                "server), a postgresql://, mysql:// or mssql:// database, or file:///PATH"
             )
             if scheme
             else ("expected a URI such as sqlite:///mlflow.db or http://HOST:5000, not a bare path")
@@ -130,6 +131,7 @@ def fsspec_url_problem(url: str) -> str | None:
     if "://" not in url:
         return None
     protocol = url.split("://", 1)[0]
+    # lazy: only a serve.log_dir URL needs fsspec; every verb loads its config through this module
     import fsspec
 
     try:

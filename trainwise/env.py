@@ -20,6 +20,11 @@ from pathlib import Path
 from statistics import median
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from trainwise.errors import DeviceError
+from trainwise.fileio import write_json
+from trainwise.train.precision import apply_fp32_matmul
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Matmul kinds `trainwise info` measures besides DTYPES: fp32 operands with TF32 tensor-core
@@ -29,7 +34,6 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 EXTRA_KINDS = ("tf32", "fp8", "fp8_rowwise")
 PEAK_KINDS = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp8_rowwise")
 FP8_ALIGN = 16  # _scaled_mm needs every dim a multiple of 16; torchao's filter keeps other layers in bf16
-MAX_MODEL_PROBE_BUDGETS = 20  # `info --config` skips a kind whose model-shape probe would outlast this many budgets
 FP8_DTYPES = {"fp8_e4m3": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2"}
 SLOW_FACTOR = 0.5  # warn when a dtype reaches less than half of fp32's matmul throughput
 LIBRARIES = ["torch", "torchao", "numpy", "scikit-learn", "scipy", "mlflow", "safetensors", "pyarrow"]
@@ -39,8 +43,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from trainwise.errors import DeviceError
-
         raise DeviceError(
             "train.device = 'cuda' but no CUDA device is available (torch was built "
             + ("without CUDA" if torch.version.cuda is None else f"for CUDA {torch.version.cuda}")
@@ -139,8 +141,6 @@ GEMM_OPS = ("mm", "addmm", "bmm")  # what linear layers and batched matmuls reac
 def record_gemm_shapes(run) -> list[tuple[str, tuple, tuple, bool, bool]]:
     """The matmuls that `run()` executes (forward and backward), as (op, shape of a, shape of b,
     a transposed, b transposed), recorded at the aten level by a TorchDispatchMode."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     shapes = []
 
     class Recorder(TorchDispatchMode):
@@ -251,63 +251,7 @@ def fp8_operands(m: int, k: int, n: int, rowwise: bool, device: torch.device) ->
     return a, b, torch.tensor(0.75, device=device), torch.tensor(1.25, device=device)
 
 
-def model_gemm_shapes(workload, micro_batch_size: int, device: torch.device) -> list[tuple]:
-    """The matmuls of one forward + backward of a fresh fp32 copy of the workload's model on one
-    micro-batch, on `device` (`record_gemm_shapes`)."""
-    from trainwise.workloads.base import build_model_from_spec
-
-    model = build_model_from_spec(workload.spec).to(device)
-    x, y = (t.to(device) for t in workload.train.batch(torch.arange(min(micro_batch_size, len(workload.train)))))
-    return record_gemm_shapes(lambda: workload.loss_fn(model(x), y).backward())
-
-
-def measure_model_peaks(
-    cfg,
-    device: torch.device,
-    square_gflops: dict | None = None,
-    kinds: tuple[str, ...] = PEAK_KINDS,
-    seconds: float = 0.5,
-) -> dict:
-    """Peak GFLOP/s of the configured model's own matmul shapes in each matmul kind: what
-    `trainwise info --config` adds to the square-matrix probe. A kind that does not run on this
-    device (tf32 off CUDA; fp8 where torch._scaled_mm is missing) is None, and so is one whose
-    single pass over the distinct shapes would outlast MAX_MODEL_PROBE_BUDGETS x `seconds` at its
-    square-probe rate (`square_gflops`; fp16 on most CPUs), with the reason in `not_measured`."""
-    from trainwise.workloads.build import build_workload
-
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    torch.manual_seed(cfg.train.seed)
-    shapes = model_gemm_shapes(build_workload(cfg), cfg.train.micro_batch_size, device)
-    pass_gflop = sum(gemm_flops(op, a, b) for op, a, b, _, _ in set(shapes)) / 1e9
-    gflops, skipped = {}, {}
-    for kind in kinds:
-        rate = (square_gflops or {}).get(kind)
-        if not _kind_runs(kind, device):
-            skipped[kind] = f"{kind} is a CUDA matmul mode"
-        elif rate and pass_gflop / rate > MAX_MODEL_PROBE_BUDGETS * seconds:
-            skipped[kind] = (
-                f"one call of each shape would take ~{pass_gflop / rate:.0f} s at the square probe's {rate:g} GFLOP/s"
-            )
-        else:
-            try:
-                gflops[kind] = round(measure_gemm_gflops(shapes, kind, device, seconds), 1)
-            except (RuntimeError, NotImplementedError) as e:  # fp8 without torch._scaled_mm on this device
-                skipped[kind] = f"{type(e).__name__}: {str(e)[:200]}"
-        gflops.setdefault(kind, None)
-    return {
-        "micro_batch_size": cfg.train.micro_batch_size,
-        "gemm_calls": len(shapes),
-        "distinct_shapes": len(set(shapes)),
-        "shapes": [list(s[:3]) for s in sorted(set(shapes))],
-        "gflops": gflops,
-        "not_measured": skipped,
-        "method": "each distinct (op, a, b) of one forward + backward timed alone, weighted by how often the model runs it; "
-        "fp8: Linear GEMMs through torch._scaled_mm, batched and unaligned ones in bf16",
-    }
-
-
-def _kind_runs(kind: str, device: torch.device) -> bool:
+def kind_runs(kind: str, device: torch.device) -> bool:
     return kind != "tf32" or device.type == "cuda"
 
 
@@ -361,8 +305,6 @@ def collect_info(device: torch.device | None = None, refresh: bool = False, allo
     """Device facts plus measured matmul GFLOP/s per dtype (cached per machine, torch version,
     threads and fp32 matmul precision). The fp32 figure is measured as the training runs fp32:
     as TF32 with `allow_tf32` on CUDA (precision.allow_tf32), as IEEE fp32 otherwise."""
-    from trainwise.train.precision import apply_fp32_matmul
-
     device = device or pick_device("auto")
     fp32_matmul = apply_fp32_matmul(allow_tf32, device)
     cache = _cache_path(device, fp32_matmul)
@@ -373,7 +315,7 @@ def collect_info(device: torch.device | None = None, refresh: bool = False, allo
             pass  # a corrupt cache is remeasured
     gflops, supported = {}, {}
     for name in (*DTYPES, *EXTRA_KINDS):
-        if not _kind_runs(name, device):
+        if not kind_runs(name, device):
             continue  # tf32 is a CUDA matmul mode: on a CPU it would measure fp32 again
         try:
             gflops[name] = round(measure_matmul_gflops(DTYPES.get(name, name), device), 1)
@@ -389,21 +331,8 @@ def collect_info(device: torch.device | None = None, refresh: bool = False, allo
         "warnings": dtype_warnings(gflops, device),
     }
     info["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    from trainwise.rundir import write_json
 
     write_json(cache, info)
-    return info
-
-
-def device_report(device_name: str, refresh: bool = False, cfg=None, config_path: str | None = None) -> dict:
-    """`trainwise info`: collect_info for `device_name` ("auto", "cpu", "cuda"); with a config, also
-    the peak on its own matmul shapes ("model_gemm"), measured under the threads it trains with."""
-    device = pick_device(device_name)
-    if cfg is not None and cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)  # both probes under the threads the recipe trains with
-    info = collect_info(device, refresh=refresh)
-    if cfg is not None:
-        info["model_gemm"] = {"config": config_path, **measure_model_peaks(cfg, device, info["matmul_gflops"])}
     return info
 
 
@@ -417,7 +346,8 @@ def dtype_warnings(gflops: dict[str, float | None], device: torch.device) -> lis
             out.append(f"{name} matmuls do not run on this {device.type}; policies using {name} are unavailable")
         elif base and rate < SLOW_FACTOR * base:
             out.append(
-                f"{name} matmuls measured {base / rate:.1f}x slower than fp32 on this {device.type} ({rate:.0f} vs {base:.0f} GFLOP/s): {name} policies will be slower, not faster"
+                f"{name} matmuls measured {base / rate:.1f}x slower than fp32 on this {device.type} ({rate:.0f} vs "
+                f"{base:.0f} GFLOP/s): {name} policies will be slower, not faster"
             )
     if device.type == "cpu":
         out.append(
@@ -461,12 +391,13 @@ def format_info(info: dict) -> str:
     model = info.get("model_gemm")
     if model:
         lines.append(
-            f"measured on {model['config']}'s own matmul shapes ({model['distinct_shapes']} distinct, {model['gemm_calls']} per "
-            f"forward + backward of a micro-batch of {model['micro_batch_size']}; GFLOP/s):"
+            f"measured on {model['config']}'s own matmul shapes ({model['distinct_shapes']} distinct, "
+            f"{model['gemm_calls']} per forward + backward of a micro-batch of {model['micro_batch_size']}; GFLOP/s):"
         )
         for k, v in model["gflops"].items():
             lines.append(
-                f"  {k:11s} {v if v is not None else 'not measured: ' + model.get('not_measured', {}).get(k, 'unsupported')}"
+                f"  {k:11s} "
+                f"{v if v is not None else 'not measured: ' + model.get('not_measured', {}).get(k, 'unsupported')}"
             )
     for w in info["warnings"]:
         lines.append(f"warning: {w}")

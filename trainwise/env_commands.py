@@ -1,4 +1,4 @@
-"""Verb: info (device facts and measured peak matmul throughput; trainwise.env.device_report)."""
+"""Verb: info (device facts and measured peak matmul throughput; trainwise.model_peaks.device_report)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def register(sub) -> None:
 
 def cmd_info(args) -> int:
     from trainwise.config import load_config
-    from trainwise.env import device_report, format_info
+    from trainwise.env import format_info
+    from trainwise.model_peaks import device_report
 
     if args.overrides and not args.config:
         raise ConfigError("--set needs --config: it overrides a field of that recipe")

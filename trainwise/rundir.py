@@ -1,167 +1,43 @@
 """The run directory: the contract between stages (see docs/architecture.md).
 
-Everything here writes atomically (a temporary file in the same directory, then `os.replace`), so
-an interrupted process never leaves a half-written file behind, and models are saved without
-pickle: tensors in safetensors, everything else in JSON.
+Everything here writes atomically (trainwise.fileio: a temporary file in the same directory, then
+`os.replace`), so an interrupted process never leaves a half-written file behind, and models are
+saved without pickle: tensors in safetensors, everything else in JSON.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
-import os
-import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from typing import Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from trainwise.errors import ConfigError, DataError, TrainwiseError
 
-MODEL_WEIGHTS = "weights.safetensors"
-MODEL_JSON = "model.json"
-REFERENCE_FILE = "reference.parquet"  # the monitor's training reference (trainwise.monitor.reference)
-
-
-class WriteError(TrainwiseError):
-    """A file could not be written (the disk is full, the folder read-only or not ours): one line, exit 2.
-
-    `reason` is short and lower-case ("no space left on device"), so callers can rephrase the
-    message around it (which checkpoint, which one is still good)."""
-
-    def __init__(self, reason: str, path: str | Path, message: str | None = None):
-        self.reason, self.path = reason, Path(path)
-        super().__init__(message or f"{reason} writing {path}")
-
-    def __reduce__(self):  # pickles (e.g. between ranks) with its arguments
-        return (WriteError, (self.reason, str(self.path), str(self)))
-
-
-# errno -> the words the user reads; anything else gets the system's own text
-_WRITE_REASONS = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.ENOTDIR: "a path component is a file, not a directory",
-}
-
-
-def write_failure_reason(e: BaseException, where: str | Path | None = None) -> str | None:
-    """Why a write failed, for an OSError or an error raised because of one: safetensors'
-    SafetensorError says only '... (os error 28)', torch.save's zip writer raises a RuntimeError
-    whose __context__ is the OSError. When that trail was lost (an exception pickled between
-    ranks) and the file system of `where` is full, it is "no space left on device". None for
-    errors that are no fault of the file system."""
-    seen = e
-    while seen is not None:
-        if isinstance(seen, WriteError):
-            return seen.reason
-        code = seen.errno if isinstance(seen, OSError) else None
-        found = re.search(r"os error (\d+)", str(seen)) if code is None else None
-        code = int(found.group(1)) if found else code
-        if code is not None:
-            return _WRITE_REASONS.get(code) or os.strerror(code).lower()
-        seen = seen.__cause__ or seen.__context__
-    if where is not None and _free_bytes(where) < (1 << 20):
-        return _WRITE_REASONS[errno.ENOSPC]
-    return None
-
-
-def _free_bytes(where: str | Path) -> int:
-    path = Path(where)
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).free
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write `data` to `path` through a temporary file and a rename; on failure no temporary file is
-    left and the old `path`, if any, is untouched. A full disk, a read-only folder and the like
-    raise WriteError."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        reason = write_failure_reason(e) if isinstance(e, OSError) else None
-        if reason:
-            raise WriteError(reason, path) from None
-        raise
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if hasattr(o, "item"):  # numpy / torch scalars
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot write {type(o).__name__} as JSON")
-
-
-def read_json(path: str | Path) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p} does not exist")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p} is not valid JSON: {e}") from None
-
-
-def save_tensors_atomic(
-    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
-) -> None:
-    """`write_atomic` for a safetensors file (the same guarantees, the same WriteError)."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        reason = write_failure_reason(e) if isinstance(e, Exception) else None  # safetensors wraps the OSError
-        if reason:
-            raise WriteError(reason, path) from None
-        raise
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
+# Re-exported: the run directory's file API (`from trainwise.rundir import write_json`), wherever it lives.
+from trainwise.fileio import (  # noqa: F401
+    WriteError,
+    file_sha256,
+    read_json,
+    save_tensors_atomic,
+    write_atomic,
+    write_failure_reason,
+    write_json,
+)
+from trainwise.seal import (  # noqa: F401  (MODEL_*, REFERENCE_FILE re-exported as well)
+    MODEL_JSON,
+    MODEL_WEIGHTS,
+    REFERENCE_FILE,
+    find_model_dir,
+    read_model_dir,
+    recorded_entry,
+    write_manifest,
+)
+from trainwise.train.ac import CheckpointedBlock
 
 # ---------------------------------------------------------------------------------------------
 # model/ : weights.safetensors + model.json
@@ -179,10 +55,6 @@ def _wrapper_types() -> list[tuple[type, str]]:
     in place and FP8 swaps nn.Linear for Float8Linear with the same parameter names: neither adds
     a level. torch's own `get_model_state_dict` skips the same levels (except trainwise's block).
     """
-    from torch.nn.parallel import DistributedDataParallel
-
-    from trainwise.train.ac import CheckpointedBlock
-
     found = [(CheckpointedBlock, "block"), (DistributedDataParallel, "module")]
     # Imported only when already loaded: a model cannot hold an instance of a class nobody imported.
     if "torch._dynamo.eval_frame" in sys.modules:
@@ -221,7 +93,8 @@ def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     out = {name: held[id(t)] for name, t in _plain_names(model) if id(t) in held}
     if len({id(t) for t in out.values()}) != len(held):
         raise TrainwiseError(
-            f"{type(model).__name__}: some entries of its state_dict are not parameters or buffers of its modules; cannot name them in the plain model"
+            f"{type(model).__name__}: some entries of its state_dict are not parameters or buffers of its modules; "
+            "cannot name them in the plain model"
         )
     return out
 
@@ -246,6 +119,7 @@ def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def spec_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
     """Name -> shape of the state_dict of the model that `spec` rebuilds (built on the meta device)."""
+    # lazy: workloads.base imports pandas; every CLI verb loads this module
     from trainwise.workloads.base import build_model_from_spec
 
     with torch.random.fork_rng(devices=[]):  # building a model must not move the training run's RNG
@@ -261,7 +135,8 @@ def spec_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
                 raise
             except Exception as e:  # the user's builder failed (e.g. it is not a model builder at all)
                 raise ConfigError(
-                    f"builder {spec.get('builder')!r} failed with kwargs {spec.get('kwargs', {})}: {type(e).__name__}: {e}"
+                    f"builder {spec.get('builder')!r} failed with kwargs {spec.get('kwargs', {})}: {type(e).__name__}: "
+                    f"{e}"
                 ) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"builder {spec.get('builder')!r} returned {type(model).__name__}, not a torch.nn.Module")
@@ -309,8 +184,9 @@ def check_finite_weights(state: dict[str, torch.Tensor], weights: Path) -> None:
     bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         raise NonFiniteWeightsError(
-            f"refusing to write {weights}: {len(bad)} of {len(state)} weight tensors hold NaN or infinity (first: {bad[0]}); "
-            "the training diverged (a learning rate too high? see metrics.jsonl), so the run failed and no model was saved"
+            f"refusing to write {weights}: {len(bad)} of {len(state)} weight tensors hold NaN or infinity (first: "
+            f"{bad[0]}); the training diverged (a learning rate too high? see metrics.jsonl), so the run failed and no "
+            "model was saved"
         )
 
 
@@ -322,8 +198,6 @@ def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
     refused before anything is written. A reference.parquet left from earlier weights is removed:
     it holds their predictions, not these.
     """
-    from trainwise.seal import write_manifest
-
     model_dir = Path(model_dir)
     weights = model_dir / MODEL_WEIGHTS
     state = clean_state_dict(model)
@@ -334,18 +208,6 @@ def save_model(model: nn.Module, model_dir: str | Path, meta: dict) -> None:
     (model_dir / "reference_profile.json").unlink(missing_ok=True)  # the profile of that reference (monitor)
     write_json(model_dir / MODEL_JSON, {**meta, "weights_sha256": file_sha256(weights)})
     write_manifest(model_dir)
-
-
-def find_model_dir(model_dir: str | Path) -> Path:
-    """The model folder of a model or run directory (a run directory's model/)."""
-    model_dir = Path(model_dir)
-    if (model_dir / "model" / MODEL_JSON).is_file():
-        model_dir = model_dir / "model"
-    if not (model_dir / MODEL_JSON).is_file():
-        raise DataError(
-            f"{model_dir} holds no model (expected {MODEL_JSON} and {MODEL_WEIGHTS}; is it a finished run directory?)"
-        )
-    return model_dir
 
 
 def load_model(model_dir: str | Path, verify: bool = True, registered: dict | None = None) -> tuple[nn.Module, dict]:
@@ -359,7 +221,7 @@ def load_model(model_dir: str | Path, verify: bool = True, registered: dict | No
     with (`check_builder_trusted`), whatever `verify` says: it is code, and it runs. Every
     parameter and buffer must be present with its shape.
     """
-    from trainwise.seal import read_model_dir, recorded_entry
+    # lazy: workloads.base imports pandas; every CLI verb loads this module
     from trainwise.workloads.base import build_model_from_spec, check_builder_trusted
 
     model_dir, meta = read_model_dir(model_dir, verify, registered)
@@ -371,8 +233,8 @@ def load_model(model_dir: str | Path, verify: bool = True, registered: dict | No
         raise
     except Exception as e:  # the builder itself failed (kwargs it does not take, ...)
         raise DataError(
-            f"{model_dir / MODEL_JSON}: builder {meta['spec'].get('builder')!r} failed with kwargs {meta['spec'].get('kwargs', {})}: "
-            f"{type(e).__name__}: {e}"
+            f"{model_dir / MODEL_JSON}: builder {meta['spec'].get('builder')!r} failed with kwargs "
+            f"{meta['spec'].get('kwargs', {})}: {type(e).__name__}: {e}"
         ) from None
     weights = model_dir / MODEL_WEIGHTS
     try:
@@ -384,7 +246,8 @@ def load_model(model_dir: str | Path, verify: bool = True, registered: dict | No
     )
     if misfit:
         raise DataError(
-            f"{weights} does not fit the architecture in {MODEL_JSON} (builder {meta['spec'].get('builder')!r}): {misfit}"
+            f"{weights} does not fit the architecture in {MODEL_JSON} (builder {meta['spec'].get('builder')!r}): "
+            f"{misfit}"
         )
     model.load_state_dict(saved, strict=True)
     return model.eval(), meta
@@ -404,8 +267,8 @@ def load_weights_into(model: nn.Module, model_dir: str | Path, what: str = "mode
     misfit = describe_misfit({k: tuple(v.shape) for k, v in saved.items()}, plain_shapes(model))
     if misfit:
         raise DataError(
-            f"{what} = {str(model_dir)!r}: its weights do not fit this model ({misfit}; shapes are saved vs this model); "
-            "train from it with the same workload and model settings"
+            f"{what} = {str(model_dir)!r}: its weights do not fit this model ({misfit}; shapes are saved vs this "
+            "model); train from it with the same workload and model settings"
         )
     model.load_state_dict(saved, strict=True)
     return meta

@@ -21,11 +21,16 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainwise.errors import DataError
+from trainwise.errors import DataError, TrainwiseError
+from trainwise.fileio import file_sha256, write_atomic, write_json
 
+MODEL_WEIGHTS = "weights.safetensors"
+MODEL_JSON = "model.json"
+REFERENCE_FILE = "reference.parquet"  # the monitor's training reference (trainwise.monitor.reference)
+REFERENCE_PROFILE = "reference_profile.json"  # its mergeable profile (trainwise.monitor.sketch)
 MANIFEST = "manifest.json"
-# what a model folder may hold; reference_profile.json is the monitor's mergeable profile of reference.parquet
-SEALED_FILES = ("model.json", "weights.safetensors", "reference.parquet", "reference_profile.json")
+# what a model folder may hold
+SEALED_FILES = (MODEL_JSON, MODEL_WEIGHTS, REFERENCE_FILE, REFERENCE_PROFILE)
 
 
 @dataclass(frozen=True)
@@ -62,15 +67,11 @@ def bytes_sha256(data: bytes) -> str:
 
 def folder_hashes(model_dir: Path) -> dict[str, str]:
     """{file name: sha256} of the sealed files present in `model_dir`."""
-    from trainwise.rundir import file_sha256
-
     return {name: file_sha256(model_dir / name) for name in SEALED_FILES if (model_dir / name).is_file()}
 
 
 def write_manifest(model_dir: Path) -> Seal:
     """Record the sha256 of the folder's files in model_dir/manifest.json; returns the new seal."""
-    from trainwise.rundir import write_json
-
     files = folder_hashes(model_dir)
     write_json(model_dir / MANIFEST, {"sha256": files_digest(files), "files": files})
     return Seal(files, recorded_entry(model_dir), str(model_dir / MANIFEST))
@@ -125,12 +126,16 @@ def check_sealed(model_dir: Path, seal: Seal, model_json: bytes | None = None) -
         elif have is None:
             why = f"is missing, but {seal.source} records it"
         else:
-            why = f"does not match the hash recorded in {seal.source} (sha256 {have[:12]}..., recorded {want[:12]}...): the file was modified or corrupted"
+            why = (
+                f"does not match the hash recorded in {seal.source} (sha256 {have[:12]}..., recorded {want[:12]}...): "
+                "the file was modified or corrupted"
+            )
         raise DataError(f"{model_dir / name} {why}; refusing to load it")
     unknown = sorted(set(seal.files) - set(SEALED_FILES))
     if unknown:
         raise DataError(
-            f"{seal.source} records files a model folder does not hold ({', '.join(unknown)}); refusing to load {model_dir}"
+            f"{seal.source} records files a model folder does not hold ({', '.join(unknown)}); refusing to load "
+            f"{model_dir}"
         )
 
 
@@ -155,6 +160,18 @@ def recorded_entry(model_dir: Path) -> str:
     return str(workload.get("entry") or "")
 
 
+def find_model_dir(model_dir: str | Path) -> Path:
+    """The model folder of a model or run directory (a run directory's model/)."""
+    model_dir = Path(model_dir)
+    if (model_dir / "model" / MODEL_JSON).is_file():
+        model_dir = model_dir / "model"
+    if not (model_dir / MODEL_JSON).is_file():
+        raise DataError(
+            f"{model_dir} holds no model (expected {MODEL_JSON} and {MODEL_WEIGHTS}; is it a finished run directory?)"
+        )
+    return model_dir
+
+
 def read_model_dir(model_dir: str | Path, verify: bool = True, registered: dict | None = None) -> tuple[Path, dict]:
     """(model folder, model.json contents) of a model or run directory, its files checked first.
 
@@ -162,8 +179,6 @@ def read_model_dir(model_dir: str | Path, verify: bool = True, registered: dict 
     the registry recorded for a registered version (`registered`, a loaded meta's "registry"),
     else the folder's manifest.json. model.json is read once, so what was checked is what is used.
     """
-    from trainwise.rundir import MODEL_JSON, MODEL_WEIGHTS, find_model_dir
-
     model_dir = find_model_dir(model_dir)
     raw = (model_dir / MODEL_JSON).read_bytes()
     if not (model_dir / MODEL_WEIGHTS).is_file():
@@ -187,9 +202,6 @@ def add_model_file(model_dir: str | Path, name: str, data: bytes) -> None:
     The folder is checked against its manifest first, so that re-sealing never blesses a file
     changed since the model was saved.
     """
-    from trainwise.errors import TrainwiseError
-    from trainwise.rundir import write_atomic
-
     model_dir = Path(model_dir)
     if name not in SEALED_FILES:
         raise TrainwiseError(f"{name} is not a file of a model folder (expected one of {', '.join(SEALED_FILES)})")

@@ -104,7 +104,8 @@ def _benches(tmp_path_factory):
     t0 = time.monotonic()
     first = run_bench(config, GRID, [], [], out, budget_min=BUDGET_MIN, log=lines.append)
     wall_s = time.monotonic() - t0
-    # the same bench again, into another folder (without a budget: the recipe's steps, which the roomy budget planned too)
+    # the same bench again, into another folder (without a budget: the recipe's steps, which the roomy budget planned
+    # too)
     second = run_bench(config, GRID, [], [], d / "b", log=[].append)
     return {
         "config": config,

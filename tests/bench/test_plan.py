@@ -97,7 +97,8 @@ def test_on_a_cpu_without_fp16_units_the_fp16_variants_are_planned_as_pruned():
     probe = Probe(0.45, 5.0, 1.0, 8.0)
     plan = plan_budget(360.0, 25.0, probe, tc, vs, AMD, bench_cfg(), cores=2)
     assert plan.pruned_predicted == ["fp16-mixed, ac=none", "fp16-mixed, ac=full"]
-    # their reserve is their start, warm-up and memory-measured steps (pruned at the end of the 2nd step), whatever the steps
+    # their reserve is their start, warm-up and memory-measured steps (pruned at the end of the 2nd step), whatever the
+    # steps
     slow = 0.2 * 221.9 / 1.2 + 0.8
     assert (
         plan.predicted_s["fp16-mixed, ac=none"]

@@ -41,7 +41,8 @@ def test_one_step_is_not_enough_unless_the_next_runs_past_the_threshold():
 
 
 def test_a_slow_first_step_alone_is_not_slowness():
-    # torch.compile's first step (or a burst of other work) takes 60x; the memory-measured step is the control's: runs on
+    # torch.compile's first step (or a burst of other work) takes 60x; the memory-measured step is the control's: runs
+    # on
     assert prune_evidence(StepTimes(36000.0, 700.0, []), None, CONTROL, 200, [BF16], 4.0) is None
     # and the last two observations must both be slow, not just the median
     assert prune_evidence(StepTimes(36000.0, 21000.0, [600.0]), None, CONTROL, 200, [BF16], 4.0) is None

@@ -37,7 +37,8 @@ def test_bounds_match_scipy_one_sided_paired_t_bounds(frames):
     base, _, cand = frames
     b = worsening_bounds(base, cand, "loss", 0.04, 0.95)
     # reference: one-sided 95% bounds of the mean paired difference, Student t (scipy); the bench's bounds come from the
-    # gate's paired interval (or a paired bootstrap): for 400 normal differences they agree within a tenth of the half-width
+    # gate's paired interval (or a paired bootstrap): for 400 normal differences they agree within a tenth of the
+    # half-width
     d = cand["loss"].to_numpy() - base["loss"].to_numpy()
     half = stats.t.ppf(0.95, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
     assert b["worsening"] == pytest.approx(d.mean())

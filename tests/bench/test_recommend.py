@@ -92,8 +92,9 @@ def test_a_gain_no_bigger_than_the_drift_between_two_identical_runs_is_noise():
 
 
 def test_the_timing_phases_paired_ratios_are_used_when_every_candidate_has_one():
-    # training runs drifted (bf16's steps look 1.3x faster), but the interleaved rounds pair each bf16 step with a control
-    # step of the same moment: 0.97x to 1.02x of the control, a tie; and a drift floor is not added on top of paired rounds
+    # training runs drifted (bf16's steps look 1.3x faster), but the interleaved rounds pair each bf16 step with a
+    # control step of the same moment: 0.97x to 1.02x of the control, a tie; and a drift floor is not added on top of
+    # paired rounds
     rows = [
         row("fp32", 500, spread=0.01, control=True),
         row("bf16-mixed", 385, spread=0.01, policy="bf16-mixed"),
@@ -118,8 +119,9 @@ BUSY = {"reliable": False, "unreliable_reason": "timings unreliable: load 4.8 on
 
 
 def test_no_speed_claim_when_the_timing_phase_says_the_machine_was_too_busy():
-    # issue 15: on a busy machine bf16-mixed "ran 80.08x slower than fp32" in its training run; the timing phase's rounds
-    # were as busy, so neither the rounds nor the training runs may be quoted: the simplest passing variant is recommended
+    # issue 15: on a busy machine bf16-mixed "ran 80.08x slower than fp32" in its training run; the timing phase's
+    # rounds were as busy, so neither the rounds nor the training runs may be quoted: the simplest passing variant is
+    # recommended
     rows = [
         row("fp32", 5.0, control=True),
         row("bf16-mixed", 400.4, policy="bf16-mixed"),
@@ -152,14 +154,18 @@ def test_no_speed_claim_when_the_timing_phase_says_the_machine_was_too_busy():
 
 
 def test_a_ratio_whose_interval_is_too_wide_decides_nothing_and_is_not_quoted():
-    # the machine's load was within bench.max_load_per_core, but bf16's paired rounds scattered from 0.17x to 1.53x of the control
+    # the machine's load was within bench.max_load_per_core, but bf16's paired rounds scattered from 0.17x to 1.53x of
+    # the control
     rows = [row("fp32", 500, control=True), row("bf16-mixed", 250, policy="bf16-mixed")]
     rows[1]["speed_ratio_vs_control"] = {
         "median": 0.52,
         "ci95": [0.17, 1.53],
         "n_rounds": 7,
         "reliable": False,
-        "note": "timings unreliable: the 95% interval of step time of bf16-mixed / the fp32 control, 0.17x to 1.53x, reaches beyond ±10%",
+        "note": (
+            "timings unreliable: the 95% interval of step time of bf16-mixed / the fp32 control, 0.17x to 1.53x, "
+            "reaches beyond ±10%"
+        ),
     }
     rec = recommend(rows, 0.0, 0.02, "cpu", timing=RELIABLE)
     reason = {r["label"]: r["reason"] for r in rec["rejected"]}["bf16-mixed"]
@@ -198,7 +204,8 @@ def test_emulated_fp8_is_judged_for_quality_but_never_recommended_for_speed():
 
 
 def test_among_variants_tied_with_the_fastest_the_simplest_wins():
-    # ac=full as fast as ac=none within the noise (and bf16 clearly faster than both): bf16 without AC is the simpler of the tied
+    # ac=full as fast as ac=none within the noise (and bf16 clearly faster than both): bf16 without AC is the simpler of
+    # the tied
     rows = [
         row("fp32", 500, control=True),
         row("bf16-mixed, ac=full", 301, policy="bf16-mixed", ac="full", mem=40, seed=3),

@@ -118,7 +118,8 @@ def test_pairing_cancels_a_drifting_machine():
         and s["ci95"] == pytest.approx([0.5, 0.5])
         and s["n_rounds"] == 9
     )
-    # unpaired, a drift between the two variants' runs alone would move the figure: the 3x-slower rounds of one against the other's quiet ones
+    # unpaired, a drift between the two variants' runs alone would move the figure: the 3x-slower rounds of one against
+    # the other's quiet ones
     assert median(median(r) for r in variant if r) / median(median(r) for r in control) != pytest.approx(0.5, rel=0.05)
 
 

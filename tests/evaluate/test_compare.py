@@ -104,7 +104,8 @@ def test_different_labels_are_refused(preds):
 def test_gate_file_and_unknown_metric(tmp_path):
     good = tmp_path / "gate.toml"
     good.write_text(
-        '[[rule]]\nmetric = "f1_macro"\ntolerance = 0.01\n\n[[rule]]\nmetric = "accuracy"\nscope = "slices"\nmin_count = 50\ntolerance = 0.03\n'
+        '[[rule]]\nmetric = "f1_macro"\ntolerance = 0.01\n\n[[rule]]\nmetric = "accuracy"\nscope = '
+        '"slices"\nmin_count = 50\ntolerance = 0.03\n'
     )
     gate = load_gate(good)
     assert [r.metric for r in gate.rules] == ["f1_macro", "accuracy"] and gate.rules[1].min_count == 50

@@ -15,7 +15,7 @@ def delong_by_definition(y, scores):
     """DeLong et al. 1988 structural components by their O(m n) definition: psi(x, y) = 1, 1/2, 0."""
     pos, neg = [s[y] for s in scores], [s[~y] for s in scores]
     v10, v01 = [], []
-    for x, z in zip(pos, neg):
+    for x, z in zip(pos, neg, strict=True):
         psi = (x[:, None] > z[None, :]) + 0.5 * (x[:, None] == z[None, :])
         v10.append(psi.mean(axis=1))
         v01.append(psi.mean(axis=0))

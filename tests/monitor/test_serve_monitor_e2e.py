@@ -8,8 +8,8 @@ arrive afterwards in a file keyed by the request ids the server returned. `train
 (in process, as cli.main) checks the log against the champion's training reference: the first
 phase fires nothing; the second fires, retrains on the window's labelled rows, gates the new
 version against the champion on the same held-out rows, promotes or rejects, and audits each step;
-when promoted, the running server swaps to it. Traffic after the swap is judged against the new version's own training reference, and fires
-nothing. The test prints the timeline.
+when promoted, the running server swaps to it. Traffic after the swap is judged against the new
+version's own training reference, and fires nothing. The test prints the timeline.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def test_serve_log_monitor_retrain_and_hot_swap(tmp_path, capsys, monkeypatch, e
             ]
             pd.DataFrame(labels).to_csv(root / "labels.csv", index=False)
             timeline["labels arrived"] = time.time()
-            second = watch(root, capsys)
+            watch(root, capsys)
             drift = json.loads((root / "watch" / "drift.json").read_text())
             record = drift["retraining"]
             timeline["trigger fired"] = record["started_unix_s"]
@@ -234,7 +234,8 @@ def test_serve_log_monitor_retrain_and_hot_swap(tmp_path, capsys, monkeypatch, e
     for event, t in timeline.items():
         print(f"  {t - start:7.2f} s  {event}")
     print(
-        f"  decision: {record['decision']} (gate {'passed' if record['gate_passed'] else 'failed'}: {record['gate_reasons']})"
+        f"  decision: {record['decision']} (gate {'passed' if record['gate_passed'] else 'failed'}: "
+        f"{record['gate_reasons']})"
     )
     if os.environ.get("TRAINWISE_E2E_TIMELINE_JSON"):  # benchmarks/serve_monitor_e2e.py commits it
         Path(os.environ["TRAINWISE_E2E_TIMELINE_JSON"]).write_text(

@@ -39,7 +39,7 @@ def test_ks_pvalue_equals_scipy_asymptotic():
 def test_psi_equals_direct_formula():
     r = np.array([0.25, 0.25, 0.5])
     c = np.array([0.2, 0.3, 0.5])
-    direct = sum((ci - ri) * np.log(ci / ri) for ri, ci in zip(r, c))
+    direct = sum((ci - ri) * np.log(ci / ri) for ri, ci in zip(r, c, strict=True))
     assert st.psi(r, c) == pytest.approx(direct)
     assert st.psi(r, r) == 0.0
 

@@ -29,7 +29,8 @@ def test_columns_and_the_multivariate_test_are_reported_separately(monitor):
 def test_no_drift_says_so_for_both(monitor):
     verdict = monitor.check(make_table(5000, seed=3))["verdict"]
     assert re.match(
-        r"no drift in 6 columns nor in the multivariate test \(domain-classifier AUC 0\.\d+\); expected false-alarm rate",
+        r"no drift in 6 columns nor in the multivariate test \(domain-classifier AUC 0\.\d+\); "
+        r"expected false-alarm rate",
         verdict,
     ), verdict
 

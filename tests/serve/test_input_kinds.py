@@ -96,7 +96,7 @@ def test_token_ids_classifier_batches_mixed_lengths():
     body = req.model_validate({"instances": [{"ids": ids} for ids in sent]})
     out = rt.predict([i.model_dump() for i in body.instances])
     with torch.inference_mode():
-        for ids, pred in zip(sent, out):
+        for ids, pred in zip(sent, out, strict=True):
             ref = torch.softmax(rt.model(torch.tensor([ids])), -1)[0].numpy()
             np.testing.assert_allclose([pred["probabilities"][c] for c in "abc"], ref, rtol=1e-5)
     assert any("less than 50" in m for m in _messages(req, [{"ids": [50]}]))

@@ -35,7 +35,8 @@ def _mount(args: list[str], what: str) -> None:
     out = subprocess.run(["mount", *args], capture_output=True, text=True)
     if out.returncode != 0:
         pytest.skip(
-            f"cannot {what} here (mount: {out.stderr.strip() or out.returncode}); this fault needs root or CAP_SYS_ADMIN, as in CI"
+            f"cannot {what} here (mount: {out.stderr.strip() or out.returncode}); this fault needs root or "
+            "CAP_SYS_ADMIN, as in CI"
         )
 
 

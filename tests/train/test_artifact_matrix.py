@@ -142,7 +142,8 @@ def test_loaded_artifacts_predict_what_the_trained_model_did(matrix, strategy):
             failures.append(f"{cell.name}: max |prob difference| {diff:.3g} > {TOLERANCE[p]:.3g}")
         if p != "fp32" and wrong <= 4 * TOLERANCE[p]:
             failures.append(
-                f"{cell.name}: an untrained model is only {wrong:.3g} away; the tolerance could not catch a wrong artifact"
+                f"{cell.name}: an untrained model is only {wrong:.3g} away; the tolerance could not catch a wrong "
+                "artifact"
             )
         if p == "fp32":
             torch.testing.assert_close(

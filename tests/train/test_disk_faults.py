@@ -62,8 +62,8 @@ def test_full_disk_while_writing_a_checkpoint(uninterrupted, tmp_path, capsys):
         assert main(train_args(recipe(tmp_path), run_dir)) == 2
         line = one_line_error(capsys.readouterr().err)
         assert (
-            f"no space left on device writing checkpoint step 8 to {run_dir / 'checkpoints'}; the last good checkpoint is step 4"
-            in line
+            f"no space left on device writing checkpoint step 8 to {run_dir / 'checkpoints'}; the last good checkpoint "
+            "is step 4" in line
         )
         assert leftovers(run_dir) == []
         from trainwise.train.checkpoint_manifest import manifest_problem

@@ -185,7 +185,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
     assert acc.summary["peak_activation_bytes"] > 0  # memory is measured on an accumulating step too
     assert acc.summary["peak_activation_bytes"] < big.summary["peak_activation_bytes"]  # half the micro-batch
     a, b = read_metrics(big.run_dir), read_metrics(acc.run_dir)
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)
 
 

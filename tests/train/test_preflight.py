@@ -161,7 +161,8 @@ def train_entry(capsys, tmp_path, entry: str):
     [
         (
             "flat",
-            "the model's output has shape (16,); expected (16, 2): (B, n_classes) with n_classes = len(info['classes']) = 2",
+            "the model's output has shape (16,); expected (16, 2): (B, n_classes) with n_classes = "
+            "len(info['classes']) = 2",
         ),
         ("three_outputs", "the model's output has shape (16, 3); expected (16, 2)"),
         ("three_outputs_no_classes", "expected (16, 2): (B, n_classes) with n_classes = 1 + the largest target id 1"),

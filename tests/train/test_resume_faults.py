@@ -44,8 +44,8 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(uninterrupted, t
     assert main(["train", "--resume", str(run_dir)]) == 0
     err = capsys.readouterr().err
     assert (
-        "warning: skipping checkpoint step_0000008: the SHA-256 of model.safetensors differs from its manifest.json; resuming from step_0000004"
-        in err
+        "warning: skipping checkpoint step_0000008: the SHA-256 of model.safetensors differs from its manifest.json; "
+        "resuming from step_0000004" in err
     )
     assert_same_run(run_dir, uninterrupted)  # steps 5-8 trained again from step 4
 

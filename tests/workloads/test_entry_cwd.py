@@ -34,7 +34,8 @@ WORKLOAD = textwrap.dedent("""
 
 
     def make_workload(cfg):
-        return Workload(name="cwd", task="classification", model=Net(8), train=split(128, 0), val=split(64, 1), test=split(64, 2),
+        return Workload(name="cwd", task="classification", model=Net(8),
+                        train=split(128, 0), val=split(64, 1), test=split(64, 2),
                         spec={"builder": "PKG.workload:Net", "kwargs": {"width": 8}}, info={"classes": ["neg", "pos"]})
 """)
 
@@ -57,7 +58,8 @@ def user_folder(tmp_path, monkeypatch):
 def test_entry_point_in_the_current_folder_trains_and_evaluates(user_folder, tmp_path, capsys):
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(
-        "[train]\nsteps = 4\nthreads = 1\nmicro_batch_size = 32\nglobal_batch_size = 32\n[log]\nprogress = false\nmlflow = false\n"
+        "[train]\nsteps = 4\nthreads = 1\nmicro_batch_size = 32\nglobal_batch_size = 32\n[log]\nprogress = "
+        "false\nmlflow = false\n"
     )
     code = main(
         [

@@ -25,7 +25,10 @@ from trainwise.workloads.tabular import apply_preprocessing, fit_preprocessing
 from trainwise.workloads.user import read_table
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPE = "[train]\nsteps = 3\nthreads = 1\nmicro_batch_size = 64\nglobal_batch_size = 64\n[log]\nprogress = false\nmlflow = false\n"
+RECIPE = (
+    "[train]\nsteps = 3\nthreads = 1\nmicro_batch_size = 64\nglobal_batch_size = 64\n[log]\nprogress = false\nmlflow "
+    "= false\n"
+)
 
 
 def train_cli(capsys, tmp_path, *sets: str, recipe: Path | None = None, run_name: str = "run"):

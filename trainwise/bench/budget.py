@@ -7,6 +7,7 @@ probes and plans again (docs/bench.md, "Time budget").
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -53,22 +54,23 @@ def probe_speed(
     wall_s = time.monotonic() - t0
     if result.get("status") == "stopped":
         raise ConfigError(
-            f"time budget too small for this machine: the fp32 control's {PROBE_STEPS}-step speed probe alone had not finished "
-            f"after {wall_s:.0f} s, so the bench needs more than {(spent_s + wall_s) / 60:.1f} min; give a larger --budget-min"
+            f"time budget too small for this machine: the fp32 control's {PROBE_STEPS}-step speed probe alone had not "
+            f"finished after {wall_s:.0f} s, so the bench needs more than {(spent_s + wall_s) / 60:.1f} min; give a "
+            "larger --budget-min"
         )
     if result.get("status") not in FINISHED:
         raise ConfigError(
             f"the fp32 control's speed probe did not finish ({result.get('status')}: {result.get('reason')}); "
             f"see {d / LOG}"
         )
-    import json
 
     rows = [json.loads(line) for line in (d / RUN / "metrics.jsonl").read_text().splitlines() if line.strip()]
     probe = Probe.from_run(
         wall_s, [r["step_ms"] for r in rows if "step_ms" in r], [r["step_ms"] for r in rows if is_timed_row(r)]
     )
     log(
-        f"speed probe: the fp32 control takes {probe.step_s:.2f} s a step and {probe.fixed_s:.0f} s a run besides its steps"
+        f"speed probe: the fp32 control takes {probe.step_s:.2f} s a step and {probe.fixed_s:.0f} s a run besides its "
+        "steps"
     )
     return probe
 

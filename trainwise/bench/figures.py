@@ -21,6 +21,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _plt():
+    # lazy: matplotlib takes seconds to import, and only the HTML report draws; Agg is chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +40,7 @@ def speed_memory_figure(rows: list[dict], unit: str = "tokens", unreliable: str 
     pts = [r for r in rows if r.get("tokens_per_s") and r.get("peak_memory_bytes") and not r.get("emulated")]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     xy = [(r["peak_memory_bytes"] / MIB, r["tokens_per_s"]) for r in pts]
-    for (x, y), r in zip(xy, pts):
+    for (x, y), r in zip(xy, pts, strict=True):
         ax.scatter(x, y, color="k" if r["is_control"] else VERDICT_COLOR.get(r["quality_verdict"], "tab:blue"))
         ax.annotate(r["label"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     front = pareto_front(xy)
@@ -111,9 +112,9 @@ def loss_figure(rows: list[dict]) -> str:
             else dict(lw=1, alpha=0.8)
         )
         if c.get("train"):
-            ax1.plot(*zip(*c["train"]), label=r["label"], **style)
+            ax1.plot(*zip(*c["train"], strict=True), label=r["label"], **style)
         if c.get("val"):
-            ax2.plot(*zip(*c["val"]), marker="o", ms=3, label=r["label"], **style)
+            ax2.plot(*zip(*c["val"], strict=True), marker="o", ms=3, label=r["label"], **style)
     for ax, what in ((ax1, "training loss"), (ax2, "validation loss")):
         ax.set_xlabel("step")
         ax.set_ylabel(what)

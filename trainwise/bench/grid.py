@@ -54,7 +54,8 @@ class Variant:
     cfg: Config | None = None
     hash: str = ""
     is_control: bool = False
-    kind: str = "trainwise"  # or "baseline" (the plain-PyTorch loop), or "control-seed" (the control with another seed: the noise floor)
+    # or "baseline" (the plain-PyTorch loop), or "control-seed" (the control with another seed: the noise floor)
+    kind: str = "trainwise"
     tags: list[str] = field(default_factory=list)
 
     @property
@@ -129,10 +130,11 @@ def expand(
     control (the base config with precision.policy = fp32) is added first when no variant is it."""
     if not grid_items and not variant_items:
         raise ConfigError(
-            "empty grid: give at least one --grid section.field=v1,v2 (e.g. --grid precision.policy=fp32,bf16-mixed) or --variant"
+            "empty grid: give at least one --grid section.field=v1,v2 (e.g. --grid precision.policy=fp32,bf16-mixed) "
+            "or --variant"
         )
     grid = parse_grid(grid_items)
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
+    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())] if grid else []
     combos += [parse_variant(v) for v in variant_items]
     base_data = base_data or {}
     variants, seen = [], set()

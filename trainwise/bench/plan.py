@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from statistics import median
 
 from trainwise.bench.results import PEAK_DTYPE
 from trainwise.bench.timing_stats import MIN_ROUNDS
@@ -128,8 +129,6 @@ class Probe:
     @classmethod
     def from_run(cls, wall_s: float, step_ms: list[float], timed_ms: list[float]) -> "Probe":
         """`step_ms`: every step of the probe run (it logs each); `timed_ms`: the timed ones."""
-        from statistics import median
-
         step_s = median(timed_ms) / 1e3
         total_steps_s = sum(step_ms) / 1e3
         return cls(step_s, max(0.0, wall_s - total_steps_s), max(0.0, total_steps_s / step_s - len(step_ms)), wall_s)
@@ -255,10 +254,11 @@ def plan_budget(
     minimum = spent_s + total(min(MIN_STEPS, tc.steps), must) + TAIL_S + TAIL_PER_RUN_S * len(must)
     if minimum > budget_s:
         raise ConfigError(
-            f"time budget {budget_s / 60:.3g} min is too small for this machine: the fp32 control measured {probe.step_s:.2f} s a step "
-            f"and {probe.fixed_s:.0f} s a run besides its steps, so training it (and its {len(must) - 1} other seed(s)) for "
-            f"{min(MIN_STEPS, tc.steps)} steps alone needs about {math.ceil(minimum / 60 * 10) / 10:.1f} min; "
-            f"give --budget-min {math.ceil(minimum / 60 * 10) / 10:.1f} or more"
+            f"time budget {budget_s / 60:.3g} min is too small for this machine: the fp32 control measured "
+            f"{probe.step_s:.2f} s a step and {probe.fixed_s:.0f} s a run besides its steps, so training it (and its "
+            f"{len(must) - 1} other seed(s)) for {min(MIN_STEPS, tc.steps)} steps alone needs about "
+            f"{math.ceil(minimum / 60 * 10) / 10:.1f} min; give --budget-min {math.ceil(minimum / 60 * 10) / 10:.1f} "
+            "or more"
         )
     room = SAFETY * (budget_s - spent_s - timing_reserve - tail)
     ladder = step_ladder(tc.steps)

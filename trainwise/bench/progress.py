@@ -61,8 +61,9 @@ class BenchProgress:
         eta = self.eta_s()
         step = f" step {self.step}/{self.steps}" if self.steps else ""
         return (
-            f"bench: run {self.run_index}/{self.n_runs} {self.label}{step} | elapsed {_fmt_duration(time.perf_counter() - self.t0)}"
-            f" | ETA {_fmt_duration(eta) if eta is not None else '--'} for the whole bench"
+            f"bench: run {self.run_index}/{self.n_runs} {self.label}{step} | elapsed "
+            f"{_fmt_duration(time.perf_counter() - self.t0)} | ETA {_fmt_duration(eta) if eta is not None else '--'} "
+            "for the whole bench"
         )
 
     def _show(self, force: bool = False) -> None:

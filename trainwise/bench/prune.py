@@ -17,7 +17,8 @@ A step still running when the rule is checked counts as a step at least as long 
 when nothing else happens between the two rows (a validation, a checkpoint).
 
 >>> control = ControlSteps(warmup_ms=600.0, memory_ms=700.0, median_ms=500.0)
->>> evidence = prune_evidence(StepTimes(19000.0, 21000.0, []), None, control, 100, [Finished("bf16-mixed", 300.0, 100)], 4.0)
+>>> finished = [Finished("bf16-mixed", 300.0, 100)]
+>>> evidence = prune_evidence(StepTimes(19000.0, 21000.0, []), None, control, 100, finished, 4.0)
 >>> round(evidence["slowdown"]), evidence["observed_steps"], evidence["no_saving_over"]
 (31, 2, 'bf16-mixed')
 """
@@ -167,8 +168,9 @@ def prune_reason(evidence: dict, device: str) -> str:
     )
     x = evidence["slowdown"]
     return (f"{x:.0f}x" if x >= 10 else f"{x:.1f}x") + (
-        f" slower than fp32 on this {device} ({over}; bench.prune_slowdown = {evidence['prune_slowdown']:g}), "
-        f"and no memory saving over the faster {evidence['no_saving_over']} (peak memory {share:.0%} of its): no quality claim is made for it"
+        f" slower than fp32 on this {device} ({over}; bench.prune_slowdown = {evidence['prune_slowdown']:g}), and no "
+        f"memory saving over the faster {evidence['no_saving_over']} (peak memory {share:.0%} of its): no quality "
+        "claim is made for it"
     )
 
 

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from trainwise.evaluate.compare import compare_predictions
+from trainwise.evaluate.gate import Gate, Rule
+
 N_BOOT = 1000
 GATE_METRIC = {"lm": "loss", "classification": "log_loss"}
 PRIMARY_METRIC = {"lm": "next_byte_accuracy", "classification": "accuracy"}
@@ -39,9 +42,6 @@ def verdict(lower: float, upper: float, margin: float) -> str:
 
 
 def _compare(base: pd.DataFrame, cand: pd.DataFrame, metric: str, margin: float, confidence: float):
-    from trainwise.evaluate.compare import compare_predictions
-    from trainwise.evaluate.gate import Gate, Rule
-
     return compare_predictions(
         base, cand, gate=Gate([Rule(metric, max(margin, 0.0), confidence)]), n_boot=N_BOOT, seed=0
     )
@@ -106,14 +106,20 @@ def settle_advice(
 ) -> str:
     """What would settle an inconclusive verdict, in the user's terms."""
     if n_needed is None:
-        return "its worsening sits on the margin: no number of validation examples would settle it; compare on the test split"
+        return (
+            "its worsening sits on the margin: no number of validation examples would settle it; compare on the test "
+            "split"
+        )
     batches = math.ceil(n_needed / examples_per_batch)
     if val_examples is not None and n_needed > val_examples:
         return (
-            f"about {n_needed} validation examples would settle it ({n} compared), more than the validation split's {val_examples}: "
-            "compare the two runs on the test split (trainwise compare CONTROL_RUN CANDIDATE_RUN)"
+            f"about {n_needed} validation examples would settle it ({n} compared), more than the validation split's "
+            f"{val_examples}: compare the two runs on the test split (trainwise compare CONTROL_RUN CANDIDATE_RUN)"
         )
-    return f"about {n_needed} validation examples would settle it ({n} compared): rerun with --set train.eval_batches={max(batches, eval_batches + 1)}"
+    return (
+        f"about {n_needed} validation examples would settle it ({n} compared): rerun with --set "
+        f"train.eval_batches={max(batches, eval_batches + 1)}"
+    )
 
 
 @dataclass
@@ -153,9 +159,9 @@ def judge(
         "quality_upper_rise": b["upper_bound"] / loss,
     }
     out["quality_detail"] = (
-        f"validation loss {'n/a' if rise is None else f'{rise:+.1%}'} vs the control; paired {rule.confidence:.0%} bounds of "
-        f"the rise {b['lower_bound'] / loss:+.1%} to {b['upper_bound'] / loss:+.1%}, margin {rule.margin / loss:.1%} "
-        f"(tolerance {rule.tolerance:.0%} + noise floor {rule.floor / loss:.1%})"
+        f"validation loss {'n/a' if rise is None else f'{rise:+.1%}'} vs the control; paired {rule.confidence:.0%} "
+        f"bounds of the rise {b['lower_bound'] / loss:+.1%} to {b['upper_bound'] / loss:+.1%}, margin "
+        f"{rule.margin / loss:.1%} (tolerance {rule.tolerance:.0%} + noise floor {rule.floor / loss:.1%})"
     )
     if out["quality_verdict"] == "inconclusive":
         need = (

@@ -48,6 +48,11 @@ def complexity(row: dict, control: dict) -> tuple:
 
 def rejection(row: dict, budget_gib: float) -> str | None:
     """Why `row` cannot be recommended, or None when it can."""
+    return _not_a_candidate(row) or _quality_rejection(row) or _memory_rejection(row, budget_gib)
+
+
+def _not_a_candidate(row: dict) -> str | None:
+    """Why `row` is not a timed trainwise configuration to recommend (failed, a reference, emulated, untimed)."""
     if row["status"] not in FINISHED:
         return f"{row['status']}: {row.get('reason')}"
     if row["kind"] == "baseline":
@@ -55,9 +60,17 @@ def rejection(row: dict, budget_gib: float) -> str | None:
     if row["kind"] == "control-seed":
         return "the fp32 control with another seed (measures the noise floor; not a candidate)"
     if row.get("emulated"):
-        return f"{row['emulated']}: quality {row['quality_verdict']} ({row.get('quality_detail')}); not recommended for speed on this machine"
+        return (
+            f"{row['emulated']}: quality {row['quality_verdict']} ({row.get('quality_detail')}); not recommended for "
+            "speed on this machine"
+        )
     if not row.get("median_step_ms"):
         return "no timed steps"
+    return None
+
+
+def _quality_rejection(row: dict) -> str | None:
+    """Why `row`'s quality or numerics rule it out, or None when they pass."""
     if row["quality_verdict"] == "fail":
         return f"quality fail: {row.get('quality_detail')}"
     if row["quality_verdict"] == "inconclusive":
@@ -66,6 +79,10 @@ def rejection(row: dict, budget_gib: float) -> str | None:
         return f"quality {row['quality_verdict']}: {row.get('quality_detail')}"
     if row.get("health_issues"):
         return "numerics: " + "; ".join(row["health_issues"])
+    return None
+
+
+def _memory_rejection(row: dict, budget_gib: float) -> str | None:
     mem = row.get("peak_memory_bytes")
     if budget_gib and mem is not None and mem > budget_gib * GIB:
         return f"peak memory {mem / GIB:.2f} GiB is over bench.memory_budget_gib = {budget_gib:g}"
@@ -104,6 +121,8 @@ def recommend(
     timing: dict | None = None,
 ) -> dict:
     """`timing`: the timing phase's verdict {'reliable', 'unreliable_reason'} (None when it did not run)."""
+    # Over 60 lines on purpose: the recommendation's steps in order (reject, choose, explain each loser, quote speed),
+    # each a call; the rest is the returned dict.
     control = next((r for r in rows if r["is_control"]), None)
     reasons = {r["config_hash"]: rejection(r, budget_gib) for r in rows}
     if control is None or control["status"] not in FINISHED or not control.get("median_step_ms"):
@@ -172,17 +191,23 @@ def _slower_reason(r: dict, best: dict, fastest: dict | None, ev: SpeedEvidence,
     why_not = ev.not_quotable.get(r["config_hash"]) or ev.not_quotable.get(best["config_hash"])
     if r is fastest:
         if why_not:
-            return f"not clearly faster than {best['label']} (its speed figure is not quoted: {why_not}): the simpler {best['label']} is recommended"
+            return (
+                f"not clearly faster than {best['label']} (its speed figure is not quoted: {why_not}): the simpler "
+                f"{best['label']} is recommended"
+            )
         lo = ev.speedup_interval(r, best)[0]
         return (
-            f"{ev.speedup(r, best):.2f}x the speed of {best['label']}, not clearly faster "
-            f"(lower bound {lo:.2f}x, needs > {need:.2f}x: bench.min_gain {min_gain:.0%} beyond the speed noise floor {ev.floor:.1%}; {ev.source}): "
-            f"the simpler {best['label']} is recommended"
+            f"{ev.speedup(r, best):.2f}x the speed of {best['label']}, not clearly faster (lower bound {lo:.2f}x, "
+            f"needs > {need:.2f}x: bench.min_gain {min_gain:.0%} beyond the speed noise floor {ev.floor:.1%}; "
+            f"{ev.source}): the simpler {best['label']} is recommended"
         )
     if fastest is not None and not ev.clearly_faster(fastest, r, min_gain):
         return f"its speed cannot be told apart from {fastest['label']}'s, and {best['label']} is simpler"
     if why_not:
-        return f"clearly slower than {best['label']} by the 95% interval of its paired rounds (figure not quoted: {why_not})"
+        return (
+            f"clearly slower than {best['label']} by the 95% interval of its paired rounds (figure not quoted: "
+            f"{why_not})"
+        )
     return f"{ev.speedup(best, r):.2f}x slower than {best['label']}" + (
         " (the fp32 control)" if best.get("is_control") else ""
     )
@@ -197,8 +222,14 @@ def summary_line(rec: dict) -> str:
         return f"no recommendation: {rec['reason']}"
     if rec.get("is_control"):
         if rec.get("speed_unreliable"):
-            return f"recommended: {rec['label']}, the fp32 control itself, as the simplest passing variant: speeds not compared ({rec['speed_unreliable']})"
-        return f"recommended: {rec['label']}, the fp32 control itself: no variant that passed the quality gate was clearly faster"
+            return (
+                f"recommended: {rec['label']}, the fp32 control itself, as the simplest passing variant: speeds not "
+                f"compared ({rec['speed_unreliable']})"
+            )
+        return (
+            f"recommended: {rec['label']}, the fp32 control itself: no variant that passed the quality gate was "
+            "clearly faster"
+        )
     mem = rec.get("memory_saving_vs_fp32")
     speed = (
         f"{rec['speedup_vs_fp32']:.2f}x the fp32 control's throughput"

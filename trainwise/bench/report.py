@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import html
 
-from trainwise.bench.figures import loss_figure, pareto_front, speed_memory_figure, speedup_figure  # noqa: F401  (pareto_front: re-exported)
+from trainwise.bench.figures import (  # noqa: F401  (pareto_front: re-exported)
+    loss_figure,
+    pareto_front,
+    speed_memory_figure,
+    speedup_figure,
+)
+from trainwise.bench.recommend import summary_line
 from trainwise.evaluate.report import CSS
 from trainwise.runstatus import RunStatus
 
@@ -53,7 +59,10 @@ def _ratio(s: dict | None) -> str:
 def _quality_cell(r: dict) -> str:
     v = r.get("quality_verdict", "")
     if r.get("quality_upper_rise") is not None:
-        return f"{v} (rise {r['quality_lower_rise']:+.1%} to {r['quality_upper_rise']:+.1%}, margin {r['quality_margin_rise']:.1%})"
+        return (
+            f"{v} (rise {r['quality_lower_rise']:+.1%} to {r['quality_upper_rise']:+.1%}, margin "
+            f"{r['quality_margin_rise']:.1%})"
+        )
     return v
 
 
@@ -88,13 +97,16 @@ def timing_line(meta: dict, rec: dict) -> str:
     if t:
         load = f"; load {t['load_per_core']:.2f} per core over the rounds" if t.get("load_per_core") is not None else ""
         steal = f", steal {t['steal_share']:.0%}" if t.get("steal_share") else ""
-        how = f"speeds from {t['rounds']} interleaved timing rounds x {t['steps_per_round']} steps after training{load}{steal}: "
+        how = (
+            f"speeds from {t['rounds']} interleaved timing rounds x {t['steps_per_round']} steps after "
+            f"training{load}{steal}: "
+        )
         if t.get("unreliable_reason"):
             how += t["unreliable_reason"]
         elif t.get("ratios_quoted", 0) < t.get("ratios", 0):
             how += (
-                f"the load was within bench.max_load_per_core, but {t['ratios'] - t['ratios_quoted']} of {t['ratios']} speed ratios "
-                "scattered too widely to quote (bench.max_ratio_ci)"
+                f"the load was within bench.max_load_per_core, but {t['ratios'] - t['ratios_quoted']} of {t['ratios']} "
+                "speed ratios scattered too widely to quote (bench.max_ratio_ci)"
             )
         else:
             how += "timings reliable"
@@ -123,11 +135,12 @@ def floor_lines(meta: dict) -> list[str]:
     pm = f["per_metric"]
     seeds = ", ".join(f"{x:.4f}" for x in pm[m]["per_seed"])
     return [
-        f"noise floor: {f['seeds']} seeds of the fp32 control differ by {pm[m]['floor']:.4f} in validation {m} ({seeds}; "
-        f"{pm[m]['floor'] / f['control_loss']:.1%} of the control's) and by {pm[p]['floor']:.4f} in {p.replace('_', ' ')}",
-        f"verdict margin = tolerance {meta.get('tolerance'):.0%} x control loss + noise floor = {f['tolerance_abs']:.4f} + "
-        f"{pm[m]['floor']:.4f} = {f['margin']:.4f}: pass when the paired {m} rise's upper bound is within it, "
-        "fail when its lower bound is beyond it, otherwise inconclusive",
+        f"noise floor: {f['seeds']} seeds of the fp32 control differ by {pm[m]['floor']:.4f} in validation {m} "
+        f"({seeds}; {pm[m]['floor'] / f['control_loss']:.1%} of the control's) and by {pm[p]['floor']:.4f} in "
+        f"{p.replace('_', ' ')}",
+        f"verdict margin = tolerance {meta.get('tolerance'):.0%} x control loss + noise floor = "
+        f"{f['tolerance_abs']:.4f} + {pm[m]['floor']:.4f} = {f['margin']:.4f}: pass when the paired {m} rise's upper "
+        "bound is within it, fail when its lower bound is beyond it, otherwise inconclusive",
     ]
 
 
@@ -141,11 +154,11 @@ def plan_lines(meta: dict) -> list[str]:
     if b:
         training = sum(b["predicted_s"].values())
         lines.append(
-            f"time budget {b['budget_s'] / 60:.1f} min, planned from the control's measured speed ({b['probe']['step_s']:.2f} s a step, "
-            f"{b['probe']['fixed_s']:.0f} s a run besides its steps): {b['spent_s']:.0f} s measuring (matmul peaks, speed probe), "
-            f"about {training:.0f} s training {b['steps']} steps a variant, {b['timing_reserve_s']:.0f} s timing "
-            f"({b['timing_rounds_reserved']} rounds at least), {b['tail_s']:.0f} s quality and report"
-            + (f"; {b['note']}" if b.get("note") else "")
+            f"time budget {b['budget_s'] / 60:.1f} min, planned from the control's measured speed "
+            f"({b['probe']['step_s']:.2f} s a step, {b['probe']['fixed_s']:.0f} s a run besides its steps): "
+            f"{b['spent_s']:.0f} s measuring (matmul peaks, speed probe), about {training:.0f} s training {b['steps']} "
+            f"steps a variant, {b['timing_reserve_s']:.0f} s timing ({b['timing_rounds_reserved']} rounds at least), "
+            f"{b['tail_s']:.0f} s quality and report" + (f"; {b['note']}" if b.get("note") else "")
         )
     if took:
         lines.append("took: " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))
@@ -155,13 +168,12 @@ def plan_lines(meta: dict) -> list[str]:
 def header_lines(meta: dict) -> list[str]:
     return [
         f"device: {meta.get('device')}; peak matmul GFLOP/s measured here: {meta.get('matmul_gflops')}",
-        f"target validation loss: {meta.get('target_val_loss'):.4f}; quality tolerance {meta.get('tolerance'):.0%} of the control's loss",
+        f"target validation loss: {meta.get('target_val_loss'):.4f}; quality tolerance {meta.get('tolerance'):.0%} of "
+        "the control's loss",
     ]
 
 
 def render_markdown(rows: list[dict], rec: dict, meta: dict) -> str:
-    from trainwise.bench.recommend import summary_line
-
     head = header(meta.get("throughput_unit", "tokens"))
     lines = [f"# trainwise bench: {meta.get('config')}", ""] + [f"{x}  " for x in header_lines(meta)] + [""]
     lines += [f"**{summary_line(rec)}**", "", timing_line(meta, rec), ""]
@@ -181,15 +193,14 @@ def _paragraphs(lines: list[str]) -> str:
 
 
 def render_html(rows: list[dict], rec: dict, meta: dict) -> str:
-    from trainwise.bench.recommend import summary_line
-
     unit = meta.get("throughput_unit", "tokens")
     unreliable = rec.get("speed_unreliable")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header(unit))
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(rows))
     rejected = "".join(f"<li>{html.escape(r['reason'])}</li>" for r in rec.get("rejected", []))
     inconclusive = "".join(f"<li>{html.escape(r['reason'])}</li>" for r in rec.get("inconclusive", []))
-    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>trainwise bench</title><style>{CSS}</style></head><body>
+    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>trainwise bench</title>\
+<style>{CSS}</style></head><body>
 <h1>trainwise bench: {html.escape(str(meta.get("config")))}</h1>
 {_paragraphs(header_lines(meta))}
 <h2>Recommendation</h2><p><b>{html.escape(summary_line(rec))}</b></p>

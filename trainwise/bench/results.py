@@ -1,14 +1,18 @@
-"""From each variant's training run and timing-phase entry to one row per variant: speed with its spread, MFU, memory, time to target,
-quality verdict against the fp32 control, numerics health, cost."""
+"""From each variant's training run and timing-phase entry to one row per variant: speed with its spread,
+MFU, memory, time to target, quality verdict against the fp32 control, numerics health, cost."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from trainwise.bench.grid import Variant
+from trainwise.bench.quality import GATE_METRIC, PRIMARY_METRIC, QualityRule, judge, noise_floor
 from trainwise.bench.runner import FINISHED
+from trainwise.evaluate.compare import infer_task
+from trainwise.train.precision import fp8_gemm_kind
 
 # which measured matmul peak (trainwise info) each policy's MFU is divided by
 PEAK_DTYPE = {
@@ -71,7 +75,8 @@ def mfu(
     )
     return (
         None,
-        f"{PEAK_UNREPRESENTATIVE}: the model ran {achieved:.1f} GFLOP/s, above the {dtype} peak of the square-matrix probe ({square:g}){measured}{fp8}",
+        f"{PEAK_UNREPRESENTATIVE}: the model ran {achieved:.1f} GFLOP/s, above the {dtype} peak of the square-matrix "
+        f"probe ({square:g}){measured}{fp8}",
     )
 
 
@@ -89,6 +94,8 @@ def aggregate(v: Variant, result: dict | None, info: dict, cost_per_hour: float,
     timing.json) when it was timed there, else from the training run's own steps; `timing_source`
     says which. The control's other seeds are trained for the noise floor only: no speed is
     reported for them (their step times, kept in `step_ms_samples`, show run-to-run drift)."""
+    # Over 60 lines on purpose: one row's fields, each set where its source (training run, timing phase, peaks) is at
+    # hand; split up, the row would be assembled in several places.
     r = result or {"status": "not run", "reason": "it did not run"}
     policy = v.cfg.precision.policy
     row = {
@@ -160,16 +167,12 @@ def aggregate(v: Variant, result: dict | None, info: dict, cost_per_hour: float,
 
 
 def torch_device(info: dict):
-    import torch
-
     return torch.device(info.get("device") or "cpu")
 
 
 def emulated_note(v: Variant, info: dict) -> str | None:
     """Why a variant's speed on this device says nothing about its technique, or None: fp8 off an
     GPU runs emulated (real fp8 casts, high-precision matmuls: the trainer's own rule), for its numerics only."""
-    from trainwise.train.precision import fp8_gemm_kind
-
     if (
         v.kind != "trainwise"
         or not v.cfg.precision.policy.startswith("fp8")
@@ -177,8 +180,8 @@ def emulated_note(v: Variant, info: dict) -> str | None:
     ):
         return None
     return (
-        f"emulated on this {info.get('device', 'cpu')} (real fp8 casts, no fp8 matmul units): its quality is checked here, "
-        "its speed says nothing about fp8 hardware (an SM89+ GPU)"
+        f"emulated on this {info.get('device', 'cpu')} (real fp8 casts, no fp8 matmul units): its quality is checked "
+        "here, its speed says nothing about fp8 hardware (an SM89+ GPU)"
     )
 
 
@@ -207,7 +210,9 @@ def speed_fields(trained: dict, timed: dict | None) -> dict:
             "step_ms_min": trained.get("min_step_ms"),
             "step_ms_max": trained.get("max_step_ms"),
             "timed_steps": trained.get("timed_steps"),
-            "timing_source": f"training run ({why}): not interleaved, so not comparable across variants on a busy machine",
+            "timing_source": (
+                f"training run ({why}): not interleaved, so not comparable across variants on a busy machine"
+            ),
         }
     out["tokens_per_s"] = units / (ms / 1e3) if units else None
     return out
@@ -222,7 +227,8 @@ def health_issues(summary: dict, max_skipped_share: float) -> list[str]:
     share = summary.get("skipped_share") or 0.0
     if share > max_skipped_share:
         issues.append(
-            f"{summary.get('skipped_steps')} of {summary.get('steps')} steps ({share:.0%}) skipped as non-finite, above precision.max_skipped_share = {max_skipped_share:.0%}"
+            f"{summary.get('skipped_steps')} of {summary.get('steps')} steps ({share:.0%}) skipped as non-finite, "
+            f"above precision.max_skipped_share = {max_skipped_share:.0%}"
         )
     return issues
 
@@ -247,9 +253,6 @@ def add_quality(
     control's seed-to-seed noise floor in the margin (trainwise.bench.quality). Returns what the
     report shows of the floor: {'measured', 'seeds', 'metric', 'primary_metric', 'margin', 'tolerance_abs',
     'control_loss', 'per_metric': {metric: {'per_seed', 'floor'}}} ('reason' when not measured)."""
-    from trainwise.bench.quality import GATE_METRIC, PRIMARY_METRIC, QualityRule, judge, noise_floor
-    from trainwise.evaluate.compare import infer_task
-
     control = next((r for r in rows if r["is_control"]), None)
     if (
         control is None
@@ -293,6 +296,21 @@ def add_quality(
     rule = QualityRule(
         metric, primary, margin, control_loss, tolerance, floor_abs, confidence, examples_per_batch, eval_batches
     )
+    _judge_rows(rows, control, seed_rows, dirs, base, rule, control_loss)
+    return info
+
+
+def _judge_rows(
+    rows: list[dict],
+    control: dict,
+    seed_rows: list[dict],
+    dirs: dict[str, Path],
+    base: pd.DataFrame,
+    rule: QualityRule,
+    control_loss: float,
+) -> None:
+    """Each row's quality verdict and detail: the control, its other seeds, and every other variant
+    judged against the control's predictions `base` by `rule`."""
     control["quality_verdict"], control["quality_detail"] = "control", "the fp32 control"
     for r in seed_rows:
         r["quality_verdict"], r["quality_detail"] = (
@@ -314,7 +332,6 @@ def add_quality(
             )
             continue
         r.update(judge(base, _frame(dirs[r["config_hash"]]), rule, rise, r.get("val_examples")))
-    return info
 
 
 def _rise(row: dict, control_loss: float) -> float | None:

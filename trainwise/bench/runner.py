@@ -222,7 +222,10 @@ def run_variants(out: Path, variants: list[Variant], log=print, sup: Supervision
             need = predicted * _scale(ran_s, predicted_ran_s)
             r = {
                 "status": "not run",
-                "reason": f"the time budget does not fit it: about {need:.0f} s needed, {max(0.0, sup.deadline - time.monotonic()):.0f} s left",
+                "reason": (
+                    f"the time budget does not fit it: about {need:.0f} s needed, "
+                    f"{max(0.0, sup.deadline - time.monotonic()):.0f} s left"
+                ),
             }
             how = ""
         else:

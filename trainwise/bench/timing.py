@@ -23,6 +23,7 @@ from pathlib import Path
 from statistics import median
 
 from trainwise.bench.grid import Variant
+from trainwise.bench.results import peak_dtype
 from trainwise.bench.runner import RESULT, RUN
 from trainwise.bench.timing_stats import (
     load_row,
@@ -213,13 +214,14 @@ def time_variants(
     `gemm_peak_dtype(variant, median_step_ms)` names the dtype in which to measure the peak on the
     variant's own matmul shapes (MFU's peak when the square probe does not bound the model), or
     None to skip it; by default every timed variant is measured in its policy's dtype."""
-    from trainwise.bench.results import peak_dtype
-
+    # Over 60 lines on purpose: the timing phase in order (start the processes, warm-up, rounds, GEMM peaks, close,
+    # summarize), with its logging; its parts are functions already.
     gemm_peak_dtype = gemm_peak_dtype or (lambda v, ms: peak_dtype(v))
     out = Path(out)
     t0 = time.monotonic()
     log(
-        f"timing: {len(variants)} variants, {rounds} interleaved rounds x {steps_per_round} steps (after {warmup_steps} warm-up steps each)"
+        f"timing: {len(variants)} variants, {rounds} interleaved rounds x {steps_per_round} steps (after "
+        f"{warmup_steps} warm-up steps each)"
     )
     procs, failed = start_processes(out, variants, log)
     cores = usable_cores()
@@ -291,6 +293,8 @@ def summarize(
 ) -> dict:
     """The timing result: per variant hash its step times and speed ratio to the control, the
     baseline overhead, the load per round, and whether the machine could support any ratio."""
+    # Over 60 lines on purpose: one dict per variant built field by field, then the paired ratios; it only assembles
+    # what timing_stats computes.
     control = next((v for v in variants if v.is_control), None)
     baseline = next((v for v in variants if v.kind == "baseline"), None)
     threads = [r.get("threads", 1) for r in ready.values()] or [1]

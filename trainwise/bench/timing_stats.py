@@ -26,6 +26,7 @@ def median_ci95(values: list[float]) -> tuple[float | None, float | None]:
     with fewer than MIN_ROUNDS values."""
     if len(values) < MIN_ROUNDS:
         return None, None
+    # lazy: scipy takes seconds to import, and every bench worker process loads this module (via bench.runner)
     from scipy.stats import quantile_test
 
     ci = quantile_test(values, q=median(values), p=0.5).confidence_interval(0.95)
@@ -34,7 +35,8 @@ def median_ci95(values: list[float]) -> tuple[float | None, float | None]:
 
 def round_ratios(numerator: list[list[float] | None], denominator: list[list[float] | None]) -> list[float]:
     """Per round, the ratio of the two variants' median step times (rounds where both ran)."""
-    return [median(n) / median(d) for n, d in zip(numerator, denominator) if n and d]
+    # not strict: a variant that never started has no rounds at all, and then no ratio
+    return [median(n) / median(d) for n, d in zip(numerator, denominator, strict=False) if n and d]
 
 
 def ratio_summary(ratios: list[float], machine_reason: str | None, max_ratio_ci: float, what: str) -> dict:
@@ -50,7 +52,8 @@ def ratio_summary(ratios: list[float], machine_reason: str | None, max_ratio_ci:
         out["note"] = machine_reason
     elif lo is None:
         out["note"] = (
-            f"timings unreliable: {n} paired rounds; a distribution-free 95% interval of the median needs at least {MIN_ROUNDS}"
+            f"timings unreliable: {n} paired rounds; a distribution-free 95% interval of the median needs at least "
+            f"{MIN_ROUNDS}"
         )
     elif max(hi / mid - 1, 1 - lo / mid) > max_ratio_ci:
         out["note"] = (
@@ -70,8 +73,8 @@ def machine_verdict(loads: list[dict], own_threads: int, cores: int, max_load_pe
     stole more than MAX_STEAL_SHARE of the CPU time, or when fewer than MIN_ROUNDS rounds ran."""
     if len(loads) < MIN_ROUNDS:
         return (
-            f"timings unreliable: {len(loads)} timing round(s) ran; a distribution-free 95% interval needs at least {MIN_ROUNDS}"
-            + (" (the time budget ran out)" if loads else "")
+            f"timings unreliable: {len(loads)} timing round(s) ran; a distribution-free 95% interval needs at least "
+            f"{MIN_ROUNDS}" + (" (the time budget ran out)" if loads else "")
         )
     load = median((r["loadavg_per_core_before"] + r["loadavg_per_core_after"]) / 2 for r in loads) * cores
     others = load - min(own_threads, cores)
@@ -82,7 +85,10 @@ def machine_verdict(loads: list[dict], own_threads: int, cores: int, max_load_pe
         )
     steals = [r["steal_share"] for r in loads if r.get("steal_share") is not None]
     if steals and median(steals) > MAX_STEAL_SHARE:
-        return f"timings unreliable: the hypervisor took {median(steals):.0%} of the CPU time (steal) during the timing rounds"
+        return (
+            f"timings unreliable: the hypervisor took {median(steals):.0%} of the CPU time (steal) during the timing "
+            "rounds"
+        )
     return None
 
 
@@ -120,7 +126,7 @@ def load_row(before: dict, after: dict, cores: int) -> dict:
     share of CPU time stolen by the hypervisor during it (None where the kernel does not say)."""
     steal = None
     if before["cpu_times"] and after["cpu_times"]:
-        d_steal, d_total = (a - b for a, b in zip(after["cpu_times"], before["cpu_times"]))
+        d_steal, d_total = (a - b for a, b in zip(after["cpu_times"], before["cpu_times"], strict=True))
         steal = d_steal / d_total if d_total > 0 else None
     per_core = [x / cores if x is not None else 0.0 for x in (before["loadavg"], after["loadavg"])]
     return {"loadavg_per_core_before": per_core[0], "loadavg_per_core_after": per_core[1], "steal_share": steal}

@@ -31,8 +31,21 @@ from pathlib import Path
 
 import torch
 
+from trainwise.bench.baseline import PlainBatches, plain_optimizer, plain_step
 from trainwise.config import load_config
 from trainwise.config_checks import accumulation_steps
+from trainwise.env import DTYPES, measure_gemm_gflops, pick_device
+from trainwise.model_peaks import model_gemm_shapes
+from trainwise.numerics.hybrid import resolve_auto_split
+from trainwise.rundir import read_json
+from trainwise.train.autoac import resolve_ac_mode
+from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint
+from trainwise.train.data import StepSampler
+from trainwise.train.parallel import local_device, setup_distributed, shard_fn
+from trainwise.train.precision import get_policy, make_grad_scaler
+from trainwise.train.setup import prepare
+from trainwise.train.step import StepParts, lr_at, make_optimizer, sampled_batches, train_step, wait_for_device
+from trainwise.workloads.build import build_workload
 
 FAULT_ENV = "TRAINWISE_TIMING_FAULT"
 
@@ -46,8 +59,6 @@ class TimedStep:
     def gemm_peak(self, dtype_name: str) -> tuple[float | None, int]:
         """Peak GFLOP/s of this model's matmul shapes (one forward + backward of a fresh fp32 copy
         on one micro-batch) run in `dtype_name`, on this process's device and threads."""
-        from trainwise.env import DTYPES, measure_gemm_gflops, model_gemm_shapes
-
         shapes = model_gemm_shapes(self.workload, self.tc.micro_batch_size, self.device)
         return measure_gemm_gflops(shapes, DTYPES[dtype_name], self.device), len(shapes)
 
@@ -55,18 +66,6 @@ class TimedStep:
 def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
     """The trainer's step, set up in the order `train()` sets it up (only the run directory is
     not opened), then restored from `run_dir`'s last checkpoint when it has one."""
-    from trainwise.env import pick_device
-    from trainwise.numerics.hybrid import resolve_auto_split
-    from trainwise.rundir import read_json
-    from trainwise.train.autoac import resolve_ac_mode
-    from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint
-    from trainwise.train.data import StepSampler
-    from trainwise.train.step import StepParts, lr_at, make_optimizer, sampled_batches, train_step, wait_for_device
-    from trainwise.train.parallel import local_device, setup_distributed, shard_fn
-    from trainwise.train.precision import get_policy, make_grad_scaler
-    from trainwise.workloads.build import build_workload
-    from trainwise.train.setup import prepare
-
     tc = cfg.train
     device = pick_device(tc.device)
     if tc.threads:
@@ -134,10 +133,6 @@ def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
 
 def build_baseline_step(cfg) -> TimedStep:
     """The plain-PyTorch loop's step on the variants' device (trainwise/bench/baseline.py)."""
-    from trainwise.bench.baseline import PlainBatches, plain_optimizer, plain_step
-    from trainwise.env import pick_device
-    from trainwise.workloads.build import build_workload
-
     tc = cfg.train
     device = pick_device(tc.device)
     if tc.threads:

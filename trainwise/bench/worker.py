@@ -22,10 +22,21 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from trainwise.bench.baseline import plain_train
+from trainwise.bench.prune import is_timed_row
+from trainwise.bench.runner import RESULT, RUN
 from trainwise.config import load_config
+from trainwise.env import pick_device
+from trainwise.evaluate.predict import predict_split
 from trainwise.rundir import write_json
 from trainwise.runstatus import RunStatus
+from trainwise.train.data import eval_indices
+from trainwise.train.loop import train
+from trainwise.train.precision import autocast_context
+from trainwise.workloads.base import Split, build_model_from_spec
+from trainwise.workloads.build import build_workload
 
 FAULT_ENV = "TRAINWISE_BENCH_FAULT"
 
@@ -50,10 +61,6 @@ def flops_per_step(workload, tc) -> float:
     mapped to torch's own SDPA formulas. For a causal decoder the count is PaLM's model FLOPs
     (Chowdhery et al. 2022, app. B): 6 x matmul weights + 12 x n_layers x d_model x context per
     token (the attention term counts the full T x T scores, the causal mask not subtracted)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from trainwise.workloads.base import build_model_from_spec
-
     model = build_model_from_spec(workload.spec)
     # two examples, scaled: the count is linear in the batch, and a whole micro-batch of a large
     # model costs tens of seconds of CPU per variant (lm-small: 8 x 1024 tokens); two, not one, so
@@ -69,8 +76,6 @@ def cpu_attention_flops() -> dict:
     forward (gradients of the scores, V, Q and K: four T x T x d GEMMs): torch's own backward
     formula adds the flash kernel's recomputation of the scores, which model FLOPs leave out,
     and which the math path (plain bmm, counted by torch) does not run."""
-    from torch.utils.flop_counter import sdpa_flop_count
-
     aten = torch.ops.aten
 
     def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
@@ -87,9 +92,6 @@ def cpu_attention_flops() -> dict:
 
 def val_subset(workload, tc):
     """The validation examples the trainer validates on (train.eval_batches fixed batches)."""
-    from trainwise.train.data import eval_indices
-    from trainwise.workloads.base import Split
-
     idx = torch.cat(eval_indices(len(workload.val), tc.eval_batches, tc.micro_batch_size))
     v = workload.val
     meta = v.meta.iloc[idx.numpy()].reset_index(drop=True) if v.meta is not None else None
@@ -108,12 +110,6 @@ def curves(rows: list[dict]) -> dict:
 
 
 def run_trainwise(cfg, variant_dir: Path, quality: bool) -> dict:
-    from trainwise.bench.prune import is_timed_row
-    from trainwise.bench.runner import RUN
-    from trainwise.evaluate.predict import predict_split
-    from trainwise.train.loop import train
-    from trainwise.train.precision import autocast_context
-
     run_dir = variant_dir / RUN
     result = train(cfg, run_dir)
     rows = metrics_rows(run_dir)
@@ -121,7 +117,8 @@ def run_trainwise(cfg, variant_dir: Path, quality: bool) -> dict:
         **result.summary,
         "curves": curves(rows),
         "flops_per_step": flops_per_step(result.workload, cfg.train),
-        # every logged timed step (each one with the bench's train.log_every = 1): the spread of the speed, for the recommendation
+        # every logged timed step (each one with the bench's train.log_every = 1): the spread of the speed, for
+        # the recommendation
         "step_ms_samples": [r["step_ms"] for r in rows if is_timed_row(r)],
         "val_examples": len(result.workload.val),
     }
@@ -137,11 +134,6 @@ def run_trainwise(cfg, variant_dir: Path, quality: bool) -> dict:
 
 
 def run_baseline(cfg, variant_dir: Path, quality: bool) -> dict:
-    from trainwise.bench.baseline import plain_train
-    from trainwise.env import pick_device
-    from trainwise.train.data import eval_indices
-    from trainwise.workloads.build import build_workload
-
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -158,8 +150,6 @@ def run_baseline(cfg, variant_dir: Path, quality: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainwise.bench.runner import RESULT
-
     ap = argparse.ArgumentParser(prog="python -m trainwise.bench.worker")
     ap.add_argument("variant_dir")
     ap.add_argument("--quality", action="store_true", help="save validation predictions for the quality gate")

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from trainwise.errors import DataError
+from trainwise.evaluate.evaluate import evaluate_run
 from trainwise.evaluate.gate import Gate, Rule, combine_statuses, default_gate, describe_needed, judge_rule
 from trainwise.evaluate.intervals import Interval, bootstrap_se, paired_interval
 from trainwise.evaluate.metrics import PROB_PREFIX, class_arrays
@@ -70,7 +71,8 @@ def infer_task(df: pd.DataFrame, what: str) -> str:
     if {"loss", "correct"} <= set(df.columns):
         return "lm"
     raise DataError(
-        f"{what} predictions have neither prob_<class> columns (classification) nor loss/correct (lm); columns: {', '.join(map(str, df.columns))}"
+        f"{what} predictions have neither prob_<class> columns (classification) nor loss/correct (lm); columns: "
+        f"{', '.join(map(str, df.columns))}"
     )
 
 
@@ -81,14 +83,16 @@ def align(baseline: pd.DataFrame, candidate: pd.DataFrame) -> tuple[pd.DataFrame
             raise DataError(f"{what} predictions have no 'id' column; examples are matched by id")
         if df["id"].duplicated().any():
             raise DataError(
-                f"{what} predictions repeat ids (e.g. {df['id'][df['id'].duplicated()].iloc[0]!r}); each example id must appear once"
+                f"{what} predictions repeat ids (e.g. {df['id'][df['id'].duplicated()].iloc[0]!r}); each example id "
+                "must appear once"
             )
     b_ids, c_ids = set(baseline["id"].tolist()), set(candidate["id"].tolist())
     if b_ids != c_ids:
         only_b, only_c = sorted(b_ids - c_ids, key=str), sorted(c_ids - b_ids, key=str)
         raise DataError(
             f"baseline and candidate predictions cover different examples: {len(only_b)} ids only in the baseline "
-            f"(e.g. {only_b[:3]}), {len(only_c)} only in the candidate (e.g. {only_c[:3]}); compare predictions on the same split"
+            f"(e.g. {only_b[:3]}), {len(only_c)} only in the candidate (e.g. {only_c[:3]}); compare predictions on the "
+            "same split"
         )
     baseline = baseline.reset_index(drop=True)
     candidate = candidate.set_index("id").loc[baseline["id"]].reset_index()
@@ -96,7 +100,8 @@ def align(baseline: pd.DataFrame, candidate: pd.DataFrame) -> tuple[pd.DataFrame
         differ = baseline["label"].astype(str).to_numpy() != candidate["label"].astype(str).to_numpy()
         if differ.any():
             raise DataError(
-                f"baseline and candidate disagree on the true label of {int(differ.sum())} examples (e.g. id {baseline['id'][differ].iloc[0]!r}); they are not predictions on the same data"
+                f"baseline and candidate disagree on the true label of {int(differ.sum())} examples (e.g. id "
+                f"{baseline['id'][differ].iloc[0]!r}); they are not predictions on the same data"
             )
     return baseline, candidate
 
@@ -184,6 +189,8 @@ def compare_predictions(
 
     `split` (val/test) only shapes the advice of an inconclusive verdict.
     """
+    # Over 60 lines on purpose: the comparison in order (align, paired deltas and tests, per-slice deltas, the gate's
+    # verdict), then the Comparison it returns; each statistic is a function already.
     task = task or infer_task(baseline_df, "baseline")
     for what, df in (("baseline", baseline_df), ("candidate", candidate_df)):
         if infer_task(df, what) != task:
@@ -302,8 +309,9 @@ def check_slices(rule: Rule, slices: dict, slice_intervals: dict) -> dict:
     if status == "pass":
         worst = max((r for r in results if r["status"] == "pass"), key=lambda r: r["upper_bound"])
         detail = (
-            f"{len(results)} slices checked at {conf:.2%} confidence each, all within tolerance; closest {worst['slice']} "
-            f"(n={worst['n']}): bounds of the worsening [{worst['lower_bound']:+.4f}, {worst['upper_bound']:+.4f}], upper <= {rule.tolerance:g}"
+            f"{len(results)} slices checked at {conf:.2%} confidence each, all within tolerance; closest "
+            f"{worst['slice']} (n={worst['n']}): bounds of the worsening [{worst['lower_bound']:+.4f}, "
+            f"{worst['upper_bound']:+.4f}], upper <= {rule.tolerance:g}"
         )
     elif named:
         detail = "; ".join(named[:5]) + (f"; and {len(named) - 5} more slices" if len(named) > 5 else "")
@@ -336,7 +344,10 @@ def settle_advice(rules: list[dict], n: int, split: str | None) -> str:
         "settle it", "settle every inconclusive rule"
     )
     if split == "val":
-        text += "; these are val-split predictions: evaluate both runs on the test split (`trainwise evaluate RUN_DIR --split test`) or a larger set"
+        text += (
+            "; these are val-split predictions: evaluate both runs on the test split (`trainwise evaluate RUN_DIR "
+            "--split test`) or a larger set"
+        )
     return text
 
 
@@ -356,8 +367,6 @@ def locate_predictions(path: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     if (p / "model").is_dir() and (p / "config.toml").is_file():
-        from trainwise.evaluate.evaluate import evaluate_run
-
         evaluate_run(p)
         return p / "eval" / "predictions.parquet"
     raise DataError(

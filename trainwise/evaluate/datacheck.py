@@ -23,10 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trainwise.config import load_config
 from trainwise.errors import DataError, TrainwiseError
 from trainwise.evaluate import tablechecks as tc
 from trainwise.evaluate.labelissues import find_label_issues
 from trainwise.evaluate.pii import find_pii
+from trainwise.workloads.base import fingerprint_split, get_workload_fn
+from trainwise.workloads.user import load_table, read_table
 
 FINDINGS = ("schema", "missing", "imbalance", "duplicates", "leakage", "label_issues", "pii")
 FILE_NEEDS = {"leakage": "--against OTHER", "imbalance": "--target COLUMN", "label_issues": "--target COLUMN"}
@@ -98,8 +101,6 @@ def check_table(
 
 
 def check_workload(cfg, seed: int = 0) -> tuple[dict, dict]:
-    from trainwise.workloads.base import fingerprint_split, get_workload_fn
-
     w = get_workload_fn(cfg.workload.name)(cfg)
     splits = {"train": w.train, "val": w.val, "test": w.test}
     fingerprints = {k: fingerprint_split(s) for k, s in splits.items()}
@@ -124,8 +125,6 @@ def check_workload(cfg, seed: int = 0) -> tuple[dict, dict]:
     else:
         f["imbalance"] = f["label_issues"] = {"skipped": f"not applicable to task {w.task!r}"}
     if cfg.workload.name == "file":  # the raw table: its missing cells were imputed before the tensors
-        from trainwise.workloads.user import load_table
-
         table, readings = load_table(cfg.workload.path, cfg.workload.column_types)
         f["missing"] = {**tc.missing_values(table), "markers": tc.missing_markers(readings)}
         f["schema"]["suspect_columns"] = tc.suspect_columns(readings)
@@ -160,8 +159,6 @@ def check_data(
     seed: int = 0,
 ) -> dict:
     """Run every check on a CONFIG (.toml) or a FILE (CSV/Parquet); returns the JSON report."""
-    from trainwise.workloads.user import load_table, read_table
-
     rules = parse_fail_on(fail_on)
     source = Path(source)
     if source.suffix.lower() != ".toml":  # refused before any file is read
@@ -169,14 +166,14 @@ def check_data(
         for name, _ in rules:
             if name in FILE_NEEDS and not given[FILE_NEEDS[name]]:
                 raise TrainwiseError(
-                    f"--fail-on {name}: the {name} check of a FILE needs {FILE_NEEDS[name]}; without it the check cannot run"
+                    f"--fail-on {name}: the {name} check of a FILE needs {FILE_NEEDS[name]}; without it the check "
+                    "cannot run"
                 )
     if source.suffix.lower() == ".toml":
-        from trainwise.config import load_config
-
         if against is not None:
             raise TrainwiseError(
-                "--against applies to a FILE; a CONFIG's val and test splits are already checked against its train split"
+                "--against applies to a FILE; a CONFIG's val and test splits are already checked against its train "
+                "split"
             )
         findings, fingerprints = check_workload(load_config(source, list(overrides)), seed)
         kind = "config"

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from trainwise.config import load_config
 from trainwise.errors import DataError
 from trainwise.evaluate.metrics import compute_metrics
 from trainwise.evaluate.predict import predict_split
 from trainwise.evaluate.report import render_report
 from trainwise.evaluate.robustness import robustness
-from trainwise.rundir import write_atomic, write_json
+from trainwise.rundir import load_model, write_atomic, write_json
+from trainwise.workloads.base import fingerprint_split, get_workload_fn
+from trainwise.workloads.inputs import input_spec_of
 
 SPLITS = ("val", "test")
 
@@ -30,11 +33,6 @@ def evaluate_run(
     with_robustness: bool = True,
 ) -> dict:
     """Evaluate a run directory; returns the metrics.json content (also written to `out`)."""
-    from trainwise.config import load_config
-    from trainwise.rundir import load_model
-    from trainwise.workloads.base import fingerprint_split, get_workload_fn
-    from trainwise.workloads.inputs import input_spec_of
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run directory {run_dir} does not exist")
@@ -54,7 +52,8 @@ def evaluate_run(
     missing = [s for s in slices if s not in available]
     if missing:
         raise DataError(
-            f"slice column(s) {', '.join(missing)} do not exist in the {split} split of workload {workload.name!r} (available: {', '.join(available) or 'none'})"
+            f"slice column(s) {', '.join(missing)} do not exist in the {split} split of workload {workload.name!r} "
+            f"(available: {', '.join(available) or 'none'})"
         )
 
     pred_df = predict_split(model, data, task, classes, cfg.eval.batch_size)

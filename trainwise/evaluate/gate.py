@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from trainwise.config import read_toml
 from trainwise.errors import ConfigError
 
 # metric -> (task, True when higher is better)
@@ -260,6 +261,4 @@ def gate_from_dict(data: dict, source: str = "gate") -> Gate:
 
 def load_gate(path: str | Path) -> Gate:
     """Read a gate from a TOML file of [[rule]] tables."""
-    from trainwise.config import read_toml
-
     return gate_from_dict(read_toml(path, "gate file", "a TOML file of [[rule]] tables"), str(path))

@@ -43,6 +43,7 @@ def find_label_issues(
     features: pd.DataFrame | np.ndarray, labels: np.ndarray, seed: int = 0, max_rows: int = MAX_ROWS
 ) -> dict:
     """Rows (positions in `features`) that cleanlab flags, with given and suggested labels."""
+    # lazy: cleanlab takes seconds to import; only the label-issue check of `trainwise data check` uses it
     from cleanlab.filter import find_label_issues as cl_find
 
     labels = np.asarray(labels)

@@ -31,7 +31,8 @@ def class_names(pred_df: pd.DataFrame) -> list[str]:
     names = [c[len(PROB_PREFIX) :] for c in pred_df.columns if str(c).startswith(PROB_PREFIX)]
     if len(names) < 2:
         raise DataError(
-            f"predictions have {len(names)} prob_<class> columns; a classification frame needs one per class (columns: {', '.join(map(str, pred_df.columns))})"
+            f"predictions have {len(names)} prob_<class> columns; a classification frame needs one per class (columns: "
+            f"{', '.join(map(str, pred_df.columns))})"
         )
     return names
 
@@ -68,7 +69,8 @@ def compute_metrics(
     missing = [c for c in slices if c not in pred_df.columns]
     if missing:
         raise DataError(
-            f"slice column(s) {', '.join(missing)} do not exist in the predictions (columns: {', '.join(map(str, pred_df.columns))})"
+            f"slice column(s) {', '.join(missing)} do not exist in the predictions (columns: "
+            f"{', '.join(map(str, pred_df.columns))})"
         )
     if task == "lm":
         out = lm_metrics(pred_df)

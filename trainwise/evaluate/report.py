@@ -13,12 +13,17 @@ import io
 import numpy as np
 import pandas as pd
 
-CSS = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}.small{color:#a60}.bad{color:#b00}"
+CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}.small{color:#a60}"
+    ".bad{color:#b00}"
+)
 
 
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    # lazy: matplotlib, as in the figures below
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -44,6 +49,7 @@ def _table(header: list[str], rows: list[list], row_class: list[str] | None = No
 
 def reliability_figure(rel: dict) -> str:
     """Accuracy vs confidence per equal-width bin, with the per-bin counts underneath."""
+    # lazy: matplotlib takes seconds to import; only the HTML report draws (Agg before pyplot)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +64,7 @@ def reliability_figure(rel: dict) -> str:
     ax.set_ylabel("accuracy")
     ax.legend(loc="upper left")
     axc.bar(centers, rel["count"], width=1 / n, edgecolor="k", color="gray")
-    for c, k in zip(centers, rel["count"]):
+    for c, k in zip(centers, rel["count"], strict=True):
         if k:
             axc.text(c, k, str(k), ha="center", va="bottom", fontsize=6)
     axc.set_xlabel("confidence (top-class probability)")
@@ -67,6 +73,7 @@ def reliability_figure(rel: dict) -> str:
 
 
 def position_loss_figure(pred_df: pd.DataFrame) -> str:
+    # lazy: matplotlib takes seconds to import; only the HTML report draws (Agg before pyplot)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +101,8 @@ def slices_html(slices: dict, metric_names: list[str]) -> str:
             classes.append("small" if r["small"] else "")
         parts.append(f"<h3>{html.escape(col)}</h3>" + _table(header, body, classes))
     note = (
-        '<p class="small">Slices in this colour have fewer examples than the minimum count: their numbers are noisy.</p>'
+        '<p class="small">Slices in this colour have fewer examples than the minimum count: their numbers are '
+        "noisy.</p>"
         if parts
         else "<p>No slices.</p>"
     )
@@ -116,28 +124,29 @@ def robustness_html(rob: dict) -> str:
     return _table(["perturbation", "metric", "value", "change from clean"], rows)
 
 
+# the headline metrics the report's first table shows, per task
+LM_KEYS = ["n", "loss", "bits_per_byte", "next_byte_accuracy"]
+CLASSIFICATION_KEYS = [
+    "n",
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "f1_micro",
+    "precision_macro",
+    "recall_macro",
+    "roc_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "ece_l2",
+    "ece_max",
+    "ece_equal_mass",
+]
+
+
 def render_report(metrics: dict, pred_df: pd.DataFrame, title: str) -> str:
     lm = metrics["task"] == "lm"
-    keys = (
-        ["n", "loss", "bits_per_byte", "next_byte_accuracy"]
-        if lm
-        else [
-            "n",
-            "accuracy",
-            "balanced_accuracy",
-            "f1_macro",
-            "f1_micro",
-            "precision_macro",
-            "recall_macro",
-            "roc_auc",
-            "log_loss",
-            "brier",
-            "ece",
-            "ece_l2",
-            "ece_max",
-            "ece_equal_mass",
-        ]
-    )
+    keys = LM_KEYS if lm else CLASSIFICATION_KEYS
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Metrics</h2>",
@@ -167,10 +176,13 @@ def render_report(metrics: dict, pred_df: pd.DataFrame, title: str) -> str:
         cm = metrics["confusion_matrix"]
         parts += [
             "<h2>Confusion matrix (rows: true, columns: predicted)</h2>",
-            _table([""] + classes, [[c, *row] for c, row in zip(classes, cm)]),
+            _table([""] + classes, [[c, *row] for c, row in zip(classes, cm, strict=True)]),
         ]
         slice_metrics = ["accuracy", "f1_macro", "log_loss", "ece"]
     parts += ["<h2>Slices</h2>", slices_html(metrics.get("slices", {}), slice_metrics)]
     if "robustness" in metrics:
         parts += ["<h2>Robustness</h2>", robustness_html(metrics["robustness"])]
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+        f"</head><body>{''.join(parts)}</body></html>"
+    )

@@ -29,6 +29,8 @@ import torch
 from trainwise.evaluate.metrics import compute_metrics
 from trainwise.evaluate.predict import predict_split
 from trainwise.workloads.base import Split
+from trainwise.workloads.inputs import table_width
+from trainwise.workloads.tabular import apply_preprocessing
 
 HEADLINE = {
     "classification": ("accuracy", "f1_macro", "log_loss", "ece"),
@@ -51,8 +53,8 @@ def perturbations(split: Split, spec: dict | None, seed: int = 0) -> dict[str, S
     """name -> perturbed copy of `split` (inputs changed; targets, ids and meta kept). Raises DoesNotFit."""
     if spec is None:
         raise DoesNotFit(
-            "the model declares no input (model.json has no 'input'), so no perturbation is known to fit it; "
-            "declare it with Workload(..., input=tensor_input(shape, dtype)) (or tokens_input/table_input) and train again"
+            "the model declares no input (model.json has no 'input'), so no perturbation is known to fit it; declare "
+            "it with Workload(..., input=tensor_input(shape, dtype)) (or tokens_input/table_input) and train again"
         )
     g = torch.Generator().manual_seed(seed)
     make = {"table": table_perturbations, "tensor": tensor_perturbations, "tokens": token_perturbations}[spec["kind"]]
@@ -63,9 +65,6 @@ def perturbations(split: Split, spec: dict | None, seed: int = 0) -> dict[str, S
 
 
 def table_perturbations(x: torch.Tensor, spec: dict, g: torch.Generator) -> dict[str, torch.Tensor]:
-    from trainwise.workloads.inputs import table_width
-    from trainwise.workloads.tabular import apply_preprocessing
-
     prep = spec["preprocessing"]
     if x.dim() != 2 or x.shape[1] != table_width(prep) or not x.is_floating_point():
         raise DoesNotFit(
@@ -176,7 +175,9 @@ def robustness(
             m = compute_metrics(predict_split(model, variant, task, classes, batch_size), task, classes)
         except Exception as e:  # noqa: BLE001 - a user's model may reject a variant; report it, keep the evaluation
             out[name] = {
-                "skipped": f"the model failed on these inputs: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                "skipped": (
+                    f"the model failed on these inputs: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                )
             }
             continue
         out[name] = {

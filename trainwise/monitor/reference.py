@@ -32,20 +32,17 @@ import torch
 from trainwise.errors import DataError
 from trainwise.monitor import logschema as ls
 from trainwise.monitor.sketch import profile_layout, profile_partition
+from trainwise.seal import REFERENCE_FILE, REFERENCE_PROFILE, add_model_file
 
-REFERENCE_FILE = "reference.parquet"
 REFERENCE_ROWS = {"table": 2000, "tensor": 1000, "tokens": 256}  # an lm's forward pass over full contexts costs more
 BATCH_ROWS = 256
 SIGNIFICANT_DIGITS = 7
-
-REFERENCE_PROFILE = "reference_profile.json"  # the reference's profile (trainwise.monitor.sketch), sealed in model/
 
 
 def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None:
     """Write run_dir/model/reference.parquet for the saved model of `workload`; None when it declares no input."""
     from trainwise.errors import TrainwiseError
     from trainwise.rundir import MODEL_JSON, load_model, read_json
-    from trainwise.seal import add_model_file
     from trainwise.workloads.inputs import input_spec_of
 
     model_dir = Path(run_dir) / "model"
@@ -94,7 +91,6 @@ def write_reference_profile(model_dir: Path, frame: pd.DataFrame) -> None:
     import json
 
     from trainwise.monitor.drift import DriftMonitor
-    from trainwise.seal import add_model_file
 
     profile = frame_profile(frame, DriftMonitor()._tested, ls.LABEL)
     add_model_file(model_dir, REFERENCE_PROFILE, json.dumps(profile).encode())

@@ -11,6 +11,7 @@ from torch import nn
 from trainwise.numerics.formats import FORMATS, RECIPES, check_formats
 from trainwise.numerics.preflight import check_gpu, preflight
 from trainwise.numerics.probe import find_layers, loss_impact, probe, scaled_mm_check
+from trainwise.train.precision import fp8_module_filter
 
 FP16_MAX = torch.finfo(torch.float16).max
 # A layer is unsafe for an fp8 recipe when its matmul error exceeds this. e4m3's unit roundoff is
@@ -60,11 +61,12 @@ def analyze(
     lr: float = 1e-3,
 ) -> dict:
     """Probe `model` on `batches` (list of (x, y)) and build the numerics report (numerics.json)."""
+    # Over 60 lines on purpose: loss impact, probe, ranking and preflight in order, then the report dict in the shape
+    # numerics.json documents.
     fmts = check_formats(formats)
     check_gpu(gpu)
     for needed in RECIPES[recipe].values():  # the ranking needs the recipe's formats to be castable
         check_formats([needed])
-    from trainwise.train.precision import fp8_module_filter
 
     in_filter = fp8_module_filter()
     modules = find_layers(model)
@@ -99,7 +101,10 @@ def analyze(
         "error_method": METHOD,
         "error_tolerance": ERROR_TOLERANCE,
         "loss_impact": {
-            "method": "leave-one-out fake-quantised forward in the recipe's formats, eval mode, the probe's batches (probe.loss_impact)",
+            "method": (
+                "leave-one-out fake-quantised forward in the recipe's formats, eval mode, the probe's batches "
+                "(probe.loss_impact)"
+            ),
             "loss_fp32": impact["loss_fp32"],
             "loss_converted": impact["loss_converted"],
             "gap": impact["gap"],

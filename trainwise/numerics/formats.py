@@ -65,7 +65,8 @@ def check_formats(names: list[str]) -> list[Format]:
             torch.ones(4).to(fmt.dtype).float()
         except (AttributeError, RuntimeError, TypeError) as e:
             raise TrainwiseError(
-                f"format {name!r}: the installed torch {torch.__version__} cannot cast to {fmt.dtype_name} ({type(e).__name__}: {str(e).splitlines()[0]}); drop it from --formats"
+                f"format {name!r}: the installed torch {torch.__version__} cannot cast to {fmt.dtype_name} "
+                f"({type(e).__name__}: {str(e).splitlines()[0]}); drop it from --formats"
             ) from None
         out.append(fmt)
     return out

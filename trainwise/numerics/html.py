@@ -8,13 +8,15 @@ import html
 import io
 import math
 
+import numpy as np
+
 
 def heatmap_png(report: dict) -> bytes:
+    # lazy: matplotlib takes seconds to import; only the HTML report draws (Agg before pyplot)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     layers = report["ranking"]
     cols = list(next(iter(report["layers"].values()))["errors"]) if layers else []
@@ -68,16 +70,21 @@ def render_html(report: dict) -> str:
     li = report.get("loss_impact", {})
     pf = report["preflight"]
     pf_rows = "".join(
-        f"<tr><td>{html.escape(n)}</td><td>{'x'.join(map(str, v['gemm']))}</td><td>{html.escape(v['speed']['why'])}</td>"
-        f"<td>{'yes' if v['safe'] else 'no'}</td><td>{'fp8' if v['use_fp8'] else 'bf16'}</td></tr>"
+        f"<tr><td>{html.escape(n)}</td><td>{'x'.join(map(str, v['gemm']))}</td>"
+        f"<td>{html.escape(v['speed']['why'])}</td><td>{'yes' if v['safe'] else 'no'}</td>"
+        f"<td>{'fp8' if v['use_fp8'] else 'bf16'}</td></tr>"
         for n, v in pf["layers"].items()
     )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>trainwise numerics</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><body>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><body>
 <h1>Numerics: {html.escape(str(report.get("config", "")))}</h1>
-<p>{report["steps"]} fp32 training steps measured. Ranking: layers beyond fp16's range first, then by loss impact: what the layer's
-{report["recipe"]} forward matmul (operands {html.escape(str(report["recipe_formats"]))}) costs in loss inside the converted model
-(fp32 loss {_fmt(li.get("loss_fp32"))}, every FP8-eligible layer converted {_fmt(li.get("loss_converted"))}, gap {_fmt(li.get("gap"))};
+<p>{report["steps"]} fp32 training steps measured. Ranking: layers beyond fp16's range first, then by loss \
+impact: what the layer's
+{report["recipe"]} forward matmul (operands {html.escape(str(report["recipe_formats"]))}) costs in loss inside \
+the converted model
+(fp32 loss {_fmt(li.get("loss_fp32"))}, every FP8-eligible layer converted {_fmt(li.get("loss_converted"))}, \
+gap {_fmt(li.get("gap"))};
 method: {html.escape(str(li.get("method", "")))}). Error method: {html.escape(report["error_method"])}.</p>
 <h2>FP8 preflight ({html.escape(pf["gpu"])}): {html.escape(pf["verdict"])}</h2>
 <p>Speed verdicts are roofline estimates for the named GPU class, not measurements.</p>
@@ -85,7 +92,8 @@ method: {html.escape(str(li.get("method", "")))}). Error method: {html.escape(re
 <h2>Matmul error per layer and format (worst first)</h2>
 <img alt="heat map" src="data:image/png;base64,{png}">
 <h2>Layers, worst first</h2>
-<table><tr><th>rank</th><th>layer</th><th>type</th><th>loss impact</th><th>matmul error</th><th>act amax</th><th>act min&gt;0</th><th>grad amax</th><th>grad min&gt;0</th><th>verdict</th></tr>{"".join(rows)}</table>
+<table><tr><th>rank</th><th>layer</th><th>type</th><th>loss impact</th><th>matmul error</th><th>act amax</th>\
+<th>act min&gt;0</th><th>grad amax</th><th>grad min&gt;0</th><th>verdict</th></tr>{"".join(rows)}</table>
 <p>Full per-format overflow/underflow shares and percentiles: numerics.json.</p>
 </body></html>
 """

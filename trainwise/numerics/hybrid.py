@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from trainwise.numerics.analysis import analyze
+from trainwise.numerics.diagnose import training_batches
 from trainwise.numerics.formats import RECIPES
 
 AUTO = "auto"
@@ -65,8 +66,6 @@ PROBE_STEPS = (
 def resolve_auto_split(cfg, workload, policy) -> tuple[list[str], dict | None]:
     """The trainer's entry: `precision.keep_high_precision` with 'auto' expanded, and the decision
     (None without 'auto' or without an FP8 policy). Probes the run's first micro-batches."""
-    from trainwise.numerics.diagnose import training_batches
-
     patterns = list(cfg.precision.keep_high_precision)
     return resolve_keep_patterns(
         patterns,

@@ -105,7 +105,8 @@ def preflight(layers: dict, safety: dict, gpu: str = "h100", eligible: set | Non
         paying = [n for n, v in per_layer.items() if v["speed"]["pays"]]
         k, n = largest[1]["gemm"][1:]
         verdict = (
-            f"FP8 will not pay for this model on {label}: its largest GEMM is {k}x{n} (K x N) at M = {largest[1]['gemm'][0]}"
+            f"FP8 will not pay for this model on {label}: its largest GEMM is {k}x{n} (K x N) at M = "
+            f"{largest[1]['gemm'][0]}"
             if not paying
             else f"FP8 is unsafe for every layer where it would pay on {label}"
         )
@@ -126,7 +127,8 @@ def preflight_text(pf: dict) -> str:
         m, k, n = v["gemm"]
         sp = v["speed"].get("speedup")
         lines.append(
-            f"  {name:30s} {f'{m}x{k}x{n}':20s} {(f'{sp:.2f}x' if sp else '-'):12s} {'yes' if v['safe'] else 'NO':5s} {'yes' if v['use_fp8'] else 'no'}"
+            f"  {name:30s} {f'{m}x{k}x{n}':20s} {(f'{sp:.2f}x' if sp else '-'):12s} {'yes' if v['safe'] else 'NO':5s} "
+            f"{'yes' if v['use_fp8'] else 'no'}"
             + ("" if v["safe"] else f"  ({'; '.join(v['unsafe_reasons'])})")
             + (
                 ""

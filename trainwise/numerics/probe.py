@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainwise.errors import TrainwiseError
-from trainwise.numerics.formats import FORMATS, RECIPES, Format, quantize, shares
+from trainwise.numerics.formats import FORMATS, RECIPES, Format, quantize, scale_of, shares
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 KINDS = ("activations", "outputs", "weights", "gradients")
@@ -31,7 +31,8 @@ def find_layers(model: nn.Module) -> dict[str, nn.Module]:
     layers = {name: m for name, m in model.named_modules() if isinstance(m, LAYER_TYPES)}
     if not layers:
         raise TrainwiseError(
-            f"the model ({type(model).__name__}) has no nn.Linear or nn.Conv layers; numerics checks the matmuls of those layers only"
+            f"the model ({type(model).__name__}) has no nn.Linear or nn.Conv layers; numerics checks the matmuls of "
+            "those layers only"
         )
     return layers
 
@@ -44,7 +45,7 @@ def range_stats(x: torch.Tensor, formats: list[Format], loss_scale: float) -> di
     return {
         "amax": a.max().item() if a.numel() else 0.0,
         "min_nonzero": nz.min().item() if nz.numel() else None,
-        "percentiles": {f"p{p:g}": v for p, v in zip(PERCENTILES, q.tolist())},
+        "percentiles": {f"p{p:g}": v for p, v in zip(PERCENTILES, q.tolist(), strict=True)},
         "nonfinite_share": (~torch.isfinite(a)).float().mean().item() if a.numel() else 0.0,
         "shares": {f.name: shares(x, f, loss_scale) for f in formats},
     }
@@ -158,23 +159,11 @@ def probe(
             got = cap.data.get(name)
             if got is None:
                 continue  # a layer the forward did not use
-            tensors = {**got, "weights": layer.weight}
             r = result.setdefault(
                 name,
                 {"type": type(layer).__name__, "shape": _shape(layer, got["activations"]), "stats": {}, "errors": {}},
             )
-            for kind in KINDS:
-                if kind in tensors:
-                    r["stats"][kind] = _merge(
-                        r["stats"].get(kind),
-                        range_stats(tensors[kind], formats, loss_scale if kind == "gradients" else 1.0),
-                    )
-            with torch.no_grad():
-                for col, fmt_of in columns.items():
-                    errs = matmul_errors(layer, got["activations"], got.get("gradients"), fmt_of, loss_scale)
-                    acc = r["errors"].setdefault(col, {k: 0.0 for k in errs})
-                    for k, v in errs.items():
-                        acc[k] += v
+            _add_step(r, layer, got, formats, columns, loss_scale)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     for r in result.values():
@@ -182,6 +171,23 @@ def probe(
             for k in errs:
                 errs[k] /= n_steps
     return result
+
+
+def _add_step(r: dict, layer: nn.Module, got: dict, formats: list[Format], columns: dict, loss_scale: float) -> None:
+    """Fold one step's captured tensors of `layer` into its entry `r`: worst-case range stats, summed errors."""
+    tensors = {**got, "weights": layer.weight}
+    for kind in KINDS:
+        if kind in tensors:
+            r["stats"][kind] = _merge(
+                r["stats"].get(kind),
+                range_stats(tensors[kind], formats, loss_scale if kind == "gradients" else 1.0),
+            )
+    with torch.no_grad():
+        for col, fmt_of in columns.items():
+            errs = matmul_errors(layer, got["activations"], got.get("gradients"), fmt_of, loss_scale)
+            acc = r["errors"].setdefault(col, {k: 0.0 for k in errs})
+            for k, v in errs.items():
+                acc[k] += v
 
 
 class _FakeQuantOutputs:
@@ -273,7 +279,6 @@ def scaled_mm_check(rows: int = 32, k: int = 64, n: int = 32, seed: int = 0) -> 
     gen = torch.Generator().manual_seed(seed)
     x, w = torch.randn(rows, k, generator=gen), torch.randn(n, k, generator=gen)
     f = FORMATS["e4m3-tensorwise"]
-    from trainwise.numerics.formats import scale_of
 
     sx, sw = scale_of(x, f), scale_of(w, f)
     xq = (x * sx).clamp(-448, 448).to(f.dtype)

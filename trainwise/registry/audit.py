@@ -93,6 +93,7 @@ def parse_time(text: str) -> int:
 
 def read_entries(client, name: str) -> list[dict]:
     """Every audit entry of model `name` in `seq` order, each with its MLflow `status` and `run_id`."""
+    # lazy: mlflow takes seconds to import; every CLI verb loads this module
     from mlflow.entities import ViewType
 
     exp = client.get_experiment_by_name(audit_experiment(name))
@@ -208,7 +209,8 @@ def check_chain(entries: list[dict]) -> list[str]:
         if e["action"] in MOVES and e["status"] == "FINISHED":
             if e["from_version"] != holder.get(e["alias"], ""):
                 problems.append(
-                    f"entry {e['seq']}: moved {e['alias']} from v{e['from_version'] or '-'} but v{holder.get(e['alias']) or '-'} held it (interleaved writers)"
+                    f"entry {e['seq']}: moved {e['alias']} from v{e['from_version'] or '-'} but "
+                    f"v{holder.get(e['alias']) or '-'} held it (interleaved writers)"
                 )
             holder[e["alias"]] = e["to_version"]
     return problems
@@ -222,7 +224,8 @@ def check_aliases(entries: list[dict], aliases: dict) -> list[str]:
         now = str(aliases[alias]) if alias in aliases else None
         if now != last.get(alias):
             out.append(
-                f"alias {alias} is v{now or '-'} in MLflow but the last recorded move set v{last.get(alias) or '-'} (moved outside trainwise?)"
+                f"alias {alias} is v{now or '-'} in MLflow but the last recorded move set v{last.get(alias) or '-'} "
+                "(moved outside trainwise?)"
             )
     return out
 

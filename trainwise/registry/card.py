@@ -93,7 +93,8 @@ def _limitations(tags: dict, metrics: dict | None) -> list[str]:
         out.append("No evaluation data was registered with this version: quality is unmeasured here.")
     else:
         out.append(
-            "Metrics come from the held-out split of the same data source; they say nothing about shifted data (watch it with `trainwise monitor`)."
+            "Metrics come from the held-out split of the same data source; they say nothing about shifted data (watch "
+            "it with `trainwise monitor`)."
         )
         flagged = [
             k for k, v in flatten(metrics).items() if any(w in k.lower() for w in ("flag", "small", "warning")) and v
@@ -104,7 +105,8 @@ def _limitations(tags: dict, metrics: dict | None) -> list[str]:
         "fp8"
     ):
         out.append(
-            f"Trained with {tags[TAG + 'precision']}: low-precision numerics; compare with an fp32 control before trusting small differences."
+            f"Trained with {tags[TAG + 'precision']}: low-precision numerics; compare with an fp32 control before "
+            "trusting small differences."
         )
     if not tags.get(TAG + "git_sha"):
         out.append("No git commit was recorded: the training code cannot be pinned exactly.")
@@ -113,6 +115,7 @@ def _limitations(tags: dict, metrics: dict | None) -> list[str]:
 
 def build_card(name: str, version, tracking_uri: str | None = None) -> str:
     """The Markdown model card of `name` version `version`."""
+    # Over 60 lines on purpose: the card's Markdown template, its sections in the order the card shows them.
     client = get_client(tracking_uri)
     mv = get_version(client, name, version)
     version = str(mv.version)
@@ -171,8 +174,8 @@ def build_card(name: str, version, tracking_uri: str | None = None) -> str:
             + [(k, _fmt(run_metrics[f"summary.{k}"])) for k in EFFICIENCY_METRICS if f"summary.{k}" in run_metrics],
         ),
         "",
-        f"Weights: `weights.safetensors`, sha256 `{t('weights_sha256')}`; the whole model folder (model.json included): "
-        f"sha256 `{t('model_sha256')}` (every file checked against the registry on every load).",
+        f"Weights: `weights.safetensors`, sha256 `{t('weights_sha256')}`; the whole model folder (model.json "
+        f"included): sha256 `{t('model_sha256')}` (every file checked against the registry on every load).",
         "",
     ]
     lines += (

@@ -33,6 +33,7 @@ def run_gate(
     metrics.json as `trainwise evaluate` writes them. `gate_path` names a gate file (None or '' =
     the evaluate component's default gate).
     """
+    # lazy: evaluate.compare imports pandas, scipy, sklearn, statsmodels; every CLI verb loads this module
     from trainwise.evaluate.compare import compare_dirs
     from trainwise.evaluate.gate import default_gate, load_gate
 

@@ -10,9 +10,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from trainwise.errors import DataError
+from trainwise.config import config_hash, load_config
+from trainwise.errors import ConfigError, DataError
 from trainwise.registry.tracking import flatten, is_number
 from trainwise.rundir import MODEL_JSON, MODEL_WEIGHTS, file_sha256, read_json
+from trainwise.seal import read_model_dir
 
 TAG = "trainwise."  # prefix of every tag trainwise writes, so they group together in the MLflow UI
 EVAL_FILES = ("predictions.parquet", "metrics.json", "report.html")
@@ -21,8 +23,6 @@ MAX_METRIC_TAGS = 40  # a registry tag per metric; the full metrics.json is an a
 
 def check_model_dir(model_dir: Path) -> dict:
     """model.json of `model_dir` (a run's model/) after checking every file against model/manifest.json."""
-    from trainwise.seal import read_model_dir
-
     run_dir = model_dir.parent
     if not (model_dir / MODEL_JSON).is_file() or not (model_dir / MODEL_WEIGHTS).is_file():
         raise DataError(
@@ -47,9 +47,6 @@ def dir_sha256(folder: Path, names: tuple[str, ...]) -> str:
 
 
 def _config_hash(run_dir: Path) -> str:
-    from trainwise.config import config_hash, load_config
-    from trainwise.errors import ConfigError
-
     try:
         return config_hash(load_config(run_dir / "config.toml"))
     except ConfigError:  # a config from another trainwise version: hash the file's bytes instead

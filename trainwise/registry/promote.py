@@ -63,7 +63,8 @@ def check_alias(alias: str) -> None:
         or re.fullmatch(r"[vV]\d+", alias)
     ):
         raise RegistryError(
-            f"alias {alias!r} is not valid: use letters, digits, '_' or '-' (not 'latest' or 'v<number>'), e.g. champion"
+            f"alias {alias!r} is not valid: use letters, digits, '_' or '-' (not 'latest' or 'v<number>'), e.g. "
+            "champion"
         )
 
 
@@ -84,7 +85,10 @@ def judge(client, name: str, baseline_version: str | None, candidate, gate_path:
     evidence["baseline_eval_sha256"] = baseline.tags.get(TAG + "eval_sha256", "")
     missing = [f"v{mv.version}" for mv in (baseline, candidate) if not mv.tags.get(TAG + "eval_artifact")]
     if missing:
-        why = f"{', '.join(missing)} of {name!r} has no registered evaluation data (register a run directory that has eval/ from `trainwise evaluate`)"
+        why = (
+            f"{', '.join(missing)} of {name!r} has no registered evaluation data (register a run directory that has "
+            "eval/ from `trainwise evaluate`)"
+        )
         if not force:
             raise RegistryError(f"cannot gate the promotion: {why}; or override with --force --reason TEXT")
         return "not-run", "not-run", [why], evidence
@@ -144,12 +148,15 @@ def promote(
     window's held-out rows); it runs under the move lock and its verdict and evidence are
     recorded like the built-in gate's.
     """
+    # Over 60 lines on purpose: one lock held from the gate to the audit entry; the steps under it (check, gate, move,
+    # audit) read in order.
     check_alias(alias)
     if force and not reason.strip():
         raise RegistryError("--force needs --reason TEXT: an override is recorded with its justification")
     if accept_inconclusive and not reason.strip():
         raise RegistryError(
-            "--accept-inconclusive needs --reason TEXT: accepting an unproven candidate is recorded with its justification"
+            "--accept-inconclusive needs --reason TEXT: accepting an unproven candidate is recorded with its "
+            "justification"
         )
     client = get_client(tracking_uri)
     candidate = get_version(client, name, version)

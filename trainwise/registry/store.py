@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import urllib.parse
 from pathlib import Path
@@ -80,6 +81,7 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
     """
     scheme = urllib.parse.urlparse(uri).scheme
     if scheme in ("http", "https"):
+        # lazy: only an http(s) tracking store needs httpx; every CLI verb loads this module
         import httpx
 
         try:
@@ -94,7 +96,8 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
         db = sqlite_path(uri)
         if db is None or not db.parent.is_dir():
             raise RegistryError(
-                f"tracking store {uri}: folder {db.parent if db else '?'} does not exist; create it or use another --tracking-uri"
+                f"tracking store {uri}: folder {db.parent if db else '?'} does not exist; create it or use another "
+                "--tracking-uri"
             )
     elif tracking_uri_problem(uri):  # the same rule registry.tracking_uri is held to when the config loads
         raise RegistryError(f"tracking URI {uri!r}: {tracking_uri_problem(uri)}")
@@ -104,9 +107,8 @@ def get_client(uri: str | None = None):
     """An MlflowClient for tracking and registry on the same store, after a reachability check."""
     uri = resolve_tracking_uri(uri)
     check_reachable(uri)
+    # lazy: mlflow takes seconds to import; every CLI verb loads this module
     from mlflow import MlflowClient
-
-    from trainwise.registry.tracking import quiet_mlflow_logs
 
     quiet_mlflow_logs()
 
@@ -118,12 +120,27 @@ def get_client(uri: str | None = None):
     return client
 
 
+def quiet_mlflow_logs() -> None:
+    """Keep MLflow's INFO lines ("Creating initial MLflow database tables...") out of trainwise's
+    output: its loggers (and alembic's, which runs its schema migrations) report warnings and errors
+    only, unless the user asked for a level with $MLFLOW_LOGGING_LEVEL. Called before a client is made."""
+    # lazy: mlflow, as in get_client; importing it configures its loggers: adjust them afterwards
+    import mlflow  # noqa: F401
+
+    if os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        return
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.WARNING))
+
+
 def get_or_create_experiment(client, name: str) -> str:
     """The id of experiment `name`, created (with artifacts next to a sqlite db) if missing."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     location = artifact_location(client.tracking_uri, name)
+    # lazy: mlflow, as in get_client
     from mlflow.exceptions import MlflowException
 
     try:

@@ -14,28 +14,13 @@ import tomllib
 from pathlib import Path
 
 from trainwise.errors import DataError
+from trainwise.registry.store import get_client, get_or_create_experiment, resolve_tracking_uri
 from trainwise.rundir import read_json, write_json
 
 # Logged as artifacts; checkpoints/ is left out (resumable state, large, not needed to audit).
 RUN_FILES = ("config.toml", "env.json", "summary.json", "metrics.jsonl")
 RUN_DIRS = ("model", "eval")
 MLFLOW_JSON = "mlflow.json"
-
-
-def quiet_mlflow_logs() -> None:
-    """Keep MLflow's INFO lines ("Creating initial MLflow database tables...") out of trainwise's
-    output: its loggers (and alembic's, which runs its schema migrations) report warnings and errors
-    only, unless the user asked for a level with $MLFLOW_LOGGING_LEVEL. Called before a client is made."""
-    import logging
-    import os
-
-    import mlflow  # noqa: F401  (importing it configures its loggers; adjust them afterwards)
-
-    if os.environ.get("MLFLOW_LOGGING_LEVEL"):
-        return
-    for name in ("mlflow", "alembic"):
-        logger = logging.getLogger(name)
-        logger.setLevel(max(logger.level, logging.WARNING))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -72,6 +57,7 @@ def read_metrics_lines(path: Path) -> list[dict]:
 
 
 def _step_metrics(lines: list[dict]):
+    # lazy: mlflow, as in log_run_to_mlflow
     from mlflow.entities import Metric
 
     for i, rec in enumerate(lines):
@@ -95,9 +81,8 @@ def log_run_to_mlflow(run_dir: str | Path, tracking_uri: str | None = None, expe
     status, precision, AC and strategy. Artifacts: config.toml, env.json, summary.json,
     metrics.jsonl, model/ and eval/.
     """
-    from mlflow.entities import Param, RunTag
-
-    from trainwise.registry.store import get_client, get_or_create_experiment, resolve_tracking_uri
+    # lazy: mlflow takes seconds to import; every CLI verb loads this module
+    from mlflow.entities import Metric, Param
 
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "config.toml").is_file():
@@ -126,8 +111,6 @@ def log_run_to_mlflow(run_dir: str | Path, tracking_uri: str | None = None, expe
     for chunk in _batched(params, 100):  # MLflow accepts at most 100 params per batch
         client.log_batch(run_id, params=chunk)
     metrics = list(_step_metrics(read_metrics_lines(run_dir / "metrics.jsonl")))
-    from mlflow.entities import Metric
-
     metrics += [Metric(f"summary.{k}", float(v), 0, 0) for k, v in flatten(summary).items() if is_number(v)]
     for chunk in _batched(metrics, 1000):  # and at most 1000 metrics
         client.log_batch(run_id, metrics=chunk)
@@ -151,6 +134,7 @@ def logged_run_id(run_dir: Path, client) -> str | None:
     rec = read_json(path)
     if rec.get("tracking_uri") != client.tracking_uri:
         return None
+    # lazy: mlflow, as in log_run_to_mlflow
     from mlflow.exceptions import MlflowException
 
     try:

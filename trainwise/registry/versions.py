@@ -19,11 +19,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from trainwise.errors import DataError
+from trainwise.errors import DataError, TrainwiseError
 from trainwise.registry.lineage import EVAL_FILES, TAG, check_model_dir, collect_lineage, dir_sha256
 from trainwise.registry.store import RegistryError, get_client
-from trainwise.rundir import MODEL_JSON, file_sha256
-from trainwise.seal import read_model_dir
+from trainwise.registry.tracking import log_run_to_mlflow, logged_run_id
+from trainwise.rundir import MODEL_JSON, file_sha256, load_model
+from trainwise.seal import MANIFEST, REFERENCE_FILE, SEALED_FILES, Seal, check_sealed, read_model_dir, read_seal
 
 
 def _log_files(
@@ -34,8 +35,6 @@ def _log_files(
     With `expected` ({name: sha256}), the copies are checked before they are logged: a file
     changed after it was verified never reaches the registry under the verified hashes.
     """
-    from trainwise.seal import Seal, check_sealed
-
     if client.list_artifacts(run_id, artifact_path):
         return  # content-addressed: same path, same bytes
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,10 +51,8 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
 
     Everything is checked before anything is written, so bad input leaves the registry unchanged.
     """
+    # lazy: mlflow takes seconds to import; every CLI verb loads this module
     from mlflow.exceptions import MlflowException
-
-    from trainwise.registry.tracking import log_run_to_mlflow, logged_run_id
-    from trainwise.seal import MANIFEST, SEALED_FILES, read_seal
 
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
@@ -97,8 +94,6 @@ def register_run(run_dir: str | Path, name: str, tracking_uri: str | None = None
 def _check_loads(model_dir: Path) -> dict:
     """model.json of a run's model/, after checking its files against their manifest and loading it:
     a model that `load_model` (serve, export, evaluate) could not load is never registered."""
-    from trainwise.rundir import load_model
-
     try:
         meta = check_model_dir(model_dir)
         load_model(model_dir, verify=True)
@@ -110,8 +105,8 @@ def _check_loads(model_dir: Path) -> dict:
 def ensure_reference(run_dir: Path) -> str | None:
     """Make sure the run has model/reference.parquet (runs trained before it existed get one built
     from their config.toml); returns why not when it cannot be built (the version is registered anyway)."""
-    from trainwise.errors import TrainwiseError
-    from trainwise.monitor.reference import REFERENCE_FILE, build_run_reference
+    # lazy: monitor.reference imports this module back (a registered version's reference), and pandas
+    from trainwise.monitor.reference import build_run_reference
 
     if (run_dir / "model" / REFERENCE_FILE).is_file():
         return None
@@ -123,8 +118,6 @@ def ensure_reference(run_dir: Path) -> str | None:
 
 def _log_reference(client, run_id: str, run_dir: Path) -> dict:
     """Log model/reference.parquet under a content-addressed path; the tags that find and check it."""
-    from trainwise.monitor.reference import REFERENCE_FILE
-
     path = run_dir / "model" / REFERENCE_FILE
     if not path.is_file():
         return {}
@@ -136,15 +129,15 @@ def _log_reference(client, run_id: str, run_dir: Path) -> dict:
 
 def download_reference(client, mv) -> Path:
     """Local path of a version's training reference, its hash checked; a clear error when it has none."""
+    # lazy: mlflow, as in register_run
     import mlflow.artifacts
-
-    from trainwise.monitor.reference import REFERENCE_FILE
 
     artifact = mv.tags.get(TAG + "reference_artifact")
     if not artifact:
         why = mv.tags.get(TAG + "reference_missing") or "it was registered before training references existed"
         raise DataError(
-            f"model {mv.name!r} version {mv.version} has no training reference ({why}); give --reference FILE or RUN_DIR"
+            f"model {mv.name!r} version {mv.version} has no training reference ({why}); give --reference FILE or "
+            "RUN_DIR"
         )
     uri = f"{client.get_run(mv.run_id).info.artifact_uri}/{artifact}"
     path = (
@@ -152,7 +145,8 @@ def download_reference(client, mv) -> Path:
     )
     if file_sha256(path) != mv.tags.get(TAG + "reference_sha256"):
         raise DataError(
-            f"model {mv.name!r} version {mv.version}: {path} does not match the hash recorded at registration; refusing to use it"
+            f"model {mv.name!r} version {mv.version}: {path} does not match the hash recorded at registration; "
+            "refusing to use it"
         )
     return path
 
@@ -170,6 +164,7 @@ def list_models(client) -> list[str]:
 
 def get_model(client, name: str):
     """The registered model `name`, or an error that lists the registered ones."""
+    # lazy: mlflow, as in register_run
     from mlflow.exceptions import MlflowException
 
     try:
@@ -190,6 +185,7 @@ def list_versions(client, name: str) -> list[str]:
 
 def get_version(client, name: str, version: str | int):
     """Model version `name`/`version`, or an error that lists the versions that exist."""
+    # lazy: mlflow, as in register_run
     from mlflow.exceptions import MlflowException
 
     get_model(client, name)
@@ -213,6 +209,7 @@ def get_alias_version(client, name: str, alias: str):
 
 def download_version(client, mv, what: str = "model") -> Path | None:
     """Local folder with a version's model/ or eval/ artifacts (a local store's files are not copied)."""
+    # lazy: mlflow, as in register_run
     import mlflow.artifacts
 
     if what == "model":
@@ -234,8 +231,8 @@ def registered_record(mv) -> dict:
         files = None
     if not isinstance(files, dict) or not files:
         raise DataError(
-            f"model {mv.name!r} version {mv.version} was registered before trainwise recorded the hash of every model file "
-            "(model.json included); register its run directory again"
+            f"model {mv.name!r} version {mv.version} was registered before trainwise recorded the hash of every model "
+            "file (model.json included); register its run directory again"
         )
     return {
         "name": mv.name,
@@ -272,7 +269,8 @@ def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple
     model_dir = download_version(client, mv)
     if not (model_dir / MODEL_JSON).is_file():
         raise DataError(
-            f"model {name!r} version {mv.version}: {model_dir} lacks {MODEL_JSON}; the registered artifact is gone or damaged"
+            f"model {name!r} version {mv.version}: {model_dir} lacks {MODEL_JSON}; the registered artifact is gone or "
+            "damaged"
         )
     model_dir, meta = read_model_dir(model_dir, verify=True, registered=record)
     meta["registry"] = {**record, "alias": alias if "@" in text else None, "tracking_uri": client.tracking_uri}
@@ -281,8 +279,6 @@ def resolve_model_ref(ref: str | Path, tracking_uri: str | None = None) -> tuple
 
 def load_model_by_alias(name: str, alias: str, tracking_uri: str | None = None):
     """(model in eval mode, meta) of the version holding `alias`, its files checked against the registry."""
-    from trainwise.rundir import load_model
-
     model_dir, meta = resolve_model_ref(f"{name}@{alias}", tracking_uri)
     model, _ = load_model(model_dir, verify=True, registered=meta["registry"])
     return model, meta

@@ -18,18 +18,21 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from trainwise.serve.batcher import Batcher, Overloaded
 from trainwise.serve.finite import InstanceError
+from trainwise.serve.metrics import ServeMetrics
+from trainwise.serve.modelinfo import describe_model
+from trainwise.serve.predlog import PredictionLog
+from trainwise.serve.schemas import PredictResponse, request_model
+from trainwise.serve.security import GuardMiddleware, TokenBucket, load_api_keys, send_json
+from trainwise.serve.swap import poll_alias
+from trainwise.workloads.inputs import input_spec_of
 
 # Young-generation collections every 50,000 allocations instead of 700: a request allocates a few
 # hundred objects, and fewer collections mean fewer pauses in the event loop (CPython gc docs).
 GC_THRESHOLDS = (50_000, 20, 100)
-from trainwise.serve.metrics import ServeMetrics
-from trainwise.serve.predlog import PredictionLog
-from trainwise.serve.schemas import PredictResponse, request_model
-from trainwise.serve.security import GuardMiddleware, TokenBucket, load_api_keys, send_json
-from trainwise.workloads.inputs import input_spec_of
 
 log = logging.getLogger("trainwise.serve")
 
@@ -83,10 +86,27 @@ def _field_path(loc) -> str:
 
 def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | None = None) -> FastAPI:
     state = ServeState(runtime, settings, ref, tracking_uri)
-    Request_ = request_model(runtime.meta, settings.max_instances)
+    app = FastAPI(
+        title="trainwise serve",
+        version=runtime.version,
+        lifespan=_lifespan(state, runtime),
+        description=f"Predictions of {runtime.meta.get('workload', 'a')} model {runtime.version}",
+    )
+    app.state.serve = state
+    _add_guards(app, state)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    _add_predict(app, state, request_model(runtime.meta, settings.max_instances))
+    _add_info_routes(app, state)
+    return app
+
+
+def _lifespan(state: ServeState, runtime):
+    """Start the batcher, the prediction log and the alias poller; tune the GC; undo it all at shutdown.
+    `runtime` is the model served first (the metrics name it)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        settings = state.settings
         state.batcher = await Batcher(
             lambda: state.runtime,
             settings.max_batch_size,
@@ -100,9 +120,8 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
             else None
         )
         state.metrics.set_model(runtime.version, runtime.precision)
-        from trainwise.serve.swap import poll_alias
-
-        poller = asyncio.create_task(poll_alias(state)) if ref and "@" in ref and settings.poll_alias_s > 0 else None
+        polls = state.ref and "@" in state.ref and settings.poll_alias_s > 0
+        poller = asyncio.create_task(poll_alias(state)) if polls else None
         # Move everything loaded so far (torch, pandas, mlflow, the model) out of the cyclic GC's
         # reach: otherwise each full collection re-scans millions of start-up objects and stalls the
         # event loop for hundreds of ms, which showed as the p99 of the load test (docs/serve.md).
@@ -121,13 +140,12 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
         gc.set_threshold(*old_thresholds)  # an embedding process (tests) gets its GC back
         gc.unfreeze()
 
-    app = FastAPI(
-        title="trainwise serve",
-        version=runtime.version,
-        lifespan=lifespan,
-        description=f"Predictions of {runtime.meta.get('workload', 'a')} model {runtime.version}",
-    )
-    app.state.serve = state
+    return lifespan
+
+
+def _add_guards(app: FastAPI, state: ServeState) -> None:
+    """API keys, body size and rate limits (GuardMiddleware), around ContainErrors."""
+    settings = state.settings
     keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else None
     clients = settings.rate_limit_clients
     state.limiter = (
@@ -146,28 +164,53 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
         on_status=lambda s: state.metrics.requests.labels(status=str(s)).inc(),
     )
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        errors = [{"field": _field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status_code=422)
+
+async def _invalid(request: Request, exc: RequestValidationError):
+    errors = [{"field": _field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _bad_request_id(request_id: str) -> JSONResponse | None:
+    """A 422 for an X-Request-ID the prediction log could not hold, else None."""
+    if len(request_id) <= 200 and request_id.isprintable():
+        return None
+    return JSONResponse(
+        {
+            "detail": [
+                {
+                    "field": "X-Request-ID",
+                    "message": "expected at most 200 printable characters",
+                    "type": "value_error",
+                }
+            ]
+        },
+        status_code=422,
+    )
+
+
+def _refused(outputs: list) -> list[dict]:
+    """The instances the model refused (a value the model's dtype cannot hold, serve/finite.py)."""
+    return [
+        {
+            "field": f"instances[{i}]" + (f".{o.field}" if o.field else ""),
+            "message": o.message,
+            "type": "value_error",
+        }
+        for i, o in enumerate(outputs)
+        if isinstance(o, InstanceError)
+    ]
+
+
+def _add_predict(app: FastAPI, state: ServeState, request_cls) -> None:
+    """POST /v1/predict, its body validated by the model's own request class (`request_cls`)."""
 
     @app.post("/v1/predict", response_model=PredictResponse)
-    async def predict(body: Request_, request: Request):  # type: ignore[valid-type]
+    async def predict(body: request_cls, request: Request):  # type: ignore[valid-type]
         arrived = time.perf_counter()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if len(request_id) > 200 or not request_id.isprintable():
-            return JSONResponse(
-                {
-                    "detail": [
-                        {
-                            "field": "X-Request-ID",
-                            "message": "expected at most 200 printable characters",
-                            "type": "value_error",
-                        }
-                    ]
-                },
-                status_code=422,
-            )
+        bad_id = _bad_request_id(request_id)
+        if bad_id is not None:
+            return bad_id
         instances = [inst.model_dump() for inst in body.instances]
         if not hasattr(state, "example_"):
             state.example_ = instances[:1]  # warms a hot-swapped model before it takes traffic
@@ -179,15 +222,7 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
                 status_code=503,
                 headers={"Retry-After": str(int(round(e.retry_after_s)))},
             )
-        refused = [
-            {
-                "field": f"instances[{i}]" + (f".{o.field}" if o.field else ""),
-                "message": o.message,
-                "type": "value_error",
-            }
-            for i, o in enumerate(result.outputs)
-            if isinstance(o, InstanceError)
-        ]
+        refused = _refused(result.outputs)
         if refused:  # a value the model's dtype cannot hold (serve/finite.py): this request only
             return JSONResponse({"detail": refused}, status_code=422)
         latency_s = time.perf_counter() - arrived
@@ -209,10 +244,12 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
             {"predictions": result.outputs, "model_version": result.version}, headers={"X-Request-ID": request_id}
         )
 
+
+def _add_info_routes(app: FastAPI, state: ServeState) -> None:
+    """GET /v1/model, /healthz, /readyz and /metrics."""
+
     @app.get("/v1/model")
     async def model_info():
-        from trainwise.serve.modelinfo import describe_model
-
         return await asyncio.to_thread(describe_model, state.runtime, state.tracking_uri)
 
     @app.get("/healthz")
@@ -227,11 +264,7 @@ def build_app(runtime, settings, ref: str | None = None, tracking_uri: str | Non
 
     @app.get("/metrics")
     async def metrics():
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
         state.metrics.queue_depth.set(state.batcher.depth())
         if state.predlog:
             state.metrics.log_dropped.set(state.predlog.dropped_rows_)
         return PlainTextResponse(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app

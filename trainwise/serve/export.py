@@ -2,8 +2,9 @@
 
 The graph takes the model's tensor input as its input spec declares it (for tables the
 preprocessed feature vector; the fitted preprocessing travels in the file's metadata as
-`trainwise_model_json`) and returns logits, with a dynamic batch axis. After export the file is run in onnxruntime on random inputs and
-compared with PyTorch's outputs; a mismatch beyond `atol` is an error, not a warning.
+`trainwise_model_json`) and returns logits, with a dynamic batch axis. After export the file is run in
+onnxruntime on random inputs and compared with PyTorch's outputs; a mismatch beyond `atol` is an error,
+not a warning.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import numpy as np
 import torch
 
 from trainwise.errors import TrainwiseError
+from trainwise.rundir import load_model
+from trainwise.serve.runtime import resolve_ref
+from trainwise.workloads.inputs import TENSOR_DTYPES, require_input_spec
 
 
 class ExportError(TrainwiseError):
@@ -29,8 +33,9 @@ def example_input(spec: dict, batch: int, seed: int = 0) -> torch.Tensor:
     """A random batch the model accepts, built from its input spec (model.json `input`).
 
     table: the preprocessed feature vector (standardised numbers, the missing indicators of imputed
-    columns, then one one-hot block per categorical column); tensor: the declared shape and dtype, within value_range when declared;
-    tokens: ids below vocab_size, `context` of them (the exported graph's fixed sequence length).
+    columns, then one one-hot block per categorical column); tensor: the declared shape and dtype, within
+    value_range when declared; tokens: ids below vocab_size, `context` of them (the exported graph's fixed
+    sequence length).
     """
     g = torch.Generator().manual_seed(seed)
     if spec["kind"] == "table":
@@ -48,8 +53,6 @@ def example_input(spec: dict, batch: int, seed: int = 0) -> torch.Tensor:
 
 
 def _example_tensor(spec: dict, batch: int, g: torch.Generator) -> torch.Tensor:
-    from trainwise.workloads.inputs import TENSOR_DTYPES
-
     dtype, shape = TENSOR_DTYPES[spec["dtype"]], (batch, *spec["shape"])
     if dtype == torch.bfloat16:  # numpy has no bfloat16, so onnxruntime cannot be fed one from Python
         raise ExportError(
@@ -69,16 +72,13 @@ def _example_tensor(spec: dict, batch: int, g: torch.Generator) -> torch.Tensor:
 def export_onnx(ref: str, out: str | Path, tracking_uri: str | None = None, atol: float = 1e-4) -> dict:
     """Export `ref`'s model to `out`; returns {path, max_abs_diff, n_checked, opset}."""
     try:
+        # lazy: onnx and onnxruntime take seconds to import; only export uses them
         import onnx
         import onnxruntime as ort
     except ImportError as e:
         raise ExportError(
             f"ONNX export needs onnx and onnxruntime ({e}); install them with `pip install onnx onnxruntime onnxscript`"
         ) from e
-    from trainwise.rundir import load_model
-    from trainwise.serve.runtime import resolve_ref
-    from trainwise.workloads.inputs import require_input_spec
-
     model_dir, meta = resolve_ref(ref, tracking_uri)
     spec = require_input_spec(meta, "trainwise export", str(model_dir / "model.json"))  # before loading weights
     model, _ = load_model(model_dir, verify=True, registered=meta.get("registry"))

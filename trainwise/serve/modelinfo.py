@@ -6,6 +6,9 @@ registry's Markdown card; for a bare run directory, lineage is the run's summary
 
 from __future__ import annotations
 
+from trainwise.registry.card import build_card
+from trainwise.registry.lineage import TAG
+from trainwise.registry.store import get_client
 from trainwise.rundir import read_json
 
 
@@ -27,10 +30,6 @@ def describe_model(runtime, tracking_uri: str | None = None) -> dict:
     }
     reg = meta.get("registry")
     if reg:
-        from trainwise.registry.card import build_card
-        from trainwise.registry.lineage import TAG
-        from trainwise.registry.store import get_client
-
         client = get_client(reg.get("tracking_uri") or tracking_uri)
         mv = client.get_model_version(reg["name"], reg["version"])
         out["lineage"] = {k[len(TAG) :]: v for k, v in mv.tags.items() if k.startswith(TAG)}

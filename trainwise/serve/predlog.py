@@ -22,6 +22,7 @@ import uuid
 from datetime import datetime, timezone
 
 from trainwise.monitor import logschema as ls
+from trainwise.serve.runtime import token_ids
 
 
 class PredictionLog:
@@ -32,6 +33,7 @@ class PredictionLog:
         self.max_pending_rows = max_pending_rows
 
     def start(self) -> "PredictionLog":
+        # lazy: fsspec, as pyarrow in _write: only a server with serve.log_dir set writes
         import fsspec
 
         self.fs_, self.root_ = fsspec.core.url_to_fs(self.log_dir)
@@ -98,6 +100,7 @@ class PredictionLog:
                 return
 
     def _write(self, requests: list[tuple]) -> None:
+        # lazy: pyarrow is only needed by a server that writes a log (serve.log_dir set)
         import pyarrow.parquet as pq
 
         n_rows = sum(len(r[0]) for r in requests)
@@ -116,6 +119,7 @@ class PredictionLog:
 
 def log_table(requests: list[tuple]):
     """The buffered requests as one Arrow table in the log schema (versions with other columns: nulls)."""
+    # lazy: pyarrow, as in _write
     import pyarrow as pa
 
     groups: dict[str, list[tuple]] = {}
@@ -166,8 +170,6 @@ def example_of(spec: dict | None, instance: dict):
     lists); a token model's carries `ids`, or a text `prompt` whose UTF-8 bytes are the ids. The
     request format itself is defined in trainwise.serve.schemas.
     """
-    from trainwise.serve.runtime import token_ids
-
     if spec is None or spec["kind"] == "table":
         return instance
     if spec["kind"] == "tokens":
@@ -177,6 +179,8 @@ def example_of(spec: dict | None, instance: dict):
 
 def read_prediction_log(log_dir: str):
     """The whole log as a pandas DataFrame (for tests and the monitor)."""
+    # lazy: fsspec, pyarrow and pandas are only needed to read a log; the monitor imports this module for its
+    # schema too
     import fsspec
     import pyarrow.dataset as ds
 
@@ -191,6 +195,7 @@ def read_prediction_log(log_dir: str):
 
 def _unified_schema(fs, files: list[str]):
     """One schema over every file (a hot-swapped version may add prob_<class> columns)."""
+    # lazy: pyarrow, as in _write
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from trainwise.config import load_config
 from trainwise.errors import DataError
+from trainwise.evaluate.predict import predict_split
+from trainwise.registry.lineage import TAG
+from trainwise.registry.store import get_client
+from trainwise.rundir import load_model
+from trainwise.serve.runtime import apply_precision, resolve_ref
+from trainwise.workloads.base import get_workload_fn
 
 
 def _scores(frame, task: str) -> dict:
@@ -22,6 +29,7 @@ def _scores(frame, task: str) -> dict:
             "accuracy": float(np.average(frame["correct"], weights=weights)),
             "loss_nats": float(np.average(frame["loss"], weights=weights)),
         }
+    # lazy: sklearn takes seconds to import; only the precision quality check uses it
     from sklearn.metrics import accuracy_score
 
     return {"accuracy": float(accuracy_score(frame["label"], frame["pred"]))}
@@ -29,12 +37,6 @@ def _scores(frame, task: str) -> dict:
 
 def precision_change(run_dir: str | Path, precision: str, split: str = "test") -> dict:
     """Accuracy of `run_dir`'s model served in `precision` vs fp32 on `split`."""
-    from trainwise.config import load_config
-    from trainwise.evaluate.predict import predict_split
-    from trainwise.rundir import load_model
-    from trainwise.serve.runtime import apply_precision
-    from trainwise.workloads.base import get_workload_fn
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise DataError(f"{run_dir} has no config.toml; the precision check needs the run directory (its data split)")
@@ -65,14 +67,9 @@ def precision_change(run_dir: str | Path, precision: str, split: str = "test") -
 
 def run_dir_of(ref: str, tracking_uri: str | None = None) -> Path:
     """The run directory behind a reference: itself, or a registered version's recorded run_dir."""
-    from trainwise.serve.runtime import resolve_ref
-
     model_dir, meta = resolve_ref(ref, tracking_uri)
     reg = meta.get("registry")
     if reg:
-        from trainwise.registry.lineage import TAG
-        from trainwise.registry.store import get_client
-
         tags = get_client(reg.get("tracking_uri") or tracking_uri).get_model_version(reg["name"], reg["version"]).tags
         if tags.get(TAG + "run_dir"):
             return Path(tags[TAG + "run_dir"])

@@ -18,7 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainwise.errors import ConfigError, DataError
+from trainwise.registry import resolve_model_ref
+from trainwise.rundir import load_model
 from trainwise.serve.finite import OVERFLOW_INSIDE, InstanceError, finite_output, nonfinite_inputs, output_error
+from trainwise.serve.tensors import tensor_batch
+from trainwise.workloads.inputs import input_spec_of, require_input_spec
+from trainwise.workloads.tabular import apply_preprocessing
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -30,6 +35,7 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
     if precision == "bf16":
         return CastInput(model.to(torch.bfloat16), torch.bfloat16)
     if precision == "int8":
+        # lazy: torchao takes seconds to import; only serve.precision = int8 uses it
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
         quantize_(model, Int8WeightOnlyConfig())  # nn.Linear weights -> int8 with per-channel scales
@@ -64,8 +70,6 @@ class Runtime:
 
     def __post_init__(self):
         if self.input is None:
-            from trainwise.workloads.inputs import input_spec_of
-
             self.input = input_spec_of(self.meta)
 
     @property
@@ -74,19 +78,13 @@ class Runtime:
 
     def to_tensor(self, instances: list[dict]) -> torch.Tensor:
         """Validated instances (dicts, as the request schema made them) -> the model's input batch."""
-        from trainwise.workloads.inputs import require_input_spec
-
         spec = self.input or require_input_spec(self.meta, "serving")
         if spec["kind"] == "table":
-            from trainwise.workloads.tabular import apply_preprocessing
-
             with np.errstate(
                 over="ignore", invalid="ignore"
             ):  # a value that overflows is answered 422 (serve/finite.py), not warned about
                 return torch.from_numpy(apply_preprocessing(spec["preprocessing"], pd.DataFrame(instances)))
         if spec["kind"] == "tensor":
-            from trainwise.serve.tensors import tensor_batch
-
             return tensor_batch([inst["x"] for inst in instances], spec)  # (B, *shape)
         return torch.tensor([token_ids(inst) for inst in instances])  # (B, T): the caller groups equal lengths
 
@@ -103,7 +101,7 @@ class Runtime:
         refused = nonfinite_inputs(x, torch.bfloat16 if self.precision == "bf16" else None, instances, self.input)
         keep = [i for i in range(len(instances)) if i not in refused]
         answers = self._classify(x if len(keep) == len(x) else x[keep]) if keep else []
-        for i, answer in zip(keep, answers):
+        for i, answer in zip(keep, answers, strict=True):
             out[i] = answer or output_error(x[i], instances[i], self.input)
         for i, error in refused.items():
             out[i] = error
@@ -114,7 +112,7 @@ class Runtime:
         prob = F.softmax(self.model(x).float(), dim=-1).numpy()
         classes = self.meta.get("info", {}).get("classes") or [str(i) for i in range(prob.shape[1])]
         return [
-            {"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist()))}
+            {"label": classes[int(np.argmax(p))], "probabilities": dict(zip(classes, p.tolist(), strict=True))}
             if finite_output(p)
             else None
             for p in prob
@@ -128,7 +126,7 @@ class Runtime:
             by_length.setdefault(len(token_ids(inst)), []).append(i)
         out: list[dict] = [{}] * len(instances)
         for index in by_length.values():
-            for i, pred in zip(index, self._classify(self.to_tensor([instances[i] for i in index]))):
+            for i, pred in zip(index, self._classify(self.to_tensor([instances[i] for i in index])), strict=True):
                 out[i] = pred or InstanceError("prompt" if "prompt" in instances[i] else "ids", OVERFLOW_INSIDE)
         return out
 
@@ -170,13 +168,12 @@ def version_of(meta: dict, model_dir: Path) -> str:
 
 def resolve_ref(ref: str, tracking_uri: str | None = None) -> tuple[Path, dict]:
     """registry.resolve_model_ref, with a missing path reported as such rather than as a bad model name."""
-    from trainwise.registry import resolve_model_ref
-
     text = str(ref)
     if text.startswith(("/", ".", "~")) or text.count("/") > 1:
         if not Path(text).expanduser().exists():
             raise DataError(
-                f"model reference {text!r}: no such run directory (expected a run directory, NAME@ALIAS or NAME/VERSION)"
+                f"model reference {text!r}: no such run directory (expected a run directory, NAME@ALIAS or "
+                "NAME/VERSION)"
             )
         text = str(Path(text).expanduser())
     return resolve_model_ref(text, tracking_uri)
@@ -184,10 +181,6 @@ def resolve_ref(ref: str, tracking_uri: str | None = None) -> tuple[Path, dict]:
 
 def load_runtime(ref: str, precision: str = "fp32", tracking_uri: str | None = None) -> Runtime:
     """Resolve `ref` ("NAME@ALIAS", "NAME/VERSION" or a run directory) into a served model."""
-    from trainwise.rundir import load_model
-
-    from trainwise.workloads.inputs import require_input_spec
-
     model_dir, meta = resolve_ref(ref, tracking_uri)
     spec = require_input_spec(meta, "trainwise serve", str(model_dir / "model.json"))  # before loading weights
     model, _ = load_model(model_dir, verify=True, registered=meta.get("registry"))

@@ -13,20 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from trainwise.registry.store import get_client
+from trainwise.registry.versions import get_alias_version
+from trainwise.serve.runtime import load_runtime
+
 log = logging.getLogger("trainwise.serve")
 
 
 def alias_version(ref: str, tracking_uri: str | None) -> str:
-    from trainwise.registry.store import get_client
-    from trainwise.registry.versions import get_alias_version
-
     name, alias = ref.split("@", 1)
     return f"{name}/{get_alias_version(get_client(tracking_uri), name, alias).version}"
 
 
 def load_and_warm(ref: str, precision: str, tracking_uri: str | None, example: list[dict] | None):
-    from trainwise.serve.runtime import load_runtime
-
     runtime = load_runtime(ref, precision, tracking_uri)
     if example:
         runtime.predict(example)  # first call pays one-off costs (allocations, kernels) off the request path

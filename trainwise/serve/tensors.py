@@ -8,8 +8,9 @@ nesting level by level, so a wrong size is named by its dimension, counted as in
 
 Element types follow the dtype: JSON numbers for float dtypes (finite and within the dtype's
 range: 1e39 would be infinity in float32), integers for integer dtypes (within the dtype's range),
-true/false for bool. A declared `value_range` is enforced, not only documented: a pixel of 7.0 for a [0, 1] model is almost always a client sending 0-255 values,
-and a 422 that says so is better than a confident answer on inputs the model never saw.
+true/false for bool. A declared `value_range` is enforced, not only documented: a pixel of 7.0 for a
+[0, 1] model is almost always a client sending 0-255 values, and a 422 that says so is better than a
+confident answer on inputs the model never saw.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def check_tensor(value, spec: dict):
             k = next(k for k, v in enumerate(leaf) if type(v) not in accepted)
             raise _error(
                 f"tensor_{kind}",
-                f"x{_index(path + [k])} = {leaf[k]!r}: expected {'a JSON ' + kind if kind != 'bool' else 'true or false'}"
-                f" (dtype {spec['dtype']})",
+                f"x{_index(path + [k])} = {leaf[k]!r}: expected "
+                f"{'a JSON ' + kind if kind != 'bool' else 'true or false'} (dtype {spec['dtype']})",
             )
     if kind != "bool":
         _check_values(value, spec, kind)

@@ -8,6 +8,7 @@ returning one (see `trainwise.workloads.user`).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 import sys
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import ConfigError, DataError
+from trainwise.workloads.inputs import check_split_matches, validate_input_spec
 
 TASKS = ("lm", "classification")
 
@@ -87,8 +89,6 @@ class Workload:
                 f"workload {self.name!r}: Workload.shifted is a {type(self.shifted).__name__}; expected a Split or None"
             )
         if self.input is not None:
-            from trainwise.workloads.inputs import check_split_matches, validate_input_spec
-
             validate_input_spec(self.input, f"workload {self.name!r}: Workload.input")
             check_split_matches(self.input, self.train.inputs, f"workload {self.name!r}")
             if self.shifted is not None:
@@ -157,6 +157,7 @@ def build_model_from_spec(spec: dict) -> nn.Module:
     if builder in MODEL_BUILDERS:
         return MODEL_BUILDERS[builder](**spec.get("kwargs", {}))
     if isinstance(builder, str) and ":" in builder:  # a user's "package.module:function"
+        # lazy: trainwise.workloads.user imports this module (the workload registry; docs/architecture.md)
         from trainwise.workloads.user import import_entry
 
         return import_entry(builder)(**spec.get("kwargs", {}))
@@ -199,7 +200,8 @@ def trusted_modules(entry: str) -> list[str]:
         if item.strip():
             if not _MODULE.fullmatch(item.strip()):
                 raise ConfigError(
-                    f"${TRUSTED_BUILDERS_ENV} item {item.strip()!r}: expected a module name such as mypkg.models (comma-separated)"
+                    f"${TRUSTED_BUILDERS_ENV} item {item.strip()!r}: expected a module name such as mypkg.models "
+                    "(comma-separated)"
                 )
             found.append(item.strip())
     return found
@@ -232,7 +234,8 @@ def check_builder_trusted(builder, entry: str, where: str) -> None:
 
 
 def _import_builtins() -> None:
-    # Imported here, not at module top, so that `base` stays importable from the builtins.
+    # lazy: the builtins import this module (the workload registry, docs/architecture.md): imported here, not
+    # at module top, so that `base` stays importable from them
     from trainwise.workloads import lm, tabular, user, vision  # noqa: F401
 
 
@@ -250,8 +253,6 @@ def describe(workload: Workload) -> dict[str, Any]:
 
 def fingerprint_split(split: Split) -> str:
     """A content hash (sha256) of a split's inputs, targets and ids: provenance for env.json and the registry."""
-    import hashlib
-
     h = hashlib.sha256()
     for t in (split.inputs, split.targets):
         h.update(str((tuple(t.shape), str(t.dtype))).encode())

@@ -147,7 +147,8 @@ def parse_column_types(items: list[str], columns) -> dict[str, str]:
         col, kind = item.split(":")
         if col not in columns:
             raise ConfigError(
-                f"workload.column_types names column {col!r}, which the file lacks (columns: {', '.join(map(str, columns))})"
+                f"workload.column_types names column {col!r}, which the file lacks (columns: "
+                f"{', '.join(map(str, columns))})"
             )
         forced[col] = kind
     return forced
@@ -178,8 +179,9 @@ def reading_warnings(source: str, readings: dict[str, ColumnReading], skip: tupl
         elif r.looks_numeric_but_text():
             sample = ", ".join(f"{t!r} x{n}" for t, n in r.other_text.items())
             lines.append(
-                f"{source}: column {r.name!r} is {r.numeric_share:.1%} numbers but also holds text ({sample}), so it is read as "
-                f"categorical; if it is numeric, set workload.column_types = ['{r.name}:numeric'] (those cells are then read as missing)"
+                f"{source}: column {r.name!r} is {r.numeric_share:.1%} numbers but also holds text ({sample}), so it "
+                f"is read as categorical; if it is numeric, set workload.column_types = ['{r.name}:numeric'] (those "
+                "cells are then read as missing)"
             )
     return lines
 
@@ -213,5 +215,8 @@ def looks_continuous(values: pd.Series) -> str | None:
     if len(fractional):
         return f"{distinct} distinct numbers in {len(v)} rows, not whole numbers (e.g. {fractional[0]:g})"
     if rows_per_class < MIN_ROWS_PER_CLASS:
-        return f"{distinct} distinct whole numbers in {len(v)} rows, {rows_per_class:.1f} rows per class on average (at least {MIN_ROWS_PER_CLASS} needed)"
+        return (
+            f"{distinct} distinct whole numbers in {len(v)} rows, {rows_per_class:.1f} rows per class on average (at "
+            f"least {MIN_ROWS_PER_CLASS} needed)"
+        )
     return None

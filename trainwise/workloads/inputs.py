@@ -138,7 +138,8 @@ def _check_preprocessing(prep: Any, declared: set[str], where: str) -> None:
         for i, item in enumerate(prep[key]):
             if not isinstance(item, dict) or any(f not in item for f in fields):
                 raise ConfigError(
-                    f"{where}.preprocessing.{key}[{i}] = {item!r}: expected a dict with {', '.join(fields)} ({expected})"
+                    f"{where}.preprocessing.{key}[{i}] = {item!r}: expected a dict with {', '.join(fields)} "
+                    f"({expected})"
                 )
             if item["name"] not in declared:
                 raise ConfigError(
@@ -183,7 +184,8 @@ def check_split_matches(spec: dict, inputs: torch.Tensor, where: str) -> None:
         got = list(inputs.shape[1:])
         if got != spec["shape"]:
             raise ConfigError(
-                f"{where}: Workload.input declares shape {spec['shape']} but the examples have shape {got} (without the batch dimension)"
+                f"{where}: Workload.input declares shape {spec['shape']} but the examples have shape {got} (without "
+                "the batch dimension)"
             )
         if _number_kind(TENSOR_DTYPES[spec["dtype"]]) != _number_kind(inputs.dtype):
             raise ConfigError(
@@ -193,21 +195,24 @@ def check_split_matches(spec: dict, inputs: torch.Tensor, where: str) -> None:
         width = table_width(spec["preprocessing"])
         if inputs.dim() != 2 or inputs.shape[1] != width:
             raise ConfigError(
-                f"{where}: Workload.input's preprocessing makes {width} features but the examples have shape {list(inputs.shape)}; "
-                "expected (N, features) as apply_preprocessing returns them"
+                f"{where}: Workload.input's preprocessing makes {width} features but the examples have shape "
+                f"{list(inputs.shape)}; expected (N, features) as apply_preprocessing returns them"
             )
     elif spec["kind"] == "tokens":
         if inputs.is_floating_point() or inputs.dim() != 2:
             raise ConfigError(
-                f"{where}: Workload.input declares tokens but the examples are {inputs.dtype} of shape {list(inputs.shape)}; expected (N, T) integer ids"
+                f"{where}: Workload.input declares tokens but the examples are {inputs.dtype} of shape "
+                f"{list(inputs.shape)}; expected (N, T) integer ids"
             )
         if inputs.shape[1] > spec["context"]:
             raise ConfigError(
-                f"{where}: Workload.input declares context {spec['context']} but the examples hold {inputs.shape[1]} tokens"
+                f"{where}: Workload.input declares context {spec['context']} but the examples hold {inputs.shape[1]} "
+                "tokens"
             )
         if len(inputs) and int(inputs.max()) >= spec["vocab_size"]:
             raise ConfigError(
-                f"{where}: Workload.input declares vocab_size {spec['vocab_size']} but the examples hold token id {int(inputs.max())}"
+                f"{where}: Workload.input declares vocab_size {spec['vocab_size']} but the examples hold token id "
+                f"{int(inputs.max())}"
             )
 
 

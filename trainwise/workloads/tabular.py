@@ -84,12 +84,12 @@ def fit_preprocessing(train: pd.DataFrame, numeric: list[str], categorical: list
                 fills[col] = float(np.median(observed))
                 values[:, j] = np.where(np.isnan(values[:, j]), fills[col], values[:, j])
         scaler = StandardScaler().fit(values)
-        for col, mean, scale in zip(numeric, scaler.mean_, scaler.scale_):
+        for col, mean, scale in zip(numeric, scaler.mean_, scaler.scale_, strict=True):
             entry = {"name": col, "mean": float(mean), "scale": float(scale)}
             prep["numeric"].append(entry | ({"fill": fills[col], "indicator": True} if col in fills else {}))
     if categorical:
         enc = OneHotEncoder(handle_unknown="ignore").fit(train[categorical].astype(str))
-        for col, cats in zip(categorical, enc.categories_):
+        for col, cats in zip(categorical, enc.categories_, strict=True):
             prep["categorical"].append({"name": col, "categories": [str(c) for c in cats]})
     return prep
 
@@ -221,6 +221,7 @@ _OCCUPATION = {
 
 def load_fair() -> pd.DataFrame:
     """The Fair affairs table from statsmodels, with readable categories and a binary target."""
+    # lazy: statsmodels takes seconds to import; only the built-in Fair data set comes from it
     import statsmodels.api as sm
 
     d = sm.datasets.fair.load_pandas().data.copy()

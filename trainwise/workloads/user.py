@@ -140,14 +140,16 @@ def check_target(frame: pd.DataFrame, readings: dict[str, ColumnReading], path: 
     if frame[target].isna().any():
         how = f" ({r.describe_tokens()})" if r.missing_tokens else ""
         raise DataError(
-            f"data file {path}: target column {target!r} has {int(frame[target].isna().sum())} missing values{how}; drop those rows or fill them"
+            f"data file {path}: target column {target!r} has {int(frame[target].isna().sum())} missing values{how}; "
+            "drop those rows or fill them"
         )
     why = looks_continuous(frame[target]) if r.kind == "numeric" and not forced else None
     if why:
         raise DataError(
-            f"data file {path}: target column {target!r} looks continuous ({why}); a classifier needs classes. Bin it first "
-            f"(e.g. pandas.qcut(df[{target!r}], 4, labels=False)) or choose another target; regression is not supported yet "
-            f"(to train on these values as classes anyway: workload.column_types = ['{target}:categorical'])"
+            f"data file {path}: target column {target!r} looks continuous ({why}); a classifier needs classes. Bin it "
+            f"first (e.g. pandas.qcut(df[{target!r}], 4, labels=False)) or choose another target; regression is not "
+            "supported yet (to train on these values as classes anyway: workload.column_types = "
+            f"['{target}:categorical'])"
         )
 
 
