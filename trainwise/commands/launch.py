@@ -16,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from trainwise.cluster.emit import add_emit_args, emit_job
 from trainwise.commands.core import add_config_args, resume_config
+from trainwise.cluster.storage import warn_if_not_shared
 from trainwise.config import load_config
 from trainwise.errors import ConfigError, DeviceError, TrainwiseError
 
@@ -53,6 +55,7 @@ def register(sub) -> None:
     p.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint, at this world size"
     )
+    add_emit_args(p)  # --emit slurm|kubeflow|ray --out FILE: write a cluster job spec instead
     p.set_defaults(func=cmd_launch)
 
 
@@ -71,13 +74,14 @@ def check_port_free(host: str, port: int) -> None:
 
 def parse_endpoint(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"--rdzv-endpoint {text!r}: expected HOST:PORT, e.g. node0.cluster:29500")
     return host, int(port)
 
 
-def check_world(cfg, world_size: int) -> None:
-    """The checks every rank would make, made once before anything starts."""
+def check_world(cfg, world_size: int, check_device: bool = True) -> None:
+    """The checks every rank would make, made once before anything starts (the device's only where
+    the processes will run: not for a job spec emitted for a cluster)."""
     tc, par = cfg.train, cfg.parallel
     if world_size > 1 and par.strategy == "single":
         raise ConfigError(
@@ -88,7 +92,7 @@ def check_world(cfg, world_size: int) -> None:
             f"train.global_batch_size = {tc.global_batch_size} cannot be made from train.micro_batch_size = {tc.micro_batch_size} "
             f"x world size {world_size} x accumulation steps; make it a multiple of {tc.micro_batch_size * world_size}"
         )
-    if par.backend == "nccl" or (par.backend == "auto" and tc.device == "cuda"):
+    if check_device and (par.backend == "nccl" or (par.backend == "auto" and tc.device == "cuda")):
         import torch
 
         if not torch.cuda.is_available():
@@ -116,6 +120,8 @@ def torchrun_args(args, rdzv: str, run_id: str, train_args: list[str]) -> list[s
 def cmd_launch(args) -> int:
     from trainwise.train.rundir_setup import default_run_dir
 
+    if args.emit is not None:
+        return emit_job(args)
     if args.nproc_per_node < 1 or args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes or args.max_restarts < 0:
         raise ConfigError(
             f"--nproc-per-node {args.nproc_per_node} --nnodes {args.nnodes} --node-rank {args.node_rank} --max-restarts {args.max_restarts}: expected N >= 1, M >= 1, 0 <= R < M, K >= 0"
@@ -137,6 +143,7 @@ def cmd_launch(args) -> int:
                 "--nnodes > 1 needs --run-dir DIR on a filesystem all nodes share, so every node writes the same run"
             )
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+        warn_if_not_shared(run_dir, args.nnodes)
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(
                 f"run directory {run_dir} already exists and is not empty; use --resume {run_dir} to continue it, or choose another --run-dir"
@@ -145,7 +152,7 @@ def cmd_launch(args) -> int:
     check_world(cfg, args.nproc_per_node * args.nnodes)
     if args.rdzv_endpoint:
         host, port = parse_endpoint(args.rdzv_endpoint)
-        if args.node_rank == 0 or host in LOCAL_HOSTS or host == socket.gethostname():
+        if args.node_rank == 0:  # node 0 hosts the store; the others' port is node 0's, in use by design
             check_port_free(host, port)
         rdzv = args.rdzv_endpoint
     elif args.nnodes > 1:

@@ -30,6 +30,7 @@ class DistContext:
     backend: str | None = None
     strategy: str = "single"
     dtypes: dict = field(default_factory=dict)  # what shard_fn chose; written to env.json
+    owns_group: bool = True  # False when the launcher joined the group (Ray Train): it closes it too
 
     @property
     def is_main(self) -> bool:
@@ -66,7 +67,8 @@ def setup_distributed(strategy: str, backend: str, device: torch.device) -> Dist
     `ddp`/`fsdp2` without a launcher run as a group of one (a fresh local port), so a config works
     unchanged on 1 or N processes.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    joined = tdist.is_initialized()  # Ray Train joins the group before the training function runs
+    world_size = tdist.get_world_size() if joined else int(os.environ.get("WORLD_SIZE", "1"))
     if strategy == "single":
         if world_size > 1:
             raise ConfigError(
@@ -74,15 +76,17 @@ def setup_distributed(strategy: str, backend: str, device: torch.device) -> Dist
             )
         return DistContext()
     backend = pick_backend(backend, device)
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    rank = tdist.get_rank() if joined else int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         torch.cuda.set_device(local_rank)
-    if not tdist.is_initialized():
-        if "MASTER_ADDR" in os.environ:
-            tdist.init_process_group(backend)
-        else:
-            tdist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
-    return DistContext(rank, world_size, local_rank, backend, strategy)
+    if joined:
+        backend = tdist.get_backend()
+    elif "MASTER_ADDR" in os.environ:
+        tdist.init_process_group(backend)
+    else:
+        tdist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    return DistContext(rank, world_size, local_rank, backend, strategy, owns_group=not joined)
 
 
 def local_device(ctx: DistContext, device: torch.device) -> torch.device:
@@ -219,5 +223,5 @@ def kill_for_test(ctx: DistContext, step: int) -> None:
 
 
 def teardown_distributed(ctx: DistContext) -> None:
-    if ctx.enabled and tdist.is_initialized():
+    if ctx.enabled and ctx.owns_group and tdist.is_initialized():
         tdist.destroy_process_group()
