@@ -210,3 +210,30 @@ def test_a_later_node_does_not_take_node_0s_port_for_a_conflict(monkeypatch, tmp
         assert main(["launch", *args, "--node-rank", "1", *run]) == 0
         assert f"--rdzv-endpoint=127.0.0.1:{port}" in started[0]
         assert main(["launch", *args, "--node-rank", "0", *run]) == 2  # node 0 would host it: taken
+
+
+@pytest.mark.slow
+def test_the_emitted_ray_script_trains_on_two_ray_workers(single, tmp_path):
+    """The script `--emit ray` writes, run unchanged on a local Ray instance with 2 CPUs: Ray starts
+    2 workers and joins their process group; trainwise's training function runs in each."""
+    pytest.importorskip("ray.train.torch", reason="Ray Train is an optional extra: pip install 'trainwise[ray]'")
+    script, run_dir = tmp_path / "job_ray.py", tmp_path / "shared" / "run"
+    emit = [
+        *("launch", "--emit", "ray", "--nproc-per-node", "1", "--nnodes", "2", "configs/lm-tiny.toml"),
+        *(*sets(*STEPS, *NODE), "--run-dir", str(run_dir), "--out", str(script)),
+    ]
+    assert main(emit) == 0
+    local_ray = (
+        "import runpy, sys, ray; ray.init(num_cpus=2, include_dashboard=False); "
+        "runpy.run_path(sys.argv[1], run_name='__main__')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", local_ray, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    torch.testing.assert_close(losses(run_dir), losses(single), rtol=RTOL, atol=0)
+    torch.testing.assert_close(val_losses(run_dir), val_losses(single), rtol=RTOL, atol=0)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["status"], summary["strategy"], summary["world_size"]) == ("completed", "ddp", 2)
+    for k, v in weights(single).items():
+        torch.testing.assert_close(weights(run_dir)[k], v, rtol=1e-4, atol=1e-6)

@@ -42,9 +42,8 @@ def main() -> None:
         scaling_config=ScalingConfig(num_workers={world_size}, use_gpu={use_gpu}),
         run_config=RunConfig(name={name!r}, storage_path=str(Path(RUN_DIR).parent / "ray_results")),
     )
-    result = trainer.fit()
+    trainer.fit()  # raises if the workers failed (each prints its own error)
     print(f"run: {{RUN_DIR}}")
-    print(f"ray result: {{result.metrics}}")
 
 
 if __name__ == "__main__":
