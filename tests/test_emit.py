@@ -185,17 +185,21 @@ def test_ray_script_names_the_workers_and_trainwise_training(tmp_path):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, expected):
     out = tmp_path / "job"
     run_dir = ["--run-dir", str(tmp_path / "run")]
-    code = main(["launch", *args, *RECIPE, "--set", "parallel.strategy=ddp", *run_dir, "--out", str(out)])
+    out_args = ["--out", str(out)] if "--emit" in args else []
+    code = main(["launch", *args, *RECIPE, "--set", "parallel.strategy=ddp", *run_dir, *out_args])
     err = capsys.readouterr().err
     assert code == 2 and expected in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists() and not (tmp_path / "run").exists()
 
 
-def test_emit_needs_out_and_run_dir(tmp_path, capsys):
+def test_emit_needs_out_and_run_dir_and_out_needs_emit(tmp_path, capsys):
     code = main(["launch", "--emit", "ray", "--nproc-per-node", "1", *RECIPE])
     err = capsys.readouterr().err
     assert code == 2 and "--emit ray needs --out, --run-dir" in err
+    code = main(["launch", "--nproc-per-node", "1", *RECIPE, "--out", str(tmp_path / "job")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--out writes a job spec: give --emit slurm|kubeflow|ray with it" in err
 
 
 # --- shared storage -----------------------------------------------------------------------------

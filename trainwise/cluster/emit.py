@@ -90,6 +90,15 @@ def job_name(run_dir: Path) -> str:
     return f"trainwise-{slug}"[:63].rstrip("-")
 
 
+def emit_requested(args) -> bool:
+    """True when `launch` should write a job spec; --out or --pvc without --emit is a mistake."""
+    if args.emit is None and (args.out or args.pvc):
+        raise ConfigError(
+            f"{'--out' if args.out else '--pvc'} writes a job spec: give --emit slurm|kubeflow|ray with it"
+        )
+    return args.emit is not None
+
+
 def check_emit_args(args) -> None:
     if args.emit not in EMITTERS:
         raise ConfigError(f"--emit {args.emit!r}: unknown target; expected one of {', '.join(EMITTERS)}")

@@ -84,7 +84,14 @@ def build_trainjob(job) -> dict:
 
 
 def render_trainjob(job) -> str:
-    import yaml
+    try:
+        import yaml
+    except ImportError:
+        from trainwise.errors import TrainwiseError
+
+        raise TrainwiseError(
+            "--emit kubeflow writes YAML with PyYAML, which is not installed: pip install pyyaml"
+        ) from None
 
     class Dumper(yaml.SafeDumper):
         pass

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trainwise.cluster.emit import add_emit_args, emit_job
+from trainwise.cluster.emit import add_emit_args, emit_job, emit_requested
 from trainwise.commands.core import add_config_args, resume_config
 from trainwise.cluster.storage import warn_if_not_shared
 from trainwise.config import load_config
@@ -120,7 +120,7 @@ def torchrun_args(args, rdzv: str, run_id: str, train_args: list[str]) -> list[s
 def cmd_launch(args) -> int:
     from trainwise.train.rundir_setup import default_run_dir
 
-    if args.emit is not None:
+    if emit_requested(args):
         return emit_job(args)
     if args.nproc_per_node < 1 or args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes or args.max_restarts < 0:
         raise ConfigError(
