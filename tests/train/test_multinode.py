@@ -237,3 +237,27 @@ def test_the_emitted_ray_script_trains_on_two_ray_workers(single, tmp_path):
     assert (summary["status"], summary["strategy"], summary["world_size"]) == ("completed", "ddp", 2)
     for k, v in weights(single).items():
         torch.testing.assert_close(weights(run_dir)[k], v, rtol=1e-4, atol=1e-6)
+
+
+def test_a_group_the_launcher_joined_is_used_and_left_to_it(monkeypatch):
+    """Ray Train joins the process group before trainwise's training function runs, and closes it
+    after: trainwise takes rank and size from that group and does not destroy it."""
+    import torch.distributed as tdist
+
+    from trainwise.train.parallel import setup_distributed, teardown_distributed
+
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        ctx = setup_distributed("ddp", "auto", torch.device("cpu"))
+        assert (ctx.rank, ctx.world_size, ctx.backend, ctx.owns_group) == (0, 1, "gloo", False)
+        teardown_distributed(ctx)
+        assert tdist.is_initialized()  # still the launcher's to close
+    finally:
+        if tdist.is_initialized():
+            tdist.destroy_process_group()
+    ctx = setup_distributed("ddp", "auto", torch.device("cpu"))  # no launcher: trainwise's own group of one
+    assert ctx.owns_group and tdist.is_initialized()
+    teardown_distributed(ctx)
+    assert not tdist.is_initialized()
