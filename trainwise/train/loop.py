@@ -216,7 +216,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
         dist,
         (
             run_dir or default_run_dir(cfg),
-            resume or (elastic_restart() and (Path(run_dir or "") / "config.toml").is_file()),
+            resume or (elastic_restart(dist) and (Path(run_dir or "") / "config.toml").is_file()),
         ),
     )
     run = open_run_dir(cfg, run_dir, resume, workload, policy, prepared, dist, device)

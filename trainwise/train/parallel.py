@@ -207,9 +207,19 @@ def grad_sync(model: nn.Module, sync: bool):
             yield
 
 
-def elastic_restart() -> bool:
-    """True in a group that torchrun restarted after a failure (then the run resumes by itself)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+def elastic_restart(ctx: DistContext | None = None) -> bool:
+    """True in a group that torchrun restarted after a failure (then the run resumes by itself).
+
+    Each node's torchrun counts its own restarts: the node whose worker failed counts one, while
+    another node that restarts only because the group's membership changed counts none. So, given
+    the group's `ctx`, the answer is whether any rank was restarted (a collective: every rank calls it).
+    """
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if ctx is None or ctx.world_size == 1:
+        return restarted
+    flag = torch.tensor([int(restarted)], device="cuda" if ctx.backend == "nccl" else "cpu")  # NCCL: GPU tensors
+    tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def kill_for_test(ctx: DistContext, step: int) -> None:
