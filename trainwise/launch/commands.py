@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trainwise.cliargs import add_config_args
+from trainwise.cluster.emit import add_emit_args, emit_job, emit_requested
 
 
 def register(sub) -> None:
@@ -36,12 +37,15 @@ def register(sub) -> None:
     p.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint, at this world size"
     )
+    add_emit_args(p)  # --emit slurm|kubeflow|ray --out FILE: write a cluster job spec instead
     p.set_defaults(func=cmd_launch)
 
 
 def cmd_launch(args) -> int:
     from trainwise.launch.torchrun import Topology, launch
 
+    if emit_requested(args):
+        return emit_job(args)
     topology = Topology(args.nproc_per_node, args.nnodes, args.node_rank, args.max_restarts, args.rdzv_endpoint)
     launch(args.config, args.overrides, topology, args.run_dir, args.resume)
     return 0

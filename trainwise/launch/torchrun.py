@@ -10,7 +10,6 @@ from its last checkpoint by itself (trainwise.train.parallel.elastic_restart).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from pathlib import Path
 
 from trainwise.config_checks import accumulation_steps
 from trainwise.errors import ConfigError, DeviceError, TrainwiseError
-from trainwise.ports import LOCAL_HOSTS, check_port_free
+from trainwise.cluster.storage import warn_if_not_shared
+from trainwise.ports import check_port_free
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,14 @@ def check_topology(t: Topology) -> None:
 
 def parse_endpoint(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"--rdzv-endpoint {text!r}: expected HOST:PORT, e.g. node0.cluster:29500")
     return host, int(port)
 
 
-def check_world(cfg, world_size: int) -> None:
-    """The checks every rank would make, made once before anything starts."""
+def check_world(cfg, world_size: int, check_device: bool = True) -> None:
+    """The checks every rank would make, made once before anything starts (the device's only where
+    the processes will run: not for a job spec emitted for a cluster)."""
     tc, par = cfg.train, cfg.parallel
     if world_size > 1 and par.strategy == "single":
         raise ConfigError(
@@ -60,7 +61,7 @@ def check_world(cfg, world_size: int) -> None:
             "add --set parallel.strategy=ddp (or fsdp2)"
         )
     accumulation_steps(tc.global_batch_size, tc.micro_batch_size, world_size)
-    if par.backend == "nccl" or (par.backend == "auto" and tc.device == "cuda"):
+    if check_device and (par.backend == "nccl" or (par.backend == "auto" and tc.device == "cuda")):
         import torch
 
         if not torch.cuda.is_available():
@@ -74,7 +75,7 @@ def rendezvous(t: Topology) -> str:
     """The HOST:PORT every node meets at, its port checked when this machine hosts it."""
     if t.rdzv_endpoint:
         host, port = parse_endpoint(t.rdzv_endpoint)
-        if t.node_rank == 0 or host in LOCAL_HOSTS or host == socket.gethostname():
+        if t.node_rank == 0:  # node 0 hosts the store; the others' port is node 0's, in use by design
             check_port_free(host, port, f"--rdzv-endpoint {host}:{port}", rendezvous=True)
         return t.rdzv_endpoint
     if t.nnodes > 1:
@@ -113,6 +114,7 @@ def plan_run(config: str | None, overrides: list[str], run_dir: str | None, resu
             "--nnodes > 1 needs --run-dir DIR on a filesystem all nodes share, so every node writes the same run"
         )
     path = Path(run_dir) if run_dir else default_run_dir(cfg)
+    warn_if_not_shared(path, nnodes)
     if path.exists() and any(path.iterdir()):
         raise ConfigError(
             f"run directory {path} already exists and is not empty; use --resume {path} to continue it, "

@@ -34,6 +34,7 @@ class DistContext:
     backend: str | None = None
     strategy: str = "single"
     dtypes: dict = field(default_factory=dict)  # what shard_fn chose; written to env.json
+    owns_group: bool = True  # False when the launcher joined the group (Ray Train): it closes it too
 
     @property
     def is_main(self) -> bool:
@@ -71,7 +72,8 @@ def setup_distributed(strategy: str, backend: str, device: torch.device) -> Dist
     `ddp`/`fsdp2` without a launcher run as a group of one (a fresh local port), so a config works
     unchanged on 1 or N processes.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    joined = tdist.is_initialized()  # Ray Train joins the group before the training function runs
+    world_size = tdist.get_world_size() if joined else int(os.environ.get("WORLD_SIZE", "1"))
     if strategy == "single":
         if world_size > 1:
             raise ConfigError(
@@ -80,15 +82,17 @@ def setup_distributed(strategy: str, backend: str, device: torch.device) -> Dist
             )
         return DistContext()
     backend = pick_backend(backend, device)
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    rank = tdist.get_rank() if joined else int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         torch.cuda.set_device(local_rank)
-    if not tdist.is_initialized():
-        if "MASTER_ADDR" in os.environ:
-            tdist.init_process_group(backend)
-        else:
-            tdist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
-    return DistContext(rank, world_size, local_rank, backend, strategy)
+    if joined:
+        backend = tdist.get_backend()
+    elif "MASTER_ADDR" in os.environ:
+        tdist.init_process_group(backend)
+    else:
+        tdist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    return DistContext(rank, world_size, local_rank, backend, strategy, owns_group=not joined)
 
 
 def local_device(ctx: DistContext, device: torch.device) -> torch.device:
@@ -201,11 +205,21 @@ def grad_sync(model: nn.Module, sync: bool):
             yield
 
 
-def elastic_restart() -> bool:
-    """True in a group that torchrun restarted after a failure (then the run resumes by itself)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+def elastic_restart(ctx: DistContext | None = None) -> bool:
+    """True in a group that torchrun restarted after a failure (then the run resumes by itself).
+
+    Each node's torchrun counts its own restarts: the node whose worker failed counts one, while
+    another node that restarts only because the group's membership changed counts none. So, given
+    the group's `ctx`, the answer is whether any rank was restarted (a collective: every rank calls it).
+    """
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if ctx is None or ctx.world_size == 1:
+        return restarted
+    flag = torch.tensor([int(restarted)], device="cuda" if ctx.backend == "nccl" else "cpu")  # NCCL: GPU tensors
+    tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def teardown_distributed(ctx: DistContext) -> None:
-    if ctx.enabled and tdist.is_initialized():
+    if ctx.enabled and ctx.owns_group and tdist.is_initialized():
         tdist.destroy_process_group()

@@ -132,7 +132,7 @@ def agree_on_run_dir(dist: DistContext, cfg: Config, run_dir, resume: bool) -> t
     """All ranks agree on the run directory's path; a group that torchrun restarted after a
     failure resumes from the last checkpoint by itself."""
     path = Path(run_dir) if run_dir else default_run_dir(cfg)
-    restarted = elastic_restart() and run_dir is not None and (path / "config.toml").is_file()
+    restarted = elastic_restart(dist) and run_dir is not None and (path / "config.toml").is_file()
     return broadcast_from_main(dist, (path, resume or restarted))
 
 
