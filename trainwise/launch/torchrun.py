@@ -46,8 +46,13 @@ def check_topology(t: Topology) -> None:
 
 def parse_endpoint(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdigit():
         raise ConfigError(f"--rdzv-endpoint {text!r}: expected HOST:PORT, e.g. node0.cluster:29500")
+    if not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"--rdzv-endpoint {text!r}: port {port} is out of range (expected 1..65535); "
+            "expected HOST:PORT, e.g. node0.cluster:29500"
+        )
     return host, int(port)
 
 
