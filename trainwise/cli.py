@@ -67,7 +67,10 @@ def run_verb(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside main, rather than at interpreter exit
         return code
     except TrainwiseError as e:
-        print(f"trainwise {args.command}: error: {e}", file=sys.stderr)
+        # one write: the ranks of a distributed run share stderr, and print() writes the text and
+        # its newline separately, so two ranks' lines could run together
+        sys.stderr.write(f"trainwise {args.command}: error: {e}\n")
+        sys.stderr.flush()
         return e.exit_code
     except KeyboardInterrupt:
         print(f"trainwise {args.command}: interrupted", file=sys.stderr)

@@ -184,8 +184,22 @@ def test_the_emitted_sbatch_script_trains_on_two_nodes(single, tmp_path):
         "SLURM_NNODES": "2",
         "SLURM_JOB_NODELIST": "127.0.0.1,127.0.0.1",
     }
-    out = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    job = subprocess.Popen(
+        ["bash", str(script)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so a hung job is killed with every node's processes
+    )
+    try:
+        _, err = job.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        _, err = job.communicate()
+        pytest.fail(f"the sbatch job did not finish in 300 s; its stderr ends:\n{err[-3000:]}")
+    assert job.returncode == 0, err[-3000:]
     torch.testing.assert_close(losses(run_dir), losses(single), rtol=RTOL, atol=0)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["status"], summary["world_size"]) == ("completed", 2)
