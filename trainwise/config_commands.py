@@ -13,6 +13,7 @@ def register(sub) -> None:
 
 
 def cmd_config(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.config import config_to_toml, explain, load_config
 
     print(explain() if args.explain else config_to_toml(load_config(args.config, args.overrides)))

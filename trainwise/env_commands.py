@@ -24,6 +24,7 @@ def register(sub) -> None:
 
 
 def cmd_info(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.config import load_config
     from trainwise.env import format_info
     from trainwise.model_peaks import device_report

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from trainwise.cliargs import add_config_args
 from trainwise.errors import ConfigError
+import time
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lm-tiny.toml"
 DEMO_GRID = ["precision.policy=fp32,bf16-mixed,fp16-mixed", "memory.ac=none,full"]
@@ -86,6 +87,7 @@ def _check_numbers(args) -> None:
 
 
 def cmd_bench(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.bench.bench import run_bench
 
     _check_numbers(args)
@@ -103,8 +105,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    import time
-
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.bench.bench import run_bench
 
     _check_numbers(args)
@@ -125,6 +126,7 @@ def cmd_demo(args) -> int:
 
 
 def _print_outcome(out: dict) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.bench.recommend import summary_line
 
     rec = out["recommendation"]

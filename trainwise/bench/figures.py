@@ -25,6 +25,7 @@ def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and only needed when a figure is drawn
     import matplotlib.pyplot as plt
 
     return plt

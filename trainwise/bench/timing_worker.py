@@ -66,6 +66,8 @@ class TimedStep:
 def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
     """The trainer's step, set up in the order `train()` sets it up (only the run directory is
     not opened), then restored from `run_dir`'s last checkpoint when it has one."""
+    # Over 60 lines on purpose: the trainer's setup in train()'s own order, step for step, so the timed step is the
+    # trained one; splitting it would hide that the order matches
     tc = cfg.train
     device = pick_device(tc.device)
     if tc.threads:

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainwise.errors import ConfigError
+from trainwise.cluster.slurm import render_sbatch
+from trainwise.cluster.kubeflow import render_trainjob
+from trainwise.config import config_to_toml, load_config
+from trainwise.cluster.storage import warn_if_not_shared
 
 DEFAULT_PORT = 29500  # torchrun's default rendezvous port
 DEFAULT_IMAGE = "ghcr.io/your-org/trainwise:latest"  # an image with trainwise installed: the user's to build
@@ -44,18 +48,16 @@ class ClusterJob:
 
 
 def _render_slurm(job: ClusterJob) -> str:
-    from trainwise.cluster.slurm import render_sbatch
-
     return render_sbatch(job)
 
 
 def _render_kubeflow(job: ClusterJob) -> str:
-    from trainwise.cluster.kubeflow import render_trainjob
-
     return render_trainjob(job)
 
 
 def _render_ray(job: ClusterJob) -> str:
+    # lazy: ray_job imports the training loop (torch, pandas, sklearn); launch/commands imports
+    # this module at `trainwise --help`
     from trainwise.cluster.ray_job import render_ray_script
 
     return render_ray_script(job)
@@ -123,9 +125,8 @@ def check_emit_args(args) -> None:
 
 def emit_job(args) -> int:
     """Check the recipe for the cluster's world size, write the spec and the config beside it."""
+    # lazy: torchrun imports the training entry point (torch, pandas, sklearn); keeps `trainwise --help` fast
     from trainwise.launch.torchrun import check_world, parse_endpoint
-    from trainwise.config import config_to_toml, load_config
-    from trainwise.cluster.storage import warn_if_not_shared
 
     check_emit_args(args)
     port = parse_endpoint(args.rdzv_endpoint)[1] if args.rdzv_endpoint else DEFAULT_PORT

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import PurePosixPath
+from trainwise.errors import TrainwiseError
 
 GROUP = "trainer.kubeflow.org"
 CONFIG_IN_POD = "/tmp/trainwise-config.toml"
@@ -85,10 +86,9 @@ def build_trainjob(job) -> dict:
 
 def render_trainjob(job) -> str:
     try:
+        # lazy: PyYAML is optional and only needed to render this manifest
         import yaml
     except ImportError:
-        from trainwise.errors import TrainwiseError
-
         raise TrainwiseError(
             "--emit kubeflow writes YAML with PyYAML, which is not installed: pip install pyyaml"
         ) from None

@@ -10,6 +10,8 @@ from trainwise.errors import TrainwiseError
 
 
 def register(subparsers) -> None:
+    # Over 60 lines on purpose: argparse registration, one add_argument per flag read top to bottom like `--help`; no
+    # logic to split
     p = subparsers.add_parser(
         "evaluate",
         help="predictions, metrics, calibration, slices and robustness of a trained run",
@@ -103,6 +105,7 @@ def _data_usage(parser) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.evaluate.evaluate import evaluate_run
 
     if args.bootstrap < 1:
@@ -127,6 +130,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.evaluate.compare import compare_dirs
     from trainwise.evaluate.gate import EXIT_CODES, load_gate
 
@@ -177,6 +181,7 @@ def format_comparison(c) -> str:
 
 
 def cmd_data_check(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.evaluate.datacheck import check_data, format_report
     from trainwise.rundir import write_json
 

@@ -53,6 +53,7 @@ def reliability_figure(rel: dict) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and only needed when a figure is drawn
     import matplotlib.pyplot as plt
 
     n = rel["n_bins"]
@@ -77,6 +78,7 @@ def position_loss_figure(pred_df: pd.DataFrame) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and only needed when a figure is drawn
     import matplotlib.pyplot as plt
 
     mean = np.mean(np.stack(pred_df["position_loss"].to_numpy()).astype(np.float64), axis=0)

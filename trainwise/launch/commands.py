@@ -42,6 +42,7 @@ def register(sub) -> None:
 
 
 def cmd_launch(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.launch.torchrun import Topology, launch
 
     if emit_requested(args):

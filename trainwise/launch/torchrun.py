@@ -67,6 +67,7 @@ def check_world(cfg, world_size: int, check_device: bool = True) -> None:
         )
     accumulation_steps(tc.global_batch_size, tc.micro_batch_size, world_size)
     if check_device and (par.backend == "nccl" or (par.backend == "auto" and tc.device == "cuda")):
+        # lazy: the launcher checks CUDA only for an nccl world; torch is not otherwise needed here
         import torch
 
         if not torch.cuda.is_available():
@@ -85,6 +86,7 @@ def rendezvous(t: Topology) -> str:
         return t.rdzv_endpoint
     if t.nnodes > 1:
         raise ConfigError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (node 0's address), the same on every node")
+    # lazy: train.parallel pulls the training stack; the launcher process only spawns the workers
     from trainwise.train.parallel import free_port
 
     return f"127.0.0.1:{free_port()}"
@@ -108,6 +110,8 @@ def torchrun_args(t: Topology, rdzv: str, run_id: str, train_args: list[str]) ->
 
 def plan_run(config: str | None, overrides: list[str], run_dir: str | None, resume: str | None, nnodes: int):
     """The config, the run directory all ranks write, and the `trainwise train` arguments each runs."""
+    # lazy: the training stack (torch, pandas, sklearn) loads only when a run is planned, not when the
+    # launcher or `launch --emit` imports this module
     from trainwise.train.entry import run_config
     from trainwise.train.rundir_setup import default_run_dir
 

@@ -19,6 +19,16 @@ from trainwise.errors import DataError
 from trainwise.monitor.reference import REFERENCE_PROFILE, frame_profile  # noqa: F401  (the monitor's API)
 from trainwise.monitor import refsource
 from trainwise.monitor.refsource import reference_profile  # noqa: F401  (the monitor's API)
+from trainwise.monitor.data import load_table
+from trainwise.monitor.triggers import build_monitor
+from trainwise.monitor.data import join_labels
+from trainwise.monitor.windows_stream import check_log_streaming
+from trainwise.monitor.windows_memory import check_log_in_memory
+from trainwise.monitor.triggers import evaluate_triggers
+from trainwise.monitor.logschema import training_rows
+from trainwise.monitor.pipeline import real_steps
+from trainwise.monitor.retrain import run_retraining
+import time
 
 
 @dataclass
@@ -45,16 +55,12 @@ def check_files(
     model_age_days: float | None = None,
 ) -> Result:
     """--reference against --current (labels joined into current), in memory."""
-    from trainwise.monitor.data import load_table
-    from trainwise.monitor.triggers import build_monitor
 
     if not (reference and current):
         raise DataError("give --reference and --current (Parquet/CSV files), or --log DIR --window 1h")
     ref_frame, cur_frame = load_table(reference), load_table(current)
     joined = None
     if labels:
-        from trainwise.monitor.data import join_labels
-
         cur_frame, joined = join_labels(cur_frame, labels, cfg.label_column)
     dropped: list[str] = []
     if common_columns:
@@ -85,21 +91,16 @@ def check_windows(
 ) -> Result:
     """Every window of the log against its reference: the latest window's result plus the timeline."""
     if labels or common_columns or keep_rows:
-        from trainwise.monitor.windows_memory import check_log_in_memory
-
         drift, rows = check_log_in_memory(
             log, cfg, window, since, until, after, reference, labels, tracking_uri, common_columns, complete_only
         )
         return _with_triggers(Result(drift, rows=rows, windows=drift["windows"]), cfg, model_age_days)
-    from trainwise.monitor.windows_stream import check_log_streaming
 
     drift = check_log_streaming(log, cfg, window, since, until, after, reference, tracking_uri, complete_only)
     return _with_triggers(Result(drift, streamed=True, windows=drift["windows"]), cfg, model_age_days)
 
 
 def _with_triggers(result: Result, cfg, model_age_days: float | None) -> Result:
-    from trainwise.monitor.triggers import evaluate_triggers
-
     result.drift["triggers"] = [t.to_dict() for t in evaluate_triggers(result.drift, cfg, model_age_days)]
     return result
 
@@ -117,11 +118,6 @@ def act_on_triggers(
 ) -> dict:
     """Retrain `model` on `frame`'s labelled rows (the model's raw input columns) through the gate when a
     trigger fired; the CLI's --act and watch call it."""
-    import time
-
-    from trainwise.monitor.logschema import training_rows
-    from trainwise.monitor.pipeline import real_steps
-    from trainwise.monitor.retrain import run_retraining
 
     if not model:
         raise DataError("--act needs --model NAME: the registered model the triggers act on")

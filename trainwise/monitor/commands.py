@@ -8,9 +8,13 @@ import json
 
 from trainwise.cliargs import add_config_args
 from trainwise.errors import DataError
+import time
+from pathlib import Path
 
 
 def register(subparsers) -> None:
+    # Over 60 lines on purpose: argparse registration, one add_argument per flag read top to bottom like `--help`; no
+    # logic to split
     p = subparsers.add_parser(
         "monitor",
         help="drift, prediction drift and (estimated) performance of new data against a reference",
@@ -118,6 +122,7 @@ def add_act_args(p, always: bool = False) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Parse-level glue: the check is trainwise.monitor.check's; retraining, outputs and printing follow."""
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.config import load_config
     from trainwise.monitor.check import check_files, check_windows
     from trainwise.monitor.report import strip_plots, write_outputs
@@ -158,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _act(args, cfg, fired: list[dict], rows) -> dict:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.monitor.check import act_on_triggers
 
     return act_on_triggers(
@@ -179,9 +185,8 @@ def retraining_text(record: dict) -> str:
 def watch(args: argparse.Namespace) -> int:
     """Check the complete windows written since the last check, every interval; act on triggers; remember
     what was checked (OUT/watch_state.json)."""
-    import time
-    from pathlib import Path
 
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.config import load_config
     from trainwise.monitor.check import check_windows
     from trainwise.monitor.report import write_outputs
@@ -222,6 +227,7 @@ def watch(args: argparse.Namespace) -> int:
 
 
 def summary_text(result: dict) -> str:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.monitor.labels import labels_text
 
     lines = [f"reference: {result['reference']['source']} ({result['reference']['n_rows']} rows)", result["verdict"]]

@@ -18,6 +18,9 @@ import pandas as pd
 from trainwise.errors import DataError
 from trainwise.monitor import logschema as ls
 from trainwise.monitor.labels import join_labelled
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 TIMESTAMP = ls.TIMESTAMP
 _DURATION = re.compile(r"^(\d+)(s|min|m|h|d)$")
@@ -65,9 +68,8 @@ def _read_table(path: str | Path) -> pd.DataFrame:
 def _read_dataset(folder: Path):
     """The folder's Parquet files as one dataset; its schema is the union of theirs (a hot-swapped
     version may log other prob_<class> columns; a column a file lacks reads as null)."""
-    import pyarrow as pa
+    # lazy: pyarrow.dataset is only needed to read a partitioned log directory, a rare path
     import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
     files = sorted(str(f) for f in folder.rglob("*.parquet") if not f.name.startswith("."))
     if not files:
@@ -152,7 +154,6 @@ def read_log(
     log_dir: str | Path, since: str | None = None, until: str | None = None, after: str | None = None
 ) -> pd.DataFrame:
     """The log's rows in [since, until) and after `after`, sorted by time; errors name what is missing."""
-    import pyarrow.compute as pc
 
     folder = Path(log_dir)
     if not folder.is_dir():
@@ -175,8 +176,6 @@ def read_log(
 
 
 def _timestamp(text: str, ts_type):
-    import pyarrow as pa
-
     try:
         value = pd.Timestamp(text)
     except ValueError:

@@ -35,6 +35,11 @@ from trainwise.monitor.performance import prob_columns
 from trainwise.monitor.perfcheck import PerformanceState
 from trainwise.monitor.profile import build_profile, infer_kind
 from trainwise.monitor.stats import benjamini_hochberg
+from trainwise.monitor.binned import BinnedNumericProfile
+from trainwise.monitor.profile import CategoricalProfile
+from trainwise.monitor.sketch import sample_frame
+from trainwise.monitor.binned import BinnedColumn
+from trainwise.monitor.sketch import profile_partition
 
 NULL_QUANTILE = 0.95
 
@@ -100,9 +105,6 @@ class DriftMonitor:
         Numeric columns are judged from binned CDFs (trainwise.monitor.binned states the error that
         adds); the multivariate test and the performance calibration use the profile's row sample.
         """
-        from trainwise.monitor.binned import BinnedNumericProfile
-        from trainwise.monitor.profile import CategoricalProfile
-        from trainwise.monitor.sketch import sample_frame
 
         n_rows = profile["n_rows"]
         if n_rows == 0:
@@ -132,8 +134,6 @@ class DriftMonitor:
         `performance_rows`: the window's prediction, probability and label columns for the
         performance figures; without them they are computed on the profile's row sample.
         """
-        from trainwise.monitor.binned import BinnedColumn
-        from trainwise.monitor.sketch import sample_frame
 
         self._check_names(list(window["columns"]))
         n = window["n_rows"]
@@ -197,8 +197,6 @@ class DriftMonitor:
         current = ls.to_monitor_layout(current)
         self._check_schema(current)
         if self.layout_ is not None:  # fitted on a profile: the window is judged as a profile too
-            from trainwise.monitor.sketch import profile_partition
-
             window = profile_partition(current[list(self.layout_)], self.layout_, self.multivariate_rows, ())
             return self.check_profile(window, current)
         n = len(current)

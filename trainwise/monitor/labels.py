@@ -28,6 +28,8 @@ MAX_LISTED = 5
 def join_labelled(
     frame: pd.DataFrame, labels: pd.DataFrame, label_column: str, where: str, log_keys: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, dict]:
+    # Over 60 lines on purpose: the join's checks in order (columns, duplicates, coverage), each with its own one-line
+    # error naming the file and column
     key = [ls.REQUEST_ID] + ([ls.INSTANCE] if ls.INSTANCE in labels.columns else [])
     missing = [c for c in (ls.REQUEST_ID, label_column) if c not in labels.columns]
     if missing:

@@ -140,6 +140,7 @@ def output_features(outputs: list[dict]) -> dict[str, list]:
 
 def arrow_type(name: str, spec: dict | None):
     """The Arrow type of a log column (so an all-null column still has its type)."""
+    # lazy: pyarrow is only needed when a log is read/written; serve imports this module
     import pyarrow as pa
 
     fixed = {
@@ -161,6 +162,7 @@ def arrow_type(name: str, spec: dict | None):
 
 def to_arrow(columns: dict[str, list], spec: dict | None):
     """A pyarrow Table of log columns, each with its schema type (pyarrow infers unknown ones)."""
+    # lazy: pyarrow is only needed when a log is read/written; serve imports this module
     import pyarrow as pa
 
     arrays = {name: pa.array(values, type=arrow_type(name, spec)) for name, values in columns.items()}

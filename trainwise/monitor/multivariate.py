@@ -43,6 +43,7 @@ def auc_from_ranks(ranks: np.ndarray, is_current: np.ndarray) -> np.ndarray:
 
 def domain_classifier_test(ref_x: np.ndarray, cur_x: np.ndarray, categorical_mask: np.ndarray, seed: int) -> dict:
     """Held-out AUC of a reference-vs-window classifier, its permutation p-value and null quantile."""
+    # lazy: scikit-learn is heavy and only needed by this test
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 

@@ -34,6 +34,7 @@ def predicted_classes(frame: pd.DataFrame, probs: list[str], pred_column: str) -
 
 def accuracy_with_ci(correct: np.ndarray, confidence: float = 0.95) -> dict:
     """Accuracy with a Wilson score interval (statsmodels)."""
+    # lazy: statsmodels is heavy and only needed for this interval/correction
     from statsmodels.stats.proportion import proportion_confint
 
     n, k = len(correct), int(np.sum(correct))
@@ -45,6 +46,7 @@ def realised_performance(ref_correct: np.ndarray | None, cur_correct: np.ndarray
     """Realised accuracy of the window, and its drop from the reference with a Newcombe interval."""
     out = {"current": accuracy_with_ci(cur_correct, confidence)}
     if ref_correct is not None and len(ref_correct):
+        # lazy: statsmodels is heavy and only needed for this interval/correction
         from statsmodels.stats.proportion import confint_proportions_2indep
 
         out["reference"] = accuracy_with_ci(ref_correct, confidence)
@@ -71,6 +73,7 @@ class ConfidenceCalibrator:
         self.seed = seed
 
     def fit(self, top_prob: np.ndarray, correct: np.ndarray | None) -> "ConfidenceCalibrator":
+        # lazy: scikit-learn is heavy and only needed by this test
         from sklearn.isotonic import IsotonicRegression
 
         self.fitted_on_labels_ = correct is not None

@@ -19,9 +19,22 @@ import torch
 
 from trainwise.errors import DataError
 from trainwise.monitor.retrain import RetrainSteps
+from trainwise.workloads.tabular import apply_preprocessing
+from trainwise.config import load_config
+from trainwise.evaluate.compare import compare_predictions, read_predictions
+from trainwise.evaluate.evaluate import evaluate_run
+from trainwise.evaluate.gate import default_gate, load_gate
+from trainwise.registry import audit
+from trainwise.registry.gate import verdict_reasons
+from trainwise.registry.promote import promote
+from trainwise.registry.store import get_client, move_lock
+from trainwise.registry.versions import get_alias_version, register_run, resolve_model_ref
+from trainwise.rundir import load_model
+from trainwise.train.loop import train
 
 
 def _champion_config(client, mv, work: Path) -> Path:
+    # lazy: mlflow is heavy and only needed when the registry is reached
     import mlflow.artifacts
 
     uri = f"{client.get_run(mv.run_id).info.artifact_uri}/config.toml"
@@ -34,7 +47,6 @@ def _champion_config(client, mv, work: Path) -> Path:
 
 def champion_predictions(model, meta: dict, rows: pd.DataFrame, ids: np.ndarray, label_column: str) -> pd.DataFrame:
     """The champion's predictions on raw rows, in the predictions.parquet layout (id, label, pred, prob_<class>)."""
-    from trainwise.workloads.tabular import apply_preprocessing
 
     classes = meta["info"]["classes"]
     x = torch.from_numpy(apply_preprocessing(meta["info"]["preprocessing"], rows))
@@ -58,18 +70,9 @@ def real_steps(
     train_overrides: tuple[str, ...] = (),
 ) -> RetrainSteps:
     """RetrainSteps wired to trainwise.train, trainwise.evaluate and trainwise.registry."""
-    from trainwise.config import load_config
-    from trainwise.evaluate.compare import compare_predictions, read_predictions
-    from trainwise.evaluate.evaluate import evaluate_run
-    from trainwise.evaluate.gate import default_gate, load_gate
-    from trainwise.registry import audit
-    from trainwise.registry.gate import verdict_reasons
-    from trainwise.registry.promote import promote
-    from trainwise.registry.store import get_client, move_lock
-    from trainwise.registry.versions import get_alias_version, register_run, resolve_model_ref
-    from trainwise.rundir import load_model
-    from trainwise.train.loop import train
 
+    # Over 60 lines on purpose: the retrain loop's step functions are closures over the same arguments, defined side
+    # by side so they read as one wiring
     work = Path(work_dir)
     client = get_client(tracking_uri)
     champion = get_alias_version(client, name, alias)  # unknown name/alias: error listing what exists

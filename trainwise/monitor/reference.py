@@ -33,6 +33,15 @@ from trainwise.errors import DataError
 from trainwise.monitor import logschema as ls
 from trainwise.monitor.sketch import profile_layout, profile_partition
 from trainwise.seal import REFERENCE_FILE, REFERENCE_PROFILE, add_model_file
+from trainwise.errors import TrainwiseError
+from trainwise.rundir import MODEL_JSON, load_model, read_json
+from trainwise.workloads.inputs import input_spec_of
+from trainwise.monitor.drift import DriftMonitor
+from trainwise.config import load_config
+from trainwise.workloads.tabular import apply_preprocessing, load_fair
+from trainwise.workloads.user import read_table
+from trainwise.workloads.build import build_workload
+import json
 
 REFERENCE_ROWS = {"table": 2000, "tensor": 1000, "tokens": 256}  # an lm's forward pass over full contexts costs more
 BATCH_ROWS = 256
@@ -41,9 +50,6 @@ SIGNIFICANT_DIGITS = 7
 
 def write_reference(run_dir: str | Path, workload, seed: int = 0) -> Path | None:
     """Write run_dir/model/reference.parquet for the saved model of `workload`; None when it declares no input."""
-    from trainwise.errors import TrainwiseError
-    from trainwise.rundir import MODEL_JSON, load_model, read_json
-    from trainwise.workloads.inputs import input_spec_of
 
     model_dir = Path(run_dir) / "model"
     spec = input_spec_of(read_json(model_dir / MODEL_JSON))
@@ -88,9 +94,6 @@ def frame_profile(frame: pd.DataFrame, tested, label_column: str) -> dict:
 def write_reference_profile(model_dir: Path, frame: pd.DataFrame) -> None:
     """model/reference_profile.json, sealed too: the monitor's profile of the reference (trainwise.monitor.sketch),
     so a monitor, or a serving process keeping a live profile, needs no raw reference rows."""
-    import json
-
-    from trainwise.monitor.drift import DriftMonitor
 
     profile = frame_profile(frame, DriftMonitor()._tested, ls.LABEL)
     add_model_file(model_dir, REFERENCE_PROFILE, json.dumps(profile).encode())
@@ -136,10 +139,6 @@ def source_rows(run_dir: Path, spec: dict, ids: np.ndarray, inputs: torch.Tensor
     (Split.ids). The rows are used only if the model's own preprocessing turns them back into the
     split's features, so a changed numbering falls back to recovering values from the features.
     """
-    from trainwise.config import load_config
-    from trainwise.errors import TrainwiseError
-    from trainwise.workloads.tabular import apply_preprocessing, load_fair
-    from trainwise.workloads.user import read_table
 
     try:
         cfg = load_config(run_dir / "config.toml", [])
@@ -197,8 +196,6 @@ def read_reference(path: str | Path, what: str) -> pd.DataFrame:
 
 def build_run_reference(run_dir: Path) -> Path | None:
     """Write the training reference of a run trained before references existed (from its config.toml)."""
-    from trainwise.config import load_config
-    from trainwise.workloads.build import build_workload
 
     cfg = load_config(run_dir / "config.toml", [])
     return write_reference(run_dir, build_workload(cfg))

@@ -18,6 +18,8 @@ from trainwise.monitor import logschema as ls
 from trainwise.monitor.data import load_table
 from trainwise.monitor.reference import REFERENCE_PROFILE, frame_profile, read_reference
 from trainwise.monitor.stream import profile_parquet
+from trainwise.registry.store import get_client
+from trainwise.registry.versions import download_reference, get_version
 
 
 def reference_profile(path: str, tested, label_column: str) -> dict:
@@ -50,8 +52,6 @@ def _renamed(profile: dict) -> dict:
 
 def version_reference(model_version: str, tracking_uri: str | None = None) -> tuple[pd.DataFrame, str]:
     """(reference rows, description) of a logged `model_version` ("NAME/VERSION" of a registered model)."""
-    from trainwise.registry.store import get_client
-    from trainwise.registry.versions import download_reference, get_version
 
     name, _, version = model_version.rpartition("/")
     if not name or not version.isdigit():

@@ -11,6 +11,7 @@ from trainwise.rundir import write_atomic, write_json
 
 
 def _png(fig) -> str:
+    # lazy: matplotlib is heavy and only needed when a figure is drawn
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -20,9 +21,11 @@ def _png(fig) -> str:
 
 
 def _distribution_figure(columns: list[dict]) -> str | None:
+    # lazy: matplotlib is heavy and only needed when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and only needed when a figure is drawn
     import matplotlib.pyplot as plt
 
     shown = [c for c in columns if c.get("plot")]
@@ -58,9 +61,11 @@ def _distribution_figure(columns: list[dict]) -> str | None:
 
 
 def _timeline_figure(windows: list[dict]) -> str | None:
+    # lazy: matplotlib is heavy and only needed when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and only needed when a figure is drawn
     import matplotlib.pyplot as plt
 
     if len(windows) < 2:

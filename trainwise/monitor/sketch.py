@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 
 from trainwise.errors import DataError
+from trainwise.monitor.profile import infer_kind
+import pyarrow as pa
+import pyarrow.compute as pc
 
 FORMAT = "trainwise-profile/1"
 N_BINS = 1000  # KS from binned CDFs is off by at most the largest bin mass: about 1/N_BINS of the reference
@@ -44,7 +47,6 @@ def profile_layout(data, n_bins: int = N_BINS, column_types: dict | None = None)
     then exact at every reference value), else its quantiles at i / n_bins (values that occur in it).
     `data` is a pandas DataFrame or a pyarrow Table/RecordBatch (a sample of the reference will do).
     """
-    from trainwise.monitor.profile import infer_kind
 
     frame = _to_pandas(data)
     types = column_types or {}
@@ -72,7 +74,6 @@ def profile_partition(
     sample). A column of the layout that the partition lacks is an error naming it. `max_hash`: rows
     hashed above it are left out of the sample (a caller merging into a full sample knows they cannot enter).
     """
-    import pyarrow as pa
 
     table = _to_arrow(data)
     missing = [c for c in layout if c not in table.column_names]
@@ -129,8 +130,6 @@ def _numeric(col, edges: np.ndarray) -> dict:
 
 
 def _categorical(col) -> dict:
-    import pyarrow.compute as pc
-
     counts = pc.value_counts(col.drop_null() if hasattr(col, "drop_null") else col)
     values = counts.field("values").to_pylist()
     found = counts.field("counts").to_pylist()
@@ -144,8 +143,6 @@ def _categorical(col) -> dict:
 
 def row_hashes(table, columns: list[str]) -> np.ndarray:
     """A 64-bit hash of each row's content in `columns` (same row, same hash, in any partition)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     h = np.full(table.num_rows, _HASH_SEED, dtype=np.uint64)
     for name in columns:
@@ -166,8 +163,6 @@ def row_hashes(table, columns: list[str]) -> np.ndarray:
 
 
 def _is_numeric(t) -> bool:
-    import pyarrow as pa
-
     return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
@@ -285,8 +280,6 @@ def sample_frame(profile: dict) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------------------------
 def _to_arrow(data):
-    import pyarrow as pa
-
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):

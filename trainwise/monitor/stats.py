@@ -168,6 +168,7 @@ def benjamini_hochberg(p_values: np.ndarray, alpha: float) -> np.ndarray:
     tested = ~np.isnan(p)
     reject = np.zeros(len(p), dtype=bool)
     if tested.any():
+        # lazy: statsmodels is heavy and only needed for this interval/correction
         from statsmodels.stats.multitest import multipletests
 
         reject[tested] = multipletests(p[tested], alpha=alpha, method="fdr_bh")[0]

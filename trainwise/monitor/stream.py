@@ -18,6 +18,9 @@ import pandas as pd
 from trainwise.errors import DataError
 from trainwise.monitor import logschema as ls
 from trainwise.monitor import sketch
+from trainwise.monitor.data import _timestamp, parse_window
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 BATCH_ROWS = 65_536
 LAYOUT_SAMPLE_ROWS = 200_000  # rows whose quantiles give a large reference's bin edges
@@ -43,9 +46,6 @@ def parquet_files(path: Path, what: str = "a prediction log") -> list[str]:
 
 
 def _batches(files: list[str], columns: list[str]):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     for f in files:
         try:
             pf = pq.ParquetFile(f)
@@ -61,9 +61,6 @@ def _batches(files: list[str], columns: list[str]):
 
 
 def _schema(files: list[str]):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:  # a text column may be dictionary-encoded in one file and plain in another: compare value types
         schemas = [pq.read_schema(f) for f in files]
         plain = [pa.schema([f.with_type(_value_type(f.type)) for f in s]) for s in schemas]
@@ -73,8 +70,6 @@ def _schema(files: list[str]):
 
 
 def _value_type(t):
-    import pyarrow as pa
-
     return t.value_type if pa.types.is_dictionary(t) else t
 
 
@@ -91,7 +86,6 @@ def profile_parquet(path: str | Path, tested, label_column: str = ls.LABEL, n_bi
     rate = min(1.0, LAYOUT_SAMPLE_ROWS / max(n_total, 1))
     rng = np.random.default_rng(0)
     picked = [t.filter(rng.random(t.num_rows) < rate) if rate < 1 else t for t in _batches(files, columns)]
-    import pyarrow as pa
 
     layout = sketch.profile_layout(pa.concat_tables(picked, promote_options="permissive"), n_bins)
     del picked
@@ -110,8 +104,6 @@ def _sample_bound(profile: dict | None) -> int | None:
 
 
 def _row_count(f: str) -> int:
-    import pyarrow.parquet as pq
-
     return pq.ParquetFile(f).metadata.num_rows
 
 
@@ -128,7 +120,6 @@ def cut_log_windows(
 
     Reads only `timestamp` and `model_version`; the windows equal data.load_log_windows's.
     """
-    from trainwise.monitor.data import _timestamp, parse_window
 
     kind, size = parse_window(window)
     folder = Path(log_dir)
@@ -181,7 +172,6 @@ def cut_log_windows(
 
 def _times_and_versions(files: list[str], ts_type, has_version: bool) -> tuple[pd.Series, pd.Series]:
     """Every row's timestamp and model_version (as a category: a string per row would not fit)."""
-    import pyarrow as pa
 
     stamps, codes, names = [], [], {}
     for table in _batches(files, [ls.TIMESTAMP] + ([ls.MODEL_VERSION] if has_version else [])):
@@ -206,7 +196,6 @@ def profile_log_windows(
     files: list[str], row_window: np.ndarray, layouts: list[dict], label_column: str = ls.LABEL
 ) -> tuple[list[dict], list[pd.DataFrame | None]]:
     """Each window's profile on its own layout, and its performance rows (prediction, prob_*, label)."""
-    import pyarrow as pa
 
     schema_names = _schema(files).names
     perf_columns = [c for c in schema_names if c in (ls.PREDICTION, label_column) or c.startswith(ls.PROB_PREFIX)]
@@ -230,8 +219,6 @@ def profile_log_windows(
 
 
 def _compact(col):
-    import pyarrow as pa
-
     if pa.types.is_dictionary(col.type):  # one index type for every batch, so the batches concatenate
         col = col.cast(col.type.value_type)
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):

@@ -4,6 +4,10 @@ columns to intersect, or a window's rows kept for retraining; trainwise.monitor.
 from __future__ import annotations
 
 from trainwise.errors import DataError
+from trainwise.monitor.data import load_log_windows
+from trainwise.monitor.triggers import build_monitor
+from trainwise.monitor.data import load_table
+from trainwise.monitor.refsource import version_reference
 
 
 def check_log_in_memory(
@@ -20,9 +24,9 @@ def check_log_in_memory(
     complete_only: bool,
 ) -> tuple[dict, object]:
     """(drift dictionary of the latest window plus the `windows` timeline, the latest window's rows)."""
+    # lazy, kept as it was: this import shadows the `common_columns` flag above, so `if common_columns` is always
+    # true today (the flag is ignored); moving it would change behaviour. Left for a separate fix.
     from trainwise.monitor.refsource import common_columns
-    from trainwise.monitor.data import load_log_windows
-    from trainwise.monitor.triggers import build_monitor
 
     windows, joined = load_log_windows(
         log,
@@ -61,8 +65,6 @@ def reference_source(log: str, window: str, reference: str | None, tracking_uri:
     the window (from the registry); a log without model_version (not written by trainwise serve)
     falls back to its own first window.
     """
-    from trainwise.monitor.data import load_table
-    from trainwise.monitor.refsource import version_reference
 
     if reference:
         frame = load_table(reference)

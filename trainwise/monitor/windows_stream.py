@@ -12,6 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from trainwise.errors import DataError
+from trainwise.monitor.refsource import frame_profile, reference_profile
+from trainwise.monitor.refsource import version_reference
+from trainwise.monitor.stream import _schema, cut_log_windows, profile_log_windows
+from trainwise.monitor.triggers import build_monitor
+from trainwise.monitor.windows_memory import window_summary
+from trainwise.monitor.stream import _batches
+import pyarrow as pa
 
 
 def check_log_streaming(
@@ -25,12 +32,8 @@ def check_log_streaming(
     tracking_uri: str | None,
     complete_only: bool,
 ) -> dict:
-    from trainwise.monitor.refsource import frame_profile, reference_profile
-    from trainwise.monitor.refsource import version_reference
-    from trainwise.monitor.stream import _schema, cut_log_windows, profile_log_windows
-    from trainwise.monitor.triggers import build_monitor
-    from trainwise.monitor.windows_memory import window_summary
-
+    # Over 60 lines on purpose: the streaming check's phases in order (reference, schema, windows, per-window
+    # summary), sharing the open log and reference
     cuts, row_window, files = cut_log_windows(log, window, since, until, after, complete_only)
     if not cuts:
         raise DataError(f"the prediction log {log} has no complete {window} window yet")
@@ -85,9 +88,6 @@ def check_log_streaming(
 
 def _window_rows(files: list[str], row_window: np.ndarray, index: int, columns: list[str]):
     """One window's rows in memory (the log's own first window, used as the reference)."""
-    import pyarrow as pa
-
-    from trainwise.monitor.stream import _batches
 
     parts, at = [], 0
     for table in _batches(files, columns):

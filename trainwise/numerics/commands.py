@@ -11,6 +11,7 @@ from trainwise.numerics.preflight import GPU_CLASSES, preflight_text
 
 
 def cmd_numerics(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.numerics.diagnose import run_numerics
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]

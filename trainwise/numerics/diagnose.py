@@ -12,11 +12,13 @@ from trainwise.errors import TrainwiseError
 from trainwise.numerics.analysis import analyze
 from trainwise.numerics.preflight import preflight_text
 from trainwise.rundir import write_atomic, write_json
+from trainwise.train.data import StepSampler
+from trainwise.workloads.build import build_workload
+from trainwise.numerics.html import render_html
 
 
 def training_batches(cfg, workload, steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The first `steps` micro-batches of the run's own data order (fp32, CPU)."""
-    from trainwise.train.data import StepSampler
 
     sampler = StepSampler(
         len(workload.train), cfg.train.global_batch_size, cfg.train.micro_batch_size, 1, 0, cfg.train.seed
@@ -29,7 +31,6 @@ def run_numerics(
 ) -> dict:
     if steps < 1:
         raise TrainwiseError(f"--steps = {steps}: expected at least 1 training step to measure")
-    from trainwise.workloads.build import build_workload
 
     cfg = load_config(config, overrides)
     if cfg.train.threads:
@@ -50,7 +51,6 @@ def run_numerics(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "numerics.json", report)
-    from trainwise.numerics.html import render_html
 
     write_atomic(out / "numerics.html", render_html(report))
     write_atomic(out / "preflight.txt", preflight_text(report["preflight"]) + "\n")

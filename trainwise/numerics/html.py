@@ -16,6 +16,7 @@ def heatmap_png(report: dict) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and only needed when a figure is drawn
     import matplotlib.pyplot as plt
 
     layers = report["ranking"]

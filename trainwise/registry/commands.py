@@ -20,6 +20,8 @@ def _uri_arg(p) -> None:
 
 
 def register(sub) -> None:
+    # Over 60 lines on purpose: argparse registration, one add_argument per flag read top to bottom like `--help`; no
+    # logic to split
     p = sub.add_parser("register", help="register a run directory's model as a new version")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--name", required=True, help="registered model name")
@@ -96,6 +98,7 @@ def _store_errors(fn):
 
     @functools.wraps(fn)
     def run(args) -> int:
+        # lazy: mlflow is heavy and only needed when the registry is reached
         from mlflow.exceptions import MlflowException
 
         try:
@@ -111,6 +114,7 @@ def _store_errors(fn):
 
 @_store_errors
 def cmd_register(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.registry.versions import register_run
 
     mv = register_run(args.run_dir, args.name, args.tracking_uri, args.experiment)
@@ -126,6 +130,7 @@ def cmd_register(args) -> int:
 
 @_store_errors
 def cmd_promote(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.registry.gate import EXIT_CODES
     from trainwise.registry.promote import promote
 
@@ -176,6 +181,7 @@ def cmd_promote(args) -> int:
 
 @_store_errors
 def cmd_rollback(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.registry.promote import rollback
 
     r = rollback(args.name, args.alias, args.to, args.reason, args.tracking_uri)
@@ -188,6 +194,7 @@ def cmd_rollback(args) -> int:
 
 @_store_errors
 def cmd_history(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.registry import audit
     from trainwise.registry.history import read_history
 
@@ -227,6 +234,7 @@ def cmd_history(args) -> int:
 
 @_store_errors
 def cmd_card(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.registry.card import build_card
     from trainwise.rundir import write_atomic
 
@@ -245,6 +253,7 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
 
 
 def cmd_ui(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.registry.store import check_reachable
 
     uri = resolve_tracking_uri(args.tracking_uri)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from trainwise.registry import audit
+from trainwise.registry.promote import reconcile_moves
+from trainwise.registry.store import get_client, move_lock
+from trainwise.registry.versions import get_model
 
 
 @dataclass
@@ -15,10 +19,6 @@ class History:
 def read_history(name: str, tracking_uri: str | None = None) -> History:
     """Settle what a killed promoter left unfinished (under the move lock), then read the trail
     and check it against itself and the model's aliases."""
-    from trainwise.registry import audit
-    from trainwise.registry.promote import reconcile_moves
-    from trainwise.registry.store import get_client, move_lock
-    from trainwise.registry.versions import get_model
 
     client = get_client(tracking_uri)
     get_model(client, name)

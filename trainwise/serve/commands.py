@@ -41,15 +41,18 @@ def register(sub) -> None:
 
 
 def cmd_serve(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     if args.check_precision:
+        # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
         from trainwise.serve.quality import precision_change, run_dir_of
 
         run_dir = run_dir_of(args.ref, cfg.registry.tracking_uri or None)
         print(json.dumps(precision_change(run_dir, cfg.serve.precision), indent=2))
         return 0
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.serve.server import run_server
 
     run_server(args.ref, cfg, args.host, args.port)
@@ -57,6 +60,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_export(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.serve.export import export_onnx
 
     result = export_onnx(args.ref, args.onnx, args.tracking_uri, args.atol)

@@ -187,6 +187,7 @@ def read_prediction_log(log_dir: str):
     fs, root = fsspec.core.url_to_fs(log_dir)
     files = [f for f in fs.glob(f"{root}/*.parquet") if not f.rsplit("/", 1)[-1].startswith(".")]
     if not files:
+        # lazy: pandas is only needed when a log is read back, not by the serving path
         import pandas as pd
 
         return pd.DataFrame()

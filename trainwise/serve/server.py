@@ -11,9 +11,12 @@ def run_server(ref: str, cfg, host: str, port: int) -> None:
     """Serve `ref` (NAME@ALIAS, NAME/VERSION or a run directory) on host:port until stopped."""
     # Fail before loading anything when the port is taken (uvicorn would only log and exit 1).
     check_port_free(host, port, f"--host {host} --port {port}")
+    # lazy: the port check above fails before loading anything; torch, uvicorn and the app (fastapi, the
+    # model runtime) load only once the port is known free
     import torch
     import uvicorn
 
+    # lazy: as above (the app imports fastapi and the model runtime)
     from trainwise.serve.app import build_app
     from trainwise.serve.runtime import load_runtime
 

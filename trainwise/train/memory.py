@@ -70,6 +70,7 @@ def measure_step_memory(model: torch.nn.Module, optimizer, device: torch.device,
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:  # MemTracker takes ~1 s to import; only a measured step needs it
+        # lazy: torch's private mem_tracker is only needed when step memory is measured
         from torch.distributed._tools.mem_tracker import MemTracker
     except ImportError as e:
         mem.error = f"torch's MemTracker is unavailable: {e}"

@@ -85,6 +85,7 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_fit_batch(args) -> int:
+    # lazy: defers a library module (torch/pandas-heavy) so `trainwise --help` stays fast
     from trainwise.train.fitbatch import fit_batch
 
     if args.budget_gib <= 0:
