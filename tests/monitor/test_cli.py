@@ -152,3 +152,35 @@ def test_common_columns_compares_eval_predictions_with_a_log(run_cli, tmp_path, 
     result = json.loads(stdout)
     assert code == 0 and result["dropped_columns"] == ["id", "x0"]
     assert result["prediction_drift"] is False and result["performance"]["estimated"]["calibrated_on_labels"]
+
+
+def test_the_in_memory_log_path_keeps_the_common_columns_flag(run_cli, tmp_path):
+    """With --labels the log is read into memory; a column the reference lacks is still an error unless
+    --common-columns is given (the flag was once shadowed by an import of the same name)."""
+    rng = np.random.default_rng(0)
+    n = 600
+    probs = rng.beta(2, 5, n)
+    ref = tmp_path / "ref.parquet"
+    pd.DataFrame({"prob_yes": probs, "prob_no": 1 - probs, "label": np.where(probs > 0.3, "yes", "no")}).to_parquet(ref)
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    log = pd.DataFrame(
+        {
+            "timestamp": pd.Timestamp("2026-12-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
+            "request_id": [f"r{i}" for i in range(n)],
+            "prob_yes": probs,
+            "prob_no": 1 - probs,
+            "x0": rng.normal(size=n),
+        }
+    )
+    log.to_parquet(log_dir / "part-0.parquet", index=False)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": log["request_id"], "label": np.where(probs > 0.3, "yes", "no")}).to_csv(
+        labels, index=False
+    )
+    argv = ["monitor", "--log", log_dir, "--reference", ref, "--labels", labels, "--window", "1h"]
+    code, _, err = run_cli(*argv)
+    assert code == 2 and "x0" in err, err
+    code, stdout, err = run_cli(*argv, "--common-columns", "--json")
+    assert code == 0, err
+    assert "x0" in json.loads(stdout)["dropped_columns"]

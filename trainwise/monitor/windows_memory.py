@@ -7,6 +7,7 @@ from trainwise.errors import DataError
 from trainwise.monitor.data import load_log_windows
 from trainwise.monitor.triggers import build_monitor
 from trainwise.monitor.data import load_table
+from trainwise.monitor import refsource
 from trainwise.monitor.refsource import version_reference
 
 
@@ -24,10 +25,6 @@ def check_log_in_memory(
     complete_only: bool,
 ) -> tuple[dict, object]:
     """(drift dictionary of the latest window plus the `windows` timeline, the latest window's rows)."""
-    # lazy, kept as it was: this import shadows the `common_columns` flag above, so `if common_columns` is always
-    # true today (the flag is ignored); moving it would change behaviour. Left for a separate fix.
-    from trainwise.monitor.refsource import common_columns
-
     windows, joined = load_log_windows(
         log,
         window,
@@ -48,7 +45,7 @@ def check_log_in_memory(
         if source not in monitors:
             dropped: list[str] = []
             if common_columns:
-                frame, dropped = common_columns(frame, [v.frame for v in windows], keep=[cfg.label_column])
+                frame, dropped = refsource.common_columns(frame, [v.frame for v in windows], keep=[cfg.label_column])
             monitors[source] = (build_monitor(cfg).fit(frame), {"source": source, "n_rows": len(frame)}, dropped)
         monitor, ref, dropped = monitors[source]
         results.append((w, {**monitor.check(w.frame), "reference": ref, "dropped_columns": dropped}))
