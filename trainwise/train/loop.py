@@ -28,6 +28,11 @@ from trainwise.train.run import Run, build_run
 from trainwise.train.step import evaluate_loss, lr_at, set_lr, train_step, wait_for_device
 
 
+def unwrap_ddp(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper (the model itself otherwise)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -116,8 +121,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     summary = summarize(run, status, step, compile_warmup_s if tc.compile else None, t_start)
     if run.dist.is_main:
         run.files.write_summary(summary)
-    teardown_distributed(run.dist)
-    return RunResult(run.files.path, summary, model, run.workload, run.policy)
+    result = RunResult(run.files.path, summary, unwrap_ddp(model), run.workload, run.policy)
+    dist, run, model, optimizer, scaler, health = run.dist, None, None, None, None, None  # see teardown_distributed
+    teardown_distributed(dist)
+    return result
 
 
 def keep_memory_measurement(run: Run, memory: dict) -> bool:

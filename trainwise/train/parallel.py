@@ -9,6 +9,7 @@ NCCL on CUDA, gloo on CPU. `apply_ddp` / `apply_fsdp2` are called only through `
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 from dataclasses import dataclass, field
@@ -221,5 +222,9 @@ def elastic_restart(ctx: DistContext | None = None) -> bool:
 
 
 def teardown_distributed(ctx: DistContext) -> None:
+    """Leave the process group. The caller drops its DDP wrappers first: a Reducer that outlives the
+    group, as its last holder, tears gloo down holding the GIL and can deadlock on a gloo thread
+    that needs the GIL (seen as a rank hung at exit). gc.collect() frees them while the group exists."""
+    gc.collect()
     if ctx.enabled and ctx.owns_group and tdist.is_initialized():
         tdist.destroy_process_group()
