@@ -262,7 +262,7 @@ def markdown(r: dict) -> str:
         lines += [
             "",
             f"Evidently DataDriftPreset (Report.run on pandas frames already read), same run: 1x files {first}; "
-            f"the 10x log folder (read whole by pandas, its timestamp column included) under a "
+            f"the 10x log folder (read whole by pandas, the reference's columns kept) under a "
             f"{e10['memory_cap_gib']} GiB address-space cap (prlimit --as): {large}.",
         ]
     return "\n".join(lines)
