@@ -65,6 +65,9 @@ def cli(*args, **kw):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as a terminal's foreground job: Ctrl-C is not ignored even when the suite itself was started in
+        # the background by a non-interactive shell (which ignores SIGINT for it, and children inherit that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         **kw,
     )
 
