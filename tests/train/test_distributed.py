@@ -150,6 +150,28 @@ def test_fsdp2_matches_and_its_dcp_checkpoint_resumes_at_one_rank(single, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_auto_ac_fallback_rebuilds_the_sharded_model_and_matches_single_process(single, strategy, tmp_path):
+    """Auto AC falling back mid-run (forced: every measured step is over a tiny budget) prepares
+    the model again, so FSDP2 shards the rebuilt model rather than having its blocks rewrapped;
+    both ranks decide alike, and the trajectory is the one-process one."""
+    run_dir = tmp_path / "run"
+    forced = ["parallel.strategy=" + strategy, "memory.ac=auto", "memory.budget_gib=0.0001"]
+    cmd = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
+        str(ROOT / "tests" / "train" / "forced_ac_fallback.py"),
+        *("configs/lm-tiny.toml", *sets(*forced), "--run-dir", str(run_dir)),
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["ac"], summary["strategy"], summary["status"]) == ("full", strategy, "completed")
+    assert summary["ac_note"].count("fell back") == 3, summary["ac_note"]
+    torch.testing.assert_close(losses(run_dir), losses(single), rtol=RTOL, atol=0)
+    torch.testing.assert_close(val_losses(run_dir), val_losses(single), rtol=RTOL, atol=0)
+
+
+@pytest.mark.slow
 def test_killed_rank_is_restarted_and_the_run_matches_an_uninterrupted_one(ddp, tmp_path):
     run_dir = tmp_path / "run"
     out = launch(

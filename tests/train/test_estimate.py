@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -10,11 +9,10 @@ import torch
 
 from tests.train.memory_fixtures import TINY, tiny_cfg
 from trainwise.cli import main
+from trainwise.rundir import clean_state_dict
 from trainwise.train.ac import CheckpointedBlock
 from trainwise.train.autoac import confirm_ac_mode, resolve_ac_mode
 from trainwise.train.estimate import GIB, estimate_memory, trace_step
-from trainwise.train.precision import get_policy
-from trainwise.train.setup import prepare
 from trainwise.workloads.build import build_workload
 
 SETS = [a for item in TINY for a in ("--set", item)]
@@ -61,22 +59,43 @@ def test_auto_picks_none_when_ample_and_a_cheaper_mode_when_tight(workload, peak
     assert mode in ("every-n", "full") and "none" in note  # says which modes it estimated over budget
 
 
-def test_auto_falls_back_when_the_measurement_is_over_budget(workload):
+def test_auto_confirms_or_chooses_the_next_mode_by_the_measured_peak():
     cfg = tiny_cfg("memory.ac=auto", "memory.budget_gib=0.001")
-    model = prepare(
-        copy.deepcopy(workload.model),
-        policy=get_policy("fp32", torch.device("cpu")),
-        device=torch.device("cpu"),
-        ac_mode="selective",
-        block_classes=workload.block_classes,
-    ).model
-    mode, note, switched = confirm_ac_mode(
-        model, "selective", {"peak_memory_bytes": 2 * GIB}, cfg, workload.block_classes
-    )
-    assert (mode, switched) == ("every-n", True) and "fell back" in note
-    assert sum(isinstance(m, CheckpointedBlock) for m in model.modules()) == 2  # every 2nd of 3 blocks, fully
-    assert not any(getattr(m, "selective", False) for m in model.modules())
-    assert confirm_ac_mode(model, "every-n", {"peak_memory_bytes": 1000}, cfg, workload.block_classes)[2] is False
+    mode, note, switched = confirm_ac_mode("selective", 2 * GIB, cfg)
+    assert (mode, switched) == ("every-n", True) and "fell back" in note and "2.0000 GiB" in note
+    assert confirm_ac_mode("every-n", 1000, cfg)[:3:2] == ("every-n", False)
+    assert confirm_ac_mode("full", 2 * GIB, cfg)[:3:2] == ("full", False)  # nothing cheaper left: kept, said
+
+
+def force_auto_to_choose_none(monkeypatch):
+    """The estimator's choice replaced by 'none', so that a tiny budget makes the trainer's
+    measurement fall back at every measured step: none -> selective -> every-n -> full."""
+    import trainwise.train.run as run
+
+    monkeypatch.setattr(run, "resolve_ac_mode", lambda cfg, workload, world_size=1: ("none", "forced by the test"))
+
+
+def logged_losses(run_dir) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_fallback_rebuilds_the_model_and_training_goes_on_as_if_never_switched(tmp_path, monkeypatch):
+    """The model is prepared again with each next mode and the weights and AdamW's moments are
+    carried over: the losses equal those of a run that never switched (AC only recomputes)."""
+    from trainwise.train.loop import train
+
+    common = ("train.steps=6", "train.log_every=1", "train.eval_every=0", "train.eval_batches=1")
+    plain = train(tiny_cfg(*common), tmp_path / "plain")
+    force_auto_to_choose_none(monkeypatch)
+    fell = train(tiny_cfg(*common, "memory.ac=auto", "memory.budget_gib=0.0001"), tmp_path / "auto")
+    s = fell.summary
+    assert (s["ac"], s["status"]) == ("full", "completed"), s["ac_note"]
+    assert s["ac_note"].count("fell back") == 3 and "even with 'full'" in s["ac_note"]
+    assert sum(isinstance(m, CheckpointedBlock) for m in fell.model.modules()) == 3  # every block, fully
+    assert fell.workload.model is fell.model  # the rebuilt model is the run's model
+    torch.testing.assert_close(logged_losses(tmp_path / "auto"), logged_losses(tmp_path / "plain"), rtol=1e-6, atol=0)
+    torch.testing.assert_close(clean_state_dict(fell.model), clean_state_dict(plain.model), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.slow

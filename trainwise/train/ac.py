@@ -185,11 +185,3 @@ def apply_ac(
             continue
         _set_submodule(model, name, CheckpointedBlock(block, selective=(mode == "selective")))
     return model
-
-
-def remove_ac(model: nn.Module) -> nn.Module:
-    """Undo apply_ac in place (unwrap every CheckpointedBlock); used when `auto` switches modes."""
-    wrapped = [name for name, m in model.named_modules() if isinstance(m, CheckpointedBlock)]
-    for name in wrapped:
-        _set_submodule(model, name, model.get_submodule(name).block)
-    return model

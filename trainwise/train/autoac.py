@@ -2,17 +2,15 @@
 
 Chosen before training with the estimator (trainwise.train.estimate), cheapest mode first
 (`AC_COST_ORDER`: none, selective, every-n, full), and confirmed by the trainer's own measurement of
-its first measured step: if the measured peak is over the budget, the model is rewrapped with the
-next mode and measured again, and the summary says so (`ac_note`).
+its first measured step: if the measured peak is over the budget, the model is prepared again with
+the next mode (the run's state carried over) and measured again, and the summary says so (`ac_note`).
 """
 
 from __future__ import annotations
 
-from torch import nn
-
 from trainwise.config import Config
 from trainwise.errors import ConfigError
-from trainwise.train.ac import AC_COST_ORDER, apply_ac, remove_ac
+from trainwise.train.ac import AC_COST_ORDER
 from trainwise.train.estimate import GIB, estimate_memory
 
 
@@ -89,12 +87,10 @@ def resolve_ac_mode(cfg: Config, workload, world_size: int = 1) -> tuple[str, st
     return mode, note
 
 
-def confirm_ac_mode(
-    model: nn.Module, mode: str, memory: dict, cfg: Config, block_classes: tuple
-) -> tuple[str, str, bool]:
-    """After the trainer measured a step: keep `mode` if its measured peak fits the budget, else
-    rewrap the model with the next mode in cost order. Returns (mode, note, switched)."""
-    measured = max(memory.get("peak_memory_bytes") or 0, memory.get("max_memory_allocated") or 0)
+def confirm_ac_mode(mode: str, measured: int, cfg: Config) -> tuple[str, str, bool]:
+    """After the trainer measured a step's peak (`measured` bytes, the largest over ranks): keep
+    `mode` if it fits the budget, else choose the next mode in cost order, which the trainer then
+    prepares the model with (trainwise.train.run.rebuild_with_ac). Returns (mode, note, switched)."""
     budget = budget_bytes(cfg.memory.budget_gib)
     if measured <= budget:
         return (
@@ -111,15 +107,6 @@ def confirm_ac_mode(
             False,
         )
     nxt = AC_COST_ORDER[i + 1]
-    if cfg.parallel.strategy == "fsdp2":  # blocks are sharded units now: rewrapping them would break FSDP
-        return (
-            mode,
-            f"measured peak {measured / GIB:.4f} GiB with {mode!r} is over the budget {budget / GIB:g} GiB; under "
-            f"fsdp2 the mode cannot change after sharding: set memory.ac = {nxt!r}",
-            False,
-        )
-    remove_ac(model)
-    apply_ac(model, nxt, cfg.memory.ac_every, block_classes, cfg.memory.block_classes)
     return (
         nxt,
         f"measured peak {measured / GIB:.4f} GiB with {mode!r} is over the budget {budget / GIB:g} GiB; fell back to "

@@ -190,3 +190,25 @@ def load_sharded(path: str | Path, model: nn.Module, optimizer, scaler) -> tuple
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     return state, load_file(path / "rng.safetensors")
+
+
+def carry_training_state(src: nn.Module, src_optimizer, dst: nn.Module, dst_optimizer) -> None:
+    """Copy the weights and the optimizer's state of `src` into `dst`, another preparation of the
+    same architecture (another AC mode: auto AC's fallback, trainwise.train.run.rebuild_with_ac).
+
+    Matched by the plain model's names, as a checkpoint is, so any wrapper mix maps onto any other;
+    through torch.distributed.checkpoint's state_dict functions, so FSDP2's DTensor shards move
+    shard to shard on the same mesh.
+    """
+    # torch.distributed.checkpoint takes ~0.7 s to import; only a fallback needs it
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_sd, optim_sd = get_state_dict(src, src_optimizer)
+    fqn_of = {plain: fqn for fqn, plain in plain_name_of_fqn(dst).items()}
+    names = {fqn: fqn_of[plain] for fqn, plain in plain_name_of_fqn(src).items()}
+    set_state_dict(
+        dst,
+        dst_optimizer,
+        model_state_dict={names[k]: v for k, v in model_sd.items()},
+        optim_state_dict=rename_optimizer_state(optim_sd, names),
+    )

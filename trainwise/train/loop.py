@@ -22,9 +22,9 @@ from trainwise.rundir import WriteError
 from trainwise.runstatus import RunStatus
 from trainwise.train.autoac import confirm_ac_mode
 from trainwise.train.memory import measure_step_memory
-from trainwise.train.parallel import teardown_distributed
+from trainwise.train.parallel import max_over_ranks, teardown_distributed
 from trainwise.train.progress import Progress
-from trainwise.train.run import Run, build_run
+from trainwise.train.run import Run, build_run, rebuild_with_ac
 from trainwise.train.step import evaluate_loss, lr_at, set_lr, train_step, wait_for_device
 
 
@@ -42,7 +42,7 @@ class RunResult:
     policy: object | None = None
 
 
-# Over 60 lines (79) and complexity 20 on purpose: the loop is read top to bottom in one sitting
+# Over 60 lines (80) and complexity 20 on purpose: the loop is read top to bottom in one sitting
 # (nanoGPT's train.py); each branch is one of its steps, and splitting it would hide their order
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) -> RunResult:  # noqa: C901
     t_start = time.perf_counter()
@@ -80,8 +80,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
                 wait_for_device(run.device)  # the clock reads after the device finished the step
             dt_ms = (time.perf_counter() - t0) * 1e3
             stepped = health.after_update(step, verdict, scaler)
-            if measure:
-                measure_at = step + 1 if keep_memory_measurement(run, mem.result()) else measure_at
+            if measure:  # a measured step is not timed
+                if keep_memory_measurement(run, mem.result()):  # auto AC rebuilt the model with the next mode
+                    model, optimizer, measure_at = run.model, run.optimizer, step + 1  # and measures it again
             elif step == run.start_step and tc.compile:
                 compile_warmup_s = dt_ms / 1e3
             elif step > run.start_step:
@@ -127,13 +128,16 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
 
 def keep_memory_measurement(run: Run, memory: dict) -> bool:
     """Keep the measured step's memory; with memory.ac = 'auto', confirm the estimator's choice by
-    it. Returns True when the AC mode changed, so the next step is measured again."""
+    it, on every rank alike. Returns True when the model was rebuilt with the next AC mode, so the
+    next step is measured again."""
     run.state.memory = memory
     if run.cfg.memory.ac != "auto":
         return False
-    run.ac_mode, note, switched = confirm_ac_mode(run.model, run.ac_mode, memory, run.cfg, run.workload.block_classes)
+    measured = max(memory.get("peak_memory_bytes") or 0, memory.get("max_memory_allocated") or 0)
+    run.ac_mode, note, switched = confirm_ac_mode(run.ac_mode, max_over_ranks(run.dist, measured), run.cfg)
     run.ac_note = f"{run.ac_note}; {note}"
     if switched:
+        rebuild_with_ac(run, run.ac_mode)
         run.state.memory = {}
     return switched
 

@@ -119,6 +119,15 @@ def mean_over_ranks(ctx: DistContext, value: torch.Tensor) -> torch.Tensor:
     return value / ctx.world_size
 
 
+def max_over_ranks(ctx: DistContext, value: int) -> int:
+    """The largest of an integer over ranks (a decision every rank must take alike)."""
+    if not ctx.enabled:
+        return value
+    box = torch.tensor([value], dtype=torch.int64, device="cuda" if ctx.backend == "nccl" else "cpu")
+    tdist.all_reduce(box, op=tdist.ReduceOp.MAX)
+    return int(box.item())
+
+
 def apply_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """Wrap in DistributedDataParallel: full replicas, gradients all-reduced (averaged) in their own dtype."""
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -10,7 +10,7 @@ so a config that cannot train leaves nothing behind.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from trainwise.env import pick_device
 from trainwise.numerics.hybrid import resolve_auto_split
 from trainwise.train.autoac import resolve_ac_mode
 from trainwise.train.checkpoint import load_checkpoint
+from trainwise.train.checkpoint_dcp import carry_training_state
 from trainwise.train.data import StepSampler, eval_indices
 from trainwise.train.health import HealthMonitor
 from trainwise.train.parallel import (
@@ -36,7 +37,7 @@ from trainwise.train.preflight import check_model_output
 from trainwise.train.rundir_setup import RunFiles, default_run_dir, open_run_dir
 from trainwise.train.setup import Prepared, prepare
 from trainwise.train.step import StepParts, make_optimizer, sampled_batches
-from trainwise.workloads.base import Workload
+from trainwise.workloads.base import Workload, build_model_from_spec
 from trainwise.workloads.build import build_workload
 
 STEP_MS_KEPT = 10_000  # step times carried across a resume: the median of the newest this many
@@ -108,12 +109,21 @@ class Run:
 def prepare_for(cfg: Config, workload: Workload, policy: Policy, device, dist: DistContext, ac_mode: str) -> Prepared:
     """prepare() with the run's techniques: FP8 (with its auto split), AC, compile, sharding."""
     keep_high_precision, fp8_auto = resolve_auto_split(cfg, workload, policy)  # ['auto'] -> layer names
+    prepared = prepare_model(cfg, workload, workload.model, policy, device, dist, ac_mode, keep_high_precision)
+    prepared.fp8_auto = fp8_auto
+    return prepared
+
+
+def prepare_model(
+    cfg: Config, workload: Workload, model, policy: Policy, device, dist: DistContext, ac_mode: str, keep: list[str]
+) -> Prepared:
+    """prepare() of `model` (the workload's architecture) with the run's settings and `ac_mode`."""
     mem = cfg.memory
     shard = shard_fn(
         cfg.parallel.strategy, dist, device, policy, cfg.parallel, workload.block_classes, mem.block_classes
     )
-    prepared = prepare(
-        workload.model,
+    return prepare(
+        model,
         policy=policy,
         device=device,
         ac_mode=ac_mode,
@@ -121,11 +131,32 @@ def prepare_for(cfg: Config, workload: Workload, policy: Policy, device, dist: D
         compile=cfg.train.compile,
         block_classes=workload.block_classes,
         block_class_names=mem.block_classes,
-        keep_high_precision=keep_high_precision,
+        keep_high_precision=keep,
         shard=shard,
     )
-    prepared.fp8_auto = fp8_auto
-    return prepared
+
+
+def rebuild_with_ac(run: Run, ac_mode: str) -> None:
+    """Auto AC's fallback: the run's model, prepared again with `ac_mode`, training state kept.
+
+    A fresh model of the workload's architecture goes through prepare() as at the start, so the
+    techniques keep their one order (FP8, AC, compile, shard) instead of a compiled or sharded model
+    being rewrapped; the weights and AdamW's state are carried over by their plain names, and the
+    loss scaler, the data order and the step count stay as they are. Every rank calls it.
+    """
+    with torch.random.fork_rng(devices=[]):  # the fresh weights are overwritten; keep the run's RNG stream
+        fresh = build_model_from_spec(run.workload.spec)
+    old = run.prepared
+    prepared = prepare_model(
+        run.cfg, run.workload, fresh, run.policy, run.device, run.dist, ac_mode, old.keep_high_precision
+    )
+    prepared.fp8_auto = old.fp8_auto
+    tc = run.cfg.train
+    optimizer = make_optimizer(prepared.model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
+    carry_training_state(old.model, run.optimizer, prepared.model, optimizer)
+    run.workload.model, run.prepared, run.optimizer, run.ac_mode = fresh, prepared, optimizer, ac_mode
+    run.parts = replace(run.parts, model=prepared.model, optimizer=optimizer)
+    run.health.model = prepared.model
 
 
 def agree_on_run_dir(dist: DistContext, cfg: Config, run_dir, resume: bool) -> tuple[Path, bool]:

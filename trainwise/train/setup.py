@@ -16,6 +16,7 @@ class Prepared:
     model: nn.Module
     fp8_layers: list[str] = field(default_factory=list)
     compiled_blocks: int = 0
+    keep_high_precision: list[str] = field(default_factory=list)  # the layer patterns FP8 left alone
     # with precision.keep_high_precision = ['auto']: the numerics probe's split and why (env.json);
     # decided before prepare() (trainwise.numerics.hybrid.resolve_auto_split), recorded here
     fp8_auto: dict | None = None
@@ -74,4 +75,6 @@ def prepare(
     n_compiled = apply_compile(model, compile, block_classes, block_class_names)
     if shard is not None:
         model = shard(model)
-    return Prepared(model=model, fp8_layers=fp8_layers, compiled_blocks=n_compiled)
+    return Prepared(
+        model=model, fp8_layers=fp8_layers, compiled_blocks=n_compiled, keep_high_precision=list(keep_high_precision)
+    )
