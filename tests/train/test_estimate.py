@@ -65,6 +65,8 @@ def test_auto_confirms_or_chooses_the_next_mode_by_the_measured_peak():
     assert (mode, switched) == ("every-n", True) and "fell back" in note and "2.0000 GiB" in note
     assert confirm_ac_mode("every-n", 1000, cfg)[:3:2] == ("every-n", False)
     assert confirm_ac_mode("full", 2 * GIB, cfg)[:3:2] == ("full", False)  # nothing cheaper left: kept, said
+    mode, note, switched = confirm_ac_mode("none", None, cfg, "storage tracking does not see inside compiled blocks")
+    assert (mode, switched) == ("none", False) and "not confirmed" in note and "compiled blocks" in note
 
 
 def force_auto_to_choose_none(monkeypatch):
@@ -96,6 +98,18 @@ def test_fallback_rebuilds_the_model_and_training_goes_on_as_if_never_switched(t
     assert fell.workload.model is fell.model  # the rebuilt model is the run's model
     torch.testing.assert_close(logged_losses(tmp_path / "auto"), logged_losses(tmp_path / "plain"), rtol=1e-6, atol=0)
     torch.testing.assert_close(clean_state_dict(fell.model), clean_state_dict(plain.model), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_auto_with_compile_says_its_choice_was_not_measured(tmp_path):
+    """MemTracker cannot see inside compiled blocks (no CUDA counters on CPU): the summary says the
+    estimate stood unconfirmed, not 'confirmed' by a peak of 0."""
+    from trainwise.train.loop import train
+
+    extra = ("train.compile=true", "train.steps=3", "train.eval_every=0", "train.eval_batches=1")
+    s = train(tiny_cfg("memory.ac=auto", "memory.budget_gib=1", *extra), tmp_path / "run").summary
+    assert s["ac"] == "none" and "not confirmed by a measurement" in s["ac_note"], s["ac_note"]
+    assert "confirmed: measured" not in s["ac_note"] and "compiled blocks" in s["ac_note"]
 
 
 @pytest.mark.slow

@@ -87,10 +87,13 @@ def resolve_ac_mode(cfg: Config, workload, world_size: int = 1) -> tuple[str, st
     return mode, note
 
 
-def confirm_ac_mode(mode: str, measured: int, cfg: Config) -> tuple[str, str, bool]:
-    """After the trainer measured a step's peak (`measured` bytes, the largest over ranks): keep
-    `mode` if it fits the budget, else choose the next mode in cost order, which the trainer then
-    prepares the model with (trainwise.train.run.rebuild_with_ac). Returns (mode, note, switched)."""
+def confirm_ac_mode(mode: str, measured: int | None, cfg: Config, why_unmeasured: str = "") -> tuple[str, str, bool]:
+    """After the trainer measured a step's peak (`measured` bytes, the largest over ranks; None when
+    the step could not be measured, `why_unmeasured`): keep `mode` if it fits the budget, else choose
+    the next mode in cost order, which the trainer then prepares the model with
+    (trainwise.train.run.rebuild_with_ac). Returns (mode, note, switched)."""
+    if measured is None:
+        return mode, f"not confirmed by a measurement ({why_unmeasured or 'not measured'}); kept {mode!r}", False
     budget = budget_bytes(cfg.memory.budget_gib)
     if measured <= budget:
         return (
