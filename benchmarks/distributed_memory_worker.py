@@ -12,11 +12,11 @@ import sys
 import torch
 
 from trainwise.config import load_config
-from trainwise.train.step import make_optimizer
 from trainwise.train.parallel import setup_distributed, shard_fn, teardown_distributed
 from trainwise.train.precision import get_policy
-from trainwise.workloads.build import build_workload
 from trainwise.train.setup import prepare
+from trainwise.train.step import make_optimizer
+from trainwise.workloads.build import build_workload
 
 
 def local_bytes(t: torch.Tensor) -> int:

@@ -23,11 +23,11 @@ import torch
 
 from trainwise.config import load_config
 from trainwise.rundir import write_atomic, write_json
-from trainwise.train.step import make_optimizer
 from trainwise.train.memory import measure_step_memory
 from trainwise.train.precision import get_policy
-from trainwise.workloads.build import build_workload
 from trainwise.train.setup import prepare
+from trainwise.train.step import make_optimizer
+from trainwise.workloads.build import build_workload
 
 MODES = ["none", "selective", "every-n", "full"]
 OUT = Path(__file__).parent / "memory_ac_modes_cpu-2core_20261122"

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from monitor_data import _zipf_shares, make_mixed  # noqa: E402
+
 from trainwise.monitor.drift import DriftMonitor  # noqa: E402
 
 

@@ -18,8 +18,8 @@ from trainwise.env import (
     pick_device,
     record_gemm_shapes,
 )
-from trainwise.workloads.build import build_workload
 from trainwise.workloads.base import build_model_from_spec
+from trainwise.workloads.build import build_workload
 
 MAX_MODEL_PROBE_BUDGETS = 20  # `info --config` skips a kind whose model-shape probe would outlast this many budgets
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import make_table
+
 from trainwise.monitor.drift import DriftMonitor
 
 REQUIRED_COLUMN_FIELDS = {"name", "test", "effect_size", "p_value", "drift"}

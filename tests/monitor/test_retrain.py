@@ -11,7 +11,6 @@ from trainwise.config import MonitorConfig
 from trainwise.monitor.retrain import RetrainSteps, run_retraining
 from trainwise.monitor.triggers import evaluate_triggers
 
-
 REASONS = {
     "pass": [],
     "fail": ["accuracy fell by 0.04 > 0.01"],

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from trainwise.monitor import stats as st
 from trainwise.monitor.profile import NumericProfile
-
-import pandas as pd
 
 
 def _samples(kind: str, m: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import make_table
+
 from trainwise.monitor.drift import DriftMonitor
 
 

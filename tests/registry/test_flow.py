@@ -52,11 +52,10 @@ def test_promote_refuse_force_rollback_history(store, runs, cli):
     ]
     forced = h["entries"][3]
     assert forced["reason"] == "hotfix for incident 42" and forced["who"] == "tester"
+    import mlflow.artifacts
     from mlflow import MlflowClient
 
     from trainwise.registry.lineage import canonical_sha256
-
-    import mlflow.artifacts
 
     evidence = mlflow.artifacts.load_dict(f"runs:/{forced['run_id']}/evidence.json")
     assert canonical_sha256(evidence) == forced["evidence_sha256"]

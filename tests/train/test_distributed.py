@@ -273,8 +273,8 @@ def test_nccl_without_cuda(capsys, tmp_path):
 
 def test_dcp_checkpoint_from_a_different_model(capsys, tmp_path):
     """A sharded checkpoint loaded into another architecture names the checkpoint and the mismatch."""
-    from trainwise.train.checkpoint_dcp import save_sharded
     from trainwise.train.checkpoint import _rng_state
+    from trainwise.train.checkpoint_dcp import save_sharded
     from trainwise.workloads.lm import build_gpt
 
     cfg_args = sets()

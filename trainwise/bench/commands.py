@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from trainwise.cliargs import add_config_args
 from trainwise.errors import ConfigError
-import time
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "lm-tiny.toml"
 DEMO_GRID = ["precision.policy=fp32,bf16-mixed,fp16-mixed", "memory.ac=none,full"]

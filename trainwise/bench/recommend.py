@@ -21,7 +21,11 @@ Speed figures ("2.1x slower than fp32") appear only where the evidence supports 
 from __future__ import annotations
 
 from trainwise.bench.runner import FINISHED
-from trainwise.bench.speed import SpeedEvidence, median_interval, speed_evidence  # noqa: F401  (median_interval: re-exported)
+from trainwise.bench.speed import (  # noqa: F401  (median_interval: re-exported)
+    SpeedEvidence,
+    median_interval,
+    speed_evidence,
+)
 
 GIB = 2**30
 PRECISION_RANK = {"fp32": 0, "bf16-mixed": 1, "fp16-mixed": 2, "bf16-true": 3, "fp8-tensorwise": 4, "fp8-rowwise": 4}

@@ -14,11 +14,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainwise.errors import ConfigError
-from trainwise.cluster.slurm import render_sbatch
 from trainwise.cluster.kubeflow import render_trainjob
-from trainwise.config import config_to_toml, load_config
+from trainwise.cluster.slurm import render_sbatch
 from trainwise.cluster.storage import warn_if_not_shared
+from trainwise.config import config_to_toml, load_config
+from trainwise.errors import ConfigError
 
 DEFAULT_PORT = 29500  # torchrun's default rendezvous port
 DEFAULT_IMAGE = "ghcr.io/your-org/trainwise:latest"  # an image with trainwise installed: the user's to build

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import PurePosixPath
+
 from trainwise.errors import TrainwiseError
 
 GROUP = "trainer.kubeflow.org"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+
 from trainwise.config import load_config
 
 TEMPLATE = '''\
@@ -72,10 +73,12 @@ def train_worker(loop_config: dict) -> None:
     A run directory that already holds a run (a job submitted again, or Ray restarting the workers
     after a failure) is resumed from its last checkpoint.
     """
-    # lazy: ray is optional and only present on a Ray cluster worker (ray.train); the training loop
-    # (torch, pandas, sklearn) is needed only there, not when `launch --emit ray` renders the script
-    from trainwise.train.loop import train
+    # lazy: ray is optional and only present on a Ray cluster worker (ray.train)
     import ray.train
+
+    # lazy: the training loop (torch, pandas, sklearn) is needed only on the worker, not when
+    # `launch --emit ray` renders the script
+    from trainwise.train.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.toml"

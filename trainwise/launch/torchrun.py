@@ -15,9 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainwise.cluster.storage import warn_if_not_shared
 from trainwise.config_checks import accumulation_steps
 from trainwise.errors import ConfigError, DeviceError, TrainwiseError
-from trainwise.cluster.storage import warn_if_not_shared
 from trainwise.ports import check_port_free
 
 

@@ -10,25 +10,23 @@ join (`labels`), columns to intersect (`common_columns`) or the latest window's 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from trainwise.errors import DataError
-from trainwise.monitor.reference import REFERENCE_PROFILE, frame_profile  # noqa: F401  (the monitor's API)
 from trainwise.monitor import refsource
-from trainwise.monitor.refsource import reference_profile  # noqa: F401  (the monitor's API)
-from trainwise.monitor.data import load_table
-from trainwise.monitor.triggers import build_monitor
-from trainwise.monitor.data import join_labels
-from trainwise.monitor.windows_stream import check_log_streaming
-from trainwise.monitor.windows_memory import check_log_in_memory
-from trainwise.monitor.triggers import evaluate_triggers
+from trainwise.monitor.data import join_labels, load_table
 from trainwise.monitor.logschema import training_rows
 from trainwise.monitor.pipeline import real_steps
+from trainwise.monitor.reference import REFERENCE_PROFILE, frame_profile  # noqa: F401  (the monitor's API)
+from trainwise.monitor.refsource import reference_profile  # noqa: F401  (the monitor's API)
 from trainwise.monitor.retrain import run_retraining
-import time
+from trainwise.monitor.triggers import build_monitor, evaluate_triggers
+from trainwise.monitor.windows_memory import check_log_in_memory
+from trainwise.monitor.windows_stream import check_log_streaming
 
 
 @dataclass

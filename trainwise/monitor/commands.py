@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-
+import time
+from pathlib import Path
 
 from trainwise.cliargs import add_config_args
 from trainwise.errors import DataError
-import time
-from pathlib import Path
 
 
 def register(subparsers) -> None:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from trainwise.errors import DataError
 from trainwise.monitor import logschema as ls
 from trainwise.monitor.labels import join_labelled
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pyarrow.compute as pc
 
 TIMESTAMP = ls.TIMESTAMP
 _DURATION = re.compile(r"^(\d+)(s|min|m|h|d)$")

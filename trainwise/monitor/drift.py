@@ -31,15 +31,12 @@ import pandas as pd
 from trainwise.errors import DataError
 from trainwise.monitor import logschema as ls
 from trainwise.monitor import multivariate as mv
-from trainwise.monitor.performance import prob_columns
+from trainwise.monitor.binned import BinnedColumn, BinnedNumericProfile
 from trainwise.monitor.perfcheck import PerformanceState
-from trainwise.monitor.profile import build_profile, infer_kind
+from trainwise.monitor.performance import prob_columns
+from trainwise.monitor.profile import CategoricalProfile, build_profile, infer_kind
+from trainwise.monitor.sketch import profile_partition, sample_frame
 from trainwise.monitor.stats import benjamini_hochberg
-from trainwise.monitor.binned import BinnedNumericProfile
-from trainwise.monitor.profile import CategoricalProfile
-from trainwise.monitor.sketch import sample_frame
-from trainwise.monitor.binned import BinnedColumn
-from trainwise.monitor.sketch import profile_partition
 
 NULL_QUANTILE = 0.95
 

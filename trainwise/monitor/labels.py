@@ -16,7 +16,6 @@ and reported, not guessed at. The server answers every prediction with its reque
 
 from __future__ import annotations
 
-
 import pandas as pd
 
 from trainwise.errors import DataError

@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trainwise.errors import DataError
-from trainwise.monitor.retrain import RetrainSteps
-from trainwise.workloads.tabular import apply_preprocessing
 from trainwise.config import load_config
+from trainwise.errors import DataError
 from trainwise.evaluate.compare import compare_predictions, read_predictions
 from trainwise.evaluate.evaluate import evaluate_run
 from trainwise.evaluate.gate import default_gate, load_gate
+from trainwise.monitor.retrain import RetrainSteps
 from trainwise.registry import audit
 from trainwise.registry.gate import verdict_reasons
 from trainwise.registry.promote import promote
@@ -31,6 +30,7 @@ from trainwise.registry.store import get_client, move_lock
 from trainwise.registry.versions import get_alias_version, register_run, resolve_model_ref
 from trainwise.rundir import load_model
 from trainwise.train.loop import train
+from trainwise.workloads.tabular import apply_preprocessing
 
 
 def _champion_config(client, mv, work: Path) -> Path:

@@ -22,6 +22,7 @@ give such a model's monitor a --reference of raw rows.
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from pathlib import Path
 
@@ -29,19 +30,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trainwise.errors import DataError
-from trainwise.monitor import logschema as ls
-from trainwise.monitor.sketch import profile_layout, profile_partition
-from trainwise.seal import REFERENCE_FILE, REFERENCE_PROFILE, add_model_file
-from trainwise.errors import TrainwiseError
-from trainwise.rundir import MODEL_JSON, load_model, read_json
-from trainwise.workloads.inputs import input_spec_of
-from trainwise.monitor.drift import DriftMonitor
 from trainwise.config import load_config
+from trainwise.errors import DataError, TrainwiseError
+from trainwise.monitor import logschema as ls
+from trainwise.monitor.drift import DriftMonitor
+from trainwise.monitor.sketch import profile_layout, profile_partition
+from trainwise.rundir import MODEL_JSON, load_model, read_json
+from trainwise.seal import REFERENCE_FILE, REFERENCE_PROFILE, add_model_file
+from trainwise.workloads.build import build_workload
+from trainwise.workloads.inputs import input_spec_of
 from trainwise.workloads.tabular import apply_preprocessing, load_fair
 from trainwise.workloads.user import read_table
-from trainwise.workloads.build import build_workload
-import json
 
 REFERENCE_ROWS = {"table": 2000, "tensor": 1000, "tokens": 256}  # an lm's forward pass over full contexts costs more
 BATCH_ROWS = 256

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from trainwise.errors import DataError
 from trainwise.monitor.profile import infer_kind
-import pyarrow as pa
-import pyarrow.compute as pc
 
 FORMAT = "trainwise-profile/1"
 N_BINS = 1000  # KS from binned CDFs is off by at most the largest bin mass: about 1/N_BINS of the reference

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from trainwise.errors import DataError
 from trainwise.monitor import logschema as ls
 from trainwise.monitor import sketch
 from trainwise.monitor.data import _timestamp, parse_window
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 BATCH_ROWS = 65_536
 LAYOUT_SAMPLE_ROWS = 200_000  # rows whose quantiles give a large reference's bin edges

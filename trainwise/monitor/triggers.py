@@ -12,6 +12,7 @@ the same fired triggers, so a watch loop can log why it retrained and a test can
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
 from trainwise.monitor.drift import DriftMonitor
 
 

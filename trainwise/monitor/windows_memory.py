@@ -4,11 +4,10 @@ columns to intersect, or a window's rows kept for retraining; trainwise.monitor.
 from __future__ import annotations
 
 from trainwise.errors import DataError
-from trainwise.monitor.data import load_log_windows
-from trainwise.monitor.triggers import build_monitor
-from trainwise.monitor.data import load_table
 from trainwise.monitor import refsource
+from trainwise.monitor.data import load_log_windows, load_table
 from trainwise.monitor.refsource import version_reference
+from trainwise.monitor.triggers import build_monitor
 
 
 def check_log_in_memory(

@@ -10,15 +10,13 @@ is judged against and the drift.json fields are those of the in-memory path
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from trainwise.errors import DataError
-from trainwise.monitor.refsource import frame_profile, reference_profile
-from trainwise.monitor.refsource import version_reference
-from trainwise.monitor.stream import _schema, cut_log_windows, profile_log_windows
+from trainwise.monitor.refsource import frame_profile, reference_profile, version_reference
+from trainwise.monitor.stream import _batches, _schema, cut_log_windows, profile_log_windows
 from trainwise.monitor.triggers import build_monitor
 from trainwise.monitor.windows_memory import window_summary
-from trainwise.monitor.stream import _batches
-import pyarrow as pa
 
 
 def check_log_streaming(

@@ -10,11 +10,11 @@ import torch
 from trainwise.config import load_config
 from trainwise.errors import TrainwiseError
 from trainwise.numerics.analysis import analyze
+from trainwise.numerics.html import render_html
 from trainwise.numerics.preflight import preflight_text
 from trainwise.rundir import write_atomic, write_json
 from trainwise.train.data import StepSampler
 from trainwise.workloads.build import build_workload
-from trainwise.numerics.html import render_html
 
 
 def training_batches(cfg, workload, steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from trainwise.registry import audit
 from trainwise.registry.promote import reconcile_moves
 from trainwise.registry.store import get_client, move_lock

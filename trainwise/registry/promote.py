@@ -14,8 +14,7 @@ import re
 import signal
 from dataclasses import dataclass, field
 
-from trainwise.registry import audit
-from trainwise.registry import gate
+from trainwise.registry import audit, gate
 from trainwise.registry.lineage import TAG
 from trainwise.registry.store import RegistryError, get_client, move_lock, sqlite_path
 from trainwise.registry.versions import download_version, get_alias_version, get_model, get_version, list_versions

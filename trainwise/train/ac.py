@@ -32,7 +32,6 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 from trainwise.errors import ConfigError
 from trainwise.train.names import AC_COST_ORDER  # noqa: F401 (the modes' order, public here)
 
-
 # Ops whose outputs selective AC keeps: the expensive ones (matmuls, attention). Everything else
 # (GELU, LayerNorm, adds, dropout masks, views) is recomputed in backward, which is cheap because
 # it is memory-bound. This is torchtitan's op-level SAC policy minus its every-other-mm rule.

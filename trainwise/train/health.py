@@ -17,7 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from trainwise.train.health_checks import divergence_alarm, first_nonfinite_activation, replay_forward  # noqa: F401 (public here)
+from trainwise.train.health_checks import (  # noqa: F401 (public here)
+    divergence_alarm,
+    first_nonfinite_activation,
+    replay_forward,
+)
 
 SPIKE_WINDOW = 50  # grad norms of the last finite steps the spike test compares against
 MAX_RECORDED = 100  # spikes and loss-scale changes kept in the summary

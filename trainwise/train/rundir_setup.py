@@ -15,8 +15,8 @@ import torch
 
 from trainwise.config import Config, config_hash, config_to_toml
 from trainwise.env import device_facts, git_sha, library_versions
-from trainwise.monitor.reference import write_reference
 from trainwise.errors import ConfigError, DataError, TrainwiseError
+from trainwise.monitor.reference import write_reference
 from trainwise.rundir import (
     NonFiniteWeightsError,
     WriteError,
