@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from tests.bench.cached_peak import cached_peak_info
 from trainwise.bench.bench import run_bench
@@ -77,10 +78,21 @@ def benches(tmp_path_factory):
     """An interrupted bench, the same bench rerun to the end, and a second bench into another folder."""
     mp = pytest.MonkeyPatch()
     mp.setattr("trainwise.bench.bench.peak_info", cached_peak_info)
+    # The interrupted bench runs in a fresh process, its rerun in this one: the plan is reused only on
+    # the same machine fingerprint, torch threads included, and a test run earlier in this process may
+    # have set other threads
+    threads = torch.get_num_threads()
+    torch.set_num_threads(fresh_process_threads())
     try:
         yield _benches(tmp_path_factory)
     finally:
         mp.undo()
+        torch.set_num_threads(threads)
+
+
+def fresh_process_threads() -> int:
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], capture_output=True)
+    return int(out.stdout)
 
 
 def _benches(tmp_path_factory):
