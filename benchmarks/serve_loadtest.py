@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from trainwise.train.parallel import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
@@ -40,12 +41,6 @@ INSTANCE = {
     "occupation": "white collar",
     "occupation_husb": "managerial/business",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_model(run_dir: Path, d_model: int, n_layers: int, seed: int = 0) -> None:
@@ -102,20 +97,17 @@ class Server:
         self.proc.wait(timeout=30)
 
 
+def wrk_command(url: str, duration_s: float, connections: int, script: Path) -> list[str]:
+    """wrk on one thread posting `script`'s request to /v1/predict, with the latency distribution."""
+    return [
+        *("wrk", "-t1", f"-c{connections}", f"-d{int(duration_s)}s", "--latency", "--timeout", "10s"),
+        *("-s", str(script), f"{url}/v1/predict"),
+    ]
+
+
 def wrk(url: str, duration_s: float, connections: int, script: Path) -> dict:
     out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{int(duration_s)}s",
-            "--latency",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            f"{url}/v1/predict",
-        ],
+        wrk_command(url, duration_s, connections, script),
         capture_output=True,
         text=True,
         check=True,
@@ -211,18 +203,7 @@ def hot_swap(
     try:
         wrk(server.url, 2, connections, script)
         proc = subprocess.Popen(
-            [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{int(duration_s)}s",
-                "--latency",
-                "--timeout",
-                "10s",
-                "-s",
-                str(script),
-                f"{server.url}/v1/predict",
-            ],
+            wrk_command(server.url, duration_s, connections, script),
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -21,17 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-INSTANCE = {
-    "rate_marriage": 3.0,
-    "age": 32.0,
-    "yrs_married": 9.0,
-    "children": 2.0,
-    "religious": 2.0,
-    "education": "college graduate",
-    "occupation": "white collar",
-    "occupation_husb": "managerial/business",
-}
-
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -46,6 +35,7 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
+    from benchmarks.serve_loadtest import INSTANCE  # the serving benchmarks' one example row
     from trainwise.config import load_config
     from trainwise.serve.quality import precision_change
     from trainwise.serve.runtime import load_runtime

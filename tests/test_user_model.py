@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.serve.conftest import free_port, running_server, serve_settings
+from tests.serve.conftest import running_server, serve_settings
 from tests.user_models import CHANNELS, CLASSES, STEPS, trend_split
 from trainwise.rundir import load_model, read_json
+from trainwise.train.parallel import free_port
 from trainwise.workloads.inputs import tensor_input
 
 RECIPE = str(

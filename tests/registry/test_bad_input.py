@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import socket
 
 import pytest
+
+from trainwise.train.parallel import free_port
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +31,6 @@ def snapshot(uri: str):
     exps = c.search_experiments(view_type=ViewType.ALL)
     n_runs = len(c.search_runs([e.experiment_id for e in exps], run_view_type=ViewType.ALL)) if exps else 0
     return models, versions, n_runs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import socket
 import threading
 import time
 
 import pytest
 
 from tests.realruns import copy_run
+from trainwise.train.parallel import free_port
 
 INSTANCE = {
     "rate_marriage": 3.0,
@@ -28,12 +28,6 @@ INSTANCE = {
 def tab_run(tiny_runs, tmp_path_factory):
     """This directory's copy of the shared real tabular run (tests/realruns.py): registering it writes into it."""
     return copy_run(tiny_runs.trained("good"), tmp_path_factory.mktemp("serve") / "tab")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_settings(**changes):

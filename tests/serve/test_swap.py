@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from tests.realruns import copy_run
-from tests.serve.conftest import INSTANCE, free_port
+from tests.serve.conftest import INSTANCE
+from trainwise.train.parallel import free_port
 
 
 @pytest.fixture(scope="module")

@@ -41,9 +41,9 @@ from trainwise.rundir import read_json
 from trainwise.train.autoac import resolve_ac_mode
 from trainwise.train.checkpoint import latest_checkpoint, load_checkpoint
 from trainwise.train.data import StepSampler
-from trainwise.train.parallel import local_device, setup_distributed, shard_fn
+from trainwise.train.parallel import local_device, setup_distributed
 from trainwise.train.precision import get_policy, make_grad_scaler
-from trainwise.train.setup import prepare
+from trainwise.train.run import prepare_model
 from trainwise.train.step import StepParts, lr_at, make_optimizer, sampled_batches, train_step, wait_for_device
 from trainwise.workloads.build import build_workload
 
@@ -83,20 +83,7 @@ def build_trainwise_step(cfg, run_dir: Path | None) -> TimedStep:
     # 'auto' AC may have been switched by the trainer's memory measurement: time the mode it ended with
     ac_mode = trained.get("ac") or resolve_ac_mode(cfg, workload, dist.world_size)[0]
     keep_high_precision, _ = resolve_auto_split(cfg, workload, policy)
-    prepared = prepare(
-        workload.model,
-        policy=policy,
-        device=device,
-        ac_mode=ac_mode,
-        ac_every=cfg.memory.ac_every,
-        compile=tc.compile,
-        block_classes=workload.block_classes,
-        block_class_names=cfg.memory.block_classes,
-        keep_high_precision=keep_high_precision,
-        shard=shard_fn(
-            cfg.parallel.strategy, dist, device, policy, cfg.parallel, workload.block_classes, cfg.memory.block_classes
-        ),
-    )
+    prepared = prepare_model(cfg, workload, workload.model, policy, device, dist, ac_mode, keep_high_precision)
     model = prepared.model
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2))
     scaler = make_grad_scaler(policy, device, cfg.precision.init_scale)
