@@ -34,6 +34,24 @@ def tiny_lm_config(*extra: str):
     return load_config(None, TINY_LM + list(extra))
 
 
+# a one-block lm for commands that only build or import (info, estimate): no training length set
+ONE_BLOCK_LM = [
+    "train.threads=1",
+    "data.max_corpus_bytes=200000",
+    "model.n_layers=1",
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.context=32",
+    "train.micro_batch_size=4",
+    "train.global_batch_size=4",
+]
+
+
+def set_args(*items: str) -> list[str]:
+    """`--set ITEM` for each item, as a command line takes them."""
+    return [a for item in items for a in ("--set", item)]
+
+
 class Overflow(nn.Module):
     """A linear model whose activations are scaled far past fp16's maximum (65504)."""
 

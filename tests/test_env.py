@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import trainwise.env as env_module
+from tests.helpers import ONE_BLOCK_LM, set_args
 from trainwise.cli import main
 from trainwise.config import load_config
 from trainwise.env import (
@@ -45,24 +46,7 @@ def test_measurement_is_positive_and_finite():
     assert 0 < rate < 1e6
 
 
-TINY = [
-    "--set",
-    "train.threads=1",
-    "--set",
-    "data.max_corpus_bytes=200000",
-    "--set",
-    "model.n_layers=1",
-    "--set",
-    "model.d_model=32",
-    "--set",
-    "model.n_heads=2",
-    "--set",
-    "model.context=32",
-    "--set",
-    "train.micro_batch_size=4",
-    "--set",
-    "train.global_batch_size=4",
-]
+TINY = set_args(*ONE_BLOCK_LM)
 
 
 def test_info_measures_fp8_tf32_only_on_cuda_and_the_models_own_gemm_shapes(tmp_path, monkeypatch, capsys):
@@ -84,7 +68,7 @@ def test_info_measures_fp8_tf32_only_on_cuda_and_the_models_own_gemm_shapes(tmp_
 
 
 def test_a_kind_too_slow_for_the_models_shapes_is_skipped_with_its_reason():
-    cfg = load_config("configs/lm-tiny.toml", [t for t in TINY if t != "--set"])
+    cfg = load_config("configs/lm-tiny.toml", ONE_BLOCK_LM)
     got = measure_model_peaks(
         cfg, torch.device("cpu"), {"fp16": 1e-6, "fp32": None}, kinds=("fp16", "fp32"), seconds=0.05
     )

@@ -9,29 +9,9 @@ import subprocess
 import sys
 
 from tests.device_image import MISSING_ON_DEVICE, ROOT, device_image_env
+from tests.helpers import ONE_BLOCK_LM, set_args
 
-TINY = [
-    "--set",
-    "train.threads=1",
-    "--set",
-    "data.max_corpus_bytes=200000",
-    "--set",
-    "log.progress=false",
-    "--set",
-    "model.n_layers=1",
-    "--set",
-    "model.d_model=32",
-    "--set",
-    "model.n_heads=2",
-    "--set",
-    "model.context=32",
-    "--set",
-    "train.micro_batch_size=4",
-    "--set",
-    "train.global_batch_size=4",
-    "--set",
-    "train.eval_batches=1",
-]
+TINY = set_args(*ONE_BLOCK_LM, "log.progress=false", "train.eval_batches=1")
 
 
 def run_as_on_device(tmp_path, code: str) -> subprocess.CompletedProcess:
