@@ -68,6 +68,14 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "model" / "weights.safetensors")
 
 
+def assert_same_trajectory(run_dir: Path, single: Path) -> None:
+    """The run's losses and validation losses (rtol RTOL) and final weights are the one-process run's."""
+    torch.testing.assert_close(losses(run_dir), losses(single), rtol=RTOL, atol=0)
+    torch.testing.assert_close(val_losses(run_dir), val_losses(single), rtol=RTOL, atol=0)
+    for k, v in weights(single).items():
+        torch.testing.assert_close(weights(run_dir)[k], v, rtol=1e-4, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory) -> Path:
     """The one-process reference trajectory (strategy 'single', in process). Validation batches are
@@ -98,12 +106,9 @@ def ddp(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_ddp_matches_single_process(single, ddp):
     assert len(losses(ddp)) == 6
-    torch.testing.assert_close(losses(ddp), losses(single), rtol=RTOL, atol=0)
-    torch.testing.assert_close(val_losses(ddp), val_losses(single), rtol=RTOL, atol=0)
+    assert_same_trajectory(ddp, single)
     summary = json.loads((ddp / "summary.json").read_text())
     assert (summary["strategy"], summary["world_size"]) == ("ddp", 2)
-    for k, v in weights(single).items():
-        torch.testing.assert_close(weights(ddp)[k], v, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -143,10 +148,7 @@ def test_fsdp2_matches_and_its_dcp_checkpoint_resumes_at_one_rank(single, tmp_pa
         )
         == 0
     )
-    torch.testing.assert_close(losses(run_dir), losses(single), rtol=RTOL, atol=0)
-    torch.testing.assert_close(val_losses(run_dir), val_losses(single), rtol=RTOL, atol=0)
-    for k, v in weights(single).items():
-        torch.testing.assert_close(weights(run_dir)[k], v, rtol=1e-4, atol=1e-6)
+    assert_same_trajectory(run_dir, single)
 
 
 @pytest.mark.slow
