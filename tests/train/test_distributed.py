@@ -171,6 +171,15 @@ def test_auto_ac_fallback_rebuilds_the_sharded_model_and_matches_single_process(
     assert summary["ac_note"].count("fell back") == 3, summary["ac_note"]
     torch.testing.assert_close(losses(run_dir), losses(single), rtol=RTOL, atol=0)
     torch.testing.assert_close(val_losses(run_dir), val_losses(single), rtol=RTOL, atol=0)
+    # the rebuilt model's artifact loads in a fresh process
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "trainwise.cli", "evaluate", str(run_dir), "--no-robustness", "--bootstrap", "10"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluated.returncode == 0 and (run_dir / "eval" / "metrics.json").is_file(), evaluated.stderr[-3000:]
 
 
 @pytest.mark.slow
