@@ -136,10 +136,10 @@ def keep_memory_measurement(run: Run, memory: dict) -> bool:
     seen = [v for v in (memory.get("peak_memory_bytes"), memory.get("max_memory_allocated")) if v is not None]
     measured = max_over_ranks(run.dist, max(seen, default=-1))  # -1: this step could not be measured
     why = memory.get("memory_measurement_note", "")
-    run.ac_mode, note, switched = confirm_ac_mode(run.ac_mode, measured if measured >= 0 else None, run.cfg, why)
+    mode, note, switched = confirm_ac_mode(run.ac_mode, measured if measured >= 0 else None, run.cfg, why)
     run.ac_note = f"{run.ac_note}; {note}"
     if switched:
-        rebuild_with_ac(run, run.ac_mode)
+        rebuild_with_ac(run, mode)  # sets run.ac_mode
         run.state.memory = {}
     return switched
 
