@@ -11,11 +11,16 @@ from __future__ import annotations
 import sys
 
 
-def main() -> int:
+def force_auto_to_choose_none() -> None:
     import trainwise.train.run as run
-    from trainwise.cli import main as cli
 
     run.resolve_ac_mode = lambda cfg, workload, world_size=1: ("none", "forced by the test")
+
+
+def main() -> int:
+    from trainwise.cli import main as cli
+
+    force_auto_to_choose_none()
     return cli(["train", *sys.argv[1:]])
 
 

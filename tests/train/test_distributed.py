@@ -183,6 +183,22 @@ def test_auto_ac_fallback_rebuilds_the_sharded_model_and_matches_single_process(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("ac", ["none", "auto"])
+def test_no_ddp_wrapper_outlives_the_process_group(ac, tmp_path):
+    """train() leaves the group with no DDP wrapper alive (one would free the group from its
+    Reducer's destructor, a rank hang at exit seen in CI); 'auto' rebuilds the wrapper mid-run."""
+    forced = ["memory.ac=auto", "memory.budget_gib=0.0001"] if ac == "auto" else []
+    cmd = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
+        str(ROOT / "tests" / "train" / "ddp_teardown_probe.py"),
+        *(["--force-ac-none"] if ac == "auto" else []),
+        *("configs/lm-tiny.toml", *sets("parallel.strategy=ddp", *forced), "--run-dir", str(tmp_path / "run")),
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+@pytest.mark.slow
 def test_killed_rank_is_restarted_and_the_run_matches_an_uninterrupted_one(ddp, tmp_path):
     run_dir = tmp_path / "run"
     out = launch(

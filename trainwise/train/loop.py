@@ -121,7 +121,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False) 
     if run.dist.is_main:
         run.files.write_summary(summary)
     result = RunResult(run.files.path, summary, unwrap_ddp(model), run.workload, run.policy)
-    dist, run, model, optimizer, scaler, health = run.dist, None, None, None, None, None  # see teardown_distributed
+    dist, run, model, optimizer, scaler, health, out, mem = run.dist, *[None] * 7  # see teardown_distributed
     teardown_distributed(dist)
     return result
 

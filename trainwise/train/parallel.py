@@ -233,7 +233,9 @@ def elastic_restart(ctx: DistContext | None = None) -> bool:
 def teardown_distributed(ctx: DistContext) -> None:
     """Leave the process group. The caller drops its DDP wrappers first: a Reducer that outlives the
     group, as its last holder, tears gloo down holding the GIL and can deadlock on a gloo thread
-    that needs the GIL (seen as a rank hung at exit). gc.collect() frees them while the group exists."""
+    that needs the GIL (seen as a rank hung at exit). gc.collect() frees them while the group exists.
+    Every reference counts, down to a step's output (its replay closure holds the wrapper):
+    tests/train/test_distributed.py::test_no_ddp_wrapper_outlives_the_process_group checks train()."""
     gc.collect()
     if ctx.enabled and ctx.owns_group and tdist.is_initialized():
         tdist.destroy_process_group()
